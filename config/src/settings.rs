@@ -1,0 +1,388 @@
+//! The typed settings every binary of the tier reads.
+//!
+//! This module owns the *shape* of the configuration and its defaults; it never does I/O.
+//! Loading (TOML file, Matomo `config.ini.php`, environment, flags) and validation live in
+//! sibling modules and produce a [`Config`] that the binaries treat as read-only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration. Every section has defaults that suit the local stack
+/// (`deploy/local/up`), so an empty TOML file is a valid configuration.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Redis holding the QueuedTracking lists and locks.
+    pub redis: RedisConfig,
+    /// The Matomo MySQL/MariaDB database.
+    pub database: DatabaseConfig,
+    /// Queue layout shared by ingest and workers (`[QueuedTracking]` in Matomo's config).
+    pub queue: QueueConfig,
+    /// Matomo-wide settings (`[General]`, `[Tracker]`) and upstream data files.
+    pub matomo: MatomoConfig,
+    /// The HTTP ingest node.
+    pub ingest: IngestConfig,
+    /// The queue worker pool.
+    pub worker: WorkerConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// How Redis is deployed (`useWhatRedisBackendType`: 1 standalone, 2 sentinel, 3 cluster).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisBackend {
+    /// One Redis server (QueuedTracking backend type 1).
+    #[default]
+    Standalone,
+    /// Redis Sentinel (type 2): `host`/`port` name a sentinel, `sentinel_master` the service.
+    Sentinel,
+    /// Redis Cluster (type 3).
+    Cluster,
+}
+
+/// Redis connection settings (`[QueuedTracking] redisHost redisPort redisDatabase redisPassword`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Logical database number.
+    pub database: u8,
+    /// Optional password (AUTH). Never logged.
+    pub password: Option<String>,
+    /// Deployment type.
+    pub backend: RedisBackend,
+    /// Sentinel master name, for `backend = "sentinel"`.
+    pub sentinel_master: String,
+    /// Connections in the client pool.
+    pub pool_size: usize,
+    /// Timeout for one command.
+    #[serde(with = "humantime_secs")]
+    pub command_timeout: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 6379,
+            database: 0,
+            password: None,
+            backend: RedisBackend::Standalone,
+            sentinel_master: "mymaster".into(),
+            pool_size: 4,
+            command_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// MySQL/MariaDB settings (`[database]` in Matomo's config).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// User name.
+    pub username: String,
+    /// Password. Never logged.
+    pub password: String,
+    /// Database (schema) name.
+    pub dbname: String,
+    /// Prefix of every Matomo table, `matomo_` by default.
+    pub tables_prefix: String,
+    /// Connections in the pool.
+    pub pool_size: usize,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 3306,
+            username: "matomo".into(),
+            password: "matomo".into(),
+            dbname: "matomo".into(),
+            tables_prefix: "matomo_".into(),
+            pool_size: 8,
+        }
+    }
+}
+
+/// Queue layout, shared by every ingest node and worker (`[QueuedTracking]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Number of queues (shards), 1..=4096 (`numQueueWorkers`). Ingest and workers must agree.
+    pub num_queue_workers: u16,
+    /// Entries a worker takes per batch (`numRequestsToProcess`, 25 in PHP; larger is faster).
+    pub num_requests_to_process: usize,
+    /// Prefix put before every Redis key this tier uses. Empty in production (PHP-compatible
+    /// keys); tests set a random prefix to isolate themselves.
+    pub key_prefix: String,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self { num_queue_workers: 4, num_requests_to_process: 500, key_prefix: String::new() }
+    }
+}
+
+/// Matomo's own settings (`[General]`, `[Tracker]`) and where upstream data files live.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatomoConfig {
+    /// `[General] salt`: hashes token_auth and enters config_id. Never logged.
+    pub salt: String,
+    /// A folder laid out like a Matomo install's `vendor/matomo/`
+    /// (`device-detector/regexes/`, `searchengine-and-social-list/`, `referrer-spam-list/`).
+    pub vendor_dir: Option<PathBuf>,
+    /// A MaxMind-format GeoIP database (GeoLite2/DB-IP City or Country).
+    pub geoip_db: Option<PathBuf>,
+    /// `[Tracker]` settings.
+    pub tracker: TrackerSettings,
+}
+
+/// The `[Tracker]` settings the tier honours, with Matomo 5's defaults.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerSettings {
+    /// `record_statistics`: when false, matomo.php answers 503 and records nothing.
+    pub record_statistics: bool,
+    /// `visit_standard_length` in seconds (1800).
+    pub visit_standard_length: u64,
+    /// `window_look_back_for_visitor` in seconds (0).
+    pub window_look_back_for_visitor: u64,
+    /// `trust_visitors_cookies`.
+    pub trust_visitors_cookies: bool,
+    /// `enable_userid_overwrites_visitorid`.
+    pub enable_userid_overwrites_visitorid: bool,
+    /// `create_new_visit_when_campaign_changes`.
+    pub create_new_visit_when_campaign_changes: bool,
+    /// `create_new_visit_when_website_referrer_changes`.
+    pub create_new_visit_when_website_referrer_changes: bool,
+    /// `create_new_visit_after_midnight`.
+    pub create_new_visit_after_midnight: bool,
+    /// `create_new_visit_after_x_actions` (10000).
+    pub create_new_visit_after_x_actions: u32,
+    /// `page_maximum_length` (1024).
+    pub page_maximum_length: usize,
+    /// `tracking_requests_require_authentication_when_custom_timestamp_newer_than` (86400).
+    pub tracking_requests_require_authentication_when_custom_timestamp_newer_than: u64,
+    /// `tracking_requests_require_authentication` (true).
+    pub tracking_requests_require_authentication: bool,
+    /// `enable_fingerprinting_across_websites` (false).
+    pub enable_fingerprinting_across_websites: bool,
+    /// `exclude_requests_from_bots` is per request (`bots=1`); this mirrors `[Tracker] ignore_visits_cookie_name`.
+    pub ignore_visits_cookie_name: String,
+    /// `[General] proxy_client_headers[]`, e.g. `HTTP_X_FORWARDED_FOR`.
+    pub proxy_client_headers: Vec<String>,
+    /// `[General] proxy_ips[]`: peers trusted to set the client headers (IPs or CIDR ranges).
+    pub proxy_ips: Vec<String>,
+}
+
+impl Default for TrackerSettings {
+    fn default() -> Self {
+        Self {
+            record_statistics: true,
+            visit_standard_length: 1800,
+            window_look_back_for_visitor: 0,
+            trust_visitors_cookies: false,
+            enable_userid_overwrites_visitorid: true,
+            create_new_visit_when_campaign_changes: true,
+            create_new_visit_when_website_referrer_changes: false,
+            create_new_visit_after_midnight: true,
+            create_new_visit_after_x_actions: 10_000,
+            page_maximum_length: 1024,
+            tracking_requests_require_authentication_when_custom_timestamp_newer_than: 86_400,
+            tracking_requests_require_authentication: true,
+            enable_fingerprinting_across_websites: false,
+            ignore_visits_cookie_name: "matomo_ignore".into(),
+            proxy_client_headers: Vec::new(),
+            proxy_ips: Vec::new(),
+        }
+    }
+}
+
+/// The HTTP ingest node.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Address that serves hits, `/healthz`, `/readyz` and `/metrics`.
+    pub listen: SocketAddr,
+    /// Path prefix the tracker lives under, e.g. `/ma/` (`/` by default).
+    pub path_prefix: String,
+    /// Folder served for `matomo.js`, `piwik.js` and other static files (e.g. a Matomo install).
+    pub static_dir: Option<PathBuf>,
+    /// Largest request body accepted, in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Largest number of entries in one bulk request.
+    pub max_bulk_requests: usize,
+    /// Longest request URI accepted, in bytes (414 above).
+    pub max_url_bytes: usize,
+    /// Time allowed to read headers and body (slow clients get 408).
+    #[serde(with = "humantime_secs")]
+    pub read_timeout: Duration,
+    /// How often the site / token cache is refreshed from MySQL.
+    #[serde(with = "humantime_secs")]
+    pub site_cache_refresh: Duration,
+    /// Local spool used while Redis is unavailable or over budget.
+    pub spool: SpoolConfig,
+    /// Redis memory guard: above `high` bytes of `used_memory` hits go to the spool until it
+    /// falls below `low`. 0 disables the guard.
+    pub redis_memory_high_bytes: u64,
+    /// Low watermark of the Redis memory guard.
+    pub redis_memory_low_bytes: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            path_prefix: "/".into(),
+            static_dir: None,
+            max_body_bytes: 8 * 1024 * 1024,
+            max_bulk_requests: 10_000,
+            max_url_bytes: 16 * 1024,
+            read_timeout: Duration::from_secs(30),
+            site_cache_refresh: Duration::from_secs(30),
+            spool: SpoolConfig::default(),
+            redis_memory_high_bytes: 0,
+            redis_memory_low_bytes: 0,
+        }
+    }
+}
+
+/// The ingest node's local disk spool.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Folder of the spool segments; `None` disables the spool (Redis down → 503).
+    pub dir: Option<PathBuf>,
+    /// Largest total size of the spool in bytes (503 beyond).
+    pub max_bytes: u64,
+    /// `always` (fsync before answering), `interval` (every `fsync_interval`) or `never`.
+    pub fsync: FsyncPolicy,
+    /// Period of the `interval` fsync policy.
+    #[serde(with = "humantime_secs")]
+    pub fsync_interval: Duration,
+    /// How long a Redis write may take before the hit is spooled instead.
+    #[serde(with = "humantime_secs")]
+    pub redis_deadline: Duration,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_bytes: 1024 * 1024 * 1024,
+            fsync: FsyncPolicy::Always,
+            fsync_interval: Duration::from_secs(1),
+            redis_deadline: Duration::from_secs(2),
+        }
+    }
+}
+
+/// When the spool calls fsync.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Before every acknowledgement.
+    #[default]
+    Always,
+    /// Periodically.
+    Interval,
+    /// Left to the OS.
+    Never,
+}
+
+/// The queue worker pool.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Address that serves `/healthz`, `/readyz` and `/metrics`.
+    pub listen: SocketAddr,
+    /// Worker tasks in this process; each takes one shard lock at a time.
+    pub pool_size: usize,
+    /// TTL of a shard lock (QueuedTracking uses 60 s); renewed at a third of it while working.
+    #[serde(with = "humantime_secs")]
+    pub lock_ttl: Duration,
+    /// Longest a remainder smaller than a batch waits before it is processed anyway.
+    #[serde(with = "humantime_secs")]
+    pub max_batch_wait: Duration,
+    /// Pause of a worker that found every shard empty or locked.
+    #[serde(with = "humantime_secs")]
+    pub idle_sleep: Duration,
+    /// First back-off after a transient failure (doubles up to `max_backoff`).
+    #[serde(with = "humantime_secs")]
+    pub min_backoff: Duration,
+    /// Longest back-off after transient failures.
+    #[serde(with = "humantime_secs")]
+    pub max_backoff: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9180".parse().expect("valid default address"),
+            pool_size: 2,
+            lock_ttl: Duration::from_secs(60),
+            max_batch_wait: Duration::from_secs(1),
+            idle_sleep: Duration::from_millis(100),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive such as `info` or `matomo_worker=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// Durations in the TOML file are written as seconds (integer or float): `lock_ttl = 60`,
+/// `idle_sleep = 0.1`.
+mod humantime_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(serde::de::Error::custom(format!(
+                "a duration must be a non-negative number of seconds, got {secs}"
+            )));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+}

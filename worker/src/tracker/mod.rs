@@ -1,0 +1,1 @@
+//! Placeholder: the tracker core (owned by the tracker-core work) replaces this file.
