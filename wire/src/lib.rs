@@ -1,1 +1,21 @@
-//! placeholder
+//! The wire contract between ingest, worker and harness: what sits in Redis, byte for byte as
+//! QueuedTracking 5.1 writes and reads it.
+//!
+//! - [`keys`]: list and lock key names, the visitor id used for routing, the shard function.
+//! - [`envelope`]: one queue entry (a `RequestSet` state), its zlib + PHP-`json_encode` codec.
+//! - [`phpjson`]: a JSON writer that produces exactly what PHP's `json_encode` produces.
+//! - [`php`]: PHP string functions (`Common::sanitizeInputValue` and friends) both sides need.
+//!
+//! Nothing here does I/O; everything is property-tested for round trips.
+#![deny(missing_docs)]
+
+mod entities;
+pub mod envelope;
+pub mod keys;
+pub mod php;
+pub mod phpjson;
+
+pub use envelope::{decode, encode, entry_digest, param_str, Params, RequestSet, WireError};
+pub use keys::{
+    lock_key, queue_id_for_visitor, queue_key, visitor_id_for_queue, LOCK_KEY_BASE, QUEUE_KEY_BASE,
+};
