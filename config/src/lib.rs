@@ -1,10 +1,53 @@
 //! One typed, validated configuration for every binary of the tier.
 //!
-//! [`settings`] holds the shape and defaults. Loading from a TOML file, Matomo's
-//! `config.ini.php`, environment variables and command-line flags, and validation, happen once
-//! at start-up; a bad setting stops the binary with one line naming the setting and the problem.
+//! - [`settings`] — the shape and defaults ([`Config`]).
+//! - [`registry`] — every setting's name, type, environment variable and meaning.
+//! - `load`: [`CommonArgs`] (flags every binary flattens) and [`load()`], which merges
+//!   defaults ← Matomo `config.ini.php` ← TOML ← environment ← flags and validates once.
+//! - [`matomo_ini`] — the parser for Matomo's `config.ini.php`.
+//! - [`validate`] — the start-up checks; [`ConfigError`] renders as one line naming the setting.
+//! - [`logging`] — [`init_tracing`].
+//! - [`schema`] — the Matomo DDL of `deploy/schema/matomo.sql` for local set-up and tests.
+//!
+//! Loading happens once at start-up; a bad setting stops the binary with one line naming the
+//! setting and the problem. Reachability of Redis and MySQL is checked by the binaries.
 #![deny(missing_docs)]
 
+pub mod error;
+pub mod load;
+pub mod logging;
+pub mod matomo_ini;
+pub mod registry;
+pub mod schema;
 pub mod settings;
+mod urls;
+pub mod validate;
 
+#[cfg(test)]
+mod load_tests;
+
+use std::path::PathBuf;
+
+pub use error::{ConfigError, Origin};
+pub use load::{load, load_with_env, CommonArgs};
+pub use logging::init_tracing;
 pub use settings::*;
+
+/// The shared data folder (`/work/shared` in development): `MATOMO_SHARED_DIR` if set, else
+/// `<workspace root>/../shared`. `None` when it does not exist; tests that need it print why
+/// they skip.
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("MATOMO_SHARED_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("..")
+            .join("shared"),
+    };
+    dir.is_dir().then_some(dir)
+}
+
+/// The workspace root (where `deploy/` and `docs/` live).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}

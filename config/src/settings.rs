@@ -8,11 +8,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 
 /// The whole configuration. Every section has defaults that suit the local stack
 /// (`deploy/local/up`), so an empty TOML file is a valid configuration.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Redis holding the QueuedTracking lists and locks.
@@ -32,7 +34,7 @@ pub struct Config {
 }
 
 /// How Redis is deployed (`useWhatRedisBackendType`: 1 standalone, 2 sentinel, 3 cluster).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RedisBackend {
     /// One Redis server (QueuedTracking backend type 1).
@@ -45,7 +47,7 @@ pub enum RedisBackend {
 }
 
 /// Redis connection settings (`[QueuedTracking] redisHost redisPort redisDatabase redisPassword`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     /// Host name or IP address.
@@ -83,7 +85,7 @@ impl Default for RedisConfig {
 }
 
 /// MySQL/MariaDB settings (`[database]` in Matomo's config).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// Host name or IP address.
@@ -117,7 +119,7 @@ impl Default for DatabaseConfig {
 }
 
 /// Queue layout, shared by every ingest node and worker (`[QueuedTracking]`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     /// Number of queues (shards), 1..=4096 (`numQueueWorkers`). Ingest and workers must agree.
@@ -131,12 +133,16 @@ pub struct QueueConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self { num_queue_workers: 4, num_requests_to_process: 500, key_prefix: String::new() }
+        Self {
+            num_queue_workers: 4,
+            num_requests_to_process: 500,
+            key_prefix: String::new(),
+        }
     }
 }
 
 /// Matomo's own settings (`[General]`, `[Tracker]`) and where upstream data files live.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MatomoConfig {
     /// `[General] salt`: hashes token_auth and enters config_id. Never logged.
@@ -151,7 +157,7 @@ pub struct MatomoConfig {
 }
 
 /// The `[Tracker]` settings the tier honours, with Matomo 5's defaults.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrackerSettings {
     /// `record_statistics`: when false, matomo.php answers 503 and records nothing.
@@ -212,7 +218,7 @@ impl Default for TrackerSettings {
 }
 
 /// The HTTP ingest node.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     /// Address that serves hits, `/healthz`, `/readyz` and `/metrics`.
@@ -261,7 +267,7 @@ impl Default for IngestConfig {
 }
 
 /// The ingest node's local disk spool.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpoolConfig {
     /// Folder of the spool segments; `None` disables the spool (Redis down → 503).
@@ -291,7 +297,7 @@ impl Default for SpoolConfig {
 }
 
 /// When the spool calls fsync.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum FsyncPolicy {
     /// Before every acknowledgement.
@@ -304,7 +310,7 @@ pub enum FsyncPolicy {
 }
 
 /// The queue worker pool.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
     /// Address that serves `/healthz`, `/readyz` and `/metrics`.
@@ -343,7 +349,7 @@ impl Default for WorkerConfig {
 }
 
 /// Log output.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` or `json`.
@@ -354,12 +360,15 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Text, level: "info".into() }
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -369,12 +378,48 @@ pub enum LogFormat {
     Json,
 }
 
+/// Every setting's default value as text, keyed by dotted name (for `--help` and the docs).
+/// Settings without a default (`None`) are absent.
+pub fn default_values() -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Ok(toml::Value::Table(table)) = toml::Value::try_from(Config::default()) {
+        flatten("", &table, &mut out);
+    }
+    out
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => flatten(&path, inner, out),
+            toml::Value::String(s) if s.is_empty() => {
+                out.insert(path, "\"\"".into());
+            }
+            toml::Value::String(s) => {
+                out.insert(path, s.clone());
+            }
+            other => {
+                out.insert(path, other.to_string());
+            }
+        }
+    }
+}
+
 /// Durations in the TOML file are written as seconds (integer or float): `lock_ttl = 60`,
 /// `idle_sleep = 0.1`.
 mod humantime_secs {
     use std::time::Duration;
 
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;

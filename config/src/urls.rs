@@ -1,0 +1,161 @@
+//! Connection URLs for Redis (fred) and MySQL (mysql_async) built from the settings, plus
+//! redacted forms for logs. Passwords are percent-encoded in the URL and never appear in the
+//! redacted forms.
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::settings::{Config, RedisBackend};
+
+/// Everything but unreserved URL characters gets encoded in user info.
+const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn enc(s: &str) -> String {
+    utf8_percent_encode(s, USERINFO).to_string()
+}
+
+impl Config {
+    /// A fred connection URL: `redis://`, `redis-sentinel://…?sentinelServiceName=…` or
+    /// `redis-cluster://…`, with the extra hosts of a comma-separated `redis.host` as `node=`.
+    pub fn redis_url(&self) -> String {
+        self.redis_url_inner(false)
+    }
+
+    /// [`Config::redis_url`] with the password replaced by `***`, for logs.
+    pub fn redis_url_redacted(&self) -> String {
+        self.redis_url_inner(true)
+    }
+
+    fn redis_url_inner(&self, redact: bool) -> String {
+        let r = &self.redis;
+        let scheme = match r.backend {
+            RedisBackend::Standalone => "redis",
+            RedisBackend::Sentinel => "redis-sentinel",
+            RedisBackend::Cluster => "redis-cluster",
+        };
+        let auth = match r.password.as_deref() {
+            Some(p) if !p.is_empty() => {
+                format!(":{}@", if redact { "***".to_string() } else { enc(p) })
+            }
+            _ => String::new(),
+        };
+        let mut hosts = r
+            .host
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| with_port(h, r.port));
+        let first = hosts
+            .next()
+            .unwrap_or_else(|| with_port("127.0.0.1", r.port));
+        let mut query: Vec<String> = Vec::new();
+        if r.backend == RedisBackend::Sentinel {
+            query.push(format!("sentinelServiceName={}", enc(&r.sentinel_master)));
+        }
+        query.extend(hosts.map(|h| format!("node={h}")));
+        let db = if r.backend == RedisBackend::Cluster {
+            String::new()
+        } else {
+            format!("/{}", r.database)
+        };
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", query.join("&"))
+        };
+        format!("{scheme}://{auth}{first}{db}{query}")
+    }
+
+    /// A mysql_async URL (`mysql://user:password@host:port/dbname`), for `Opts::from_url`.
+    pub fn mysql_url(&self) -> String {
+        self.mysql_url_inner(false)
+    }
+
+    /// [`Config::mysql_url`] with the password replaced by `***`, for logs.
+    pub fn mysql_url_redacted(&self) -> String {
+        self.mysql_url_inner(true)
+    }
+
+    fn mysql_url_inner(&self, redact: bool) -> String {
+        let d = &self.database;
+        let password = if redact {
+            "***".to_string()
+        } else {
+            enc(&d.password)
+        };
+        let host = if d.host.contains(':') && !d.host.starts_with('[') {
+            format!("[{}]", d.host)
+        } else {
+            d.host.clone()
+        };
+        format!(
+            "mysql://{}:{}@{}:{}/{}",
+            enc(&d.username),
+            password,
+            host,
+            d.port,
+            enc(&d.dbname)
+        )
+    }
+}
+
+/// `host` as `host:port`, unless it already carries a port (`host:1234`, `[::1]:1234`).
+fn with_port(host: &str, port: u16) -> String {
+    let has_port = if let Some(rest) = host.strip_prefix('[') {
+        rest.contains("]:")
+    } else {
+        host.matches(':').count() == 1
+    };
+    if has_port {
+        host.to_string()
+    } else if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_urls() {
+        let mut c = Config::default();
+        assert_eq!(c.redis_url(), "redis://127.0.0.1:6379/0");
+        c.redis.password = Some("p@ss:/w".into());
+        c.redis.database = 3;
+        assert_eq!(c.redis_url(), "redis://:p%40ss%3A%2Fw@127.0.0.1:6379/3");
+        assert_eq!(c.redis_url_redacted(), "redis://:***@127.0.0.1:6379/3");
+        c.redis.password = None;
+        c.redis.backend = RedisBackend::Sentinel;
+        c.redis.host = "s1, s2:26380".into();
+        c.redis.port = 26379;
+        assert_eq!(
+            c.redis_url(),
+            "redis-sentinel://s1:26379/3?sentinelServiceName=mymaster&node=s2:26380"
+        );
+        c.redis.backend = RedisBackend::Cluster;
+        assert_eq!(c.redis_url(), "redis-cluster://s1:26379?node=s2:26380");
+    }
+
+    #[test]
+    fn mysql_urls() {
+        let mut c = Config::default();
+        assert_eq!(c.mysql_url(), "mysql://matomo:matomo@127.0.0.1:3306/matomo");
+        c.database.password = "a b&c".into();
+        assert_eq!(
+            c.mysql_url(),
+            "mysql://matomo:a%20b%26c@127.0.0.1:3306/matomo"
+        );
+        assert_eq!(
+            c.mysql_url_redacted(),
+            "mysql://matomo:***@127.0.0.1:3306/matomo"
+        );
+        c.database.host = "::1".into();
+        assert!(c.mysql_url().contains("@[::1]:3306/"));
+    }
+}
