@@ -15,6 +15,7 @@
 //! - [`report`]: the JSON result, the self-contained HTML report, thresholds;
 //! - [`validate`] and [`presets`]: the pre-flight check and the `capacity` /
 //!   `build-then-drain` procedures;
+//! - [`session`]: one whole session (validate, probe, load, drain, reconcile, result);
 //! - [`cli`]: command-line settings turned into the above.
 #![deny(missing_docs)]
 
@@ -27,6 +28,7 @@ pub mod reconcile;
 pub mod report;
 pub mod runner;
 pub mod schedule;
+pub mod session;
 pub mod stats;
 pub mod tag;
 pub mod target;
