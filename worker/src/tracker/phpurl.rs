@@ -308,6 +308,14 @@ pub fn urldecode(s: &str) -> String {
     if !s.contains(['%', '+']) {
         return s.to_owned();
     }
+    match String::from_utf8(urldecode_bytes(s)) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
+/// PHP's `urldecode`, returning the raw bytes.
+pub fn urldecode_bytes(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -330,10 +338,7 @@ pub fn urldecode(s: &str) -> String {
         }
         i += 1;
     }
-    match String::from_utf8(out) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    }
+    out
 }
 
 /// One value of `getArrayFromQueryString`: `name` alone is `Flag` (PHP `false`), `name=v` a
@@ -466,10 +471,21 @@ impl ParamMatcher {
 
 /// `UrlHelper::getQueryStringWithExcludedParameters`.
 pub fn query_string_excluding(params: &QueryParams, exclude: &ParamMatcher) -> String {
+    query_string_excluding_extra(params, exclude, &[])
+}
+
+/// `getQueryStringWithExcludedParameters` with extra plain names (compared case-insensitively),
+/// as `PageUrl::excludeQueryParametersFromUrl($url, $idSite, $additionalParametersToExclude)`.
+pub fn query_string_excluding_extra(
+    params: &QueryParams,
+    exclude: &ParamMatcher,
+    extra: &[&str],
+) -> String {
     let mut out = String::new();
     for (name, value) in &params.0 {
         let name = name.replace("%5B", "[").replace("%5D", "]");
-        if exclude.matches(&name.to_lowercase()) {
+        let lower = name.to_lowercase();
+        if exclude.matches(&lower) || extra.iter().any(|e| e.eq_ignore_ascii_case(&lower)) {
             continue;
         }
         match value {

@@ -1,0 +1,284 @@
+//! `Referrers\SearchEngine::extractInformationFromUrl` and `UrlHelper::getLossyUrl`: which search
+//! engine a referrer URL belongs to and the keyword searched, with Matomo's special cases
+//! (host+path definitions, lossy host patterns like `google.{}`, Google `as_*` and `tbm`, Google
+//! Images `prev`, custom search / InfoSpace / Yahoo fallbacks, hidden keywords, charsets).
+//!
+//! A keyword of `None` is Matomo's `false`: "search engine, keyword not provided" (stored NULL).
+//! Charset conversion covers UTF-8 and ISO-8859-1; other legacy charsets of the list (gb2312,
+//! EUC-KR, Shift_JIS, windows-125x, iso-8859-2) are not converted (see docs). Pure, no I/O.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+use super::super::lists::SearchEngines;
+use super::super::location::{COUNTRY_CODES, COUNTRY_CODES_EXTRA};
+use super::super::phpurl::{
+    empty_str, parse_url, php_regex, query_params, urldecode, urldecode_bytes, QueryValue,
+};
+use super::php_trim;
+
+/// A detected search engine and its keyword (`None`: no keyword provided).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchEngineHit {
+    /// Engine name (`Google`, `Google Images`, `Bing`, …).
+    pub name: String,
+    /// Lowercased keyword, or `None` when the engine hides it.
+    pub keyword: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Key {
+    Null,
+    False,
+    Str(Vec<u8>),
+}
+
+impl Key {
+    fn php_empty(&self) -> bool {
+        match self {
+            Key::Null | Key::False => true,
+            Key::Str(s) => s.is_empty() || s == b"0",
+        }
+    }
+    fn null_or_empty_string(&self) -> bool {
+        matches!(self, Key::Null) || matches!(self, Key::Str(s) if s.is_empty())
+    }
+}
+
+fn trim_bytes(b: &[u8]) -> Vec<u8> {
+    let ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0 | 0x0B);
+    let start = b.iter().position(|c| !ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !ws(c)).map_or(start, |e| e + 1);
+    b[start..end].to_vec()
+}
+
+fn param_string(query: &str, name: &str) -> Option<String> {
+    query_params(query)
+        .get(name)
+        .and_then(QueryValue::as_str)
+        .map(str::to_owned)
+}
+
+fn country_alternation() -> String {
+    COUNTRY_CODES
+        .iter()
+        .chain(COUNTRY_CODES_EXTRA.iter())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+fn lossy_regexes() -> &'static [(Regex, &'static str)] {
+    static RES: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
+    RES.get_or_init(|| {
+        let cc = country_alternation();
+        [
+            (r"^(?:w+[0-9]*|search)\.".to_owned(), ""),
+            (r"(^|\.)m\.".to_owned(), "${1}"),
+            (
+                format!(r"(\.(com|org|net|co|it|edu))?\.({cc})(/|$)"),
+                ".{}${4}",
+            ),
+            (format!(r"(^|\.)({cc})\."), "${1}{}."),
+        ]
+        .into_iter()
+        .filter_map(|(p, r)| Regex::new(&p).ok().map(|re| (re, r)))
+        .collect()
+    })
+}
+
+/// `UrlHelper::getLossyUrl`: `www.google.co.uk` → `google.{}`, `de.search.yahoo.com` →
+/// `{}.search.yahoo.com`, `m.example.com` → `example.com`.
+pub fn lossy_host(host: &str) -> String {
+    let mut s = host.to_owned();
+    for (re, rep) in lossy_regexes() {
+        s = re.replace_all(&s, *rep).into_owned();
+    }
+    s
+}
+
+fn engine_key(engines: &SearchEngines, host: &str, path: &str, query: &str) -> Option<String> {
+    let pattern = lossy_host(host);
+    let candidates = [
+        format!("{host}{path}"),
+        host.to_owned(),
+        format!("{pattern}{path}"),
+        pattern,
+    ];
+    if let Some(c) = candidates.into_iter().find(|c| engines.contains(c)) {
+        return Some(c);
+    }
+    let found_after_start = |needle: &str| host.find(needle).is_some_and(|p| p > 0);
+    if query.starts_with("cx=partner-pub-") {
+        Some("google.com/cse".to_owned())
+    } else if path.starts_with("/pemonitorhosted/ws/results/") {
+        Some("wsdsold.infospace.com".to_owned())
+    } else if found_after_start(".images.search.yahoo.com") {
+        Some("images.search.yahoo.com".to_owned())
+    } else if found_after_start(".search.yahoo.com") {
+        Some("search.yahoo.com".to_owned())
+    } else {
+        None
+    }
+}
+
+fn regex_for(engines: &SearchEngines, pattern: &str) -> Option<Regex> {
+    engines
+        .regex(pattern)
+        .cloned()
+        .or_else(|| php_regex(pattern))
+}
+
+/// `SearchEngine::convertCharset` for the charsets this build can decode.
+fn convert_charset(bytes: Vec<u8>, charsets: &[String]) -> String {
+    let utf8_ok = std::str::from_utf8(&bytes).is_ok();
+    let charset = if charsets.len() > 1 {
+        // mb_detect_encoding picks the first listed encoding the bytes are valid in
+        charsets
+            .iter()
+            .find(|c| {
+                let c = c.to_ascii_lowercase();
+                if c == "utf-8" {
+                    utf8_ok
+                } else {
+                    true
+                }
+            })
+            .unwrap_or(&charsets[0])
+    } else {
+        &charsets[0]
+    };
+    match charset.to_ascii_lowercase().as_str() {
+        "iso-8859-1" | "latin1" => bytes.iter().map(|&b| b as char).collect(),
+        _ => String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// `extractInformationFromUrl($referrerUrl)`: the search engine and keyword, or `None` when the
+/// URL is not a search engine's (or no keyword could be found and none is expected hidden).
+pub fn extract_search_engine(
+    engines: &SearchEngines,
+    referrer_url: &str,
+) -> Option<SearchEngineHit> {
+    let parsed = parse_url(referrer_url)?;
+    let host = parsed.host.clone().filter(|h| !empty_str(h))?;
+    let path = parsed.path.clone().unwrap_or_default();
+    let mut query = parsed.query.clone().unwrap_or_default();
+    let fragment = parsed.fragment.clone().filter(|f| !empty_str(f));
+    if let Some(f) = &fragment {
+        query.push('&');
+        query.push_str(f);
+    }
+    let key_host = engine_key(engines, &host, &path, &query)?;
+    let def = engines.definition(&key_host)?;
+    let mut name = def.name.clone();
+    let mut key = Key::Null;
+
+    if name == "Google Images" {
+        if query.contains("&prev") {
+            let prev = urldecode(php_trim(&param_string(&query, "prev").unwrap_or_default()));
+            query = prev
+                .find('?')
+                .map(|p| prev[p..].replace('&', "&amp;"))
+                .unwrap_or_default();
+        }
+    } else if name == "Google" && (query.contains("&as_") || query.starts_with("as_")) {
+        let mut keys: Vec<String> = Vec::new();
+        let get = |k: &str| param_string(&query, k).filter(|v| !empty_str(v));
+        if let Some(k) = get("as_q") {
+            keys.push(k);
+        }
+        if let Some(k) = get("as_oq") {
+            keys.push(k.replace('+', " OR "));
+        }
+        if let Some(k) = get("as_epq") {
+            keys.push(format!("\"{k}\""));
+        }
+        if let Some(k) = get("as_eq") {
+            keys.push(format!("-{k}"));
+        }
+        key = Key::Str(trim_bytes(&urldecode_bytes(&keys.join(" "))));
+    }
+    if name == "Google" {
+        match param_string(&query, "tbm").as_deref() {
+            Some("isch") => name = "Google Images".to_owned(),
+            Some("vid") => name = "Google Video".to_owned(),
+            Some("shop") => name = "Google Shopping".to_owned(),
+            _ => {}
+        }
+    }
+
+    if key.php_empty() {
+        for var in &def.params {
+            if var.starts_with('/') {
+                if let Some(caps) = regex_for(engines, var).and_then(|r| {
+                    r.captures(referrer_url)
+                        .map(|c| c.get(1).map(|m| m.as_str().to_owned()).unwrap_or_default())
+                }) {
+                    key = Key::Str(trim_bytes(&urldecode_bytes(&caps)));
+                    break;
+                }
+            } else {
+                let raw = param_string(&query, var).unwrap_or_default();
+                key = Key::Str(trim_bytes(&urldecode_bytes(&raw)));
+                if key.php_empty()
+                    && (query.contains(&format!("&{var}=")) || query.contains(&format!("?{var}=")))
+                {
+                    key = Key::False;
+                }
+                if !key.php_empty() || key == Key::False {
+                    break;
+                }
+            }
+        }
+    }
+
+    if key.null_or_empty_string() {
+        let default_hidden = ["/^$/".to_owned(), "/".to_owned()];
+        let hidden: &[String] = match &def.hidden_keyword {
+            Some(h) if !h.is_empty() => h,
+            _ => &default_hidden,
+        };
+        let mut target = path.clone();
+        if !empty_str(&query) {
+            target.push('?');
+            target.push_str(&query);
+        }
+        if let Some(f) = &fragment {
+            target.push('#');
+            target.push_str(f);
+        }
+        for p in hidden {
+            let is_regex = p.len() > 1 && p.starts_with('/') && p.ends_with('/');
+            let hit = if is_regex {
+                regex_for(engines, p).is_some_and(|r| r.is_match(&target))
+            } else {
+                *p == target
+            };
+            if hit {
+                key = Key::False;
+                break;
+            }
+        }
+    }
+
+    let keyword = match key {
+        Key::Null => return None,
+        Key::Str(ref s) if s.is_empty() => return None,
+        Key::False => None,
+        Key::Str(s) => {
+            if s == b"0" {
+                Some("0".to_owned())
+            } else {
+                let text = if def.charsets.is_empty() {
+                    String::from_utf8_lossy(&s).into_owned()
+                } else {
+                    convert_charset(s, &def.charsets)
+                };
+                Some(text.to_lowercase())
+            }
+        }
+    };
+    Some(SearchEngineHit { name, keyword })
+}
