@@ -21,6 +21,7 @@ use crate::settings::Config;
 /// Command-line arguments every binary of the tier flattens into its own parser
 /// (`#[command(flatten)] common: CommonArgs`).
 #[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Configuration")]
 pub struct CommonArgs {
     /// TOML configuration file (see docs/configuration.md).
     #[arg(long, value_name = "FILE", env = "MATOMO_TIER_CONFIG")]
