@@ -1,1 +1,26 @@
-//! placeholder, replaced by the crate owner.
+//! The ingest node: a drop-in `matomo.php` that validates hits at the edge and enqueues them in
+//! QueuedTracking 5.1's Redis format.
+//!
+//! Layout, outside in:
+//! - [`server`]: [`serve`] — start-up checks, the accept loop, graceful shutdown.
+//! - [`http`]: router, the `matomo.php` handler, Matomo's exact responses, static JS, ops endpoints.
+//! - [`parse`]: pure parsing of query strings, form bodies and bulk JSON.
+//! - [`validate`]: the checks Matomo answers 400 for, against the cached [`sites`] tables.
+//! - [`env`]: client IP (trusted proxies) and the `$_SERVER` variables a queued hit carries.
+//! - [`queue`]: routing to shards, the wire encoding, and the [`queue::Sink`] that makes a hit
+//!   durable (Redis, pipelined across concurrent requests).
+//! - [`metrics`]: the Prometheus registry.
+//!
+//! A response goes out only after the sink acknowledged the hit.
+#![deny(missing_docs)]
+
+pub mod env;
+pub mod http;
+pub mod metrics;
+pub mod parse;
+pub mod queue;
+pub mod server;
+pub mod sites;
+pub mod validate;
+
+pub use server::{serve, StartupError};

@@ -1,0 +1,266 @@
+//! The request environment a queued hit carries: the client IP and the PHP `$_SERVER`
+//! variables (`env.server`) and cookies (`env.cookie`) the tracker reads when it processes it.
+//!
+//! Client IP: the socket peer, or — only when the peer is one of `[General] proxy_ips` — the
+//! first address in the first configured `proxy_client_headers` header that is not itself a
+//! trusted proxy (Matomo's `IP::getIpFromHeader`). The resolved IP is written as `REMOTE_ADDR`
+//! and the proxy headers are *not* copied, so a PHP worker sees the same IP we routed by.
+//!
+//! `env.server` is kept small (Redis memory is a target): only the variables Matomo's tracker
+//! reads. Pure functions of the request parts.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::header::{HeaderMap, HeaderName};
+use ipnet::IpNet;
+use matomo_wire::php::string_from_request_bytes;
+use matomo_wire::Params;
+use serde_json::Value;
+
+/// Headers copied into `env.server` (as `HTTP_*`) when present.
+const COPIED_HEADERS: &[(&str, &str)] = &[
+    ("user-agent", "HTTP_USER_AGENT"),
+    ("accept-language", "HTTP_ACCEPT_LANGUAGE"),
+    ("referer", "HTTP_REFERER"),
+    ("host", "HTTP_HOST"),
+    ("x-purpose", "HTTP_X_PURPOSE"),
+    ("purpose", "HTTP_PURPOSE"),
+    ("sec-purpose", "HTTP_SEC_PURPOSE"),
+    ("x-moz", "HTTP_X_MOZ"),
+    ("via", "HTTP_VIA"),
+    ("dnt", "HTTP_DNT"),
+];
+
+/// Cookies the tracker reads: the ignore-visits cookie is added from the configuration.
+const THIRD_PARTY_COOKIE: &str = "_pk_uid";
+
+/// Errors in the proxy settings (reported at start-up).
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyConfigError {
+    /// An entry of `proxy_ips` is neither an IP nor a CIDR range.
+    #[error("matomo.tracker.proxy_ips: {0:?} is not an IP address or CIDR range")]
+    BadProxyIp(String),
+    /// An entry of `proxy_client_headers` is not a `HTTP_*` header name.
+    #[error("matomo.tracker.proxy_client_headers: {0:?} is not an HTTP_* header variable")]
+    BadHeader(String),
+}
+
+/// Trusted proxies and the headers they may set.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyPolicy {
+    trusted: Vec<IpNet>,
+    headers: Vec<HeaderName>,
+}
+
+impl ProxyPolicy {
+    /// From `[General] proxy_ips` and `proxy_client_headers` (`HTTP_X_FORWARDED_FOR` style).
+    pub fn new(proxy_ips: &[String], client_headers: &[String]) -> Result<Self, ProxyConfigError> {
+        let trusted = proxy_ips
+            .iter()
+            .map(|s| {
+                let s = s.trim();
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| ProxyConfigError::BadProxyIp(s.to_owned()))
+            })
+            .collect::<Result<_, _>>()?;
+        let headers = client_headers
+            .iter()
+            .map(|h| {
+                let name = h
+                    .trim()
+                    .strip_prefix("HTTP_")
+                    .ok_or_else(|| ProxyConfigError::BadHeader(h.clone()))?;
+                HeaderName::try_from(name.replace('_', "-").to_ascii_lowercase())
+                    .map_err(|_| ProxyConfigError::BadHeader(h.clone()))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { trusted, headers })
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.trusted.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client IP for a request from `peer` with `headers`.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = canonical(peer);
+        if self.headers.is_empty() || !self.is_trusted(peer) {
+            return peer;
+        }
+        for name in &self.headers {
+            for value in headers.get_all(name) {
+                let Ok(text) = value.to_str() else { continue };
+                let found = text
+                    .split(',')
+                    .filter_map(|part| sanitize_ip(part.trim()))
+                    .find(|ip| !self.is_trusted(*ip));
+                if let Some(ip) = found {
+                    return ip;
+                }
+            }
+        }
+        peer
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are IPv4 addresses.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// `IPUtils::sanitizeIp`: accepts `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]`, `[::1]:80`.
+fn sanitize_ip(s: &str) -> Option<IpAddr> {
+    if s.is_empty() || s.to_ascii_lowercase().contains("unknown") {
+        return None;
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    if let Ok(sock) = s.parse::<SocketAddr>() {
+        return Some(canonical(sock.ip()));
+    }
+    let inner = s.strip_prefix('[')?.split(']').next()?;
+    inner.parse::<IpAddr>().ok().map(canonical)
+}
+
+/// Builds `env.server` for one HTTP request.
+pub fn server_vars(
+    client_ip: IpAddr,
+    method: &str,
+    headers: &HeaderMap,
+    request_time: i64,
+    https: bool,
+) -> Params {
+    let mut server = Params::new();
+    server.insert("REMOTE_ADDR".into(), Value::String(client_ip.to_string()));
+    for (header, var) in COPIED_HEADERS {
+        if let Some(v) = headers.get(*header) {
+            server.insert((*var).into(), header_string(v.as_bytes()));
+        }
+    }
+    for (name, value) in headers {
+        if name.as_str().starts_with("sec-ch-ua") {
+            let var = format!(
+                "HTTP_{}",
+                name.as_str().to_ascii_uppercase().replace('-', "_")
+            );
+            server.insert(var, header_string(value.as_bytes()));
+        }
+    }
+    server.insert("REQUEST_METHOD".into(), Value::String(method.to_owned()));
+    if https {
+        server.insert("HTTPS".into(), Value::String("on".into()));
+    }
+    server.insert("REQUEST_TIME".into(), Value::from(request_time));
+    server
+}
+
+/// `env.cookie`: only the cookies the tracker reads (`ignore_cookie` and `_pk_uid`).
+pub fn tracker_cookies(headers: &HeaderMap, ignore_cookie: &str) -> Params {
+    let mut cookies = Params::new();
+    for header in headers.get_all(http::header::COOKIE) {
+        for pair in header.as_bytes().split(|&b| b == b';') {
+            let pair = pair.trim_ascii();
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => continue,
+            };
+            let name = string_from_request_bytes(name);
+            if (!ignore_cookie.is_empty() && name == ignore_cookie) || name == THIRD_PARTY_COOKIE {
+                let value = crate::parse::phpquery::url_decode(value);
+                cookies.insert(name.into_owned(), header_string(&value));
+            }
+        }
+    }
+    cookies
+}
+
+fn header_string(bytes: &[u8]) -> Value {
+    Value::String(string_from_request_bytes(bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+    use serde_json::json;
+
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::try_from(*k).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn proxy_headers_count_only_from_trusted_peers() {
+        let policy = ProxyPolicy::new(
+            &["10.0.0.0/8".into(), "192.168.1.1".into()],
+            &["HTTP_X_FORWARDED_FOR".into()],
+        )
+        .expect("valid");
+        let h = headers(&[("x-forwarded-for", "203.0.113.9, 10.1.1.1")]);
+        assert_eq!(policy.client_ip(ip("10.2.3.4"), &h), ip("203.0.113.9"));
+        assert_eq!(policy.client_ip(ip("192.168.1.1"), &h), ip("203.0.113.9"));
+        assert_eq!(policy.client_ip(ip("198.51.100.1"), &h), ip("198.51.100.1"));
+        // Trusted proxies in the list are skipped; junk is skipped.
+        let h = headers(&[("x-forwarded-for", "unknown, 10.9.9.9, [2001:db8::1]:443")]);
+        assert_eq!(policy.client_ip(ip("10.0.0.1"), &h), ip("2001:db8::1"));
+        // No usable address: the peer.
+        let h = headers(&[("x-forwarded-for", "garbage")]);
+        assert_eq!(policy.client_ip(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        assert_eq!(
+            policy.client_ip(ip("::ffff:10.0.0.1"), &HeaderMap::new()),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn bad_proxy_settings_are_reported() {
+        assert!(ProxyPolicy::new(&["nope".into()], &[]).is_err());
+        assert!(ProxyPolicy::new(&[], &["X_FORWARDED_FOR".into()]).is_err());
+    }
+
+    #[test]
+    fn server_vars_hold_what_the_tracker_reads() {
+        let h = headers(&[
+            ("user-agent", "UA/1"),
+            ("accept-language", "de"),
+            ("sec-ch-ua-platform", "\"Linux\""),
+            ("x-forwarded-for", "1.1.1.1"),
+            ("cookie", "a=b"),
+        ]);
+        let s = server_vars(ip("1.2.3.4"), "GET", &h, 99, false);
+        assert_eq!(
+            Value::Object(s),
+            json!({"REMOTE_ADDR":"1.2.3.4","HTTP_USER_AGENT":"UA/1","HTTP_ACCEPT_LANGUAGE":"de",
+                   "HTTP_SEC_CH_UA_PLATFORM":"\"Linux\"","REQUEST_METHOD":"GET","REQUEST_TIME":99})
+        );
+    }
+
+    #[test]
+    fn only_tracker_cookies_are_kept() {
+        let h = headers(&[
+            ("cookie", "a=b; matomo_ignore=1; _pk_uid=abc%20d"),
+            ("cookie", "x"),
+        ]);
+        assert_eq!(
+            Value::Object(tracker_cookies(&h, "matomo_ignore")),
+            json!({"matomo_ignore":"1","_pk_uid":"abc d"})
+        );
+    }
+}

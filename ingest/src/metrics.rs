@@ -1,0 +1,236 @@
+//! The ingest node's telemetry: one prometheus-client registry, typed label sets with bounded
+//! values, and one method per event that records the metric (and, where useful, the log line)
+//! together. Names end in their unit; counters get `_total` from the encoder.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Which endpoint answered.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Endpoint {
+    /// A single hit to `matomo.php`.
+    Tracker,
+    /// A bulk POST to `matomo.php`.
+    Bulk,
+    /// A static file (`matomo.js`…).
+    Static,
+}
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Outcome {
+    /// Accepted and queued (GIF, 204 or bulk JSON).
+    Queued,
+    /// Rejected as Matomo would (400).
+    Invalid,
+    /// The "This resource is part of Matomo" notice.
+    Notice,
+    /// CORS preflight.
+    Preflight,
+    /// `record_statistics = 0` (503).
+    Disabled,
+    /// Too large (413/414) or too many bulk entries.
+    TooLarge,
+    /// The client was too slow (408).
+    Timeout,
+    /// Redis did not take the hit (503).
+    Unavailable,
+    /// A static file was served.
+    Served,
+    /// A static file was not modified (304).
+    NotModified,
+    /// A static file does not exist (404).
+    NotFound,
+}
+
+/// Labels of `ingest_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Endpoint.
+    pub endpoint: Endpoint,
+    /// Outcome.
+    pub outcome: Outcome,
+}
+
+/// Labels of `ingest_enqueued_entries_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// Queue id (bounded by `numQueueWorkers` ≤ 4096).
+    pub queue: u16,
+}
+
+/// Every metric of the node.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    hits_tracked: Counter,
+    hits_invalid: Counter,
+    enqueue_seconds: Histogram,
+    bulk_requests: Histogram,
+    request_body_bytes: Counter,
+    queued_bytes: Counter,
+    redis_errors: Counter,
+    enqueued: Family<QueueLabels, Counter>,
+    sites_cached: Gauge,
+    site_cache_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ingest");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "HTTP requests by endpoint and outcome",
+            requests.clone(),
+        );
+        let hits_tracked = Counter::default();
+        registry.register(
+            "hits_tracked",
+            "Tracking requests accepted",
+            hits_tracked.clone(),
+        );
+        let hits_invalid = Counter::default();
+        registry.register(
+            "hits_invalid",
+            "Tracking requests rejected",
+            hits_invalid.clone(),
+        );
+        let enqueue_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register(
+            "enqueue_duration_seconds",
+            "Time from handing entries to the sink until Redis acknowledged them",
+            enqueue_seconds.clone(),
+        );
+        let bulk_requests = Histogram::new(exponential_buckets(1.0, 2.0, 15));
+        registry.register(
+            "bulk_size_requests",
+            "Entries per bulk request",
+            bulk_requests.clone(),
+        );
+        let request_body_bytes = Counter::default();
+        registry.register(
+            "request_body_bytes",
+            "Request body bytes read",
+            request_body_bytes.clone(),
+        );
+        let queued_bytes = Counter::default();
+        registry.register(
+            "queued_bytes",
+            "Encoded entry bytes written to Redis",
+            queued_bytes.clone(),
+        );
+        let redis_errors = Counter::default();
+        registry.register(
+            "redis_errors",
+            "Failed or timed-out Redis writes",
+            redis_errors.clone(),
+        );
+        let enqueued = Family::<QueueLabels, Counter>::default();
+        registry.register(
+            "enqueued_entries",
+            "Entries written, per queue",
+            enqueued.clone(),
+        );
+        let sites_cached = Gauge::default();
+        registry.register(
+            "sites_cached",
+            "Sites in the validation cache",
+            sites_cached.clone(),
+        );
+        let site_cache_errors = Counter::default();
+        registry.register(
+            "site_cache_refresh_errors",
+            "Failed refreshes of the site/token cache",
+            site_cache_errors.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            hits_tracked,
+            hits_invalid,
+            enqueue_seconds,
+            bulk_requests,
+            request_body_bytes,
+            queued_bytes,
+            redis_errors,
+            enqueued,
+            sites_cached,
+            site_cache_errors,
+        }
+    }
+
+    /// One answered request.
+    pub fn request(&self, endpoint: Endpoint, outcome: Outcome) {
+        self.requests
+            .get_or_create(&RequestLabels { endpoint, outcome })
+            .inc();
+    }
+
+    /// Hits accepted and rejected by one request.
+    pub fn hits(&self, tracked: usize, invalid: usize) {
+        self.hits_tracked.inc_by(tracked as u64);
+        self.hits_invalid.inc_by(invalid as u64);
+    }
+
+    /// A bulk request's entry count.
+    pub fn bulk_size(&self, entries: usize) {
+        self.bulk_requests.observe(entries as f64);
+    }
+
+    /// Bytes of a request body.
+    pub fn body_bytes(&self, bytes: usize) {
+        self.request_body_bytes.inc_by(bytes as u64);
+    }
+
+    /// A successful write of `entries` (queue id, encoded size) that took `elapsed`.
+    pub fn enqueued(&self, entries: impl Iterator<Item = (u16, usize)>, elapsed: Duration) {
+        self.enqueue_seconds.observe(elapsed.as_secs_f64());
+        for (queue, bytes) in entries {
+            self.enqueued.get_or_create(&QueueLabels { queue }).inc();
+            self.queued_bytes.inc_by(bytes as u64);
+        }
+    }
+
+    /// A failed write.
+    pub fn redis_error(&self, error: &crate::queue::EnqueueError) {
+        self.redis_errors.inc();
+        tracing::warn!(%error, "enqueue failed");
+    }
+
+    /// A site cache refresh.
+    pub fn site_cache(&self, result: Result<usize, &crate::sites::LoadError>) {
+        match result {
+            Ok(n) => {
+                self.sites_cached.set(n as i64);
+                tracing::debug!(sites = n, "site cache refreshed");
+            }
+            Err(error) => {
+                self.site_cache_errors.inc();
+                tracing::warn!(%error, "site cache refresh failed; keeping the previous copy");
+            }
+        }
+    }
+
+    /// The registry in Prometheus' text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

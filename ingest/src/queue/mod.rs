@@ -1,0 +1,182 @@
+//! The enqueue path: accepted requests → QueuedTracking 5.1 entries → a [`Sink`].
+//!
+//! [`entries_for`] is pure: it routes each request to `hexdec(first 3 hex of the visitor id) %
+//! numQueueWorkers` exactly as the PHP plugin does, keeps the order of requests within a queue,
+//! and encodes one `RequestSet` per queue (a bulk request is split per queue, as
+//! `Manager::addRequestSetToQueues` does), each with its own `tierEntryId`.
+//!
+//! [`Sink`] is the durability boundary: `enqueue` resolves only once the entries are stored
+//! (Redis acknowledged them). Today the only sink is [`redis::RedisSink`]; a local spool for
+//! Redis outages slots in behind the same trait.
+
+pub mod redis;
+
+use futures::future::BoxFuture;
+use matomo_wire::{encode, queue_id_for_visitor, visitor_id_for_queue, Params, RequestSet};
+
+/// One encoded entry and the queue it goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    /// Queue (shard) id, `0..numQueueWorkers`.
+    pub queue_id: u16,
+    /// `gzcompress(json_encode(state))`.
+    pub bytes: Vec<u8>,
+}
+
+/// Why entries could not be stored. Transient: the client may retry.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EnqueueError {
+    /// Redis refused or failed the write.
+    #[error("redis write failed: {0}")]
+    Redis(String),
+    /// The write did not finish in time.
+    #[error("redis write timed out")]
+    Timeout,
+    /// The node is shutting down and no longer writes.
+    #[error("the queue writer has stopped")]
+    Closed,
+}
+
+/// Where accepted entries go. `enqueue` resolves after the entries are durable.
+pub trait Sink: Send + Sync + 'static {
+    /// Stores `entries` (in order per queue).
+    fn enqueue(&self, entries: Vec<QueueEntry>) -> BoxFuture<'_, Result<(), EnqueueError>>;
+    /// Whether the backing store answers (for `/readyz`).
+    fn is_healthy(&self) -> BoxFuture<'_, bool>;
+}
+
+/// Everything a request set shares: environment, token, receive time.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// `env.server`.
+    pub server: Params,
+    /// `env.cookie`.
+    pub cookie: Params,
+    /// `tokenAuth` (`None` is PHP's `false`).
+    pub token_auth: Option<String>,
+    /// Receive time, Unix seconds.
+    pub time: i64,
+}
+
+/// Routing settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Routing {
+    /// `numQueueWorkers`.
+    pub num_queues: u16,
+    /// `[Tracker] enable_userid_overwrites_visitorid`.
+    pub uid_overwrites_visitor_id: bool,
+}
+
+/// One accepted request: its parameters and the IP the queue is chosen by (`cip` when
+/// authenticated, else the client IP).
+#[derive(Debug, Clone)]
+pub struct Routed<'a> {
+    /// Raw parameters, as received.
+    pub params: &'a Params,
+    /// The IP string Matomo's `getIpString()` would return.
+    pub ip: &'a str,
+}
+
+/// Encodes `requests` into one entry per queue. `new_id` yields unique entry ids.
+pub fn entries_for(
+    requests: &[Routed<'_>],
+    envelope: &Envelope,
+    routing: Routing,
+    mut new_id: impl FnMut() -> String,
+) -> Vec<QueueEntry> {
+    let mut by_queue: Vec<(u16, Vec<Params>)> = Vec::new();
+    for r in requests {
+        let visitor = visitor_id_for_queue(r.params, r.ip, routing.uid_overwrites_visitor_id);
+        let queue_id = queue_id_for_visitor(&visitor, routing.num_queues);
+        match by_queue.iter_mut().find(|(q, _)| *q == queue_id) {
+            Some((_, list)) => list.push(r.params.clone()),
+            None => by_queue.push((queue_id, vec![r.params.clone()])),
+        }
+    }
+    by_queue
+        .into_iter()
+        .map(|(queue_id, requests)| {
+            let set = RequestSet {
+                requests,
+                server: envelope.server.clone(),
+                cookie: envelope.cookie.clone(),
+                token_auth: envelope.token_auth.clone(),
+                time: envelope.time,
+                entry_id: Some(new_id()),
+            };
+            QueueEntry {
+                queue_id,
+                bytes: encode(&set),
+            }
+        })
+        .collect()
+}
+
+/// A random 16-hex-digit entry id.
+pub fn random_entry_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use matomo_wire::decode;
+    use serde_json::json;
+
+    use super::*;
+
+    fn p(v: serde_json::Value) -> Params {
+        v.as_object().cloned().expect("object")
+    }
+
+    #[test]
+    fn bulk_is_split_per_queue_in_order() {
+        let a1 = p(json!({"idsite":"1","_id":"0000000000000001","n":"1"}));
+        let b1 = p(json!({"idsite":"1","_id":"0010000000000001","n":"2"}));
+        let a2 = p(json!({"idsite":"1","_id":"0000000000000002","n":"3"}));
+        let routed: Vec<Routed<'_>> = [&a1, &b1, &a2]
+            .iter()
+            .map(|params| Routed {
+                params,
+                ip: "1.2.3.4",
+            })
+            .collect();
+        let env = Envelope {
+            server: p(json!({"REMOTE_ADDR":"1.2.3.4"})),
+            cookie: Params::new(),
+            token_auth: Some("tok".into()),
+            time: 42,
+        };
+        let mut n = 0;
+        let entries = entries_for(
+            &routed,
+            &env,
+            Routing {
+                num_queues: 16,
+                uid_overwrites_visitor_id: true,
+            },
+            || {
+                n += 1;
+                format!("id{n}")
+            },
+        );
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].queue_id, 0);
+        assert_eq!(entries[1].queue_id, 1);
+        let first = decode(&entries[0].bytes).expect("decodes");
+        assert_eq!(first.requests, vec![a1, a2]);
+        assert_eq!(first.token_auth.as_deref(), Some("tok"));
+        assert_eq!(first.time, 42);
+        assert_eq!(first.entry_id.as_deref(), Some("id1"));
+        let second = decode(&entries[1].bytes).expect("decodes");
+        assert_eq!(second.requests, vec![b1]);
+        assert_eq!(second.entry_id.as_deref(), Some("id2"));
+    }
+
+    #[test]
+    fn entry_ids_are_16_hex() {
+        let id = random_entry_id();
+        assert_eq!(id.len(), 16);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(random_entry_id(), random_entry_id());
+    }
+}

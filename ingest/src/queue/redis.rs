@@ -1,0 +1,220 @@
+//! The Redis sink: RPUSH to the QueuedTracking lists, batched across concurrent requests.
+//!
+//! Requests hand their entries to one of `redis.pool_size` writer tasks over a channel; a writer
+//! takes everything waiting (up to [`MAX_JOBS_PER_PIPELINE`] jobs), sends it as one pipeline of
+//! RPUSHes on its own connection, and answers each request with the result of its own commands.
+//! So throughput does not depend on round trips, and a request is answered only after Redis
+//! acknowledged its entries. Entries of one request keep their order (one pipeline, in order).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fred::prelude::{
+    Builder, ClientLike as _, Config as FredConfig, ListInterface as _, Pool, ReconnectPolicy,
+    ServerConfig,
+};
+use fred::types::Value as RedisValue;
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
+use tier_config::{RedisBackend, RedisConfig};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{EnqueueError, QueueEntry, Sink};
+
+/// Most request jobs sent in one pipeline.
+pub const MAX_JOBS_PER_PIPELINE: usize = 512;
+/// Jobs that may wait for one writer before requests are held back.
+const CHANNEL_DEPTH: usize = 4096;
+
+struct Job {
+    entries: Vec<QueueEntry>,
+    done: oneshot::Sender<Result<(), EnqueueError>>,
+}
+
+/// The Redis connection settings as fred needs them.
+pub fn fred_config(cfg: &RedisConfig) -> FredConfig {
+    let server = match cfg.backend {
+        RedisBackend::Standalone => ServerConfig::new_centralized(cfg.host.clone(), cfg.port),
+        RedisBackend::Sentinel => ServerConfig::new_sentinel(
+            vec![(cfg.host.clone(), cfg.port)],
+            cfg.sentinel_master.clone(),
+        ),
+        RedisBackend::Cluster => ServerConfig::new_clustered(vec![(cfg.host.clone(), cfg.port)]),
+    };
+    FredConfig {
+        server,
+        database: (cfg.backend != RedisBackend::Cluster).then_some(cfg.database),
+        password: cfg.password.clone(),
+        fail_fast: true,
+        ..FredConfig::default()
+    }
+}
+
+/// Connects once without retries, to report a wrong address or password at start-up.
+pub async fn check_reachable(cfg: &RedisConfig) -> Result<(), String> {
+    let client = Builder::from_config(fred_config(cfg))
+        .with_connection_config(|c| c.connection_timeout = cfg.command_timeout)
+        .build()
+        .map_err(|e| e.details().to_owned())?;
+    let init = tokio::time::timeout(cfg.command_timeout + Duration::from_secs(1), client.init())
+        .await
+        .map_err(|_| "connection timed out".to_owned())?;
+    let result = match init {
+        Ok(_) => client
+            .ping::<String>(None)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.details().to_owned()),
+        Err(e) => Err(e.details().to_owned()),
+    };
+    let _ = client.quit().await;
+    result
+}
+
+/// The Redis sink. Dropping it lets the writers finish their queued jobs and stop.
+pub struct RedisSink {
+    senders: Vec<mpsc::Sender<Job>>,
+    next: AtomicUsize,
+    pool: Pool,
+    key_prefix: String,
+    timeout: Duration,
+    writers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RedisSink {
+    /// Connects a pool of `cfg.pool_size` connections and starts one writer per connection.
+    pub async fn connect(cfg: &RedisConfig, key_prefix: &str) -> Result<Self, String> {
+        let pool = Builder::from_config(fred_config(cfg))
+            .with_performance_config(|p| p.default_command_timeout = cfg.command_timeout)
+            .with_connection_config(|c| c.connection_timeout = cfg.command_timeout)
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+            .build_pool(cfg.pool_size.max(1))
+            .map_err(|e| e.details().to_owned())?;
+        tokio::time::timeout(cfg.command_timeout + Duration::from_secs(1), pool.init())
+            .await
+            .map_err(|_| "connection timed out".to_owned())?
+            .map_err(|e| e.details().to_owned())?;
+        let mut senders = Vec::new();
+        let mut writers = Vec::new();
+        for client in pool.clients() {
+            let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+            senders.push(tx);
+            let writer = Writer {
+                client: client.clone(),
+                prefix: key_prefix.to_owned(),
+                timeout: cfg.command_timeout,
+            };
+            writers.push(tokio::spawn(writer.run(rx)));
+        }
+        Ok(Self {
+            senders,
+            next: AtomicUsize::new(0),
+            pool,
+            key_prefix: key_prefix.to_owned(),
+            timeout: cfg.command_timeout,
+            writers,
+        })
+    }
+
+    /// The key prefix entries are written under.
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// Stops accepting jobs, waits for the writers to flush what they have, and disconnects.
+    pub async fn close(mut self) {
+        self.senders.clear();
+        for writer in self.writers.drain(..) {
+            let _ = writer.await;
+        }
+        let _ = self.pool.quit().await;
+    }
+}
+
+impl Sink for RedisSink {
+    fn enqueue(&self, entries: Vec<QueueEntry>) -> BoxFuture<'_, Result<(), EnqueueError>> {
+        async move {
+            if entries.is_empty() {
+                return Ok(());
+            }
+            if self.senders.is_empty() {
+                return Err(EnqueueError::Closed);
+            }
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
+            let (done, answer) = oneshot::channel();
+            self.senders[i]
+                .send(Job { entries, done })
+                .await
+                .map_err(|_| EnqueueError::Closed)?;
+            answer.await.map_err(|_| EnqueueError::Closed)?
+        }
+        .boxed()
+    }
+
+    fn is_healthy(&self) -> BoxFuture<'_, bool> {
+        async move {
+            let ping = self.pool.next().ping::<String>(None);
+            matches!(tokio::time::timeout(self.timeout, ping).await, Ok(Ok(_)))
+        }
+        .boxed()
+    }
+}
+
+struct Writer {
+    client: fred::prelude::Client,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<Job>) {
+        while let Some(first) = rx.recv().await {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_JOBS_PER_PIPELINE {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.write(jobs).await;
+        }
+    }
+
+    async fn write(&self, jobs: Vec<Job>) {
+        let pipeline = self.client.pipeline();
+        let mut queued_ok = true;
+        for job in &jobs {
+            for entry in &job.entries {
+                let key = matomo_wire::queue_key(&self.prefix, entry.queue_id);
+                let value = RedisValue::Bytes(Bytes::copy_from_slice(&entry.bytes));
+                let queued: Result<(), _> = pipeline.rpush(key, value).await;
+                queued_ok &= queued.is_ok();
+            }
+        }
+        let results = if queued_ok {
+            match tokio::time::timeout(self.timeout, pipeline.try_all::<RedisValue>()).await {
+                Ok(results) => Ok(results),
+                Err(_) => Err(EnqueueError::Timeout),
+            }
+        } else {
+            Err(EnqueueError::Redis("could not queue the pipeline".into()))
+        };
+        let mut offset = 0;
+        for job in jobs {
+            let n = job.entries.len();
+            let outcome = match &results {
+                Ok(results) => match results.get(offset..offset + n) {
+                    Some(mine) => match mine.iter().find_map(|r| r.as_ref().err()) {
+                        Some(e) => Err(EnqueueError::Redis(e.details().to_owned())),
+                        None => Ok(()),
+                    },
+                    None => Err(EnqueueError::Redis("missing pipeline results".into())),
+                },
+                Err(e) => Err(e.clone()),
+            };
+            offset += n;
+            let _ = job.done.send(outcome);
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Start-up, the accept loop and graceful shutdown.
+//!
+//! [`serve`] connects Redis and MySQL (a failure is a [`StartupError`] naming the setting), loads
+//! the site cache, starts its refresher and the Redis writers, and serves HTTP/1.1 and HTTP/2 on
+//! the given listener with a header read timeout and a URL length limit. When `shutdown` is
+//! cancelled: `/readyz` starts failing, the listener closes, in-flight requests finish, the
+//! writers flush, and `serve` returns.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::Router;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tier_config::Config;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+
+use crate::env::{ProxyConfigError, ProxyPolicy};
+use crate::http::static_files::StaticFiles;
+use crate::http::{router, AppState, Settings};
+use crate::metrics::Metrics;
+use crate::queue::redis::{check_reachable, RedisSink};
+use crate::queue::Routing;
+use crate::sites::SiteCache;
+
+/// Why the node could not start. Each renders as one line naming the setting or service.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Redis unreachable or refusing us.
+    #[error("redis {addr}: {reason}")]
+    Redis {
+        /// `host:port` from `redis.host`/`redis.port`.
+        addr: String,
+        /// What failed.
+        reason: String,
+    },
+    /// MySQL unreachable, wrong password, or tables missing.
+    #[error("mysql {addr} (database.*): {reason}")]
+    Mysql {
+        /// `host:port/dbname`.
+        addr: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Bad proxy settings.
+    #[error(transparent)]
+    Proxy(#[from] ProxyConfigError),
+    /// The listener failed.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Longest wait for in-flight requests after shutdown starts.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the ingest node on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), StartupError> {
+    let redis_addr = format!("{}:{}", config.redis.host, config.redis.port);
+    let redis_err = |reason| StartupError::Redis {
+        addr: redis_addr.clone(),
+        reason,
+    };
+    check_reachable(&config.redis).await.map_err(redis_err)?;
+    let sink = Arc::new(
+        RedisSink::connect(&config.redis, &config.queue.key_prefix)
+            .await
+            .map_err(redis_err)?,
+    );
+
+    let db = &config.database;
+    let mysql_addr = format!("{}:{}/{}", db.host, db.port, db.dbname);
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(db.host.clone())
+        .tcp_port(db.port)
+        .user(Some(db.username.clone()))
+        .pass(Some(db.password.clone()))
+        .db_name(Some(db.dbname.clone()))
+        .pool_opts(
+            mysql_async::PoolOpts::default()
+                .with_constraints(mysql_async::PoolConstraints::new(0, 2).unwrap_or_default()),
+        );
+    let pool = mysql_async::Pool::new(opts);
+    let sites = Arc::new(SiteCache::new(
+        pool.clone(),
+        &db.tables_prefix,
+        &config.matomo.salt,
+    ));
+    let metrics = Arc::new(Metrics::new());
+    let loaded = sites.refresh().await.map_err(|e| StartupError::Mysql {
+        addr: mysql_addr.clone(),
+        reason: e.to_string(),
+    })?;
+    metrics.site_cache(Ok(loaded));
+    tracing::info!(sites = loaded, "site cache loaded");
+
+    let tracker = &config.matomo.tracker;
+    let state = Arc::new(AppState {
+        settings: Settings {
+            path_prefix: config.ingest.path_prefix.clone(),
+            max_body_bytes: config.ingest.max_body_bytes,
+            max_bulk_requests: config.ingest.max_bulk_requests,
+            max_url_bytes: config.ingest.max_url_bytes,
+            read_timeout: config.ingest.read_timeout,
+            record_statistics: tracker.record_statistics,
+            require_auth: tracker.tracking_requests_require_authentication,
+            cdt_auth_threshold: i64::try_from(
+                tracker.tracking_requests_require_authentication_when_custom_timestamp_newer_than,
+            )
+            .unwrap_or(i64::MAX),
+            ignore_cookie: tracker.ignore_visits_cookie_name.clone(),
+            routing: Routing {
+                num_queues: config.queue.num_queue_workers.max(1),
+                uid_overwrites_visitor_id: tracker.enable_userid_overwrites_visitorid,
+            },
+        },
+        sink: sink.clone(),
+        sites: sites.clone(),
+        metrics: metrics.clone(),
+        proxy: ProxyPolicy::new(&tracker.proxy_ips, &tracker.proxy_client_headers)?,
+        statics: config.ingest.static_dir.clone().map(StaticFiles::new),
+        accepting: true.into(),
+    });
+
+    let refresher = tokio::spawn(refresh_loop(
+        sites,
+        metrics,
+        config.ingest.site_cache_refresh,
+        shutdown.clone(),
+    ));
+    tracing::info!(addr = %listener.local_addr()?, "ingest node listening");
+    accept_loop(listener, router(state.clone()), &state, shutdown).await;
+
+    refresher.abort();
+    drop(state);
+    match Arc::try_unwrap(sink) {
+        Ok(sink) => sink.close().await,
+        Err(_) => tracing::warn!("queue writer still referenced at shutdown"),
+    }
+    let _ = pool.disconnect().await;
+    tracing::info!("ingest node stopped");
+    Ok(())
+}
+
+async fn refresh_loop(
+    sites: Arc<SiteCache>,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let result = sites.refresh().await;
+        metrics.site_cache(result.as_ref().map(|n| *n));
+    }
+}
+
+/// Accepts connections until `shutdown`, then drains them.
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    state: &Arc<AppState>,
+    shutdown: CancellationToken,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.settings.read_timeout)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    let max_url = state.settings.max_url_bytes;
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = tower::service_fn(move |req: Request<Incoming>| {
+            let app = app.clone();
+            async move { Ok::<_, std::convert::Infallible>(route(app, req, peer, max_url).await) }
+        });
+        let conn =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                tracing::debug!(%error, "connection closed with an error");
+            }
+        });
+    }
+    state.accepting.store(false, Ordering::Relaxed);
+    drop(listener);
+    tracing::info!("shutting down: listener closed, draining in-flight requests");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}");
+    }
+}
+
+async fn route(
+    app: Router,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    max_url: usize,
+) -> Response<Body> {
+    let url_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if url_len > max_url {
+        let mut r = Response::new(Body::from("request URI too long\n"));
+        *r.status_mut() = StatusCode::URI_TOO_LONG;
+        return r;
+    }
+    let mut req = req.map(Body::new);
+    req.extensions_mut().insert(ConnectInfo(peer));
+    match app.oneshot(req).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
