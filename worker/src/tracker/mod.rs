@@ -1,4 +1,192 @@
-//! Placeholder: the tracker core (owned by the tracker-core work) replaces this file.
+//! The tracker core: turns decoded QueuedTracking entries into the `log_visit`,
+//! `log_link_visit_action`, `log_action`, `log_conversion` and `log_conversion_item` rows PHP
+//! Matomo 5 writes for the same hits.
+//!
+//! The engine owns locks, batches, transactions and progress markers; it calls
+//! [`Tracker::process_batch`] with its transaction and a per-shard [`ShardCache`]. This module
+//! never commits or rolls back.
+//!
+//! Layout: [`request`] reads one request as `core/Tracker/Request.php` does; [`actions`]
+//! classifies it; [`log_action`] resolves action names for the whole batch; [`visit`] holds the
+//! log_visit row; [`batch`] runs the hits of a batch in order against in-memory state and writes
+//! everything with multi-row statements at the end; [`settings`] is Matomo's tracker cache.
+//!
+//! Note for the tracker-context modules (`referrers`, `campaign`, `lists`, `location`,
+//! `exclusion`): the core calls `lists::ReferrerLists::load(vendor_dir)` at start-up and uses
+//! `phpurl` for URL handling. Referrer detection, exclusions and location are called from
+//! [`batch`] once their APIs land.
 
-pub mod phpurl;
+pub mod actions;
+pub mod batch;
+pub mod campaign;
+pub mod exclusion;
 pub mod lists;
+pub mod location;
+pub mod log_action;
+pub mod php;
+pub mod phpurl;
+pub mod referrers;
+pub mod request;
+pub mod settings;
+pub mod sql;
+pub mod visit;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+
+pub use batch::ShardCache;
+
+/// Failure to start the tracker.
+#[derive(Debug, thiserror::Error)]
+pub enum TrackerError {
+    /// MySQL could not be reached or a configuration table could not be read.
+    #[error("database: {0}")]
+    Database(String),
+    /// An upstream data file (search engines, socials, spam list) could not be loaded.
+    #[error("data files: {0}")]
+    DataFiles(String),
+}
+
+/// Why a batch failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BatchError {
+    /// MySQL unreachable, deadlock, lock wait timeout…: roll back and retry the same batch later.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Entry `index` can never be processed: roll back, set it aside, re-run without it.
+    #[error("entry {index} cannot be processed: {reason}")]
+    Poison {
+        /// Index of the entry in the batch.
+        index: usize,
+        /// Why.
+        reason: String,
+        /// Whether to keep it in the dead-letter list (false: PHP leaves no trace either).
+        dead_letter: bool,
+    },
+}
+
+impl From<mysql_async::Error> for BatchError {
+    fn from(e: mysql_async::Error) -> Self {
+        BatchError::Transient(e.to_string())
+    }
+}
+
+/// What happened to each input set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// One per input set, in order.
+    pub sets: Vec<SetOutcome>,
+}
+
+/// Requests of one set recorded / skipped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetOutcome {
+    /// Requests that produced rows.
+    pub recorded: usize,
+    /// Requests skipped (excluded, rec != 1, invalid…).
+    pub skipped: usize,
+}
+
+/// How often the configuration snapshot is re-read.
+const SNAPSHOT_TTL: Duration = Duration::from_secs(30);
+
+/// One per process; shared by the pool's tasks.
+pub struct Tracker {
+    pub(crate) config: tier_config::Config,
+    pub(crate) prefix: String,
+    pub(crate) pool: mysql_async::Pool,
+    pub(crate) snapshot: RwLock<(Arc<settings::Snapshot>, Instant)>,
+    pub(crate) actions: log_action::ActionCache,
+    pub(crate) lists: Arc<lists::ReferrerLists>,
+    pub(crate) consecutive_autoinc: bool,
+    /// (idsite, day) already remembered for invalidation, and sites whose ts_created moved.
+    pub(crate) remembered: RwLock<HashSet<(u32, String)>>,
+    pub(crate) salts_created: RwLock<HashMap<(u32, String), String>>,
+}
+
+impl Tracker {
+    /// Loads what the tracker needs from MySQL and the vendor folder.
+    pub async fn new(
+        config: &tier_config::Config,
+        pool: mysql_async::Pool,
+    ) -> Result<Tracker, TrackerError> {
+        let prefix = config.database.tables_prefix.clone();
+        let mut conn = pool
+            .get_conn()
+            .await
+            .map_err(|e| TrackerError::Database(e.to_string()))?;
+        let snap = settings::Snapshot::load(&mut conn, &prefix)
+            .await
+            .map_err(|e| TrackerError::Database(e.to_string()))?;
+        let mode: Option<i64> = conn
+            .query_first("SELECT @@innodb_autoinc_lock_mode")
+            .await
+            .map_err(|e| TrackerError::Database(e.to_string()))?;
+        drop(conn);
+        let lists = match &config.matomo.vendor_dir {
+            Some(dir) => lists::ReferrerLists::load(dir)
+                .map_err(|e| TrackerError::DataFiles(e.to_string()))?,
+            None => lists::ReferrerLists::default(),
+        };
+        Ok(Tracker {
+            config: config.clone(),
+            prefix,
+            pool,
+            snapshot: RwLock::new((Arc::new(snap), Instant::now())),
+            actions: moka::sync::Cache::new(200_000),
+            lists: Arc::new(lists),
+            consecutive_autoinc: mode.unwrap_or(1) != 2,
+            remembered: RwLock::new(HashSet::new()),
+            salts_created: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// A fresh per-shard visitor cache.
+    pub fn new_shard_cache(&self) -> ShardCache {
+        ShardCache::default()
+    }
+
+    /// The current configuration snapshot, re-read when older than [`SNAPSHOT_TTL`].
+    pub(crate) async fn snapshot(&self) -> Result<Arc<settings::Snapshot>, BatchError> {
+        {
+            let guard = self
+                .snapshot
+                .read()
+                .map_err(|_| BatchError::Transient("snapshot lock poisoned".into()))?;
+            if guard.1.elapsed() < SNAPSHOT_TTL {
+                return Ok(guard.0.clone());
+            }
+        }
+        let mut conn = self.pool.get_conn().await?;
+        let snap = Arc::new(
+            settings::Snapshot::load(&mut conn, &self.prefix)
+                .await
+                .map_err(|e| BatchError::Transient(e.to_string()))?,
+        );
+        let mut guard = self
+            .snapshot
+            .write()
+            .map_err(|_| BatchError::Transient("snapshot lock poisoned".into()))?;
+        *guard = (snap.clone(), Instant::now());
+        Ok(snap)
+    }
+
+    /// Turns a batch of queue entries (in queue order) into Matomo rows written through `tx`.
+    pub async fn process_batch(
+        &self,
+        tx: &mut mysql_async::Transaction<'static>,
+        cache: &mut ShardCache,
+        sets: &[matomo_wire::RequestSet],
+    ) -> Result<BatchOutcome, BatchError> {
+        let snap = self.snapshot().await?;
+        batch::run(self, &snap, tx, cache, sets).await
+    }
+
+    /// Table name with the configured prefix.
+    pub(crate) fn table(&self, name: &str) -> String {
+        format!("{}{}", self.prefix, name)
+    }
+}

@@ -1,0 +1,343 @@
+//! The Matomo configuration the tracker reads from MySQL — Matomo's tracker cache
+//! (`core/Tracker/Cache.php`): sites and their URLs, goals, custom dimensions, global options,
+//! fingerprint salts, and who may send `cip`/`cdt` (token hashes, super users, access rows).
+//!
+//! Loaded in one go into an immutable [`Snapshot`]; the [`super::Tracker`] swaps in a fresh one
+//! periodically. Loading only reads; the fingerprint salts Matomo creates lazily are written by
+//! the batch (inside the engine's transaction), never from here.
+
+use std::collections::{HashMap, HashSet};
+
+use mysql_async::prelude::Queryable;
+use serde_json::Value;
+
+/// One `site` row plus its URLs.
+#[derive(Debug, Clone, Default)]
+pub struct Site {
+    /// idsite.
+    pub idsite: u32,
+    /// Time zone name (`UTC`, `America/New_York`, or `UTC+2`-style offsets).
+    pub timezone: String,
+    /// main_url followed by every `site_url` alias.
+    pub urls: Vec<String>,
+    /// Whether the site has ecommerce enabled.
+    pub ecommerce: bool,
+    /// Site search on.
+    pub sitesearch: bool,
+    /// Site-specific keyword parameters (empty → global default).
+    pub sitesearch_keyword_parameters: Vec<String>,
+    /// Site-specific category parameters (empty → global default).
+    pub sitesearch_category_parameters: Vec<String>,
+    /// Excluded IPs / ranges (site only).
+    pub excluded_ips: Vec<String>,
+    /// Excluded query parameters (site only).
+    pub excluded_parameters: Vec<String>,
+    /// Excluded user agents (site only).
+    pub excluded_user_agents: Vec<String>,
+    /// Excluded referrers (site only).
+    pub excluded_referrers: Vec<String>,
+    /// exclude_unknown_urls.
+    pub exclude_unknown_urls: bool,
+    /// keep_url_fragment: 0 use the global default, 1 yes, 2 no.
+    pub keep_url_fragment: i64,
+    /// ts_created as unix seconds.
+    pub ts_created: i64,
+}
+
+/// One `goal` row.
+#[derive(Debug, Clone)]
+pub struct Goal {
+    /// idgoal.
+    pub idgoal: i64,
+    /// `url`, `title`, `event_category`, `manually`, `file`, `external_website`, …
+    pub match_attribute: String,
+    /// Pattern.
+    pub pattern: String,
+    /// `contains`, `exact` or `regex`.
+    pub pattern_type: String,
+    /// case_sensitive.
+    pub case_sensitive: bool,
+    /// allow_multiple.
+    pub allow_multiple: bool,
+    /// Default revenue.
+    pub revenue: f64,
+    /// event_value_as_revenue.
+    pub event_value_as_revenue: bool,
+}
+
+/// One active custom dimension.
+#[derive(Debug, Clone)]
+pub struct CustomDimension {
+    /// idcustomdimension (the `dimensionN` parameter).
+    pub id: i64,
+    /// The column index (`custom_dimension_<index>`).
+    pub index: i64,
+    /// `visit` or `action`.
+    pub scope: String,
+}
+
+/// A token hash that may authenticate tracking overrides.
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    /// The login owning the token.
+    pub login: String,
+    /// Expiry as unix seconds, if any.
+    pub expires: Option<i64>,
+    /// secure_only: only valid over POST.
+    pub secure_only: bool,
+}
+
+/// An immutable copy of everything above.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Sites by idsite.
+    pub sites: HashMap<u32, Site>,
+    /// Non-deleted goals by idsite.
+    pub goals: HashMap<u32, Vec<Goal>>,
+    /// Active custom dimensions by idsite.
+    pub dimensions: HashMap<u32, Vec<CustomDimension>>,
+    /// `option` rows the tracker cares about (globals, PrivacyManager, salts).
+    pub options: HashMap<String, String>,
+    /// sha512(token . salt) → owner.
+    pub tokens: HashMap<String, TokenRow>,
+    /// Super users.
+    pub superusers: HashSet<String>,
+    /// (login, idsite) with admin or write access.
+    pub writers: HashSet<(String, u32)>,
+    /// Global excluded IPs (`SitesManager_ExcludedIpsGlobal`).
+    pub global_excluded_ips: Vec<String>,
+    /// Global excluded query parameters.
+    pub global_excluded_parameters: Vec<String>,
+    /// Global excluded user agents.
+    pub global_excluded_user_agents: Vec<String>,
+    /// Global excluded referrers.
+    pub global_excluded_referrers: Vec<String>,
+    /// Global site search keyword parameters.
+    pub global_search_keyword_parameters: Vec<String>,
+    /// Global site search category parameters.
+    pub global_search_category_parameters: Vec<String>,
+    /// Global keep-url-fragment default.
+    pub global_keep_url_fragment: bool,
+}
+
+/// Failure to read the configuration tables.
+#[derive(Debug, thiserror::Error)]
+#[error("reading Matomo configuration table {table}: {source}")]
+pub struct LoadError {
+    /// The table being read.
+    pub table: &'static str,
+    /// The driver error.
+    #[source]
+    pub source: mysql_async::Error,
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split([',', '\n'])
+        .map(|x| x.trim().to_owned())
+        .filter(|x| !x.is_empty())
+        .collect()
+}
+
+impl Snapshot {
+    /// Reads every configuration table with the given table prefix.
+    pub async fn load(conn: &mut mysql_async::Conn, prefix: &str) -> Result<Snapshot, LoadError> {
+        let mut snap = Snapshot::default();
+        let err = |table| move |source| LoadError { table, source };
+
+        let sites: Vec<mysql_async::Row> = conn
+            .query(format!(
+                "SELECT idsite, main_url, timezone, ecommerce, sitesearch, \
+                 COALESCE(sitesearch_keyword_parameters,''), COALESCE(sitesearch_category_parameters,''), \
+                 COALESCE(excluded_ips,''), COALESCE(excluded_parameters,''), COALESCE(excluded_user_agents,''), \
+                 COALESCE(excluded_referrers,''), exclude_unknown_urls, keep_url_fragment, \
+                 TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', ts_created) FROM `{prefix}site`"
+            ))
+            .await
+            .map_err(err("site"))?;
+        for r in sites {
+            let g = |i: usize| -> String {
+                r.get::<Option<String>, _>(i).flatten().unwrap_or_default()
+            };
+            let n = |i: usize| -> i64 { r.get::<Option<i64>, _>(i).flatten().unwrap_or(0) };
+            let site = Site {
+                idsite: n(0) as u32,
+                urls: vec![g(1)],
+                timezone: g(2),
+                ecommerce: n(3) == 1,
+                sitesearch: n(4) == 1,
+                sitesearch_keyword_parameters: split_list(&g(5)),
+                sitesearch_category_parameters: split_list(&g(6)),
+                excluded_ips: split_list(&g(7)),
+                excluded_parameters: split_list(&g(8)),
+                excluded_user_agents: split_list(&g(9)),
+                excluded_referrers: split_list(&g(10)),
+                exclude_unknown_urls: n(11) == 1,
+                keep_url_fragment: n(12),
+                ts_created: n(13),
+            };
+            snap.sites.insert(site.idsite, site);
+        }
+        let urls: Vec<(u32, String)> = conn
+            .query(format!(
+                "SELECT idsite, url FROM `{prefix}site_url` ORDER BY idsite, url"
+            ))
+            .await
+            .map_err(err("site_url"))?;
+        for (idsite, url) in urls {
+            if let Some(s) = snap.sites.get_mut(&idsite) {
+                if !s.urls.contains(&url) {
+                    s.urls.push(url);
+                }
+            }
+        }
+        let goals: Vec<mysql_async::Row> = conn
+            .query(format!(
+                "SELECT idsite, idgoal, match_attribute, pattern, pattern_type, case_sensitive, \
+                 allow_multiple, revenue, event_value_as_revenue FROM `{prefix}goal` \
+                 WHERE deleted = 0 ORDER BY idsite, idgoal"
+            ))
+            .await
+            .map_err(err("goal"))?;
+        for r in goals {
+            let idsite: u32 = r.get(0).unwrap_or(0);
+            let goal = Goal {
+                idgoal: r.get(1).unwrap_or(0),
+                match_attribute: r.get(2).unwrap_or_default(),
+                pattern: r.get(3).unwrap_or_default(),
+                pattern_type: r.get(4).unwrap_or_default(),
+                case_sensitive: r.get::<i64, _>(5).unwrap_or(0) == 1,
+                allow_multiple: r.get::<i64, _>(6).unwrap_or(0) == 1,
+                revenue: r.get::<f64, _>(7).unwrap_or(0.0),
+                event_value_as_revenue: r.get::<i64, _>(8).unwrap_or(0) == 1,
+            };
+            snap.goals.entry(idsite).or_default().push(goal);
+        }
+        let dims: Vec<(i64, u32, i64, String)> = conn
+            .query(format!(
+                "SELECT idcustomdimension, idsite, `index`, scope FROM `{prefix}custom_dimensions` \
+                 WHERE active = 1 ORDER BY idsite, idcustomdimension"
+            ))
+            .await
+            .map_err(err("custom_dimensions"))?;
+        for (id, idsite, index, scope) in dims {
+            snap.dimensions
+                .entry(idsite)
+                .or_default()
+                .push(CustomDimension { id, index, scope });
+        }
+        let options: Vec<(String, String)> = conn
+            .query(format!(
+                "SELECT option_name, option_value FROM `{prefix}option` WHERE option_name LIKE 'SitesManager\\_%' \
+                 OR option_name LIKE 'PrivacyManager.%' OR option_name LIKE 'fingerprint\\_salt\\_%' \
+                 OR option_name = 'useridsalt'"
+            ))
+            .await
+            .map_err(err("option"))?;
+        snap.options = options.into_iter().collect();
+        let opt = |k: &str| snap.options.get(k).cloned().unwrap_or_default();
+        snap.global_excluded_ips = split_list(&opt("SitesManager_ExcludedIpsGlobal"));
+        snap.global_excluded_parameters = split_list(&opt("SitesManager_ExcludedQueryParameters"));
+        snap.global_excluded_user_agents =
+            split_list(&opt("SitesManager_ExcludedUserAgentsGlobal"));
+        snap.global_excluded_referrers = split_list(&opt("SitesManager_ExcludedReferrersGlobal"));
+        snap.global_search_keyword_parameters = {
+            let v = split_list(&opt("SitesManager_SearchKeywordParameters"));
+            if v.is_empty() {
+                ["q", "query", "s", "search", "searchword", "k", "keyword"]
+                    .map(String::from)
+                    .to_vec()
+            } else {
+                v
+            }
+        };
+        snap.global_search_category_parameters =
+            split_list(&opt("SitesManager_SearchCategoryParameters"));
+        snap.global_keep_url_fragment = opt("SitesManager_KeepURLFragmentsGlobal") == "1";
+
+        let tokens: Vec<(String, String, Option<i64>, i64)> = conn
+            .query(format!(
+                "SELECT password, login, IF(date_expired IS NULL, NULL, \
+                 TIMESTAMPDIFF(SECOND, '1970-01-01 00:00:00', date_expired)), secure_only \
+                 FROM `{prefix}user_token_auth`"
+            ))
+            .await
+            .map_err(err("user_token_auth"))?;
+        for (hash, login, expires, secure_only) in tokens {
+            snap.tokens.insert(
+                hash,
+                TokenRow {
+                    login,
+                    expires,
+                    secure_only: secure_only == 1,
+                },
+            );
+        }
+        let supers: Vec<String> = conn
+            .query(format!(
+                "SELECT login FROM `{prefix}user` WHERE superuser_access = 1"
+            ))
+            .await
+            .map_err(err("user"))?;
+        snap.superusers = supers.into_iter().collect();
+        let access: Vec<(String, u32)> = conn
+            .query(format!(
+                "SELECT login, idsite FROM `{prefix}access` WHERE access IN ('admin', 'write')"
+            ))
+            .await
+            .map_err(err("access"))?;
+        snap.writers = access.into_iter().collect();
+        Ok(snap)
+    }
+
+    /// The stored fingerprint salt for a site and day, if one exists.
+    pub fn fingerprint_salt(&self, idsite: u32, day: &str) -> Option<String> {
+        let raw = self
+            .options
+            .get(&format!("fingerprint_salt_{idsite}_{day}"))?;
+        let v: Value = serde_json::from_str(raw).ok()?;
+        v.get("value").and_then(Value::as_str).map(str::to_owned)
+    }
+
+    /// PrivacyManager option as a boolean, with Matomo's default.
+    pub fn privacy_flag(&self, name: &str, default: bool) -> bool {
+        match self.options.get(&format!("PrivacyManager.{name}")) {
+            Some(v) => v == "1" || v == "true",
+            None => default,
+        }
+    }
+
+    /// PrivacyManager option as an integer, with Matomo's default.
+    pub fn privacy_int(&self, name: &str, default: i64) -> i64 {
+        self.options
+            .get(&format!("PrivacyManager.{name}"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// Site search keyword parameters for a site (site list, else global default).
+    pub fn search_keyword_params(&self, site: &Site) -> Vec<String> {
+        if site.sitesearch_keyword_parameters.is_empty() {
+            self.global_search_keyword_parameters.clone()
+        } else {
+            site.sitesearch_keyword_parameters.clone()
+        }
+    }
+
+    /// Site search category parameters for a site (site list, else global default).
+    pub fn search_category_params(&self, site: &Site) -> Vec<String> {
+        if site.sitesearch_category_parameters.is_empty() {
+            self.global_search_category_parameters.clone()
+        } else {
+            site.sitesearch_category_parameters.clone()
+        }
+    }
+
+    /// Whether URL fragments are kept for this site.
+    pub fn keep_fragment(&self, site: &Site) -> bool {
+        match site.keep_url_fragment {
+            1 => true,
+            2 => false,
+            _ => self.global_keep_url_fragment,
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Golden row-level test against PHP Matomo 5.1.2 + QueuedTracking: the corpus of
+//! `../shared/golden-php/` is turned into RequestSets the way the ingest writes them, fed through
+//! `Tracker::process_batch` in batches of 25 (the engine's contract: a transaction per batch,
+//! a poison entry rolled back and the batch re-run without it), then dumped and compared with the
+//! golden's own `dump.py` / `compare.py`. Prints the `fidelity:` line and asserts a floor that is
+//! raised as fidelity improves.
+//!
+//! Needs MariaDB on 127.0.0.1:3306 (user/password `matomo`) and fails clearly without it; skips
+//! with a message when the shared folder is absent.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use matomo_wire::{Params, RequestSet};
+use matomo_worker::tracker::{BatchError, Tracker};
+use mysql_async::prelude::Queryable;
+use serde_json::Value;
+
+/// Fidelity the tier must reach at least (percent of compared cells equal).
+const FIDELITY_FLOOR: f64 = 90.0;
+
+fn shared_dir() -> PathBuf {
+    match std::env::var_os("MATOMO_SHARED_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"),
+    }
+}
+
+fn mysql(db: &str, sql_file: Option<&Path>, sql: Option<&str>) {
+    let mut cmd = Command::new("mariadb");
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-P",
+        "3306",
+        "-u",
+        "matomo",
+        "--password=matomo",
+    ]);
+    if !db.is_empty() {
+        cmd.arg(db);
+    }
+    if let Some(s) = sql {
+        cmd.args(["-e", s]);
+    }
+    if let Some(f) = sql_file {
+        cmd.stdin(std::fs::File::open(f).expect("open sql file"));
+    }
+    let out = cmd
+        .output()
+        .expect("run the mariadb client (is it installed?)");
+    assert!(
+        out.status.success(),
+        "mariadb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn salt_from_ini(text: &str) -> String {
+    text.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("salt = ")
+                .map(|s| s.trim_matches('"').to_owned())
+        })
+        .expect("salt in config.ini.php")
+}
+
+fn corpus_sets(corpus: &str, now: i64) -> Vec<RequestSet> {
+    let mut sets = Vec::new();
+    for line in corpus.lines().filter(|l| !l.trim().is_empty()) {
+        let hit: Value = serde_json::from_str(line).expect("corpus line is JSON");
+        let query = hit["query"].as_str().unwrap_or_default();
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).expect("query string");
+        let mut params = Params::new();
+        for (k, v) in pairs {
+            params.entry(k).or_insert(Value::String(v));
+        }
+        let mut server = Params::new();
+        server.insert("REMOTE_ADDR".into(), Value::String("127.0.0.1".into()));
+        server.insert("REQUEST_METHOD".into(), Value::String("GET".into()));
+        if let Some(h) = hit["headers"].as_object() {
+            if let Some(ua) = h.get("User-Agent").and_then(Value::as_str) {
+                server.insert("HTTP_USER_AGENT".into(), Value::String(ua.into()));
+            }
+            if let Some(al) = h.get("Accept-Language").and_then(Value::as_str) {
+                server.insert("HTTP_ACCEPT_LANGUAGE".into(), Value::String(al.into()));
+            }
+        }
+        sets.push(RequestSet {
+            requests: vec![params],
+            server,
+            time: now,
+            ..Default::default()
+        });
+    }
+    sets
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_corpus_reproduces_php_rows() {
+    let shared = shared_dir();
+    let golden = shared.join("golden-php");
+    if !golden.join("corpus.jsonl").exists() {
+        println!(
+            "SKIPPED: {} not found (set MATOMO_SHARED_DIR)",
+            golden.display()
+        );
+        return;
+    }
+    let db = format!("mt_test_{:016x}", rand::random::<u64>());
+    mysql("", None, Some(&format!("CREATE DATABASE `{db}`")));
+    struct Drop_(String);
+    impl Drop for Drop_ {
+        fn drop(&mut self) {
+            let _ = Command::new("mariadb")
+                .args(["-h", "127.0.0.1", "-u", "matomo", "--password=matomo", "-e"])
+                .arg(format!("DROP DATABASE IF EXISTS `{}`", self.0))
+                .output();
+        }
+    }
+    let _guard = Drop_(db.clone());
+    mysql(&db, Some(&golden.join("matomo-state/schema.sql")), None);
+    mysql(
+        &db,
+        Some(&golden.join("matomo-state/config-data.sql")),
+        None,
+    );
+
+    let ini = std::fs::read_to_string(golden.join("matomo-state/config.ini.php"))
+        .expect("config.ini.php");
+    let mut config = tier_config::Config::default();
+    config.database.dbname = db.clone();
+    config.matomo.salt = salt_from_ini(&ini);
+    config.matomo.vendor_dir = Some(shared.join("matomo-data/for-matomo-5.1"));
+    let url = format!("mysql://matomo:matomo@127.0.0.1:3306/{db}");
+    let pool = mysql_async::Pool::new(url.as_str());
+    let tracker = Tracker::new(&config, pool.clone())
+        .await
+        .expect("tracker starts");
+
+    let corpus = std::fs::read_to_string(golden.join("corpus.jsonl")).expect("corpus");
+    let now = chrono::Utc::now().timestamp();
+    let sets = corpus_sets(&corpus, now);
+    let started = std::time::Instant::now();
+    let mut cache = tracker.new_shard_cache();
+    let mut dropped = 0;
+    for chunk in sets.chunks(25) {
+        let mut batch: Vec<RequestSet> = chunk.to_vec();
+        loop {
+            let mut tx = pool
+                .start_transaction(Default::default())
+                .await
+                .expect("transaction");
+            match tracker.process_batch(&mut tx, &mut cache, &batch).await {
+                Ok(_) => {
+                    tx.commit().await.expect("commit");
+                    break;
+                }
+                Err(BatchError::Poison { index, reason, .. }) => {
+                    tx.rollback().await.expect("rollback");
+                    println!("poison entry dropped: {reason}");
+                    batch.remove(index);
+                    dropped += 1;
+                    cache = tracker.new_shard_cache();
+                }
+                Err(e) => panic!("batch failed: {e}"),
+            }
+        }
+    }
+    println!(
+        "processed {} hits in {:?} ({dropped} poison)",
+        sets.len(),
+        started.elapsed()
+    );
+    let mut conn = pool.get_conn().await.expect("conn");
+    let visits: Option<u64> = conn
+        .query_first("SELECT COUNT(*) FROM matomo_log_visit")
+        .await
+        .expect("count");
+    println!("log_visit rows: {visits:?}");
+    drop(conn);
+    pool.disconnect().await.expect("disconnect");
+
+    let cand = std::env::temp_dir().join(format!("{db}.json"));
+    let out = Command::new("python3")
+        .arg(golden.join("dump.py"))
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "3306",
+            "--user",
+            "matomo",
+            "--password",
+            "matomo",
+            "--db",
+            &db,
+        ])
+        .args(["--prefix", "matomo_", "--out"])
+        .arg(&cand)
+        .output()
+        .expect("python3 dump.py");
+    assert!(
+        out.status.success(),
+        "dump.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("python3")
+        .arg(golden.join("compare.py"))
+        .arg(golden.join("golden-get.json"))
+        .arg(&cand)
+        .args([
+            "--ignore-row",
+            r"options.fingerprint_salt:_(?!2026-11-(?:09|1[0-3])$)\d{4}-\d\d-\d\d$",
+        ])
+        .output()
+        .expect("python3 compare.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    let _ = std::fs::remove_file(&cand);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("fidelity:"))
+        .expect("compare.py prints a fidelity line");
+    let pct: f64 = line
+        .trim_start_matches("fidelity:")
+        .trim()
+        .split('%')
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .expect("fidelity percentage");
+    assert!(
+        pct >= FIDELITY_FLOOR,
+        "fidelity {pct}% is below the floor {FIDELITY_FLOOR}%"
+    );
+}
