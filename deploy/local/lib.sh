@@ -10,9 +10,10 @@
 #   REDIS_PORT (6379)  MYSQL_PORT (3306)  MARIADB_DATADIR (/var/lib/mysql)
 #   MARIADB_SOCKET (/run/mysqld/mysqld.sock)  DB_USER / DB_PASSWORD (matomo / matomo)
 #   WAIT_SECS (60): how long to wait for a service before giving up.
+#   LOCAL_RUN_DIR (deploy/local/run): where logs, pid files and generated files go.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-RUN_DIR="$ROOT/deploy/local/run"
+RUN_DIR="${LOCAL_RUN_DIR:-$ROOT/deploy/local/run}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 MYSQL_PORT="${MYSQL_PORT:-3306}"
 MARIADB_DATADIR="${MARIADB_DATADIR:-/var/lib/mysql}"
