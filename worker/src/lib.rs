@@ -1,6 +1,13 @@
 //! The queue worker: drains QueuedTracking shards in order and writes Matomo's log tables.
 //!
-//! `tracker` turns decoded hits into Matomo rows (the PHP tracker's logic, in Rust); the engine
-//! (locks, batches, exactly-once progress markers, dead letters) feeds it.
+//! - [`engine`]: locks, ordered batches, exactly-once progress markers, dead letters, the pool
+//!   of worker tasks. Generic over [`engine::BatchProcessor`].
+//! - [`tracker`]: turns decoded hits into Matomo rows (the PHP tracker's logic, in Rust).
+//! - [`commands`]: the operator commands (`monitor`, `lock-status`, `print-queued-requests`,
+//!   `test`, `dead-letter`) as library functions writing to any `Write`.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`metrics`]: the Prometheus registry and typed metrics.
 
+pub mod engine;
+pub mod metrics;
 pub mod tracker;

@@ -1,0 +1,44 @@
+//! The production processor: the tracker core behind the engine's [`BatchProcessor`] seam.
+//! Only maps types; all tracking logic lives in `crate::tracker`.
+
+use matomo_wire::RequestSet;
+use mysql_async::Transaction;
+
+use super::processor::{BatchProcessor, ProcessError, SetResult};
+use crate::tracker::{BatchError, ShardCache, Tracker};
+
+impl BatchProcessor for Tracker {
+    type Cache = ShardCache;
+
+    fn new_cache(&self) -> ShardCache {
+        self.new_shard_cache()
+    }
+
+    async fn process_batch<'a>(
+        &'a self,
+        tx: &'a mut Transaction<'static>,
+        cache: &'a mut ShardCache,
+        sets: &'a [RequestSet],
+    ) -> Result<Vec<SetResult>, ProcessError> {
+        match Tracker::process_batch(self, tx, cache, sets).await {
+            Ok(outcome) => Ok(outcome
+                .sets
+                .into_iter()
+                .map(|s| SetResult {
+                    recorded: s.recorded,
+                    skipped: s.skipped,
+                })
+                .collect()),
+            Err(BatchError::Transient(message)) => Err(ProcessError::Transient(message)),
+            Err(BatchError::Poison {
+                index,
+                reason,
+                dead_letter,
+            }) => Err(ProcessError::Poison {
+                index,
+                reason,
+                dead_letter,
+            }),
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The worker's telemetry: one prometheus-client [`Registry`] with typed label sets.
+//!
+//! Names end in their unit (`_total`, `_seconds`, `_entries`). Label values are bounded: the
+//! queue id (at most 4096 queues) and small enums.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// What became of a queue entry.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum EntryOutcome {
+    /// Its rows were committed.
+    Processed,
+    /// Set aside in the dead-letter list.
+    DeadLettered,
+    /// Dropped without trace (as PHP would).
+    Dropped,
+    /// Found already committed after a crash and trimmed without reprocessing.
+    AlreadyCommitted,
+}
+
+/// Labels of per-queue entry counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EntryLabels {
+    /// Queue id.
+    pub queue: u16,
+    /// Outcome.
+    pub outcome: EntryOutcome,
+}
+
+/// Labels of per-queue gauges.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// Queue id.
+    pub queue: u16,
+}
+
+/// Lock events.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum LockEvent {
+    /// Taken.
+    Acquired,
+    /// Held by someone else when we tried.
+    Contended,
+    /// Renewed by the heartbeat.
+    Renewed,
+    /// Found gone or taken over while we worked.
+    Lost,
+    /// Given back.
+    Released,
+}
+
+/// Labels of lock event counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LockLabels {
+    /// Event.
+    pub event: LockEvent,
+}
+
+/// A backing service.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Service {
+    /// Redis.
+    Redis,
+    /// MySQL / MariaDB.
+    Mysql,
+}
+
+/// Labels of error counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    /// Service.
+    pub service: Service,
+}
+
+/// Request outcome inside processed sets.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum RequestOutcome {
+    /// Recorded.
+    Recorded,
+    /// Skipped by the tracker (excluded, rec≠1…).
+    Skipped,
+}
+
+/// Labels of request counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Outcome.
+    pub outcome: RequestOutcome,
+}
+
+fn size_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 14))
+}
+
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Every metric of the worker.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Queue entries by queue and outcome.
+    pub entries: Family<EntryLabels, Counter>,
+    /// Tracking requests by outcome.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Entries per committed batch.
+    pub batch_size: Histogram,
+    /// Time from reading a batch to its trim.
+    pub batch_duration: Histogram,
+    /// Time of COMMIT.
+    pub commit_latency: Histogram,
+    /// Lock events.
+    pub locks: Family<LockLabels, Counter>,
+    /// Batches retried after a transient failure.
+    pub retries: Counter,
+    /// Errors talking to Redis or MySQL.
+    pub errors: Family<ServiceLabels, Counter>,
+    /// Entries waiting per queue (sampled).
+    pub queue_length: Family<QueueLabels, Gauge>,
+    /// Age of the oldest entry per queue in seconds (sampled).
+    pub queue_lag: Family<QueueLabels, Gauge>,
+    /// Dead letters waiting per queue (sampled).
+    pub dead_letters: Family<QueueLabels, Gauge>,
+    /// Entries processed since start (for rates in logs and `monitor`).
+    processed_total: AtomicU64,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry` (prefix `matomo_worker`).
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Metrics {
+            entries: Family::default(),
+            requests: Family::default(),
+            batch_size: size_histogram(),
+            batch_duration: seconds_histogram(),
+            commit_latency: seconds_histogram(),
+            locks: Family::default(),
+            retries: Counter::default(),
+            errors: Family::default(),
+            queue_length: Family::default(),
+            queue_lag: Family::default(),
+            dead_letters: Family::default(),
+            processed_total: AtomicU64::new(0),
+        };
+        let r = registry.sub_registry_with_prefix("matomo_worker");
+        r.register(
+            "queue_entries",
+            "Queue entries by queue and outcome",
+            m.entries.clone(),
+        );
+        r.register(
+            "requests",
+            "Tracking requests in processed entries, by outcome",
+            m.requests.clone(),
+        );
+        r.register(
+            "batch_size_entries",
+            "Entries per committed batch",
+            m.batch_size.clone(),
+        );
+        r.register(
+            "batch_duration_seconds",
+            "From reading a batch to trimming it",
+            m.batch_duration.clone(),
+        );
+        r.register(
+            "commit_duration_seconds",
+            "Latency of the batch COMMIT",
+            m.commit_latency.clone(),
+        );
+        r.register(
+            "lock_events",
+            "Shard lock acquisitions, contentions, renewals, losses, releases",
+            m.locks.clone(),
+        );
+        r.register(
+            "batch_retries",
+            "Batches rolled back and retried after a transient failure",
+            m.retries.clone(),
+        );
+        r.register(
+            "backend_errors",
+            "Errors talking to Redis or MySQL",
+            m.errors.clone(),
+        );
+        r.register(
+            "queue_length_entries",
+            "Entries waiting per queue (sampled)",
+            m.queue_length.clone(),
+        );
+        r.register(
+            "queue_lag_seconds",
+            "Age of the oldest waiting entry per queue (sampled)",
+            m.queue_lag.clone(),
+        );
+        r.register(
+            "dead_letter_entries",
+            "Dead letters waiting per queue (sampled)",
+            m.dead_letters.clone(),
+        );
+        m
+    }
+
+    /// Counts `n` entries of `queue` with `outcome`.
+    pub fn entries(&self, queue: u16, outcome: EntryOutcome, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.entries
+            .get_or_create(&EntryLabels { queue, outcome })
+            .inc_by(n as u64);
+        if outcome == EntryOutcome::Processed {
+            self.processed_total.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a lock event.
+    pub fn lock(&self, event: LockEvent) {
+        self.locks.get_or_create(&LockLabels { event }).inc();
+    }
+
+    /// Counts an error of `service`.
+    pub fn error(&self, service: Service) {
+        self.errors.get_or_create(&ServiceLabels { service }).inc();
+    }
+
+    /// Counts requests.
+    pub fn requests(&self, outcome: RequestOutcome, n: usize) {
+        if n > 0 {
+            self.requests
+                .get_or_create(&RequestLabels { outcome })
+                .inc_by(n as u64);
+        }
+    }
+
+    /// Entries processed since start.
+    pub fn processed_total(&self) -> u64 {
+        self.processed_total.load(Ordering::Relaxed)
+    }
+}
+
+/// A registry with the worker's metrics registered, for tests and commands that need one.
+pub fn standalone() -> (Registry, std::sync::Arc<Metrics>) {
+    let mut registry = Registry::default();
+    let metrics = std::sync::Arc::new(Metrics::new(&mut registry));
+    (registry, metrics)
+}
+
+/// The registry in Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        out.clear();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_with_units_and_labels() {
+        let (registry, m) = standalone();
+        m.entries(3, EntryOutcome::DeadLettered, 2);
+        m.lock(LockEvent::Acquired);
+        m.batch_size.observe(25.0);
+        let text = render(&registry);
+        assert!(
+            text.contains(
+                "matomo_worker_queue_entries_total{queue=\"3\",outcome=\"DeadLettered\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("matomo_worker_lock_events_total{event=\"Acquired\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("matomo_worker_batch_size_entries_bucket"),
+            "{text}"
+        );
+    }
+}
