@@ -100,6 +100,7 @@ struct PendingConversion {
 }
 
 struct Prepared {
+    device: Option<matomo_device_detector::MatomoDeviceColumns>,
     idsite: u32,
     set: usize,
     params: usize,
@@ -227,11 +228,97 @@ pub async fn run(
                 } else {
                     String::new()
                 };
+                let ua = matomo_wire::php::htmlspecialchars_decode(&req.user_agent()).into_owned();
+                let detection = t.devices.as_ref().map(|dd| {
+                    let hints = match req
+                        .raw("uadata")
+                        .and_then(php::raw_string)
+                        .filter(|s| !s.is_empty())
+                    {
+                        Some(json) => matomo_device_detector::ClientHints::from_uadata_json(&json)
+                            .unwrap_or_default(),
+                        None => matomo_device_detector::ClientHints::from_headers(
+                            req.server
+                                .iter()
+                                .filter_map(|(k, v)| php::raw_string(v).map(|v| (k.clone(), v))),
+                        ),
+                    };
+                    dd.detect(&ua, &hints)
+                });
+                let is_bot = detection.as_ref().is_some_and(|d| d.is_bot());
+                let ip_bin = ip_to_bytes(&ip);
+                let ranges = exclusion::excluded_ip_ranges(
+                    &req.site.excluded_ips.join(","),
+                    &snap.global_excluded_ips.join(","),
+                );
+                let excluded_uas: Vec<String> = snap
+                    .global_excluded_user_agents
+                    .iter()
+                    .chain(req.site.excluded_user_agents.iter())
+                    .cloned()
+                    .collect();
+                let via = req.server_str("HTTP_VIA").unwrap_or_default();
+                let x_purpose = req.server_str("HTTP_X_PURPOSE").unwrap_or_default();
+                let x_moz = req.server_str("HTTP_X_MOZ").unwrap_or_default();
+                let urlref = req.str("urlref");
+                let url = req.str("url");
+                let input = exclusion::ExclusionInput {
+                    bots_param: req.int("bots", 0),
+                    device_is_bot: is_bot,
+                    rec_param: 1,
+                    ip: &ip_bin,
+                    http_via: &via,
+                    excluded_ips: &ranges,
+                    user_agent: &ua,
+                    excluded_user_agents: &excluded_uas,
+                    spam_filter_enabled: true,
+                    spammers: &t.lists.spammers,
+                    urlref: &urlref,
+                    exclude_unknown_urls: req.site.exclude_unknown_urls,
+                    site_urls: &req.site.urls,
+                    idsite,
+                    url: &url,
+                    x_purpose: &x_purpose,
+                    x_moz: &x_moz,
+                };
+                if let Some(reason) = exclusion::check(&input) {
+                    return Err(RequestError::InvalidParameter(format!(
+                        "excluded: {reason:?}"
+                    )));
+                }
+                let device = detection.as_ref().map(|d| d.matomo_columns());
+                let (os, browser, version) = match &device {
+                    Some(d) => {
+                        let is_browser = d.config_client_type == Some(1);
+                        (
+                            d.config_os.clone(),
+                            if is_browser {
+                                d.config_browser_name.clone()
+                            } else {
+                                "UNK".into()
+                            },
+                            if is_browser {
+                                d.config_browser_version.clone()
+                            } else {
+                                String::new()
+                            },
+                        )
+                    }
+                    None => ("UNK".into(), "UNK".into(), String::new()),
+                };
+                let mut plugins = req.plugins();
+                if detection
+                    .as_ref()
+                    .and_then(|d| d.client.as_ref())
+                    .is_some_and(|c| c.name == "Internet Explorer")
+                {
+                    plugins[7] = 0;
+                }
                 let cfg = config_id(
-                    "UNK",
-                    "UNK",
-                    "",
-                    req.plugins(),
+                    &os,
+                    &browser,
+                    &version,
+                    plugins,
                     &ip,
                     &req.browser_language(),
                     salt,
@@ -253,6 +340,7 @@ pub async fn run(
                     }
                 };
                 Ok(Prepared {
+                    device,
                     idsite,
                     set: si,
                     params: pi,
@@ -705,12 +793,36 @@ async fn handle(
             referer_name: None,
             referer_keyword: None,
             referer_url: Some(String::new()),
-            browser_lang: Some(request::first_language_code(&lang)),
-            browser: [Some(String::new()), Some("UNK".into()), Some(String::new())],
-            client_type: None,
-            device: [Some(String::new()), Some(String::new())],
-            device_type: None,
-            os: [Some("UNK".into()), Some(String::new())],
+            browser_lang: Some(location::location_browser_lang(&lang)),
+            browser: match &p.device {
+                Some(d) => [
+                    Some(d.config_browser_engine.clone()),
+                    Some(d.config_browser_name.clone()),
+                    Some(d.config_browser_version.clone()),
+                ],
+                None => [Some(String::new()), Some("UNK".into()), Some(String::new())],
+            },
+            client_type: p
+                .device
+                .as_ref()
+                .and_then(|d| d.config_client_type)
+                .map(i64::from),
+            device: match &p.device {
+                Some(d) => [
+                    Some(d.config_device_brand.clone()),
+                    Some(d.config_device_model.clone()),
+                ],
+                None => [Some(String::new()), Some(String::new())],
+            },
+            device_type: p
+                .device
+                .as_ref()
+                .and_then(|d| d.config_device_type)
+                .map(i64::from),
+            os: match &p.device {
+                Some(d) => [Some(d.config_os.clone()), Some(d.config_os_version.clone())],
+                None => [Some("UNK".into()), Some(String::new())],
+            },
             localtime: Some(req.local_time()),
             resolution: Some(resolution(req)),
             flags: [
@@ -718,7 +830,11 @@ async fn handle(
                 plugins[5],
             ]
             .map(Some),
-            location: [None, Some("xx".into()), None],
+            location: [
+                None,
+                Some(location::country_from_language(&lang, true)),
+                None,
+            ],
             latlong: [None, None],
             last_idlink_va: None,
             dims: Default::default(),
@@ -840,7 +956,7 @@ async fn handle(
     Ok(true)
 }
 
-use super::php;
+use super::{exclusion, location, php};
 
 const ACTION_DIM_COLS: [&str; 5] = [
     "custom_dimension_1",

@@ -31,7 +31,6 @@ pub mod settings;
 pub mod sql;
 pub mod visit;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -101,10 +100,8 @@ pub struct Tracker {
     pub(crate) snapshot: RwLock<(Arc<settings::Snapshot>, Instant)>,
     pub(crate) actions: log_action::ActionCache,
     pub(crate) lists: Arc<lists::ReferrerLists>,
+    pub(crate) devices: Option<Arc<matomo_device_detector::DeviceDetector>>,
     pub(crate) consecutive_autoinc: bool,
-    /// (idsite, day) already remembered for invalidation, and sites whose ts_created moved.
-    pub(crate) remembered: RwLock<HashSet<(u32, String)>>,
-    pub(crate) salts_created: RwLock<HashMap<(u32, String), String>>,
 }
 
 impl Tracker {
@@ -131,7 +128,17 @@ impl Tracker {
                 .map_err(|e| TrackerError::DataFiles(e.to_string()))?,
             None => lists::ReferrerLists::default(),
         };
+        let devices = match &config.matomo.vendor_dir {
+            Some(dir) if dir.join("device-detector/regexes").is_dir() => Some(Arc::new(
+                matomo_device_detector::DeviceDetector::from_dir(
+                    &dir.join("device-detector/regexes"),
+                )
+                .map_err(|e| TrackerError::DataFiles(e.to_string()))?,
+            )),
+            _ => None,
+        };
         Ok(Tracker {
+            devices,
             config: config.clone(),
             prefix,
             pool,
@@ -139,8 +146,6 @@ impl Tracker {
             actions: moka::sync::Cache::new(200_000),
             lists: Arc::new(lists),
             consecutive_autoinc: mode.unwrap_or(1) != 2,
-            remembered: RwLock::new(HashSet::new()),
-            salts_created: RwLock::new(HashMap::new()),
         })
     }
 
