@@ -105,6 +105,58 @@ pub enum ConfigError {
     /// Logging could not be set up.
     #[error("config error: log: {0}")]
     Logging(String),
+    /// A service named by the settings cannot be used (built by the binaries at start-up with
+    /// [`ConfigError::redis_failed`] / [`ConfigError::mysql_failed`]).
+    #[error("config error: {settings}: {problem} ({target})")]
+    Unreachable {
+        /// The settings to check, e.g. `database.username/database.password`.
+        settings: &'static str,
+        /// What was tried, without secrets (a redacted URL).
+        target: String,
+        /// The failure, on one line.
+        problem: String,
+    },
+}
+
+impl ConfigError {
+    /// Start-up failure talking to Redis: names `redis.password` for authentication errors and
+    /// `redis.host/redis.port` otherwise.
+    pub fn redis_failed(config: &crate::Config, error: impl fmt::Display) -> ConfigError {
+        let problem = one_line(&error.to_string());
+        let lower = problem.to_ascii_lowercase();
+        let settings = if ["noauth", "wrongpass", "invalid password", "auth"]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
+            "redis.password"
+        } else {
+            "redis.host/redis.port"
+        };
+        ConfigError::Unreachable {
+            settings,
+            target: config.redis_url_redacted(),
+            problem: format!("cannot use Redis: {problem}"),
+        }
+    }
+
+    /// Start-up failure talking to MySQL: names the username/password for access errors,
+    /// `database.dbname` for an unknown database and `database.host/database.port` otherwise.
+    pub fn mysql_failed(config: &crate::Config, error: impl fmt::Display) -> ConfigError {
+        let problem = one_line(&error.to_string());
+        let lower = problem.to_ascii_lowercase();
+        let settings = if lower.contains("access denied") {
+            "database.username/database.password"
+        } else if lower.contains("unknown database") {
+            "database.dbname"
+        } else {
+            "database.host/database.port"
+        };
+        ConfigError::Unreachable {
+            settings,
+            target: config.mysql_url_redacted(),
+            problem: format!("cannot use MySQL: {problem}"),
+        }
+    }
 }
 
 fn origin_suffix(origin: &Origin) -> String {

@@ -104,6 +104,13 @@ pub struct DatabaseConfig {
     pub pool_size: usize,
 }
 
+impl DatabaseConfig {
+    /// A Matomo table's full name: `tables_prefix` + `name` (`log_visit` → `matomo_log_visit`).
+    pub fn table(&self, name: &str) -> String {
+        format!("{}{}", self.tables_prefix, name)
+    }
+}
+
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
@@ -246,6 +253,10 @@ pub struct IngestConfig {
     pub redis_memory_high_bytes: u64,
     /// Low watermark of the Redis memory guard.
     pub redis_memory_low_bytes: u64,
+    /// On shutdown, how long `/readyz` fails while the node still serves, so load balancers
+    /// stop sending before the listener closes.
+    #[serde(with = "humantime_secs")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for IngestConfig {
@@ -262,6 +273,7 @@ impl Default for IngestConfig {
             spool: SpoolConfig::default(),
             redis_memory_high_bytes: 0,
             redis_memory_low_bytes: 0,
+            shutdown_grace: Duration::from_secs(2),
         }
     }
 }

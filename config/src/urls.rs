@@ -143,6 +143,40 @@ mod tests {
     }
 
     #[test]
+    fn connection_failures_name_the_settings_without_secrets() {
+        let mut c = Config::default();
+        c.database.password = "topsecret".into();
+        let line = crate::ConfigError::mysql_failed(
+            &c,
+            "Server error: `ERROR 28000 (1045): Access denied for user 'matomo'@'localhost'`",
+        )
+        .to_string();
+        assert!(
+            line.starts_with(
+                "config error: database.username/database.password: cannot use MySQL: "
+            ),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("(mysql://matomo:***@127.0.0.1:3306/matomo)")
+                && !line.contains("topsecret"),
+            "{line}"
+        );
+        let line = crate::ConfigError::mysql_failed(&c, "Unknown database 'x'").to_string();
+        assert!(
+            line.starts_with("config error: database.dbname: "),
+            "{line}"
+        );
+        let line =
+            crate::ConfigError::redis_failed(&c, "Connection refused (os error 111)").to_string();
+        assert_eq!(line, "config error: redis.host/redis.port: cannot use Redis: Connection refused (os error 111) (redis://127.0.0.1:6379/0)");
+        let line = crate::ConfigError::redis_failed(&c, "WRONGPASS invalid username-password pair")
+            .to_string();
+        assert!(line.starts_with("config error: redis.password: "), "{line}");
+        assert_eq!(c.database.table("log_visit"), "matomo_log_visit");
+    }
+
+    #[test]
     fn mysql_urls() {
         let mut c = Config::default();
         assert_eq!(c.mysql_url(), "mysql://matomo:matomo@127.0.0.1:3306/matomo");
