@@ -154,7 +154,6 @@ fn compile(source: &str, caseless: bool) -> Result<pcre2::bytes::Regex, String> 
     pcre2::bytes::RegexBuilder::new()
         .caseless(caseless)
         .jit_if_available(true)
-        .max_jit_stack_size(Some(1 << 20))
         .build(&full)
         .map_err(|e| e.to_string())
 }

@@ -14,9 +14,9 @@ use matomo_device_detector::{
 };
 use serde_yaml::Value;
 
-/// Measured rate minus a small margin; the bar is 99.5%.
-const MAIN_FLOOR_PERCENT: f64 = 99.5;
-const PARSER_FLOOR_PERCENT: f64 = 99.0;
+/// Measured 100% (35,041 and 2,396 cases) minus a small margin; the bar is 99.5%.
+const MAIN_FLOOR_PERCENT: f64 = 99.9;
+const PARSER_FLOOR_PERCENT: f64 = 99.9;
 
 fn shared_dir() -> PathBuf {
     match std::env::var_os("MATOMO_SHARED_DIR") {
@@ -39,8 +39,13 @@ fn field(v: &Value, key: &str) -> String {
 }
 
 fn hints_of(case: &Value) -> ClientHints {
-    match case.get("headers").and_then(Value::as_mapping) {
-        Some(map) => ClientHints::from_headers(map.iter().map(|(k, v)| (text(k), text(v)))),
+    // Headers may hold structured values (`fullVersionList: [...]`), as `uadata` does, so they
+    // go through the JSON reader, which accepts header names too.
+    match case.get("headers") {
+        Some(headers) => {
+            let json = serde_json::to_string(headers).expect("headers to JSON");
+            ClientHints::from_uadata_json(&json).expect("fixture headers")
+        }
         None => ClientHints::default(),
     }
 }
