@@ -91,52 +91,80 @@ pub fn load_with_env(
     env: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Result<Config, ConfigError> {
     let mut layers = Layers::default();
-
     let matomo_file = args
         .matomo_config
         .as_deref()
         .map(matomo_ini::resolve_config_path);
     if let Some(path) = &matomo_file {
-        let ini = IniFile::read(path)?;
-        for item in matomo_ini::settings_from(&ini, path)? {
-            let setting = registry::find(item.key).expect("mapped Matomo keys are settings");
-            let value = match item.value {
-                IniValue::Scalar(text) => from_text(setting, &text, &item.origin)?,
-                IniValue::List(items) => {
-                    toml::Value::Array(items.into_iter().map(toml::Value::String).collect())
-                }
-            };
-            layers.set(setting, value, item.origin);
-        }
-        if let Some(vendor) = matomo_ini::vendor_dir_beside(path) {
-            let setting = registry::find("matomo.vendor_dir").expect("known setting");
-            let origin = Origin::MatomoIni {
-                path: path.clone(),
-                section: "install".into(),
-                key: "vendor/matomo".into(),
-            };
-            layers.set(
-                setting,
-                toml::Value::String(vendor.display().to_string()),
-                origin,
-            );
-        }
+        apply_matomo_ini(&mut layers, path)?;
     }
-
     if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            what: "--config",
-            path: path.clone(),
-            source,
-        })?;
-        let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Toml {
-            path: path.clone(),
-            message: one_line(&e.to_string()),
-        })?;
-        merge_toml(&mut layers, "", table, path)?;
+        apply_toml_file(&mut layers, path)?;
     }
+    apply_env(&mut layers, env)?;
+    apply_flags(&mut layers, args)?;
 
-    let mut env_vars: Vec<(String, String)> = Vec::new();
+    let mut config =
+        Config::deserialize(toml::Value::Table(layers.table.clone())).map_err(|e| {
+            ConfigError::Syntax {
+                what: "settings".into(),
+                problem: one_line(&e.to_string()),
+            }
+        })?;
+    // An empty Redis password means "no AUTH", as in QueuedTracking.
+    if config.redis.password.as_deref() == Some("") {
+        config.redis.password = None;
+    }
+    crate::validate::validate(&config, matomo_file.is_some(), &|key| layers.origin(key))?;
+    Ok(config)
+}
+
+/// Layer 1: the Matomo `config.ini.php`, and the `vendor/matomo` folder beside its install.
+fn apply_matomo_ini(layers: &mut Layers, path: &Path) -> Result<(), ConfigError> {
+    let ini = IniFile::read(path)?;
+    for item in matomo_ini::settings_from(&ini, path)? {
+        let setting = registry::find(item.key).expect("mapped Matomo keys are settings");
+        let value = match item.value {
+            IniValue::Scalar(text) => from_text(setting, &text, &item.origin)?,
+            IniValue::List(items) => {
+                toml::Value::Array(items.into_iter().map(toml::Value::String).collect())
+            }
+        };
+        layers.set(setting, value, item.origin);
+    }
+    if let Some(vendor) = matomo_ini::vendor_dir_beside(path) {
+        let setting = registry::find("matomo.vendor_dir").expect("known setting");
+        let origin = Origin::MatomoIni {
+            path: path.to_path_buf(),
+            section: "install".into(),
+            key: "vendor/matomo".into(),
+        };
+        let value = toml::Value::String(vendor.display().to_string());
+        layers.set(setting, value, origin);
+    }
+    Ok(())
+}
+
+/// Layer 2: the TOML file.
+fn apply_toml_file(layers: &mut Layers, path: &Path) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        what: "--config",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Toml {
+        path: path.to_path_buf(),
+        message: one_line(&e.to_string()),
+    })?;
+    merge_toml(layers, "", table, path)
+}
+
+/// Layer 3: `MATOMO_TIER__SECTION__KEY` variables, in name order.
+fn apply_env(
+    layers: &mut Layers,
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<(), ConfigError> {
+    let mut vars: Vec<(String, String)> = Vec::new();
     for (name, value) in env {
         let Some(name) = name.to_str() else { continue };
         if !name.starts_with(registry::ENV_PREFIX) {
@@ -146,10 +174,10 @@ pub fn load_with_env(
             what: format!("environment {name}"),
             problem: "value is not valid UTF-8".into(),
         })?;
-        env_vars.push((name.to_string(), value));
+        vars.push((name.to_string(), value));
     }
-    env_vars.sort();
-    for (name, value) in env_vars {
+    vars.sort();
+    for (name, value) in vars {
         let origin = Origin::Env(name.clone());
         let key = registry::key_for_env(&name).unwrap_or_default();
         let setting = registry::find(&key).ok_or(ConfigError::UnknownSetting {
@@ -159,18 +187,19 @@ pub fn load_with_env(
         let value = from_text(setting, &value, &origin)?;
         layers.set(setting, value, origin);
     }
+    Ok(())
+}
 
+/// Layer 4: `--matomo-vendor`, `--geoip-db`, then every `--set`, in order.
+fn apply_flags(layers: &mut Layers, args: &CommonArgs) -> Result<(), ConfigError> {
     for (flag, key, path) in [
         ("--matomo-vendor", "matomo.vendor_dir", &args.matomo_vendor),
         ("--geoip-db", "matomo.geoip_db", &args.geoip_db),
     ] {
         if let Some(path) = path {
             let setting = registry::find(key).expect("known setting");
-            layers.set(
-                setting,
-                toml::Value::String(path.display().to_string()),
-                Origin::Flag(flag.into()),
-            );
+            let value = toml::Value::String(path.display().to_string());
+            layers.set(setting, value, Origin::Flag(flag.into()));
         }
     }
     for arg in &args.set {
@@ -189,20 +218,7 @@ pub fn load_with_env(
         let value = from_text(setting, value, &origin)?;
         layers.set(setting, value, origin);
     }
-
-    let mut config =
-        Config::deserialize(toml::Value::Table(layers.table.clone())).map_err(|e| {
-            ConfigError::Syntax {
-                what: "settings".into(),
-                problem: one_line(&e.to_string()),
-            }
-        })?;
-    // An empty Redis password means "no AUTH", as in QueuedTracking.
-    if config.redis.password.as_deref() == Some("") {
-        config.redis.password = None;
-    }
-    crate::validate::validate(&config, matomo_file.is_some(), &|key| layers.origin(key))?;
-    Ok(config)
+    Ok(())
 }
 
 /// Walks a TOML table, rejecting unknown keys and ill-typed values.
@@ -304,10 +320,12 @@ fn check_toml(
 
 /// Reads a setting from text (environment, `--set`, Matomo ini) according to its kind.
 fn from_text(setting: &Setting, text: &str, origin: &Origin) -> Result<toml::Value, ConfigError> {
+    // Free text is taken as written (a password may start with a space); typed values are trimmed.
+    let raw = text;
     let text = text.trim();
     let err = |problem: String| invalid(setting.key, setting.kind, text, problem, origin.clone());
     Ok(match setting.kind {
-        Kind::Str | Kind::Secret | Kind::Path => toml::Value::String(text.to_string()),
+        Kind::Str | Kind::Secret | Kind::Path => toml::Value::String(raw.to_string()),
         Kind::Bool => toml::Value::Boolean(match text.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => true,
             "0" | "false" | "no" | "off" | "" => false,
