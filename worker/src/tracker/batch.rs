@@ -373,6 +373,7 @@ pub async fn run(
     let mut pending: Vec<PendingAction> = Vec::new();
     let mut conversions: Vec<PendingConversion> = Vec::new();
     let mut touched: Vec<usize> = Vec::new();
+    let mut time_spent_updates: Vec<(u64, i64)> = Vec::new();
     for p in &prepared {
         let set = &sets[p.set];
         let Ok(mut req) = Request::new(&set.requests[p.params], set, env.clone()) else {
@@ -389,6 +390,7 @@ pub async fn run(
             &mut pending,
             &mut conversions,
             &mut touched,
+            &mut time_spent_updates,
         )
         .await?;
         if recorded {
@@ -400,6 +402,23 @@ pub async fn run(
 
     // Phase 4: write.
     write(t, tx, cache, &pending, &conversions, &touched).await?;
+    if !time_spent_updates.is_empty() {
+        let table = t.table("log_link_visit_action");
+        let stmts: Vec<String> = time_spent_updates
+            .iter()
+            .map(|(id, secs)| {
+                sql::update_one(
+                    &table,
+                    "idlink_va",
+                    *id as i64,
+                    &[("time_spent", Val::Int(*secs))],
+                )
+            })
+            .collect();
+        for chunk in stmts.chunks(100) {
+            tx.query_drop(chunk.join(";\n")).await?;
+        }
+    }
     for (idsite, day, value) in new_salts {
         let json = format!(
             "{{\"value\":\"{value}\",\"time\":{}}}",
@@ -518,6 +537,7 @@ async fn handle(
     pending: &mut Vec<PendingAction>,
     conversions: &mut Vec<PendingConversion>,
     touched: &mut Vec<usize>,
+    time_spent_updates: &mut Vec<(u64, i64)>,
 ) -> Result<bool, BatchError> {
     let tr = &t.config.matomo.tracker;
     let now = p.ts;
@@ -928,7 +948,28 @@ async fn handle(
         pending.push(PendingAction { visit: vi, cols });
         let ai = pending.len() - 1;
         action_index = Some(ai);
-        cache.visits[vi].last_idlink_va = Some(LinkRef::Pending(ai));
+        // CustomDimensionsRequestProcessor: last_idlink_va and the previous action's time_spent
+        // are maintained only on sites with an action-scope custom dimension.
+        let has_action_dim = snap
+            .dimensions
+            .get(&idsite)
+            .is_some_and(|ds| ds.iter().any(|d| d.scope == "action"));
+        if has_action_dim {
+            let previous = cache.visits[vi].last_idlink_va;
+            cache.visits[vi].last_idlink_va = Some(LinkRef::Pending(ai));
+            if !is_new && time_spent_ref > 0 {
+                match previous {
+                    Some(LinkRef::Pending(prev)) => {
+                        if let Some(a) = pending.get_mut(prev) {
+                            a.cols.retain(|(c, _)| *c != "time_spent");
+                            a.cols.push(("time_spent", Val::Int(time_spent_ref)));
+                        }
+                    }
+                    Some(LinkRef::Id(id)) => time_spent_updates.push((id, time_spent_ref)),
+                    None => {}
+                }
+            }
+        }
     }
 
     // Conversions (standard goals; ecommerce conversions are not written yet).
