@@ -260,19 +260,10 @@ impl Socials {
 
 /// The referrer spam list: a `urlref` containing any entry (ASCII case-insensitive, as PHP's
 /// `stripos`) is spam. Entries are kept exactly as the file has them (trailing spaces included).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SpamList {
     hosts: Vec<String>,
     matcher: Option<BytesRegex>,
-}
-
-impl Default for SpamList {
-    fn default() -> Self {
-        SpamList {
-            hosts: Vec::new(),
-            matcher: None,
-        }
-    }
 }
 
 impl SpamList {

@@ -210,7 +210,7 @@ pub fn binary_to_ip_string(bin: &[u8]) -> String {
             let a = Ipv6Addr::from(o);
             let seg = a.segments();
             // glibc prints IPv4-compatible addresses (::a.b.c.d) in dotted form
-            if seg[..6].iter().all(|&s| s == 0) && (seg[6] != 0 || seg[7] > 1) && seg[6] != 0 {
+            if seg[..6].iter().all(|&s| s == 0) && seg[6] != 0 {
                 format!("::{}.{}.{}.{}", o[12], o[13], o[14], o[15])
             } else {
                 a.to_string()

@@ -1,1 +1,278 @@
+use std::path::Path;
+
 use super::*;
+use crate::tracker::location::ip_to_binary;
+
+fn ip(s: &str) -> Vec<u8> {
+    ip_to_binary(s)
+}
+
+#[test]
+fn ip_ranges_parse_like_iputils() {
+    let r = IpRange::parse("157.54.0.0/15").expect("cidr");
+    assert!(r.contains(&ip("157.54.0.1")));
+    assert!(r.contains(&ip("157.55.255.255")));
+    assert!(!r.contains(&ip("157.56.0.0")));
+    let w = IpRange::parse(" 192.168.*.* ").expect("wildcards");
+    assert!(w.contains(&ip("192.168.3.4")));
+    assert!(!w.contains(&ip("192.169.0.0")));
+    let single = IpRange::parse("1.202.218.8").expect("single");
+    assert!(single.contains(&ip("1.202.218.8")));
+    assert!(!single.contains(&ip("1.202.218.9")));
+    let v6 = IpRange::parse("2001:db8::/32").expect("v6");
+    assert!(v6.contains(&ip("2001:db8:1::5")));
+    assert!(!v6.contains(&ip("1.2.3.4")), "families never match");
+    assert!(
+        IpRange::parse("1.2.*.4").is_none(),
+        "wildcards must be trailing"
+    );
+    assert!(IpRange::parse("1.2*.0.0").is_none());
+    assert!(IpRange::parse("1.2.3.0/33").is_none());
+    assert!(IpRange::parse("1.2.3.0/abc").is_none());
+    assert!(IpRange::parse("").is_none());
+    assert!(IpRange::parse("example.com").is_none());
+    let odd = IpRange::parse("10.0.0.129/25").expect("non-aligned base");
+    assert!(odd.contains(&ip("10.0.0.128")) && odd.contains(&ip("10.0.0.255")));
+    assert!(!odd.contains(&ip("10.0.0.127")));
+}
+
+#[test]
+fn excluded_ips_site_then_global() {
+    let ranges = excluded_ip_ranges("10.0.0.1,, bad", "192.168.0.0/16");
+    assert_eq!(ranges.len(), 2);
+    assert!(ip_in_ranges(&ip("10.0.0.1"), &ranges));
+    assert!(ip_in_ranges(&ip("192.168.9.9"), &ranges));
+    assert!(!ip_in_ranges(&ip("10.0.0.2"), &ranges));
+}
+
+#[test]
+fn built_in_bot_ranges() {
+    assert!(is_bot_ip(&ip("157.55.39.1"), ""), "Bing 157.54.0.0/15");
+    assert!(is_bot_ip(&ip("66.249.80.5"), ""), "Googlebot");
+    assert!(
+        !is_bot_ip(&ip("66.249.80.5"), "1.1 Chrome-Compression-Proxy"),
+        "data saver"
+    );
+    assert!(!is_bot_ip(&ip("8.8.8.8"), ""));
+}
+
+#[test]
+fn user_agent_rules() {
+    let list = comma_list("", "curl,HeadlessChrome");
+    assert!(is_user_agent_excluded(
+        "Mozilla/5.0 headlesschrome/90",
+        &list
+    ));
+    assert!(is_user_agent_excluded("curl/8.0", &list));
+    assert!(!is_user_agent_excluded("Mozilla/5.0 Firefox", &list));
+    // a PHP regex entry decides alone, even when it does not match
+    let regex_first = vec!["/^Mozilla.*Bot/i".to_owned(), "firefox".to_owned()];
+    assert!(is_user_agent_excluded("Mozilla/5.0 SomeBOT", &regex_first));
+    assert!(!is_user_agent_excluded("Mozilla/5.0 Firefox", &regex_first));
+    assert_eq!(comma_list("a,,b", "b,c"), vec!["a", "b", "c"]);
+}
+
+#[test]
+fn parameters_excluded_from_urls() {
+    let c = CampaignParams::default();
+    let list = query_parameters_to_exclude("sessionid,Foo", "", "gclid, fbclid", &c);
+    assert_eq!(
+        &list[..4],
+        &["ignore_referrer", "ignore_referer", "sessionid", "foo"]
+    );
+    assert!(list.contains(&"utm_term".to_owned()) && list.contains(&"fbclid".to_owned()));
+    let m = ParamMatcher::new(&list);
+    let u = |url: &str, keep: bool| exclude_query_parameters_from_url(url, &m, &[], keep);
+    assert_eq!(
+        u(
+            "HTTPS://Shop.Example.ORG/a?b=1&SessionId=x&utm_source=n&c#frag",
+            false
+        )
+        .as_deref(),
+        Some("HTTPS://shop.example.org/a?b=1&c")
+    );
+    assert_eq!(
+        u("http://a.org/p#x=1&gclid=2", true).as_deref(),
+        Some("http://a.org/p#x=1")
+    );
+    assert_eq!(
+        u("http://a.org/p#frag#", true).as_deref(),
+        Some("http://a.org/p#frag")
+    );
+    assert_eq!(
+        u("http://a.org/p;sessionid=1;x=2", false).as_deref(),
+        Some("http://a.org/p?x=2")
+    );
+    assert_eq!(u("", false).as_deref(), Some(""));
+    assert_eq!(u("http://a.org:99999/", false), None);
+    let extra = exclude_query_parameters_from_url(
+        "https://www.bing.com/search?q=x&PC=U&form=A",
+        &m,
+        &["PC", "form"],
+        false,
+    );
+    assert_eq!(extra.as_deref(), Some("https://www.bing.com/search?q=x"));
+}
+
+#[test]
+fn unknown_urls() {
+    let urls = vec![
+        "http://example.com".to_owned(),
+        "https://shop.example.com/store".to_owned(),
+    ];
+    assert!(!is_url_excluded(false, 1, &urls, "http://evil.org/"));
+    assert!(is_url_excluded(true, 1, &urls, "http://evil.org/"));
+    assert!(!is_url_excluded(
+        true,
+        1,
+        &urls,
+        "https://www.example.com/x"
+    ));
+    assert!(!is_url_excluded(
+        true,
+        1,
+        &urls,
+        "https://shop.example.com/store/item"
+    ));
+    assert!(
+        is_url_excluded(true, 1, &urls, "https://shop.example.com/other"),
+        "only under /store"
+    );
+    assert!(is_url_excluded(true, 1, &urls, "not a url"));
+    assert!(!is_url_excluded(true, 1, &[], "http://evil.org/"));
+}
+
+fn input<'a>(
+    spam: &'a SpamList,
+    ranges: &'a [IpRange],
+    agents: &'a [String],
+    ip: &'a [u8],
+) -> ExclusionInput<'a> {
+    ExclusionInput {
+        bots_param: 0,
+        device_is_bot: false,
+        rec_param: 1,
+        ip,
+        http_via: "",
+        excluded_ips: ranges,
+        user_agent: "Mozilla/5.0",
+        excluded_user_agents: agents,
+        spam_filter_enabled: true,
+        spammers: spam,
+        urlref: "",
+        exclude_unknown_urls: false,
+        site_urls: &[],
+        idsite: 1,
+        url: "http://example.com/",
+        x_purpose: "",
+        x_moz: "",
+    }
+}
+
+#[test]
+fn ordered_decision() {
+    let spam = SpamList::from_text("semalt.com\n", Path::new("spammers.txt")).expect("list");
+    let ranges = excluded_ip_ranges("10.0.0.0/8", "");
+    let agents = vec!["curl".to_owned()];
+    let normal = ip("8.8.4.4");
+    let base = input(&spam, &ranges, &agents, &normal);
+    assert_eq!(check(&base), None);
+    assert_eq!(
+        check(&ExclusionInput {
+            device_is_bot: true,
+            ..base
+        }),
+        Some(ExclusionReason::Bot)
+    );
+    assert_eq!(
+        check(&ExclusionInput {
+            device_is_bot: true,
+            bots_param: 1,
+            ..base
+        }),
+        None,
+        "bots=1 records bots"
+    );
+    let bing = ip("157.54.1.1");
+    assert_eq!(
+        check(&ExclusionInput { ip: &bing, ..base }),
+        Some(ExclusionReason::Bot)
+    );
+    assert_eq!(
+        check(&ExclusionInput {
+            ip: &bing,
+            bots_param: 1,
+            ..base
+        }),
+        None
+    );
+    assert_eq!(
+        check(&ExclusionInput {
+            device_is_bot: true,
+            rec_param: 0,
+            ..base
+        }),
+        Some(ExclusionReason::Bot),
+        "bots are checked first"
+    );
+    assert_eq!(
+        check(&ExclusionInput {
+            rec_param: 0,
+            ..base
+        }),
+        Some(ExclusionReason::NotRecorded)
+    );
+    let internal = ip("10.1.1.1");
+    assert_eq!(
+        check(&ExclusionInput {
+            ip: &internal,
+            ..base
+        }),
+        Some(ExclusionReason::ExcludedIp)
+    );
+    assert_eq!(
+        check(&ExclusionInput {
+            user_agent: "curl/8",
+            ..base
+        }),
+        Some(ExclusionReason::ExcludedUserAgent)
+    );
+    assert_eq!(
+        check(&ExclusionInput {
+            urlref: "http://semalt.com/",
+            ..base
+        }),
+        Some(ExclusionReason::ReferrerSpam)
+    );
+    assert_eq!(
+        check(&ExclusionInput {
+            urlref: "http://semalt.com/",
+            spam_filter_enabled: false,
+            ..base
+        }),
+        None
+    );
+    let urls = vec!["http://example.org".to_owned()];
+    assert_eq!(
+        check(&ExclusionInput {
+            exclude_unknown_urls: true,
+            site_urls: &urls,
+            ..base
+        }),
+        Some(ExclusionReason::UnknownUrl)
+    );
+    assert_eq!(
+        check(&ExclusionInput {
+            x_moz: "prefetch",
+            ..base
+        }),
+        Some(ExclusionReason::Prefetch)
+    );
+    assert_eq!(
+        check(&ExclusionInput {
+            x_purpose: "preview",
+            ..base
+        }),
+        Some(ExclusionReason::Prefetch)
+    );
+}
