@@ -13,7 +13,7 @@ use matomo_wire::php::sanitize_input_value;
 use matomo_wire::Params;
 use matomo_worker::tracker::campaign::CampaignParams;
 use matomo_worker::tracker::exclusion::query_parameters_to_exclude;
-use matomo_worker::tracker::lists::ReferrerLists;
+use matomo_worker::tracker::lists::{ListOptions, ReferrerLists};
 use matomo_worker::tracker::location::{
     browser_language, country_from_language, ip_to_binary, locate, location_browser_lang, GeoIpDb,
     PrivacySettings,
@@ -91,6 +91,57 @@ fn lists_load_from_both_data_sets() {
         );
         assert_eq!(with_q, None, "{sub}");
     }
+}
+
+/// The option values PHP Matomo 5.1.2 stored (parsed from the YAML by Spyc) describe exactly
+/// the lists this crate parses from the same YAML files.
+#[test]
+fn option_values_equal_the_parsed_files() {
+    let (Some(golden), Some(vendor)) = (
+        data_dir("golden-php"),
+        data_dir("matomo-data/for-matomo-5.1"),
+    ) else {
+        return;
+    };
+    let sql = std::fs::read_to_string(golden.join("matomo-state/config-data.sql"))
+        .expect("config-data.sql");
+    let option = |name: &str| -> String {
+        let needle = format!("VALUES ('{name}','");
+        let start = sql
+            .find(&needle)
+            .map(|p| p + needle.len())
+            .expect("option present");
+        let end = start + sql[start..].find('\'').expect("closing quote");
+        sql[start..end].to_owned()
+    };
+    let files = ReferrerLists::load(&vendor).expect("lists");
+    let mut from_options = ReferrerLists::default();
+    let (se, so) = (
+        option("SearchEngineDefinitions"),
+        option("SocialDefinitions"),
+    );
+    from_options
+        .apply_options(ListOptions {
+            search_engines: Some(&se),
+            socials: Some(&so),
+            spammers: None,
+        })
+        .expect("options decode");
+    let sorted = |l: &ReferrerLists| {
+        let mut v: Vec<_> = l
+            .search_engines
+            .iter()
+            .map(|(k, d)| (k.to_owned(), d.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    assert_eq!(
+        files.search_engines.len(),
+        from_options.search_engines.len()
+    );
+    assert_eq!(sorted(&files), sorted(&from_options));
+    assert_eq!(files.socials.entries(), from_options.socials.entries());
 }
 
 #[test]

@@ -24,6 +24,9 @@ use serde_yaml::Value;
 
 use super::phpurl::php_regex;
 
+mod php_option;
+pub use php_option::{unserialize, ListOptions, PhpValue};
+
 /// Failures while loading the lists; start-up reports them and stops.
 #[derive(Debug, thiserror::Error)]
 pub enum ListsError {
@@ -117,6 +120,18 @@ impl SearchEngines {
         self.by_url.iter().map(|(k, v)| (k.as_str(), v))
     }
 
+    /// Adds (or replaces, as PHP's `$urlToInfo[$url] = …` does) one URL's definition.
+    pub fn insert(&mut self, url: String, def: SearchEngineDef) {
+        for pattern in def.params.iter().chain(def.hidden_keyword.iter().flatten()) {
+            if pattern.starts_with('/') && !self.regexes.contains_key(pattern) {
+                if let Some(r) = php_regex(pattern) {
+                    self.regexes.insert(pattern.clone(), r);
+                }
+            }
+        }
+        self.by_url.insert(url, def);
+    }
+
     /// Parses `SearchEngines.yml` text.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ListsError> {
         let doc: Value = serde_yaml::from_str(text).map_err(|source| ListsError::Yaml {
@@ -158,19 +173,8 @@ impl SearchEngines {
                     charsets: list("charsets"),
                     hidden_keyword: get("hiddenkeyword").map(|_| list("hiddenkeyword")),
                 };
-                for pattern in template
-                    .params
-                    .iter()
-                    .chain(template.hidden_keyword.iter().flatten())
-                {
-                    if pattern.starts_with('/') && !out.regexes.contains_key(pattern) {
-                        if let Some(r) = php_regex(pattern) {
-                            out.regexes.insert(pattern.clone(), r);
-                        }
-                    }
-                }
                 for url in list("urls") {
-                    out.by_url.insert(url, template.clone());
+                    out.insert(url, template.clone());
                 }
             }
         }
@@ -229,6 +233,11 @@ impl Socials {
                 }
             }
         }
+        Self::from_entries(entries, path)
+    }
+
+    /// Builds the matcher from `(domain, name)` pairs in Matomo's order.
+    pub fn from_entries(entries: Vec<(String, String)>, path: &Path) -> Result<Self, ListsError> {
         let patterns: Vec<String> = entries
             .iter()
             .map(|(domain, _)| format!(r"(?:^|[./])(?:{domain})(?:[./]|$)"))
@@ -250,6 +259,11 @@ impl Socials {
     /// Number of domains.
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// The `(domain, name)` pairs in matching order.
+    pub fn entries(&self) -> &[(String, String)] {
+        &self.entries
     }
 
     /// True when no network is defined.
