@@ -257,13 +257,21 @@ pub fn secs(name: &'static str, v: f64) -> Result<Duration, ArgError> {
     if v.is_finite() && v >= 0.0 {
         Ok(Duration::from_secs_f64(v))
     } else {
-        Err(ArgError::Invalid(name, format!("{v} is not a number of seconds")))
+        Err(ArgError::Invalid(
+            name,
+            format!("{v} is not a number of seconds"),
+        ))
     }
 }
 
 /// `1,2` or `1:3,2:1` → (site, weight) pairs.
 pub fn parse_sites(s: &str) -> Result<Vec<(u32, u32)>, ArgError> {
-    let bad = |e: &str| ArgError::Invalid("sites", format!("{e:?} is not ID or ID:WEIGHT with positive numbers"));
+    let bad = |e: &str| {
+        ArgError::Invalid(
+            "sites",
+            format!("{e:?} is not ID or ID:WEIGHT with positive numbers"),
+        )
+    };
     let sites = s
         .split(',')
         .map(str::trim)
@@ -279,14 +287,20 @@ pub fn parse_sites(s: &str) -> Result<Vec<(u32, u32)>, ArgError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     if sites.is_empty() || sites.iter().all(|s| s.1 == 0) {
-        return Err(ArgError::Invalid("sites", "at least one site with a positive weight is needed".into()));
+        return Err(ArgError::Invalid(
+            "sites",
+            "at least one site with a positive weight is needed".into(),
+        ));
     }
     Ok(sites)
 }
 
 /// The mix flag, or the default mix.
 pub fn parse_mix(s: Option<&str>) -> Result<Mix, ArgError> {
-    s.map_or(Ok(Mix::default()), |m| m.parse().map_err(|e: crate::visitor::MixError| ArgError::Invalid("mix", e.to_string())))
+    s.map_or(Ok(Mix::default()), |m| {
+        m.parse()
+            .map_err(|e: crate::visitor::MixError| ArgError::Invalid("mix", e.to_string()))
+    })
 }
 
 #[cfg(test)]
@@ -306,12 +320,33 @@ mod tests {
     #[test]
     fn the_documented_command_line_parses() {
         let cli = Cli::try_parse_from([
-            "matomo-loadgen", "run", "--target", "http://127.0.0.1:8080/", "--target", "http://127.0.0.1:8081/",
-            "--rate", "500", "--duration", "30", "--json", "r.json", "--html", "r.html", "--mode", "bulk",
-            "--distribution", "weighted", "--weights", "3,1", "--max-p99-ms", "20",
+            "matomo-loadgen",
+            "run",
+            "--target",
+            "http://127.0.0.1:8080/",
+            "--target",
+            "http://127.0.0.1:8081/",
+            "--rate",
+            "500",
+            "--duration",
+            "30",
+            "--json",
+            "r.json",
+            "--html",
+            "r.html",
+            "--mode",
+            "bulk",
+            "--distribution",
+            "weighted",
+            "--weights",
+            "3,1",
+            "--max-p99-ms",
+            "20",
         ])
         .unwrap();
-        let Command::Run(run) = cli.command else { panic!("run expected") };
+        let Command::Run(run) = cli.command else {
+            panic!("run expected")
+        };
         assert_eq!(run.load.targets.len(), 2);
         assert_eq!(run.load.weights, vec![3, 1]);
         assert_eq!(run.thresholds.max_p99_ms, Some(20.0));

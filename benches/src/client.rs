@@ -69,7 +69,12 @@ struct BulkAnswer {
 }
 
 /// Builds the HTTP request for `hits` (one hit unless the mode is bulk).
-pub fn build_request(target: &Target, mode: Mode, hits: &[Hit], token_auth: Option<&str>) -> Result<Request<Full<Bytes>>, http::Error> {
+pub fn build_request(
+    target: &Target,
+    mode: Mode,
+    hits: &[Hit],
+    token_auth: Option<&str>,
+) -> Result<Request<Full<Bytes>>, http::Error> {
     let base = target.url.as_str();
     match mode {
         Mode::Get => {
@@ -99,7 +104,10 @@ pub fn build_request(target: &Target, mode: Mode, hits: &[Hit], token_auth: Opti
                 .uri(base)
                 .header(header::USER_AGENT, hit.user_agent)
                 .header(header::ACCEPT_LANGUAGE, hit.language)
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded; charset=UTF-8")
+                .header(
+                    header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded; charset=UTF-8",
+                )
                 .body(Full::new(Bytes::from(body)))
         }
         Mode::Bulk => {
@@ -111,7 +119,10 @@ pub fn build_request(target: &Target, mode: Mode, hits: &[Hit], token_auth: Opti
             Request::builder()
                 .method(Method::POST)
                 .uri(base)
-                .header(header::USER_AGENT, concat!("matomo-loadgen/", env!("CARGO_PKG_VERSION")))
+                .header(
+                    header::USER_AGENT,
+                    concat!("matomo-loadgen/", env!("CARGO_PKG_VERSION")),
+                )
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(Full::new(Bytes::from(body.to_string())))
         }
@@ -119,7 +130,13 @@ pub fn build_request(target: &Target, mode: Mode, hits: &[Hit], token_auth: Opti
 }
 
 /// Sends one request and reads the whole answer.
-pub async fn send(client: &HttpClient, request: Request<Full<Bytes>>, hits: u32, bulk: bool, timeout: Duration) -> Outcome {
+pub async fn send(
+    client: &HttpClient,
+    request: Request<Full<Bytes>>,
+    hits: u32,
+    bulk: bool,
+    timeout: Duration,
+) -> Outcome {
     let exchange = async {
         let response = client.request(request).await.map_err(|e| error_chain(&e))?;
         let status = response.status();
@@ -128,7 +145,12 @@ pub async fn send(client: &HttpClient, request: Request<Full<Bytes>>, hits: u32,
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
-        let body = response.into_body().collect().await.map_err(|e| error_chain(&e))?.to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| error_chain(&e))?
+            .to_bytes();
         Ok::<_, String>(classify(status, hits, bulk && is_json, &body))
     };
     match tokio::time::timeout(timeout, exchange).await {
@@ -145,13 +167,29 @@ fn classify(status: StatusCode, hits: u32, bulk_json: bool, body: &[u8]) -> Outc
             if let Ok(answer) = serde_json::from_slice::<BulkAnswer>(body) {
                 let tracked = answer.tracked.unwrap_or(hits).min(hits);
                 let invalid = answer.invalid.unwrap_or(0).min(hits - tracked);
-                return Outcome::Answered { status: code, accepted: tracked, invalid };
+                return Outcome::Answered {
+                    status: code,
+                    accepted: tracked,
+                    invalid,
+                };
             }
         }
-        return Outcome::Answered { status: code, accepted: hits, invalid: 0 };
+        return Outcome::Answered {
+            status: code,
+            accepted: hits,
+            invalid: 0,
+        };
     }
-    let invalid = if status == StatusCode::BAD_REQUEST { hits } else { 0 };
-    Outcome::Answered { status: code, accepted: 0, invalid }
+    let invalid = if status == StatusCode::BAD_REQUEST {
+        hits
+    } else {
+        0
+    };
+    Outcome::Answered {
+        status: code,
+        accepted: 0,
+        invalid,
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -171,14 +209,58 @@ mod tests {
 
     #[test]
     fn only_2xx_accepts_and_bulk_json_is_read() {
-        assert_eq!(classify(StatusCode::OK, 1, false, b"GIF89a"), Outcome::Answered { status: 200, accepted: 1, invalid: 0 });
-        assert_eq!(classify(StatusCode::NO_CONTENT, 1, false, b""), Outcome::Answered { status: 204, accepted: 1, invalid: 0 });
-        assert_eq!(classify(StatusCode::SERVICE_UNAVAILABLE, 1, false, b""), Outcome::Answered { status: 503, accepted: 0, invalid: 0 });
-        assert_eq!(classify(StatusCode::BAD_REQUEST, 3, true, b""), Outcome::Answered { status: 400, accepted: 0, invalid: 3 });
         assert_eq!(
-            classify(StatusCode::OK, 10, true, br#"{"status":"success","tracked":8,"invalid":2}"#),
-            Outcome::Answered { status: 200, accepted: 8, invalid: 2 }
+            classify(StatusCode::OK, 1, false, b"GIF89a"),
+            Outcome::Answered {
+                status: 200,
+                accepted: 1,
+                invalid: 0
+            }
         );
-        assert_eq!(classify(StatusCode::OK, 10, true, b"not json"), Outcome::Answered { status: 200, accepted: 10, invalid: 0 });
+        assert_eq!(
+            classify(StatusCode::NO_CONTENT, 1, false, b""),
+            Outcome::Answered {
+                status: 204,
+                accepted: 1,
+                invalid: 0
+            }
+        );
+        assert_eq!(
+            classify(StatusCode::SERVICE_UNAVAILABLE, 1, false, b""),
+            Outcome::Answered {
+                status: 503,
+                accepted: 0,
+                invalid: 0
+            }
+        );
+        assert_eq!(
+            classify(StatusCode::BAD_REQUEST, 3, true, b""),
+            Outcome::Answered {
+                status: 400,
+                accepted: 0,
+                invalid: 3
+            }
+        );
+        assert_eq!(
+            classify(
+                StatusCode::OK,
+                10,
+                true,
+                br#"{"status":"success","tracked":8,"invalid":2}"#
+            ),
+            Outcome::Answered {
+                status: 200,
+                accepted: 8,
+                invalid: 2
+            }
+        );
+        assert_eq!(
+            classify(StatusCode::OK, 10, true, b"not json"),
+            Outcome::Answered {
+                status: 200,
+                accepted: 10,
+                invalid: 0
+            }
+        );
     }
 }

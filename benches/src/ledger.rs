@@ -48,7 +48,9 @@ impl Ledger {
 
     /// Records a generated hit. Returns false when the ledger is full.
     pub fn record_generated(&self, seq: u64, kind: HitKind, site: u32) -> bool {
-        let Some(slot) = self.kind.get(seq as usize) else { return false };
+        let Some(slot) = self.kind.get(seq as usize) else {
+            return false;
+        };
         slot.store(kind.index() as u8, Ordering::Relaxed);
         self.site[seq as usize].store(site, Ordering::Relaxed);
         self.generated.fetch_max(seq + 1, Ordering::AcqRel);
@@ -77,7 +79,9 @@ impl Ledger {
 
     /// The site of hit `seq`.
     pub fn site(&self, seq: u64) -> u32 {
-        self.site.get(seq as usize).map_or(0, |s| s.load(Ordering::Relaxed))
+        self.site
+            .get(seq as usize)
+            .map_or(0, |s| s.load(Ordering::Relaxed))
     }
 
     /// When hit `seq` was accepted, if it was.

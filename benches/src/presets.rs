@@ -16,7 +16,12 @@ pub async fn run(args: &RunArgs) -> Result<RunResult, SessionError> {
     let duration = cli::secs("duration", args.duration)?;
     let profile = match (args.ramp_to, args.step_by) {
         (Some(to), _) => RateProfile::ramp(args.rate, to, duration)?,
-        (None, Some(by)) => RateProfile::steps(args.rate, by, cli::secs("step-secs", args.step_secs)?, duration)?,
+        (None, Some(by)) => RateProfile::steps(
+            args.rate,
+            by,
+            cli::secs("step-secs", args.step_secs)?,
+            duration,
+        )?,
         (None, None) => RateProfile::constant(args.rate, duration)?,
     };
     let stepped = args.step_by.is_some();
@@ -57,10 +62,20 @@ pub async fn capacity(args: &CapacityArgs) -> Result<RunResult, SessionError> {
     .await?;
     let result = out.result;
     if let Some(c) = &result.capacity {
-        let show = |v: Option<f64>| v.map_or("none (the first step already failed)".to_owned(), |v| format!("{v:.0} hits/s"));
-        eprintln!("maximum sustainable rate: ingest {}", show(c.max_sustainable_ingest_rate));
+        let show = |v: Option<f64>| {
+            v.map_or("none (the first step already failed)".to_owned(), |v| {
+                format!("{v:.0} hits/s")
+            })
+        };
+        eprintln!(
+            "maximum sustainable rate: ingest {}",
+            show(c.max_sustainable_ingest_rate)
+        );
         if c.steps.iter().any(|s| s.end_to_end_sustained.is_some()) {
-            eprintln!("maximum sustainable rate: end to end {}", show(c.max_sustainable_end_to_end_rate));
+            eprintln!(
+                "maximum sustainable rate: end to end {}",
+                show(c.max_sustainable_end_to_end_rate)
+            );
         }
     }
     session::write_outputs(&args.load, &result)?;
@@ -71,7 +86,11 @@ pub async fn capacity(args: &CapacityArgs) -> Result<RunResult, SessionError> {
 pub async fn build_then_drain(args: &BuildThenDrainArgs) -> Result<RunResult, SessionError> {
     let duration = cli::secs("duration", args.duration)?;
     if args.stack.no_redis {
-        return Err(cli::ArgError::Invalid("no-redis", "build-then-drain measures the queues; Redis must be probed".into()).into());
+        return Err(cli::ArgError::Invalid(
+            "no-redis",
+            "build-then-drain measures the queues; Redis must be probed".into(),
+        )
+        .into());
     }
     if args.start_workers.is_none() {
         eprintln!("no --start-workers: start the workers yourself once the fill is over; the drain is timed from then");
@@ -106,12 +125,19 @@ pub async fn build_then_drain(args: &BuildThenDrainArgs) -> Result<RunResult, Se
 
 /// Drain figures from the samples taken after the workers were started at `from` seconds.
 pub fn drain_figures(samples: &[crate::probe::Sample], from: f64) -> serde_json::Value {
-    let after: Vec<&crate::probe::Sample> = samples.iter().filter(|s| s.t >= from && !s.depths.is_empty()).collect();
+    let after: Vec<&crate::probe::Sample> = samples
+        .iter()
+        .filter(|s| s.t >= from && !s.depths.is_empty())
+        .collect();
     let depth = |s: &crate::probe::Sample| s.depths.iter().sum::<u64>();
     let start_depth = after.first().map_or(0, |s| depth(s));
     let empty_at = after.iter().find(|s| depth(s) == 0).map(|s| s.t);
     let drain_secs = empty_at.map(|t| (t - from).max(Duration::from_millis(1).as_secs_f64()));
-    let rows: u64 = after.iter().filter(|s| empty_at.is_none_or(|e| s.t <= e)).map(|s| s.tagged_rows).sum();
+    let rows: u64 = after
+        .iter()
+        .filter(|s| empty_at.is_none_or(|e| s.t <= e))
+        .map(|s| s.tagged_rows)
+        .sum();
     json!({
         "depth_at_start": start_depth,
         "drain_secs": drain_secs,

@@ -53,8 +53,12 @@ impl QueueProbe {
             .with_connection_config(|c| c.connection_timeout = Duration::from_secs(3))
             .build()?;
         let wait = Duration::from_secs(5);
-        tokio::time::timeout(wait, client.init()).await.map_err(|_| ProbeError::Timeout("redis", wait))??;
-        let keys = (0..num_queues.max(1)).map(|i| matomo_wire::queue_key(key_prefix, i)).collect();
+        tokio::time::timeout(wait, client.init())
+            .await
+            .map_err(|_| ProbeError::Timeout("redis", wait))??;
+        let keys = (0..num_queues.max(1))
+            .map(|i| matomo_wire::queue_key(key_prefix, i))
+            .collect();
         Ok(Self { client, keys })
     }
 
@@ -110,14 +114,29 @@ impl RowProbe {
     pub async fn start(pool: mysql_async::Pool, table_prefix: &str) -> Result<Self, ProbeError> {
         let table = format!("{table_prefix}log_link_visit_action");
         let wait = Duration::from_secs(10);
-        let mut conn = tokio::time::timeout(wait, pool.get_conn()).await.map_err(|_| ProbeError::Timeout("mysql", wait))??;
-        let max: Option<u64> = conn.query_first(format!("SELECT COALESCE(MAX(idlink_va), 0) FROM `{table}`")).await?;
+        let mut conn = tokio::time::timeout(wait, pool.get_conn())
+            .await
+            .map_err(|_| ProbeError::Timeout("mysql", wait))??;
+        let max: Option<u64> = conn
+            .query_first(format!("SELECT COALESCE(MAX(idlink_va), 0) FROM `{table}`"))
+            .await?;
         let start_watermark = max.unwrap_or(0);
-        Ok(Self { pool, table, cursor: start_watermark, seen: BTreeSet::new(), start_watermark })
+        Ok(Self {
+            pool,
+            table,
+            cursor: start_watermark,
+            seen: BTreeSet::new(),
+            start_watermark,
+        })
     }
 
     /// Reads rows above the cursor, marks the first sighting of each tagged hit in `ledger`.
-    pub async fn poll(&mut self, tag: &RunTag, ledger: &Ledger, now: Duration) -> Result<RowPoll, ProbeError> {
+    pub async fn poll(
+        &mut self,
+        tag: &RunTag,
+        ledger: &Ledger,
+        now: Duration,
+    ) -> Result<RowPoll, ProbeError> {
         let mut conn = self.pool.get_conn().await?;
         let mut found = RowPoll::default();
         let mut from = self.cursor;
@@ -151,7 +170,9 @@ impl RowProbe {
     }
 
     fn advance_cursor(&mut self) {
-        let Some(&max_seen) = self.seen.last() else { return };
+        let Some(&max_seen) = self.seen.last() else {
+            return;
+        };
         let mut expect = self.cursor + 1;
         for id in self.seen.range(self.cursor + 1..) {
             if *id != expect {
@@ -159,7 +180,9 @@ impl RowProbe {
             }
             expect += 1;
         }
-        self.cursor = (expect - 1).max(max_seen.saturating_sub(LOOKBACK_IDS)).max(self.cursor);
+        self.cursor = (expect - 1)
+            .max(max_seen.saturating_sub(LOOKBACK_IDS))
+            .max(self.cursor);
         self.seen = self.seen.split_off(&(self.cursor + 1));
     }
 }
@@ -188,18 +211,37 @@ pub struct Probes {
     pub rows: Option<RowProbe>,
 }
 
-/// Samples the probes every `interval` until `stop` turns true, then takes a last sample.
+/// What the sampler shares with the rest of the run.
+pub struct SamplerContext {
+    /// The run's tag, to recognise its rows.
+    pub tag: RunTag,
+    /// Where first sightings are recorded.
+    pub ledger: Arc<Ledger>,
+    /// Figures for the progress line.
+    pub gauges: Arc<LiveGauges>,
+    /// Where samples go.
+    pub samples: Samples,
+    /// The run's time origin.
+    pub start: Instant,
+    /// Time between samples.
+    pub interval: Duration,
+}
+
+/// Samples the probes every `ctx.interval` until `stop` turns true, then takes a last sample.
 /// Returns the probes for the final reconciliation.
 pub async fn sample_loop(
     mut probes: Probes,
-    tag: RunTag,
-    ledger: Arc<Ledger>,
-    gauges: Arc<LiveGauges>,
-    samples: Samples,
-    start: Instant,
-    interval: Duration,
+    ctx: SamplerContext,
     mut stop: watch::Receiver<bool>,
 ) -> Probes {
+    let SamplerContext {
+        tag,
+        ledger,
+        gauges,
+        samples,
+        start,
+        interval,
+    } = ctx;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = Instant::now();
@@ -209,7 +251,12 @@ pub async fn sample_loop(
             _ = stop.changed() => true,
         };
         let now = start.elapsed();
-        let mut sample = Sample { t: now.as_secs_f64(), depths: Vec::new(), rows: 0, tagged_rows: 0 };
+        let mut sample = Sample {
+            t: now.as_secs_f64(),
+            depths: Vec::new(),
+            rows: 0,
+            tagged_rows: 0,
+        };
         if let Some(q) = &probes.queue {
             match q.depths().await {
                 Ok(d) => {
@@ -223,7 +270,10 @@ pub async fn sample_loop(
             match r.poll(&tag, &ledger, now).await {
                 Ok(p) => {
                     let secs = last.elapsed().as_secs_f64().max(1e-3);
-                    LiveGauges::set(&gauges.rows_per_sec, (p.tagged as f64 / secs).round() as u64);
+                    LiveGauges::set(
+                        &gauges.rows_per_sec,
+                        (p.tagged as f64 / secs).round() as u64,
+                    );
                     sample.rows = p.rows;
                     sample.tagged_rows = p.tagged;
                 }

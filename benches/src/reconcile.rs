@@ -102,7 +102,12 @@ pub struct FoundRows {
 }
 
 /// Reads the rows of this run from MySQL.
-pub async fn find_rows(pool: &mysql_async::Pool, table_prefix: &str, tag: &RunTag, start_watermark: u64) -> Result<FoundRows, ProbeError> {
+pub async fn find_rows(
+    pool: &mysql_async::Pool,
+    table_prefix: &str,
+    tag: &RunTag,
+    start_watermark: u64,
+) -> Result<FoundRows, ProbeError> {
     let mut conn = pool.get_conn().await?;
     let mut found = FoundRows::default();
     // CAST … AS BINARY: idpageview's collation is case-insensitive, tags are not.
@@ -116,7 +121,10 @@ pub async fn find_rows(pool: &mysql_async::Pool, table_prefix: &str, tag: &RunTa
         )
         .await?;
     for (pv, n) in actions {
-        if let Some(seq) = std::str::from_utf8(&pv).ok().and_then(|p| tag.seq_of_pv_id(p)) {
+        if let Some(seq) = std::str::from_utf8(&pv)
+            .ok()
+            .and_then(|p| tag.seq_of_pv_id(p))
+        {
             *found.per_seq.entry(seq).or_default() += n;
         }
     }
@@ -132,26 +140,38 @@ pub async fn find_rows(pool: &mysql_async::Pool, table_prefix: &str, tag: &RunTa
         }
     }
     found.ecommerce_sites = conn
-        .query::<u32, _>(format!("SELECT idsite FROM `{table_prefix}site` WHERE ecommerce = 1"))
+        .query::<u32, _>(format!(
+            "SELECT idsite FROM `{table_prefix}site` WHERE ecommerce = 1"
+        ))
         .await
         .ok();
     Ok(found)
 }
 
 /// Compares the ledger with the rows found.
-pub fn reconcile(ledger: &Ledger, found: &FoundRows, accepted: u64, invalid: u64) -> Reconciliation {
+pub fn reconcile(
+    ledger: &Ledger,
+    found: &FoundRows,
+    accepted: u64,
+    invalid: u64,
+) -> Reconciliation {
     let mut by_kind: BTreeMap<HitKind, KindCounts> = BTreeMap::new();
     let mut lag: Histogram<u64> = latency_histogram();
     let mut not_reconciled = 0;
     for seq in 0..ledger.generated() {
-        let Some(kind) = ledger.kind(seq) else { continue };
+        let Some(kind) = ledger.kind(seq) else {
+            continue;
+        };
         let c = by_kind.entry(kind).or_default();
         c.generated += 1;
         let acknowledged = ledger.accepted_at(seq);
         let rows = found.per_seq.get(&seq).copied().unwrap_or(0);
         let expects_row = match kind {
             k if k.writes_action_row() => true,
-            HitKind::Order => found.ecommerce_sites.as_ref().is_none_or(|s| s.contains(&ledger.site(seq))),
+            HitKind::Order => found
+                .ecommerce_sites
+                .as_ref()
+                .is_none_or(|s| s.contains(&ledger.site(seq))),
             _ => false,
         };
         if acknowledged.is_some() {

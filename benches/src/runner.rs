@@ -104,7 +104,13 @@ pub async fn run_load(
 ) -> Result<LoadOutcome, RunError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let targets = settings.targets.len();
-    let collector = tokio::spawn(collect(rx, Stats::new(targets, settings.late_threshold), gauges, settings.progress, start));
+    let collector = tokio::spawn(collect(
+        rx,
+        Stats::new(targets, settings.late_threshold),
+        gauges,
+        settings.progress,
+        start,
+    ));
     let shared = Arc::new(Shared {
         client: client::http_client(settings.max_in_flight.min(4096)),
         settings: settings.clone(),
@@ -113,7 +119,11 @@ pub async fn run_load(
         in_flight: AtomicUsize::new(0),
         events: tx,
     });
-    let per_request = if settings.mode == Mode::Bulk { settings.bulk_size.max(1) } else { 1 };
+    let per_request = if settings.mode == Mode::Bulk {
+        settings.bulk_size.max(1)
+    } else {
+        1
+    };
     let mut buffers: Vec<Vec<Hit>> = vec![Vec::new(); targets];
     let mut result = Ok(());
     for due in profile.arrivals() {
@@ -143,9 +153,14 @@ pub async fn run_load(
     }
     // The collector ends once every sender is gone: ours here, the tasks' when they finish.
     drop(shared);
-    let stats = collector.await.map_err(|e| RunError::Collector(e.to_string()))?;
+    let stats = collector
+        .await
+        .map_err(|e| RunError::Collector(e.to_string()))?;
     result?;
-    Ok(LoadOutcome { stats, elapsed: start.elapsed() })
+    Ok(LoadOutcome {
+        stats,
+        elapsed: start.elapsed(),
+    })
 }
 
 async fn dispatch(shared: &Arc<Shared>, target: usize, hits: Vec<Hit>, due: Duration) {
@@ -156,7 +171,11 @@ async fn dispatch(shared: &Arc<Shared>, target: usize, hits: Vec<Hit>, due: Dura
     }
     let count = hits.len() as u32;
     if shared.in_flight.load(Ordering::Relaxed) >= shared.settings.max_in_flight {
-        let _ = shared.events.send(Event::Dropped { target, hits: count, due });
+        let _ = shared.events.send(Event::Dropped {
+            target,
+            hits: count,
+            due,
+        });
         return;
     }
     let lateness = Instant::now().saturating_duration_since(due_at);
@@ -164,10 +183,21 @@ async fn dispatch(shared: &Arc<Shared>, target: usize, hits: Vec<Hit>, due: Dura
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
         let s = &shared.settings;
-        let outcome = match client::build_request(&s.targets[target], s.mode, &hits, s.token_auth.as_deref()) {
-            Ok(request) => client::send(&shared.client, request, count, s.mode == Mode::Bulk, s.timeout).await,
-            Err(e) => Outcome::Failed(format!("cannot build request: {e}")),
-        };
+        let outcome =
+            match client::build_request(&s.targets[target], s.mode, &hits, s.token_auth.as_deref())
+            {
+                Ok(request) => {
+                    client::send(
+                        &shared.client,
+                        request,
+                        count,
+                        s.mode == Mode::Bulk,
+                        s.timeout,
+                    )
+                    .await
+                }
+                Err(e) => Outcome::Failed(format!("cannot build request: {e}")),
+            };
         let done = shared.start.elapsed();
         if let Outcome::Answered { accepted, .. } = outcome {
             if accepted > 0 {
@@ -177,7 +207,14 @@ async fn dispatch(shared: &Arc<Shared>, target: usize, hits: Vec<Hit>, due: Dura
             }
         }
         shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let _ = shared.events.send(Event::Done { target, hits: count, due, lateness, done, outcome });
+        let _ = shared.events.send(Event::Done {
+            target,
+            hits: count,
+            due,
+            lateness,
+            done,
+            outcome,
+        });
     });
 }
 
@@ -206,9 +243,15 @@ async fn collect(
 /// The live progress line: last complete second's offered and accepted rate, totals of errors,
 /// drops and late sends, the last second's p99, and queue depth / row rate when probed.
 pub fn progress_line(stats: &Stats, gauges: &LiveGauges, now: Duration) -> String {
-    let last = (now.as_secs() as usize).checked_sub(1).and_then(|i| stats.seconds.get(i));
+    let last = (now.as_secs() as usize)
+        .checked_sub(1)
+        .and_then(|i| stats.seconds.get(i));
     let (offered, accepted, p99) = last.map_or((0, 0, 0.0), |s| {
-        (s.offered_hits, s.accepted_hits, s.latency.value_at_quantile(0.99) as f64 / 1000.0)
+        (
+            s.offered_hits,
+            s.accepted_hits,
+            s.latency.value_at_quantile(0.99) as f64 / 1000.0,
+        )
     });
     let t = &stats.total;
     let mut line = format!(

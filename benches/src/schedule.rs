@@ -66,12 +66,23 @@ impl RateProfile {
         if duration.is_zero() {
             return Err(ProfileError::ZeroDuration);
         }
-        let segment = Segment { duration, start_rate: check_rate(from)?, end_rate: check_rate(to)? };
-        Ok(Self { segments: vec![segment] })
+        let segment = Segment {
+            duration,
+            start_rate: check_rate(from)?,
+            end_rate: check_rate(to)?,
+        };
+        Ok(Self {
+            segments: vec![segment],
+        })
     }
 
     /// Steps of `step` seconds starting at `from` hits/s and rising by `by` until `duration`.
-    pub fn steps(from: f64, by: f64, step: Duration, duration: Duration) -> Result<Self, ProfileError> {
+    pub fn steps(
+        from: f64,
+        by: f64,
+        step: Duration,
+        duration: Duration,
+    ) -> Result<Self, ProfileError> {
         if duration.is_zero() {
             return Err(ProfileError::ZeroDuration);
         }
@@ -88,7 +99,11 @@ impl RateProfile {
         while !left.is_zero() {
             let d = left.min(step);
             let r = check_rate(rate)?;
-            segments.push(Segment { duration: d, start_rate: r, end_rate: r });
+            segments.push(Segment {
+                duration: d,
+                start_rate: r,
+                end_rate: r,
+            });
             left -= d;
             rate += by;
         }
@@ -133,7 +148,13 @@ impl RateProfile {
 
     /// The due times of all hits, as an iterator.
     pub fn arrivals(&self) -> Arrivals<'_> {
-        Arrivals { profile: self, next: 0, segment: 0, base_count: 0.0, base_time: Duration::ZERO }
+        Arrivals {
+            profile: self,
+            next: 0,
+            segment: 0,
+            base_count: 0.0,
+            base_time: Duration::ZERO,
+        }
     }
 }
 
@@ -211,7 +232,9 @@ mod tests {
         // the first half of a ramp from 0 carries a quarter of its hits
         let first_half = ramp.arrivals().filter(|t| t.as_secs_f64() < 5.0).count() as f64;
         assert!((first_half - 250.0).abs() <= 1.0, "{first_half}");
-        let steps = RateProfile::steps(100.0, 100.0, Duration::from_secs(2), Duration::from_secs(6)).unwrap();
+        let steps =
+            RateProfile::steps(100.0, 100.0, Duration::from_secs(2), Duration::from_secs(6))
+                .unwrap();
         assert_eq!(steps.segments.len(), 3);
         let n = steps.arrivals().count() as f64;
         assert!((n - 1200.0).abs() <= 1.0, "{n}");
@@ -220,9 +243,23 @@ mod tests {
 
     #[test]
     fn bad_profiles_are_refused() {
-        assert_eq!(RateProfile::constant(f64::NAN, Duration::from_secs(1)).unwrap_err().to_string(), "rate NaN is not a usable hits-per-second value");
-        assert_eq!(RateProfile::constant(1.0, Duration::ZERO), Err(ProfileError::ZeroDuration));
-        assert_eq!(RateProfile::steps(1.0, 1.0, Duration::ZERO, Duration::from_secs(1)), Err(ProfileError::ZeroStep));
-        assert!(RateProfile::steps(10.0, -20.0, Duration::from_secs(1), Duration::from_secs(3)).is_err());
+        assert_eq!(
+            RateProfile::constant(f64::NAN, Duration::from_secs(1))
+                .unwrap_err()
+                .to_string(),
+            "rate NaN is not a usable hits-per-second value"
+        );
+        assert_eq!(
+            RateProfile::constant(1.0, Duration::ZERO),
+            Err(ProfileError::ZeroDuration)
+        );
+        assert_eq!(
+            RateProfile::steps(1.0, 1.0, Duration::ZERO, Duration::from_secs(1)),
+            Err(ProfileError::ZeroStep)
+        );
+        assert!(
+            RateProfile::steps(10.0, -20.0, Duration::from_secs(1), Duration::from_secs(3))
+                .is_err()
+        );
     }
 }

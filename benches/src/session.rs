@@ -74,9 +74,14 @@ pub struct StackSettings {
 pub fn stack_settings(args: &StackArgs) -> Result<StackSettings, SessionError> {
     let config = tier_config::load(&args.common)?;
     Ok(StackSettings {
-        redis_url: (!args.no_redis).then(|| args.redis_url.clone().unwrap_or_else(|| config.redis_url())),
-        mysql_url: (!args.no_mysql).then(|| args.mysql_url.clone().unwrap_or_else(|| config.mysql_url())),
-        table_prefix: args.table_prefix.clone().unwrap_or(config.database.tables_prefix),
+        redis_url: (!args.no_redis)
+            .then(|| args.redis_url.clone().unwrap_or_else(|| config.redis_url())),
+        mysql_url: (!args.no_mysql)
+            .then(|| args.mysql_url.clone().unwrap_or_else(|| config.mysql_url())),
+        table_prefix: args
+            .table_prefix
+            .clone()
+            .unwrap_or(config.database.tables_prefix),
         key_prefix: args.key_prefix.clone().unwrap_or(config.queue.key_prefix),
         queues: args.queues.unwrap_or(config.queue.num_queue_workers),
     })
@@ -84,8 +89,14 @@ pub fn stack_settings(args: &StackArgs) -> Result<StackSettings, SessionError> {
 
 /// Connects the probes that are enabled; an unreachable service is reported and left out
 /// unless `require` is set.
-pub async fn connect_probes(st: &StackSettings, require: bool) -> Result<(Probes, Option<mysql_async::Pool>), SessionError> {
-    let mut probes = Probes { queue: None, rows: None };
+pub async fn connect_probes(
+    st: &StackSettings,
+    require: bool,
+) -> Result<(Probes, Option<mysql_async::Pool>), SessionError> {
+    let mut probes = Probes {
+        queue: None,
+        rows: None,
+    };
     let mut pool = None;
     if let Some(url) = &st.redis_url {
         match QueueProbe::connect(url, &st.key_prefix, st.queues).await {
@@ -98,7 +109,8 @@ pub async fn connect_probes(st: &StackSettings, require: bool) -> Result<(Probes
         }
     }
     if let Some(url) = &st.mysql_url {
-        let opts = mysql_async::Opts::from_url(url).map_err(|e| SessionError::MysqlUrl(e.to_string()))?;
+        let opts =
+            mysql_async::Opts::from_url(url).map_err(|e| SessionError::MysqlUrl(e.to_string()))?;
         let p = mysql_async::Pool::new(opts);
         match RowProbe::start(p.clone(), &st.table_prefix).await {
             Ok(r) => {
@@ -116,7 +128,12 @@ pub async fn connect_probes(st: &StackSettings, require: bool) -> Result<(Probes
 /// A shell command run at a point of the session.
 pub async fn run_hook(cmd: &str) -> Result<(), SessionError> {
     eprintln!("running: {cmd}");
-    let status = tokio::process::Command::new("sh").arg("-c").arg(cmd).status().await.map_err(|e| SessionError::Hook(cmd.into(), e.to_string()))?;
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .status()
+        .await
+        .map_err(|e| SessionError::Hook(cmd.into(), e.to_string()))?;
     if status.success() {
         Ok(())
     } else {
@@ -157,13 +174,19 @@ pub struct SessionOutput {
 }
 
 fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Runs a whole session.
 pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> {
     let load = plan.load;
-    let weights = if load.weights.is_empty() { vec![1; load.targets.len()] } else { load.weights.clone() };
+    let weights = if load.weights.is_empty() {
+        vec![1; load.targets.len()]
+    } else {
+        load.weights.clone()
+    };
     let targets = target::parse_targets(&load.targets, &weights)?;
     let sites = cli::parse_sites(&load.sites)?;
     let mix = cli::parse_mix(load.mix.as_deref())?;
@@ -194,12 +217,21 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
     if let Some(q) = &probes.queue {
         let depth: u64 = q.depths().await?.iter().sum();
         if depth > 0 {
-            eprintln!("warning: the queues already hold {depth} entries; drain figures include them");
+            eprintln!(
+                "warning: the queues already hold {depth} entries; drain figures include them"
+            );
         }
     }
     let run_value: u64 = rand::random();
     let tag = RunTag::from_random(run_value);
-    eprintln!("run {} (pv_id tag {}): {:.0} hits over {:.0} s to {} target(s)", tag.long(), tag.short(), total, plan.profile.duration().as_secs_f64(), targets.len());
+    eprintln!(
+        "run {} (pv_id tag {}): {:.0} hits over {:.0} s to {} target(s)",
+        tag.long(),
+        tag.short(),
+        total,
+        plan.profile.duration().as_secs_f64(),
+        targets.len()
+    );
     let model_cfg = ModelConfig {
         sites,
         mix,
@@ -226,12 +258,30 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
     let probing = probes.queue.is_some() || probes.rows.is_some();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let interval = Duration::from_millis(plan.stack.sample_ms.max(10));
-    let keys = probes.queue.as_ref().map(|q| q.keys().to_vec()).unwrap_or_default();
+    let keys = probes
+        .queue
+        .as_ref()
+        .map(|q| q.keys().to_vec())
+        .unwrap_or_default();
     let has_rows = probes.rows.is_some();
     let has_queue = probes.queue.is_some();
     let sampler = probing.then(|| {
-        let p = std::mem::replace(&mut probes, Probes { queue: None, rows: None });
-        tokio::spawn(probe::sample_loop(p, tag.clone(), Arc::clone(&ledger), Arc::clone(&gauges), Arc::clone(&samples), start, interval, stop_rx))
+        let p = std::mem::replace(
+            &mut probes,
+            Probes {
+                queue: None,
+                rows: None,
+            },
+        );
+        let ctx = probe::SamplerContext {
+            tag: tag.clone(),
+            ledger: Arc::clone(&ledger),
+            gauges: Arc::clone(&gauges),
+            samples: Arc::clone(&samples),
+            start,
+            interval,
+        };
+        tokio::spawn(probe::sample_loop(p, ctx, stop_rx))
     });
     let settings = LoadSettings {
         targets: targets.clone(),
@@ -243,7 +293,15 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
         token_auth: load.token_auth.clone(),
         progress: !load.quiet,
     };
-    let outcome = runner::run_load(&settings, &plan.profile, &mut model, Arc::clone(&ledger), Arc::clone(&gauges), start).await;
+    let outcome = runner::run_load(
+        &settings,
+        &plan.profile,
+        &mut model,
+        Arc::clone(&ledger),
+        Arc::clone(&gauges),
+        start,
+    )
+    .await;
     let load_end = start.elapsed();
     if let Some(cmd) = &plan.after_load {
         run_hook(cmd).await?;
@@ -259,9 +317,22 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
     let mut drain_secs = None;
     if probing {
         if !load.quiet {
-            eprintln!("load done; waiting up to {:.0} s for the queues to drain and rows to arrive", drain_timeout.as_secs_f64());
+            eprintln!(
+                "load done; waiting up to {:.0} s for the queues to drain and rows to arrive",
+                drain_timeout.as_secs_f64()
+            );
         }
-        drain_secs = wait_for_drain(&samples, &ledger, has_queue, has_rows, load_end, drain_timeout, settle, interval).await;
+        drain_secs = wait_for_drain(
+            &samples,
+            &ledger,
+            has_queue,
+            has_rows,
+            load_end,
+            drain_timeout,
+            settle,
+            interval,
+        )
+        .await;
     }
     let _ = stop_tx.send(true);
     if let Some(s) = sampler {
@@ -274,17 +345,24 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
     let invalid = stats.total.invalid_hits;
     let reconciliation = match (&pool, &probes.rows) {
         (Some(pool), Some(rows)) => {
-            let found = reconcile::find_rows(pool, &st.table_prefix, &tag, rows.start_watermark).await?;
+            let found =
+                reconcile::find_rows(pool, &st.table_prefix, &tag, rows.start_watermark).await?;
             reconcile::reconcile(&ledger, &found, accepted, invalid)
         }
-        _ => Reconciliation::skipped(accepted, invalid, "MySQL was not probed (--no-mysql or unreachable): rows could not be counted"),
+        _ => Reconciliation::skipped(
+            accepted,
+            invalid,
+            "MySQL was not probed (--no-mysql or unreachable): rows could not be counted",
+        ),
     };
     if let Some(p) = pool {
         let _ = p.disconnect().await;
     }
     let samples: Vec<Sample> = samples.lock().map(|s| s.clone()).unwrap_or_default();
     let load_secs = plan.profile.duration().as_secs_f64();
-    let capacity = plan.step_p99_limit_ms.map(|limit| report::capacity(&stats, &plan.profile, &samples, limit));
+    let capacity = plan
+        .step_p99_limit_ms
+        .map(|limit| report::capacity(&stats, &plan.profile, &samples, limit));
     let mut settings_echo = serde_json::json!({
         "load": load,
         "profile": plan.profile,
@@ -292,7 +370,10 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
         "thresholds": plan.thresholds,
     });
     if let Some(obj) = settings_echo.as_object_mut() {
-        obj.insert("token_auth".into(), serde_json::Value::Bool(load.token_auth.is_some()));
+        obj.insert(
+            "token_auth".into(),
+            serde_json::Value::Bool(load.token_auth.is_some()),
+        );
         if let Some(l) = obj.get_mut("load").and_then(|l| l.as_object_mut()) {
             l.remove("token_auth");
         }
@@ -308,7 +389,11 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
         load_secs,
         elapsed_secs: outcome.elapsed.as_secs_f64(),
         total: report::target_summary("all", 0, &stats.total, load_secs),
-        targets: targets.iter().zip(&stats.targets).map(|(t, s)| report::target_summary(&t.url, t.weight, s, load_secs)).collect(),
+        targets: targets
+            .iter()
+            .zip(&stats.targets)
+            .map(|(t, s)| report::target_summary(&t.url, t.weight, s, load_secs))
+            .collect(),
         timeline: report::timeline(&stats, &plan.profile),
         latency_curve: report::latency_curve(&stats),
         stack: report::stack_summary(keys, samples, drain_secs),
@@ -320,17 +405,23 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
     };
     result.thresholds = report::check_thresholds(plan.thresholds, &result);
     result.passed = result.thresholds.iter().all(|t| t.passed);
-    Ok(SessionOutput { result, load_end_secs: load_end.as_secs_f64(), hook_secs })
+    Ok(SessionOutput {
+        result,
+        load_end_secs: load_end.as_secs_f64(),
+        hook_secs,
+    })
 }
 
 /// Writes the JSON and HTML files asked for.
 pub fn write_outputs(load: &LoadArgs, result: &RunResult) -> Result<(), SessionError> {
     if let Some(path) = &load.json {
         let text = serde_json::to_string_pretty(result).unwrap_or_default();
-        std::fs::write(path, text).map_err(|e| SessionError::Write(path.display().to_string(), e))?;
+        std::fs::write(path, text)
+            .map_err(|e| SessionError::Write(path.display().to_string(), e))?;
     }
     if let Some(path) = &load.html {
-        std::fs::write(path, report::render_html(result)).map_err(|e| SessionError::Write(path.display().to_string(), e))?;
+        std::fs::write(path, report::render_html(result))
+            .map_err(|e| SessionError::Write(path.display().to_string(), e))?;
     }
     Ok(())
 }
@@ -349,7 +440,10 @@ async fn wait_for_drain(
     let waited = Instant::now();
     let expected_action_hits = || {
         (0..ledger.generated())
-            .filter(|&s| ledger.kind(s).is_some_and(|k| k.writes_action_row()) && ledger.accepted_at(s).is_some())
+            .filter(|&s| {
+                ledger.kind(s).is_some_and(|k| k.writes_action_row())
+                    && ledger.accepted_at(s).is_some()
+            })
             .count()
     };
     let expected = expected_action_hits();
@@ -359,11 +453,22 @@ async fn wait_for_drain(
             let s = samples.lock().ok()?;
             let last = s.last()?;
             let depth_zero = !has_queue || last.depths.iter().sum::<u64>() == 0;
-            let activity = s.iter().rev().find(|x| x.tagged_rows > 0 || x.depths.iter().sum::<u64>() > 0).map_or(0.0, |x| x.t);
+            let activity = s
+                .iter()
+                .rev()
+                .find(|x| x.tagged_rows > 0 || x.depths.iter().sum::<u64>() > 0)
+                .map_or(0.0, |x| x.t);
             (depth_zero, activity, last.t)
         };
-        let seen = if has_rows { (0..ledger.generated()).filter(|&s| ledger.seen_at(s).is_some()).count() } else { 0 };
-        let rows_done = !has_rows || seen >= expected || now - last_activity >= settle.as_secs_f64();
+        let seen = if has_rows {
+            (0..ledger.generated())
+                .filter(|&s| ledger.seen_at(s).is_some())
+                .count()
+        } else {
+            0
+        };
+        let rows_done =
+            !has_rows || seen >= expected || now - last_activity >= settle.as_secs_f64();
         if depth_zero && rows_done {
             return Some((last_activity - load_end.as_secs_f64()).max(0.0));
         }

@@ -90,7 +90,14 @@ pub struct Second {
 
 impl Default for Second {
     fn default() -> Self {
-        Self { offered_hits: 0, accepted_hits: 0, failed_hits: 0, dropped_hits: 0, late_requests: 0, latency: latency_histogram() }
+        Self {
+            offered_hits: 0,
+            accepted_hits: 0,
+            failed_hits: 0,
+            dropped_hits: 0,
+            late_requests: 0,
+            latency: latency_histogram(),
+        }
     }
 }
 
@@ -139,7 +146,12 @@ pub struct Stats {
 impl Stats {
     /// Empty statistics for `targets` targets.
     pub fn new(targets: usize, late_threshold: Duration) -> Self {
-        Self { targets: vec![TargetStats::default(); targets], total: TargetStats::default(), seconds: Vec::new(), late_threshold }
+        Self {
+            targets: vec![TargetStats::default(); targets],
+            total: TargetStats::default(),
+            seconds: Vec::new(),
+            late_threshold,
+        }
     }
 
     fn second(&mut self, at: Duration) -> &mut Second {
@@ -163,13 +175,27 @@ impl Stats {
                 s.offered_hits += hits;
                 s.dropped_hits += hits;
             }
-            Event::Done { target, hits, due, lateness, done, ref outcome } => {
+            Event::Done {
+                target,
+                hits,
+                due,
+                lateness,
+                done,
+                ref outcome,
+            } => {
                 let late = lateness > self.late_threshold;
                 let hits = u64::from(hits);
                 let (class, accepted, invalid, error) = match outcome {
-                    Outcome::Answered { status, accepted, invalid } => {
-                        (format!("{}xx", status / 100), u64::from(*accepted), u64::from(*invalid), None)
-                    }
+                    Outcome::Answered {
+                        status,
+                        accepted,
+                        invalid,
+                    } => (
+                        format!("{}xx", status / 100),
+                        u64::from(*accepted),
+                        u64::from(*invalid),
+                        None,
+                    ),
                     Outcome::Timeout => ("timeout".to_owned(), 0, 0, None),
                     Outcome::Failed(e) => ("error".to_owned(), 0, 0, Some(e.clone())),
                 };
@@ -240,5 +266,12 @@ pub fn percentile_curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     if h.is_empty() {
         return Vec::new();
     }
-    h.iter_quantiles(2).map(|v| (v.quantile_iterated_to() * 100.0, v.value_iterated_to() as f64 / 1000.0)).collect()
+    h.iter_quantiles(2)
+        .map(|v| {
+            (
+                v.quantile_iterated_to() * 100.0,
+                v.value_iterated_to() as f64 / 1000.0,
+            )
+        })
+        .collect()
 }

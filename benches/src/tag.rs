@@ -27,15 +27,23 @@ pub enum TagError {
     #[error("run tag {0:?} must be two characters of [0-9A-Za-z]")]
     BadRunTag(String),
     /// The run would send more hits than four base-62 digits can number.
-    #[error("hit number {0} is beyond the {MAX_HITS_PER_RUN} hits one run can tag; shorten the run")]
+    #[error(
+        "hit number {0} is beyond the {MAX_HITS_PER_RUN} hits one run can tag; shorten the run"
+    )]
     TooManyHits(u64),
 }
 
 impl RunTag {
     /// A run tag from a random 64-bit value (the run id).
     pub fn from_random(value: u64) -> Self {
-        let short = [ALPHABET[(value % 62) as usize], ALPHABET[((value / 62) % 62) as usize]];
-        Self { short, long: format!("{value:016x}") }
+        let short = [
+            ALPHABET[(value % 62) as usize],
+            ALPHABET[((value / 62) % 62) as usize],
+        ];
+        Self {
+            short,
+            long: format!("{value:016x}"),
+        }
     }
 
     /// A run tag given explicitly (two base-62 characters), with a run id for order ids.
@@ -44,7 +52,10 @@ impl RunTag {
         if bytes.len() != 2 || !bytes.iter().all(|b| ALPHABET.contains(b)) {
             return Err(TagError::BadRunTag(short.to_owned()));
         }
-        Ok(Self { short: [bytes[0], bytes[1]], long: long.to_owned() })
+        Ok(Self {
+            short: [bytes[0], bytes[1]],
+            long: long.to_owned(),
+        })
     }
 
     /// The two characters that open every `pv_id` of this run.
@@ -117,7 +128,10 @@ mod tests {
             assert!(pv.starts_with("Zq"));
             assert_eq!(tag.seq_of_pv_id(&pv), Some(seq));
         }
-        assert_eq!(tag.pv_id(MAX_HITS_PER_RUN), Err(TagError::TooManyHits(MAX_HITS_PER_RUN)));
+        assert_eq!(
+            tag.pv_id(MAX_HITS_PER_RUN),
+            Err(TagError::TooManyHits(MAX_HITS_PER_RUN))
+        );
     }
 
     #[test]

@@ -73,7 +73,9 @@ impl Target {
     /// Parses `http://host:port/path/matomo.php` (or `http://host:port/`, meaning `/matomo.php`).
     pub fn parse(raw: &str, weight: u32) -> Result<Self, TargetError> {
         let mut url = raw.trim().to_owned();
-        let uri: Uri = url.parse().map_err(|_| TargetError::BadUrl(raw.to_owned()))?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| TargetError::BadUrl(raw.to_owned()))?;
         match uri.scheme_str() {
             Some("http") => {}
             Some(_) => return Err(TargetError::UnsupportedScheme(raw.to_owned())),
@@ -91,7 +93,9 @@ impl Target {
             }
             url.push_str("matomo.php");
         }
-        let uri = url.parse().map_err(|_| TargetError::BadUrl(raw.to_owned()))?;
+        let uri = url
+            .parse()
+            .map_err(|_| TargetError::BadUrl(raw.to_owned()))?;
         Ok(Self { url, weight, uri })
     }
 
@@ -107,7 +111,10 @@ pub fn parse_targets(urls: &[String], weights: &[u32]) -> Result<Vec<Target>, Ta
         return Err(TargetError::NoTarget);
     }
     if !weights.is_empty() && weights.len() != urls.len() {
-        return Err(TargetError::WeightCount { weights: weights.len(), targets: urls.len() });
+        return Err(TargetError::WeightCount {
+            weights: weights.len(),
+            targets: urls.len(),
+        });
     }
     let targets = urls
         .iter()
@@ -133,7 +140,12 @@ impl Assigner {
     /// An assigner over targets with these weights.
     pub fn new(strategy: Distribution, weights: Vec<u32>) -> Self {
         let current = vec![0; weights.len()];
-        Self { strategy, weights, next: 0, current }
+        Self {
+            strategy,
+            weights,
+            next: 0,
+            current,
+        }
     }
 
     /// The target of the next new visitor.
@@ -193,11 +205,26 @@ mod tests {
 
     #[test]
     fn urls_are_normalised_and_checked() {
-        assert_eq!(Target::parse("http://127.0.0.1:8080/", 1).unwrap().url, "http://127.0.0.1:8080/matomo.php");
-        assert_eq!(Target::parse("http://h/piwik.php", 1).unwrap().url, "http://h/piwik.php");
-        assert!(matches!(Target::parse("https://h/", 1), Err(TargetError::UnsupportedScheme(_))));
-        assert!(matches!(Target::parse("not a url", 1), Err(TargetError::BadUrl(_))));
-        assert!(matches!(parse_targets(&[], &[]), Err(TargetError::NoTarget)));
+        assert_eq!(
+            Target::parse("http://127.0.0.1:8080/", 1).unwrap().url,
+            "http://127.0.0.1:8080/matomo.php"
+        );
+        assert_eq!(
+            Target::parse("http://h/piwik.php", 1).unwrap().url,
+            "http://h/piwik.php"
+        );
+        assert!(matches!(
+            Target::parse("https://h/", 1),
+            Err(TargetError::UnsupportedScheme(_))
+        ));
+        assert!(matches!(
+            Target::parse("not a url", 1),
+            Err(TargetError::BadUrl(_))
+        ));
+        assert!(matches!(
+            parse_targets(&[], &[]),
+            Err(TargetError::NoTarget)
+        ));
         assert!(matches!(
             parse_targets(&["http://a/".into()], &[1, 2]),
             Err(TargetError::WeightCount { .. })

@@ -25,7 +25,10 @@ async fn accepted_hits_are_reconciled_against_rows() {
     let mut probe = RowProbe::start(db.pool.clone(), "matomo_").await.unwrap();
 
     use HitKind::*;
-    let kinds = [Pageview, Pageview, Pageview, Pageview, Event, Download, Outlink, Content, Search, Order, Goal, Ping];
+    let kinds = [
+        Pageview, Pageview, Pageview, Pageview, Event, Download, Outlink, Content, Search, Order,
+        Goal, Ping,
+    ];
     let ledger = Ledger::new(64);
     for (seq, kind) in kinds.iter().enumerate() {
         assert!(ledger.record_generated(seq as u64, *kind, 1));
@@ -48,18 +51,35 @@ async fn accepted_hits_are_reconciled_against_rows() {
 
     // a worker commits a higher id first; the lower one arrives after the probe has looked
     let high = probe.start_watermark + 1_000;
-    db.insert_action(1, &tag.pv_id(5).unwrap(), Some(high)).await;
-    let first = probe.poll(&tag, &ledger, Duration::from_millis(600)).await.unwrap();
+    db.insert_action(1, &tag.pv_id(5).unwrap(), Some(high))
+        .await;
+    let first = probe
+        .poll(&tag, &ledger, Duration::from_millis(600))
+        .await
+        .unwrap();
     assert_eq!(first.rows, 10);
-    assert_eq!(first.tagged, 8, "ours: one row each of 0, 3, 4, 5, 7, 8 and two of 1");
-    db.insert_action(1, &tag.pv_id(6).unwrap(), Some(high - 500)).await;
-    let second = probe.poll(&tag, &ledger, Duration::from_millis(900)).await.unwrap();
-    assert_eq!((second.rows, second.tagged), (1, 1), "the late lower id is seen");
+    assert_eq!(
+        first.tagged, 8,
+        "ours: one row each of 0, 3, 4, 5, 7, 8 and two of 1"
+    );
+    db.insert_action(1, &tag.pv_id(6).unwrap(), Some(high - 500))
+        .await;
+    let second = probe
+        .poll(&tag, &ledger, Duration::from_millis(900))
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.rows, second.tagged),
+        (1, 1),
+        "the late lower id is seen"
+    );
     assert_eq!(ledger.seen_at(6), Some(Duration::from_millis(900)));
     assert_eq!(ledger.seen_at(0), Some(Duration::from_millis(600)));
     assert_eq!(ledger.seen_at(2), None);
 
-    let found = find_rows(&db.pool, "matomo_", &tag, probe.start_watermark).await.unwrap();
+    let found = find_rows(&db.pool, "matomo_", &tag, probe.start_watermark)
+        .await
+        .unwrap();
     let r = reconcile(&ledger, &found, 11, 0);
     assert_eq!(r.status, "complete");
     assert_eq!(r.accepted, 11);
@@ -86,9 +106,14 @@ async fn orders_on_a_site_without_ecommerce_are_not_expected() {
     let ledger = Ledger::new(4);
     ledger.record_generated(0, HitKind::Order, 1);
     ledger.record_accepted(0, Duration::from_millis(5));
-    let found = find_rows(&db.pool, "matomo_", &tag, probe.start_watermark).await.unwrap();
+    let found = find_rows(&db.pool, "matomo_", &tag, probe.start_watermark)
+        .await
+        .unwrap();
     let r = reconcile(&ledger, &found, 1, 0);
-    assert_eq!((r.expected, r.lost, r.not_reconciled), (Some(0), Some(0), 1));
+    assert_eq!(
+        (r.expected, r.lost, r.not_reconciled),
+        (Some(0), Some(0), 1)
+    );
     db.drop_db().await;
 }
 
@@ -97,7 +122,12 @@ async fn queue_depth_is_read_per_shard() {
     let prefix = format!("lgtest{:08x}:", rand::random::<u32>());
     let probe = QueueProbe::connect(&common::redis_url(), &prefix, 4)
         .await
-        .unwrap_or_else(|e| panic!("Redis must be reachable at {} for this test: {e}", common::redis_url()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "Redis must be reachable at {} for this test: {e}",
+                common::redis_url()
+            )
+        });
     assert_eq!(probe.keys()[0], format!("{prefix}trackingQueueV1"));
     assert_eq!(probe.keys()[3], format!("{prefix}trackingQueueV1_3"));
     let entry = matomo_wire::encode(&matomo_wire::RequestSet {
@@ -110,7 +140,11 @@ async fn queue_depth_is_read_per_shard() {
     });
     for (key, n) in [(0usize, 3usize), (2, 5)] {
         for _ in 0..n {
-            let _: i64 = probe.client().rpush(probe.keys()[key].as_str(), entry.clone()).await.unwrap();
+            let _: i64 = probe
+                .client()
+                .rpush(probe.keys()[key].as_str(), entry.clone())
+                .await
+                .unwrap();
         }
     }
     let depths = probe.depths().await.unwrap();

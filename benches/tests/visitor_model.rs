@@ -35,40 +35,76 @@ fn params(hit: &Hit) -> HashMap<String, String> {
         .split('&')
         .map(|kv| {
             let (k, v) = kv.split_once('=').unwrap();
-            (k.to_owned(), percent_encoding::percent_decode_str(v).decode_utf8().unwrap().into_owned())
+            (
+                k.to_owned(),
+                percent_encoding::percent_decode_str(v)
+                    .decode_utf8()
+                    .unwrap()
+                    .into_owned(),
+            )
         })
         .collect()
 }
 
 #[test]
 fn every_visitor_stays_on_one_target_under_every_strategy() {
-    for strategy in [Distribution::RoundRobin, Distribution::Weighted, Distribution::Random] {
+    for strategy in [
+        Distribution::RoundRobin,
+        Distribution::Weighted,
+        Distribution::Random,
+    ] {
         let all = hits(config(strategy, vec![3, 1, 2]), 7, 30_000);
         let mut target_of: HashMap<&str, usize> = HashMap::new();
         let mut site_of: HashMap<&str, u32> = HashMap::new();
         let mut visits_of: HashMap<&str, HashSet<String>> = HashMap::new();
         for h in &all {
             let t = *target_of.entry(&h.visitor_id).or_insert(h.target);
-            assert_eq!(t, h.target, "{strategy}: visitor {} moved from target {t} to {}", h.visitor_id, h.target);
+            assert_eq!(
+                t, h.target,
+                "{strategy}: visitor {} moved from target {t} to {}",
+                h.visitor_id, h.target
+            );
             let s = *site_of.entry(&h.visitor_id).or_insert(h.site);
-            assert_eq!(s, h.site, "{strategy}: visitor {} changed site", h.visitor_id);
-            visits_of.entry(&h.visitor_id).or_default().insert(params(h)["_idvc"].clone());
+            assert_eq!(
+                s, h.site,
+                "{strategy}: visitor {} changed site",
+                h.visitor_id
+            );
+            visits_of
+                .entry(&h.visitor_id)
+                .or_default()
+                .insert(params(h)["_idvc"].clone());
         }
         // returning visitors exist, so continuity was tested across visits too
         let returning = visits_of.values().filter(|v| v.len() > 1).count();
-        assert!(returning > 100, "{strategy}: only {returning} returning visitors");
+        assert!(
+            returning > 100,
+            "{strategy}: only {returning} returning visitors"
+        );
         let mut per_target = [0usize; 3];
         for t in target_of.values() {
             per_target[*t] += 1;
         }
-        assert!(per_target.iter().all(|n| *n > 0), "{strategy}: {per_target:?}");
+        assert!(
+            per_target.iter().all(|n| *n > 0),
+            "{strategy}: {per_target:?}"
+        );
         if strategy != Distribution::RoundRobin {
             let share0 = per_target[0] as f64 / target_of.len() as f64;
-            assert!((0.4..0.6).contains(&share0), "{strategy}: weight 3 of 6 got {share0}");
+            assert!(
+                (0.4..0.6).contains(&share0),
+                "{strategy}: weight 3 of 6 got {share0}"
+            );
         } else {
-            let (min, max) = (per_target.iter().min().unwrap(), per_target.iter().max().unwrap());
+            let (min, max) = (
+                per_target.iter().min().unwrap(),
+                per_target.iter().max().unwrap(),
+            );
             // visitors whose visit is open but has not sent its first hit yet are not counted
-            assert!((max - min) as f64 / *max as f64 <= 0.02, "round robin is even: {per_target:?}");
+            assert!(
+                (max - min) as f64 / *max as f64 <= 0.02,
+                "round robin is even: {per_target:?}"
+            );
         }
     }
 }
@@ -81,7 +117,10 @@ fn the_same_seed_gives_the_same_hits() {
     let c = hits(config(Distribution::Random, vec![1, 1]), 43, 5_000);
     assert_ne!(a, c);
     let differing = a.iter().zip(&c).filter(|(x, y)| x.query != y.query).count();
-    assert!(differing > 4_900, "different seeds give different hits ({differing})");
+    assert!(
+        differing > 4_900,
+        "different seeds give different hits ({differing})"
+    );
 }
 
 #[test]
@@ -100,7 +139,11 @@ fn hits_look_like_the_javascript_tracker() {
         assert_eq!(p["idsite"], h.site.to_string());
         assert_eq!(p["_id"].len(), 16);
         assert!(p["_id"].chars().all(|c| c.is_ascii_hexdigit()));
-        assert_eq!(tag.seq_of_pv_id(&p["pv_id"]), Some(h.seq), "pv_id tags the hit");
+        assert_eq!(
+            tag.seq_of_pv_id(&p["pv_id"]),
+            Some(h.seq),
+            "pv_id tags the hit"
+        );
         assert!(p["url"].starts_with("https://www.example.com/"));
         *kinds.entry(h.kind).or_default() += 1;
         match h.kind {
@@ -114,7 +157,9 @@ fn hits_look_like_the_javascript_tracker() {
             HitKind::Order => {
                 assert_eq!(p["idgoal"], "0");
                 assert_eq!(tag.seq_of_order_id(&p["ec_id"]), Some(h.seq));
-                assert!(serde_json::from_str::<serde_json::Value>(&p["ec_items"]).unwrap().is_array());
+                assert!(serde_json::from_str::<serde_json::Value>(&p["ec_items"])
+                    .unwrap()
+                    .is_array());
             }
             HitKind::Ping => assert_eq!(p["ping"], "1"),
         }
@@ -126,7 +171,10 @@ fn hits_look_like_the_javascript_tracker() {
         }
         agents.insert(h.user_agent);
         languages.insert(h.language);
-        assert!(!p.contains_key("ua"), "GET hits carry the user agent as a header");
+        assert!(
+            !p.contains_key("ua"),
+            "GET hits carry the user agent as a header"
+        );
     }
     for kind in HitKind::ALL {
         assert!(kinds.get(&kind).copied().unwrap_or(0) > 0, "no {kind} hits");

@@ -21,10 +21,16 @@ fn summary(r: &RunResult) {
         c.status, c.accepted, show(c.expected), show(c.stored), show(c.lost), show(c.duplicated), c.invalid, show(c.unexpected)
     );
     if let Some(l) = &c.lag {
-        eprintln!("accept-to-row lag: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; peak drain {:.0} rows/s", l.p50_ms, l.p99_ms, l.max_ms, r.stack.peak_drain_rate);
+        eprintln!(
+            "accept-to-row lag: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; peak drain {:.0} rows/s",
+            l.p50_ms, l.p99_ms, l.max_ms, r.stack.peak_drain_rate
+        );
     }
     for th in r.thresholds.iter().filter(|t| !t.passed) {
-        eprintln!("threshold {} = {} not met (measured {:?})", th.name, th.limit, th.actual);
+        eprintln!(
+            "threshold {} = {} not met (measured {:?})",
+            th.name, th.limit, th.actual
+        );
     }
 }
 
@@ -34,7 +40,11 @@ async fn main_async(cli: Cli) -> anyhow::Result<bool> {
         Command::Capacity(args) => presets::capacity(&args).await?,
         Command::BuildThenDrain(args) => presets::build_then_drain(&args).await?,
         Command::Validate(args) => {
-            let weights = if args.load.weights.is_empty() { vec![1; args.load.targets.len()] } else { args.load.weights.clone() };
+            let weights = if args.load.weights.is_empty() {
+                vec![1; args.load.targets.len()]
+            } else {
+                args.load.weights.clone()
+            };
             let targets = matomo_loadgen::target::parse_targets(&args.load.targets, &weights)?;
             let site = matomo_loadgen::cli::parse_sites(&args.load.sites)?[0].0;
             let mut ok = true;
@@ -54,7 +64,14 @@ async fn main_async(cli: Cli) -> anyhow::Result<bool> {
             if let Some(p) = pool {
                 let _ = p.disconnect().await;
             }
-            println!("{}", if ok { "validate: all checks passed" } else { "validate: FAILED" });
+            println!(
+                "{}",
+                if ok {
+                    "validate: all checks passed"
+                } else {
+                    "validate: FAILED"
+                }
+            );
             return Ok(ok);
         }
     };
@@ -83,5 +100,8 @@ fn main() -> ExitCode {
 }
 
 fn tracing_subscriber_init() -> Result<(), tier_config::ConfigError> {
-    tier_config::init_tracing(&tier_config::LogConfig { level: "warn".into(), ..Default::default() })
+    tier_config::init_tracing(&tier_config::LogConfig {
+        level: "warn".into(),
+        ..Default::default()
+    })
 }

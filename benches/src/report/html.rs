@@ -8,7 +8,10 @@ use super::svg::{line_chart, Series, XAxis};
 use super::{RunResult, TargetSummary};
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn opt(v: Option<u64>) -> String {
@@ -16,7 +19,10 @@ fn opt(v: Option<u64>) -> String {
 }
 
 fn series(name: &str, points: Vec<(f64, f64)>) -> Series {
-    Series { name: name.to_owned(), points }
+    Series {
+        name: name.to_owned(),
+        points,
+    }
 }
 
 /// Renders the report.
@@ -32,15 +38,30 @@ pub fn render_html(r: &RunResult) -> String {
         esc(&r.command),
         esc(&r.run_id)
     );
-    let verdict = if r.passed { "<span class=pass>PASSED</span>" } else { "<span class=fail>FAILED</span>" };
+    let verdict = if r.passed {
+        "<span class=pass>PASSED</span>"
+    } else {
+        "<span class=fail>FAILED</span>"
+    };
     let _ = write!(h, "<h1>matomo-loadgen: {} {verdict}</h1><p>{} · run <code>{}</code> (pv_id tag <code>{}</code>) · load {:.0} s, elapsed {:.1} s</p>", esc(&r.command), esc(&r.tool), esc(&r.run_id), esc(&r.run_tag), r.load_secs, r.elapsed_secs);
     headline(&mut h, r);
     if !r.thresholds.is_empty() {
         h.push_str("<h2>Thresholds</h2><table><tr><th>limit</th><th>value</th><th>measured</th><th>verdict</th></tr>");
         for t in &r.thresholds {
-            let v = if t.passed { "<span class=pass>pass</span>" } else { "<span class=fail>fail</span>" };
-            let a = t.actual.map_or_else(|| "not measured".to_owned(), |a| format!("{a:.4}"));
-            let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{a}</td><td>{v}</td></tr>", esc(&t.name), t.limit);
+            let v = if t.passed {
+                "<span class=pass>pass</span>"
+            } else {
+                "<span class=fail>fail</span>"
+            };
+            let a = t
+                .actual
+                .map_or_else(|| "not measured".to_owned(), |a| format!("{a:.4}"));
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{a}</td><td>{v}</td></tr>",
+                esc(&t.name),
+                t.limit
+            );
         }
         h.push_str("</table>");
     }
@@ -48,14 +69,24 @@ pub fn render_html(r: &RunResult) -> String {
     if let Some(c) = &r.capacity {
         let _ = write!(h, "<h2>Steps (p99 limit {} ms)</h2><table><tr><th>rate</th><th>from s</th><th>accepted/s</th><th>errors</th><th>p99 ms</th><th>late</th><th>queue growth</th><th>ingest</th><th>end to end</th></tr>", c.p99_limit_ms);
         for s in &c.steps {
-            let yes = |b: bool| if b { "<span class=pass>kept up</span>" } else { "<span class=fail>fell behind</span>" };
+            let yes = |b: bool| {
+                if b {
+                    "<span class=pass>kept up</span>"
+                } else {
+                    "<span class=fail>fell behind</span>"
+                }
+            };
             let _ = write!(h, "<tr><td>{:.0}</td><td>{:.0}</td><td>{:.1}</td><td>{:.4}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", s.rate, s.start_secs, s.accepted_rate, s.error_ratio, s.p99_ms, s.late, s.queue_growth.map_or("–".into(), |g| g.to_string()), yes(s.ingest_sustained), s.end_to_end_sustained.map_or("–", yes));
         }
         h.push_str("</table>");
     }
     reconciliation(&mut h, r);
     plots(&mut h, r);
-    let _ = write!(h, "<h2>Settings</h2><pre>{}</pre></body></html>", esc(&serde_json::to_string_pretty(&r.settings).unwrap_or_default()));
+    let _ = write!(
+        h,
+        "<h2>Settings</h2><pre>{}</pre></body></html>",
+        esc(&serde_json::to_string_pretty(&r.settings).unwrap_or_default())
+    );
     h
 }
 
@@ -63,19 +94,35 @@ fn headline(h: &mut String, r: &RunResult) {
     let t = &r.total;
     h.push_str("<div class=cards>");
     let mut card = |label: &str, value: String| {
-        let _ = write!(h, "<div><div>{}</div><div class=fig>{}</div></div>", esc(label), esc(&value));
+        let _ = write!(
+            h,
+            "<div><div>{}</div><div class=fig>{}</div></div>",
+            esc(label),
+            esc(&value)
+        );
     };
     card("accepted rate", format!("{:.1} hits/s", t.accepted_rate));
     card("p99 latency", format!("{:.2} ms", t.latency.p99_ms));
     card("errors", format!("{:.3}%", t.error_ratio * 100.0));
     if let Some(c) = &r.capacity {
-        card("max sustainable (ingest)", c.max_sustainable_ingest_rate.map_or("none".into(), |v| format!("{v:.0} hits/s")));
+        card(
+            "max sustainable (ingest)",
+            c.max_sustainable_ingest_rate
+                .map_or("none".into(), |v| format!("{v:.0} hits/s")),
+        );
         if c.steps.iter().any(|s| s.end_to_end_sustained.is_some()) {
-            card("max sustainable (end to end)", c.max_sustainable_end_to_end_rate.map_or("none".into(), |v| format!("{v:.0} hits/s")));
+            card(
+                "max sustainable (end to end)",
+                c.max_sustainable_end_to_end_rate
+                    .map_or("none".into(), |v| format!("{v:.0} hits/s")),
+            );
         }
     }
     if !r.stack.samples.is_empty() {
-        card("peak drain rate", format!("{:.0} rows/s", r.stack.peak_drain_rate));
+        card(
+            "peak drain rate",
+            format!("{:.0} rows/s", r.stack.peak_drain_rate),
+        );
         card("max queue depth", r.stack.max_queue_depth.to_string());
     }
     if let Some(l) = &r.reconciliation.lag {
@@ -85,7 +132,11 @@ fn headline(h: &mut String, r: &RunResult) {
 }
 
 fn target_row(h: &mut String, t: &TargetSummary) {
-    let outcomes: Vec<String> = t.outcomes.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let outcomes: Vec<String> = t
+        .outcomes
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
     let _ = write!(
         h,
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td></tr>",
@@ -102,7 +153,12 @@ fn targets_table(h: &mut String, r: &RunResult) {
     target_row(h, &r.total);
     h.push_str("</table>");
     for t in r.targets.iter().filter(|t| !t.error_samples.is_empty()) {
-        let _ = write!(h, "<p>errors from {}: {}</p>", esc(&t.url), esc(&t.error_samples.join(" | ")));
+        let _ = write!(
+            h,
+            "<p>errors from {}: {}</p>",
+            esc(&t.url),
+            esc(&t.error_samples.join(" | "))
+        );
     }
 }
 
@@ -125,45 +181,93 @@ fn reconciliation(h: &mut String, r: &RunResult) {
 fn plots(h: &mut String, r: &RunResult) {
     h.push_str("<h2>Plots</h2>");
     let tl = &r.timeline;
-    let pts = |f: &dyn Fn(&super::TimelineRow) -> f64| tl.iter().map(|x| (x.t as f64, f(x))).collect::<Vec<_>>();
+    let pts = |f: &dyn Fn(&super::TimelineRow) -> f64| {
+        tl.iter().map(|x| (x.t as f64, f(x))).collect::<Vec<_>>()
+    };
     h.push_str(&line_chart(
         "Offered vs accepted rate",
         "seconds",
         "hits/s",
-        &[series("intended", pts(&|x| x.intended_rate)), series("offered", pts(&|x| x.offered as f64)), series("accepted (2xx)", pts(&|x| x.accepted as f64)), series("failed + dropped", pts(&|x| (x.failed + x.dropped) as f64))],
+        &[
+            series("intended", pts(&|x| x.intended_rate)),
+            series("offered", pts(&|x| x.offered as f64)),
+            series("accepted (2xx)", pts(&|x| x.accepted as f64)),
+            series("failed + dropped", pts(&|x| (x.failed + x.dropped) as f64)),
+        ],
         XAxis::Linear,
     ));
     h.push_str(&line_chart(
         "Latency percentiles over time (from intended send time)",
         "seconds",
         "ms",
-        &[series("p50", pts(&|x| x.p50_ms)), series("p90", pts(&|x| x.p90_ms)), series("p99", pts(&|x| x.p99_ms)), series("max", pts(&|x| x.max_ms))],
+        &[
+            series("p50", pts(&|x| x.p50_ms)),
+            series("p90", pts(&|x| x.p90_ms)),
+            series("p99", pts(&|x| x.p99_ms)),
+            series("max", pts(&|x| x.max_ms)),
+        ],
         XAxis::Linear,
     ));
-    h.push_str(&line_chart("HDR latency percentile curve", "percentile", "ms", &[series("all targets", r.latency_curve.clone())], XAxis::Percentile));
+    h.push_str(&line_chart(
+        "HDR latency percentile curve",
+        "percentile",
+        "ms",
+        &[series("all targets", r.latency_curve.clone())],
+        XAxis::Percentile,
+    ));
     let samples = &r.stack.samples;
     if samples.iter().any(|s| !s.depths.is_empty()) {
         let shards = samples.iter().map(|s| s.depths.len()).max().unwrap_or(0);
         let mut lines: Vec<Series> = Vec::new();
-        lines.push(series("total", samples.iter().map(|s| (s.t, s.depths.iter().sum::<u64>() as f64)).collect()));
+        lines.push(series(
+            "total",
+            samples
+                .iter()
+                .map(|s| (s.t, s.depths.iter().sum::<u64>() as f64))
+                .collect(),
+        ));
         for i in 0..shards.min(9) {
-            lines.push(series(&format!("queue {i}"), samples.iter().map(|s| (s.t, s.depths.get(i).copied().unwrap_or(0) as f64)).collect()));
+            lines.push(series(
+                &format!("queue {i}"),
+                samples
+                    .iter()
+                    .map(|s| (s.t, s.depths.get(i).copied().unwrap_or(0) as f64))
+                    .collect(),
+            ));
         }
-        h.push_str(&line_chart("Queue depth per shard (Redis LLEN)", "seconds", "entries", &lines, XAxis::Linear));
+        h.push_str(&line_chart(
+            "Queue depth per shard (Redis LLEN)",
+            "seconds",
+            "entries",
+            &lines,
+            XAxis::Linear,
+        ));
     }
     if samples.len() > 1 {
         let rate = |f: &dyn Fn(&crate::probe::Sample) -> u64| {
-            samples.windows(2).map(|w| (w[1].t, f(&w[1]) as f64 / (w[1].t - w[0].t).max(1e-3))).collect::<Vec<_>>()
+            samples
+                .windows(2)
+                .map(|w| (w[1].t, f(&w[1]) as f64 / (w[1].t - w[0].t).max(1e-3)))
+                .collect::<Vec<_>>()
         };
         h.push_str(&line_chart(
             "Drain rate (rows reaching log_link_visit_action)",
             "seconds",
             "rows/s",
-            &[series("this run's rows", rate(&|s| s.tagged_rows)), series("all rows", rate(&|s| s.rows))],
+            &[
+                series("this run's rows", rate(&|s| s.tagged_rows)),
+                series("all rows", rate(&|s| s.rows)),
+            ],
             XAxis::Linear,
         ));
     }
     if !r.reconciliation.lag_curve.is_empty() {
-        h.push_str(&line_chart("Accept-to-row lag percentile curve", "percentile", "ms", &[series("lag", r.reconciliation.lag_curve.clone())], XAxis::Percentile));
+        h.push_str(&line_chart(
+            "Accept-to-row lag percentile curve",
+            "percentile",
+            "ms",
+            &[series("lag", r.reconciliation.lag_curve.clone())],
+            XAxis::Percentile,
+        ));
     }
 }

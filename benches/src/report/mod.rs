@@ -67,7 +67,11 @@ pub fn target_summary(url: &str, weight: u32, t: &TargetStats, secs: f64) -> Tar
         dropped_hits: t.dropped_hits,
         late_requests: t.late_requests,
         accepted_rate: t.accepted_hits as f64 / secs.max(1e-9),
-        error_ratio: if t.offered_hits == 0 { 0.0 } else { bad as f64 / t.offered_hits as f64 },
+        error_ratio: if t.offered_hits == 0 {
+            0.0
+        } else {
+            bad as f64 / t.offered_hits as f64
+        },
         outcomes: t.outcomes.clone(),
         error_samples: t.error_samples.clone(),
         latency: summarize(&t.latency),
@@ -108,7 +112,13 @@ pub fn timeline(stats: &Stats, profile: &RateProfile) -> Vec<TimelineRow> {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let q = |p: f64| if s.latency.is_empty() { 0.0 } else { s.latency.value_at_quantile(p) as f64 / 1000.0 };
+            let q = |p: f64| {
+                if s.latency.is_empty() {
+                    0.0
+                } else {
+                    s.latency.value_at_quantile(p) as f64 / 1000.0
+                }
+            };
             TimelineRow {
                 t: i as u64,
                 intended_rate: profile.rate_at(std::time::Duration::from_secs_f64(i as f64 + 0.5)),
@@ -120,7 +130,11 @@ pub fn timeline(stats: &Stats, profile: &RateProfile) -> Vec<TimelineRow> {
                 p50_ms: q(0.5),
                 p90_ms: q(0.9),
                 p99_ms: q(0.99),
-                max_ms: if s.latency.is_empty() { 0.0 } else { s.latency.max() as f64 / 1000.0 },
+                max_ms: if s.latency.is_empty() {
+                    0.0
+                } else {
+                    s.latency.max() as f64 / 1000.0
+                },
             }
         })
         .collect()
@@ -146,7 +160,11 @@ pub struct StackSummary {
 }
 
 /// Drain figures from the samples.
-pub fn stack_summary(keys: Vec<String>, samples: Vec<Sample>, drain_secs_after_load: Option<f64>) -> StackSummary {
+pub fn stack_summary(
+    keys: Vec<String>,
+    samples: Vec<Sample>,
+    drain_secs_after_load: Option<f64>,
+) -> StackSummary {
     let depth = |s: &Sample| s.depths.iter().sum::<u64>();
     let mut peak = 0.0f64;
     for pair in samples.windows(2) {
@@ -213,7 +231,12 @@ pub struct CapacityResult {
 }
 
 /// Judges each step of a stepped profile.
-pub fn capacity(stats: &Stats, profile: &RateProfile, samples: &[Sample], p99_limit_ms: f64) -> CapacityResult {
+pub fn capacity(
+    stats: &Stats,
+    profile: &RateProfile,
+    samples: &[Sample],
+    p99_limit_ms: f64,
+) -> CapacityResult {
     let mut steps = Vec::new();
     for (start, end, rate) in profile.windows() {
         let (s0, s1) = (start.as_secs() as usize + 1, end.as_secs() as usize);
@@ -228,17 +251,31 @@ pub fn capacity(stats: &Stats, profile: &RateProfile, samples: &[Sample], p99_li
             bad += s.failed_hits + s.dropped_hits;
             late += s.late_requests;
         }
-        let p99_ms = if h.is_empty() { 0.0 } else { h.value_at_quantile(0.99) as f64 / 1000.0 };
-        let error_ratio = if offered == 0 { 0.0 } else { bad as f64 / offered as f64 };
+        let p99_ms = if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(0.99) as f64 / 1000.0
+        };
+        let error_ratio = if offered == 0 {
+            0.0
+        } else {
+            bad as f64 / offered as f64
+        };
         let accepted_rate = accepted as f64 / n;
         let in_step = |t: f64| t >= start.as_secs_f64() && t < end.as_secs_f64();
-        let depths: Vec<u64> = samples.iter().filter(|s| in_step(s.t) && !s.depths.is_empty()).map(|s| s.depths.iter().sum()).collect();
+        let depths: Vec<u64> = samples
+            .iter()
+            .filter(|s| in_step(s.t) && !s.depths.is_empty())
+            .map(|s| s.depths.iter().sum())
+            .collect();
         let queue_growth = match (depths.first(), depths.last()) {
             (Some(a), Some(b)) => Some(*b as i64 - *a as i64),
             _ => None,
         };
-        let ingest_sustained = accepted_rate >= 0.97 * rate && error_ratio <= 0.001 && p99_ms <= p99_limit_ms;
-        let end_to_end_sustained = queue_growth.map(|g| ingest_sustained && (g as f64) <= rate.max(1.0));
+        let ingest_sustained =
+            accepted_rate >= 0.97 * rate && error_ratio <= 0.001 && p99_ms <= p99_limit_ms;
+        let end_to_end_sustained =
+            queue_growth.map(|g| ingest_sustained && (g as f64) <= rate.max(1.0));
         steps.push(StepResult {
             rate,
             start_secs: start.as_secs_f64(),

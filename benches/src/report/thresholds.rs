@@ -47,22 +47,61 @@ pub struct ThresholdResult {
 pub fn check_thresholds(t: &Thresholds, r: &RunResult) -> Vec<ThresholdResult> {
     let total = &r.total;
     let rec = &r.reconciliation;
-    let accepted_ratio = if total.offered_hits == 0 { 0.0 } else { total.accepted_hits as f64 / total.offered_hits as f64 };
+    let accepted_ratio = if total.offered_hits == 0 {
+        0.0
+    } else {
+        total.accepted_hits as f64 / total.offered_hits as f64
+    };
     let checks: [(&str, Option<f64>, Option<f64>, bool); 7] = [
         ("max-p99-ms", t.max_p99_ms, Some(total.latency.p99_ms), true),
-        ("max-error-ratio", t.max_error_ratio, Some(total.error_ratio), true),
-        ("max-dropped", t.max_dropped.map(|v| v as f64), Some(total.dropped_hits as f64), true),
-        ("min-accepted-ratio", t.min_accepted_ratio, Some(accepted_ratio), false),
-        ("max-lost", t.max_lost.map(|v| v as f64), rec.lost.map(|v| v as f64), true),
-        ("max-duplicated", t.max_duplicated.map(|v| v as f64), rec.duplicated.map(|v| v as f64), true),
-        ("max-lag-p99-ms", t.max_lag_p99_ms, rec.lag.as_ref().map(|l| l.p99_ms), true),
+        (
+            "max-error-ratio",
+            t.max_error_ratio,
+            Some(total.error_ratio),
+            true,
+        ),
+        (
+            "max-dropped",
+            t.max_dropped.map(|v| v as f64),
+            Some(total.dropped_hits as f64),
+            true,
+        ),
+        (
+            "min-accepted-ratio",
+            t.min_accepted_ratio,
+            Some(accepted_ratio),
+            false,
+        ),
+        (
+            "max-lost",
+            t.max_lost.map(|v| v as f64),
+            rec.lost.map(|v| v as f64),
+            true,
+        ),
+        (
+            "max-duplicated",
+            t.max_duplicated.map(|v| v as f64),
+            rec.duplicated.map(|v| v as f64),
+            true,
+        ),
+        (
+            "max-lag-p99-ms",
+            t.max_lag_p99_ms,
+            rec.lag.as_ref().map(|l| l.p99_ms),
+            true,
+        ),
     ];
     checks
         .into_iter()
         .filter_map(|(name, limit, actual, is_max)| {
             let limit = limit?;
             let passed = actual.is_some_and(|a| if is_max { a <= limit } else { a >= limit });
-            Some(ThresholdResult { name: name.to_owned(), limit, actual, passed })
+            Some(ThresholdResult {
+                name: name.to_owned(),
+                limit,
+                actual,
+                passed,
+            })
         })
         .collect()
 }

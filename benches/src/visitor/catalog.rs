@@ -17,8 +17,17 @@ pub struct Agent {
     pub weight: u32,
 }
 
-const DESKTOP: &[&str] = &["1920x1080", "2560x1440", "1366x768", "1536x864", "1440x900", "3840x2160"];
-const PHONE: &[&str] = &["390x844", "412x915", "360x800", "393x873", "414x896", "375x667"];
+const DESKTOP: &[&str] = &[
+    "1920x1080",
+    "2560x1440",
+    "1366x768",
+    "1536x864",
+    "1440x900",
+    "3840x2160",
+];
+const PHONE: &[&str] = &[
+    "390x844", "412x915", "360x800", "393x873", "414x896", "375x667",
+];
 const TABLET: &[&str] = &["810x1080", "820x1180", "768x1024", "800x1280"];
 
 /// Browser profiles weighted roughly like real web traffic (Chrome-heavy, a third mobile).
@@ -71,13 +80,25 @@ pub const LANGUAGES: &[(&str, u32)] = &[
 pub const PAGES: &[(&str, &str)] = &[
     ("/", "Home"),
     ("/blog/", "Blog"),
-    ("/blog/2026/11/faster-tracking", "Faster tracking with queues – Blog"),
-    ("/blog/2026/10/privacy-first-analytics", "Privacy-first analytics – Blog"),
-    ("/blog/2026/09/release-notes-5-2", "Release notes 5.2 – Blog"),
+    (
+        "/blog/2026/11/faster-tracking",
+        "Faster tracking with queues – Blog",
+    ),
+    (
+        "/blog/2026/10/privacy-first-analytics",
+        "Privacy-first analytics – Blog",
+    ),
+    (
+        "/blog/2026/09/release-notes-5-2",
+        "Release notes 5.2 – Blog",
+    ),
     ("/docs/", "Documentation"),
     ("/docs/getting-started", "Getting started | Docs"),
     ("/docs/api/tracking", "Tracking HTTP API | Docs"),
-    ("/docs/faq/why-is-my-data-missing", "FAQ: why is my data missing? | Docs"),
+    (
+        "/docs/faq/why-is-my-data-missing",
+        "FAQ: why is my data missing? | Docs",
+    ),
     ("/pricing", "Pricing"),
     ("/features/heatmaps", "Heatmaps & session recordings"),
     ("/features/ecommerce", "Ecommerce analytics"),
@@ -90,7 +111,10 @@ pub const PAGES: &[(&str, &str)] = &[
     ("/shop/cart", "Your cart – Shop"),
     ("/shop/checkout", "Checkout – Shop"),
     ("/shop/thank-you", "Thank you for your order – Shop"),
-    ("/jobs/senior-rust-engineer", "Senior Rust engineer (m/f/d) – Jobs"),
+    (
+        "/jobs/senior-rust-engineer",
+        "Senior Rust engineer (m/f/d) – Jobs",
+    ),
     ("/de/blog/datenschutz", "Datenschutz & Analyse – Blog"),
     ("/fr/docs/premiers-pas", "Premiers pas | Documentation"),
     ("/ja/", "ホーム"),
@@ -161,7 +185,12 @@ pub const EVENTS: &[(&str, &str, Option<&str>, Option<&str>)] = &[
     ("navigation", "menu-open", None, None),
     ("scroll", "depth", Some("75%"), Some("75")),
     ("form", "submit", Some("contact"), None),
-    ("shop", "add-to-wishlist", Some("Elephant mug"), Some("12.5")),
+    (
+        "shop",
+        "add-to-wishlist",
+        Some("Elephant mug"),
+        Some("12.5"),
+    ),
     ("error", "404", Some("/old/page"), None),
 ];
 
@@ -184,7 +213,11 @@ pub const OUTLINKS: &[&str] = &[
 /// Content blocks: name, piece, target.
 pub const CONTENTS: &[(&str, &str, &str)] = &[
     ("Hero banner", "black-friday.jpg", "/shop/"),
-    ("Sidebar ad", "Try the cloud for free", "https://www.example.com/cloud"),
+    (
+        "Sidebar ad",
+        "Try the cloud for free",
+        "https://www.example.com/cloud",
+    ),
     ("Newsletter box", "Subscribe now", "/newsletter"),
 ];
 

@@ -112,7 +112,9 @@ impl Default for Mix {
     /// Roughly what a content site with a small shop sends: mostly page views, then events and
     /// pings, a few of everything else.
     fn default() -> Self {
-        Self { weights: [55, 4, 14, 2, 3, 3, 2, 1, 16] }
+        Self {
+            weights: [55, 4, 14, 2, 3, 3, 2, 1, 16],
+        }
     }
 }
 
@@ -147,14 +149,17 @@ impl FromStr for Mix {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut weights = [0u32; 9];
         for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (name, weight) =
-                entry.split_once('=').ok_or_else(|| MixError::Syntax(entry.to_owned()))?;
+            let (name, weight) = entry
+                .split_once('=')
+                .ok_or_else(|| MixError::Syntax(entry.to_owned()))?;
             let kind = HitKind::ALL
                 .into_iter()
                 .find(|k| k.name() == name.trim())
                 .ok_or_else(|| MixError::UnknownKind(entry.to_owned()))?;
-            weights[kind.index()] =
-                weight.trim().parse().map_err(|_| MixError::Syntax(entry.to_owned()))?;
+            weights[kind.index()] = weight
+                .trim()
+                .parse()
+                .map_err(|_| MixError::Syntax(entry.to_owned()))?;
         }
         if weights.iter().all(|w| *w == 0) {
             return Err(MixError::Empty);
@@ -178,8 +183,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_mixes() {
-        assert_eq!("pageview".parse::<Mix>(), Err(MixError::Syntax("pageview".into())));
-        assert!(matches!("views=1".parse::<Mix>(), Err(MixError::UnknownKind(_))));
+        assert_eq!(
+            "pageview".parse::<Mix>(),
+            Err(MixError::Syntax("pageview".into()))
+        );
+        assert!(matches!(
+            "views=1".parse::<Mix>(),
+            Err(MixError::UnknownKind(_))
+        ));
         assert_eq!("ping=0".parse::<Mix>(), Err(MixError::Empty));
         assert!(matches!("ping=-1".parse::<Mix>(), Err(MixError::Syntax(_))));
     }

@@ -12,8 +12,13 @@ use crate::tag::{RunTag, TagError};
 use crate::target::{Assigner, Distribution};
 
 /// What `encodeURIComponent` leaves alone.
-const COMPONENT: &AsciiSet =
-    &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'!').remove(b'~').remove(b'*');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*');
 
 /// Settings of the visitor model.
 #[derive(Debug, Clone)]
@@ -151,7 +156,10 @@ impl VisitorModel {
     }
 
     fn open_visit(&mut self) -> Visit {
-        let returning = !self.past.is_empty() && self.rng.random_bool(self.cfg.returning_share.clamp(0.0, 1.0));
+        let returning = !self.past.is_empty()
+            && self
+                .rng
+                .random_bool(self.cfg.returning_share.clamp(0.0, 1.0));
         let visitor = if returning {
             let i = self.rng.random_range(0..self.past.len());
             let mut v = self.past.swap_remove(i);
@@ -170,23 +178,51 @@ impl VisitorModel {
             1 + ((1.0 - u).ln() / (1.0 - p).ln()).floor().min(500.0) as u32
         };
         let page = self.rng.random_range(0..PAGES.len());
-        Visit { visitor, hits_left, started: false, page, landing_query: None }
+        Visit {
+            visitor,
+            hits_left,
+            started: false,
+            page,
+            landing_query: None,
+        }
     }
 
     fn new_visitor(&mut self) -> Visitor {
         let id = format!("{:016x}", self.rng.random::<u64>());
         let target = self.assigner.assign(&mut self.rng);
         let site = self.pick_site();
-        let agent = pick_weighted(&mut self.rng, self.agent_total, AGENTS.iter().map(|a| a.weight));
-        let language = pick_weighted(&mut self.rng, self.language_total, LANGUAGES.iter().map(|l| l.1));
+        let agent = pick_weighted(
+            &mut self.rng,
+            self.agent_total,
+            AGENTS.iter().map(|a| a.weight),
+        );
+        let language = pick_weighted(
+            &mut self.rng,
+            self.language_total,
+            LANGUAGES.iter().map(|l| l.1),
+        );
         let resolutions = AGENTS[agent].resolutions;
         let resolution = resolutions[self.rng.random_range(0..resolutions.len())];
         let first_ts = self.cfg.epoch - self.rng.random_range(0..86_400);
-        Visitor { id, target, site, agent, language, resolution, first_ts, last_ts: first_ts, visits: 1 }
+        Visitor {
+            id,
+            target,
+            site,
+            agent,
+            language,
+            resolution,
+            first_ts,
+            last_ts: first_ts,
+            visits: 1,
+        }
     }
 
     fn pick_site(&mut self) -> u32 {
-        let i = pick_weighted(&mut self.rng, self.site_total, self.cfg.sites.iter().map(|s| s.1));
+        let i = pick_weighted(
+            &mut self.rng,
+            self.site_total,
+            self.cfg.sites.iter().map(|s| s.1),
+        );
         self.cfg.sites.get(i).map_or(1, |s| s.0)
     }
 
@@ -200,7 +236,11 @@ impl VisitorModel {
             let roll = self.rng.random_range(0..total);
             self.cfg.mix.pick(roll)
         };
-        let kind = if kind == HitKind::Goal && self.cfg.goal_ids.is_empty() { HitKind::Pageview } else { kind };
+        let kind = if kind == HitKind::Goal && self.cfg.goal_ids.is_empty() {
+            HitKind::Pageview
+        } else {
+            kind
+        };
         if kind == HitKind::Pageview && !landing {
             self.active[slot].page = self.rng.random_range(0..PAGES.len());
         }
@@ -217,12 +257,19 @@ impl VisitorModel {
             self.landing(slot, &mut q, path);
         } else {
             let mut url = format!("{}{path}", self.cfg.page_base);
-            if let Some(c) = self.active[slot].landing_query.filter(|_| kind != HitKind::Pageview) {
+            if let Some(c) = self.active[slot]
+                .landing_query
+                .filter(|_| kind != HitKind::Pageview)
+            {
                 url = format!("{url}?{c}");
             }
             if kind == HitKind::Search {
                 let kw = catalog::KEYWORDS[self.rng.random_range(0..catalog::KEYWORDS.len())];
-                url = format!("{}/search?q={}", self.cfg.page_base, utf8_percent_encode(kw, COMPONENT));
+                url = format!(
+                    "{}/search?q={}",
+                    self.cfg.page_base,
+                    utf8_percent_encode(kw, COMPONENT)
+                );
             }
             q.push("url", &url);
         }
@@ -245,26 +292,40 @@ impl VisitorModel {
                     q.push("e_v", v);
                 }
             }
-            HitKind::Download => {
-                q.push("download", catalog::DOWNLOADS[self.rng.random_range(0..catalog::DOWNLOADS.len())])
-            }
-            HitKind::Outlink => {
-                q.push("link", catalog::OUTLINKS[self.rng.random_range(0..catalog::OUTLINKS.len())])
-            }
+            HitKind::Download => q.push(
+                "download",
+                catalog::DOWNLOADS[self.rng.random_range(0..catalog::DOWNLOADS.len())],
+            ),
+            HitKind::Outlink => q.push(
+                "link",
+                catalog::OUTLINKS[self.rng.random_range(0..catalog::OUTLINKS.len())],
+            ),
             HitKind::Content => {
-                let (n, p, t) = catalog::CONTENTS[self.rng.random_range(0..catalog::CONTENTS.len())];
+                let (n, p, t) =
+                    catalog::CONTENTS[self.rng.random_range(0..catalog::CONTENTS.len())];
                 q.push("c_n", n);
                 q.push("c_p", p);
                 q.push("c_t", t);
                 if self.rng.random_bool(0.4) {
-                    q.push("c_i", catalog::INTERACTIONS[self.rng.random_range(0..catalog::INTERACTIONS.len())]);
+                    q.push(
+                        "c_i",
+                        catalog::INTERACTIONS
+                            [self.rng.random_range(0..catalog::INTERACTIONS.len())],
+                    );
                 }
             }
             HitKind::Goal => {
                 let goal = self.cfg.goal_ids[self.rng.random_range(0..self.cfg.goal_ids.len())];
                 q.push("idgoal", &goal.to_string());
                 if self.rng.random_bool(0.5) {
-                    q.push("revenue", &format!("{}.{:02}", self.rng.random_range(1..100), self.rng.random_range(0..100)));
+                    q.push(
+                        "revenue",
+                        &format!(
+                            "{}.{:02}",
+                            self.rng.random_range(1..100),
+                            self.rng.random_range(0..100)
+                        ),
+                    );
                 }
             }
             HitKind::Order => self.order(&mut q, seq),
@@ -300,7 +361,10 @@ impl VisitorModel {
             35..65 => {
                 let kw = pick(&mut self.rng, catalog::KEYWORDS);
                 let engine = pick(&mut self.rng, catalog::SEARCH_ENGINES);
-                q.push("urlref", &format!("{engine}{}", utf8_percent_encode(kw, COMPONENT)));
+                q.push(
+                    "urlref",
+                    &format!("{engine}{}", utf8_percent_encode(kw, COMPONENT)),
+                );
             }
             65..75 => q.push("urlref", pick(&mut self.rng, catalog::SOCIALS)),
             75..85 => q.push("urlref", pick(&mut self.rng, catalog::WEBSITES)),
@@ -329,7 +393,8 @@ impl VisitorModel {
     fn search(&mut self, q: &mut Query) {
         let kw = catalog::KEYWORDS[self.rng.random_range(0..catalog::KEYWORDS.len())];
         q.push("search", kw);
-        let cat = catalog::SEARCH_CATEGORIES[self.rng.random_range(0..catalog::SEARCH_CATEGORIES.len())];
+        let cat =
+            catalog::SEARCH_CATEGORIES[self.rng.random_range(0..catalog::SEARCH_CATEGORIES.len())];
         if !cat.is_empty() {
             q.push("search_cat", cat);
         }
@@ -343,7 +408,8 @@ impl VisitorModel {
         let mut items = String::from("[");
         let mut subtotal = 0.0;
         for i in 0..lines {
-            let (sku, name, cat, price) = catalog::PRODUCTS[self.rng.random_range(0..catalog::PRODUCTS.len())];
+            let (sku, name, cat, price) =
+                catalog::PRODUCTS[self.rng.random_range(0..catalog::PRODUCTS.len())];
             let qty = self.rng.random_range(1..4);
             subtotal += price * f64::from(qty);
             if i > 0 {
@@ -366,7 +432,10 @@ impl VisitorModel {
         q.push("_idts", &v.first_ts.to_string());
         q.push("_idvc", &v.visits.to_string());
         if v.visits > 1 {
-            q.push("_viewts", &(v.last_ts - self.rng.random_range(3_600..86_400)).to_string());
+            q.push(
+                "_viewts",
+                &(v.last_ts - self.rng.random_range(3_600..86_400)).to_string(),
+            );
         }
         q.push("res", v.resolution);
         q.push("cookie", "1");

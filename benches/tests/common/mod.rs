@@ -8,7 +8,8 @@ use mysql_async::prelude::Queryable;
 
 /// MariaDB server URL without a database (`MATOMO_TEST_MYSQL_URL` overrides).
 pub fn mysql_server_url() -> String {
-    std::env::var("MATOMO_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://matomo:matomo@127.0.0.1:3306".into())
+    std::env::var("MATOMO_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://matomo:matomo@127.0.0.1:3306".into())
 }
 
 /// Redis URL (`MATOMO_TEST_REDIS_URL` overrides).
@@ -36,22 +37,33 @@ impl TestDb {
             panic!("MariaDB must be reachable at {server_url} for this test (deploy/local/test starts it): {e}")
         });
         let name = format!("mt_test_{:016x}", rand::random::<u64>());
-        conn.query_drop(format!("CREATE DATABASE `{name}`")).await.unwrap();
+        conn.query_drop(format!("CREATE DATABASE `{name}`"))
+            .await
+            .unwrap();
         drop(conn);
         let url = format!("{server_url}/{name}");
         let pool = mysql_async::Pool::new(mysql_async::Opts::from_url(&url).unwrap());
         let mut conn = pool.get_conn().await.unwrap();
-        for statement in tier_config::schema::split_statements(&tier_config::schema::matomo_schema_sql("matomo_")) {
+        for statement in tier_config::schema::split_statements(
+            &tier_config::schema::matomo_schema_sql("matomo_"),
+        ) {
             conn.query_drop(statement).await.unwrap();
         }
-        Self { name, url, pool, server }
+        Self {
+            name,
+            url,
+            pool,
+            server,
+        }
     }
 
     /// Drops the database.
     pub async fn drop_db(self) {
         let _ = self.pool.disconnect().await;
         let mut conn = self.server.get_conn().await.unwrap();
-        conn.query_drop(format!("DROP DATABASE `{}`", self.name)).await.unwrap();
+        conn.query_drop(format!("DROP DATABASE `{}`", self.name))
+            .await
+            .unwrap();
         drop(conn);
         let _ = self.server.disconnect().await;
     }
