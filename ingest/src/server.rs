@@ -3,8 +3,8 @@
 //! [`serve`] connects Redis and MySQL (a failure is a [`StartupError`] naming the setting), loads
 //! the site cache, starts its refresher and the Redis writers, and serves HTTP/1.1 and HTTP/2 on
 //! the given listener with a header read timeout and a URL length limit. When `shutdown` is
-//! cancelled: `/readyz` starts failing, the listener closes, in-flight requests finish, the
-//! writers flush, and `serve` returns.
+//! cancelled: `/readyz` starts failing, requests are still served for `ingest.shutdown_grace`,
+//! then the listener closes, in-flight requests finish, the writers flush, and `serve` returns.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -36,22 +36,9 @@ use crate::sites::SiteCache;
 /// Why the node could not start. Each renders as one line naming the setting or service.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    /// Redis unreachable or refusing us.
-    #[error("redis {addr}: {reason}")]
-    Redis {
-        /// `host:port` from `redis.host`/`redis.port`.
-        addr: String,
-        /// What failed.
-        reason: String,
-    },
-    /// MySQL unreachable, wrong password, or tables missing.
-    #[error("mysql {addr} (database.*): {reason}")]
-    Mysql {
-        /// `host:port/dbname`.
-        addr: String,
-        /// What failed.
-        reason: String,
-    },
+    /// Redis or MySQL unreachable or refusing us (names the settings to check).
+    #[error(transparent)]
+    Unreachable(#[from] tier_config::ConfigError),
     /// Bad proxy settings.
     #[error(transparent)]
     Proxy(#[from] ProxyConfigError),
@@ -69,11 +56,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), StartupError> {
-    let redis_addr = format!("{}:{}", config.redis.host, config.redis.port);
-    let redis_err = |reason| StartupError::Redis {
-        addr: redis_addr.clone(),
-        reason,
-    };
+    let redis_err = |reason: String| tier_config::ConfigError::redis_failed(&config, reason);
     check_reachable(&config.redis).await.map_err(redis_err)?;
     let sink = Arc::new(
         RedisSink::connect(&config.redis, &config.queue.key_prefix)
@@ -82,7 +65,6 @@ pub async fn serve(
     );
 
     let db = &config.database;
-    let mysql_addr = format!("{}:{}/{}", db.host, db.port, db.dbname);
     let opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname(db.host.clone())
         .tcp_port(db.port)
@@ -100,10 +82,10 @@ pub async fn serve(
         &config.matomo.salt,
     ));
     let metrics = Arc::new(Metrics::new());
-    let loaded = sites.refresh().await.map_err(|e| StartupError::Mysql {
-        addr: mysql_addr.clone(),
-        reason: e.to_string(),
-    })?;
+    let loaded = sites
+        .refresh()
+        .await
+        .map_err(|e| tier_config::ConfigError::mysql_failed(&config, e))?;
     metrics.site_cache(Ok(loaded));
     tracing::info!(sites = loaded, "site cache loaded");
 
@@ -142,7 +124,14 @@ pub async fn serve(
         shutdown.clone(),
     ));
     tracing::info!(addr = %listener.local_addr()?, "ingest node listening");
-    accept_loop(listener, router(state.clone()), &state, shutdown).await;
+    accept_loop(
+        listener,
+        router(state.clone()),
+        &state,
+        shutdown,
+        config.ingest.shutdown_grace,
+    )
+    .await;
 
     refresher.abort();
     drop(state);
@@ -179,6 +168,7 @@ async fn accept_loop(
     app: Router,
     state: &Arc<AppState>,
     shutdown: CancellationToken,
+    grace: Duration,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -188,9 +178,16 @@ async fn accept_loop(
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     let max_url = state.settings.max_url_bytes;
+    let stop_accepting = async {
+        shutdown.cancelled().await;
+        state.accepting.store(false, Ordering::Relaxed);
+        tracing::info!(grace = ?grace, "shutting down: readiness fails, still serving");
+        tokio::time::sleep(grace).await;
+    };
+    tokio::pin!(stop_accepting);
     loop {
         let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = &mut stop_accepting => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
@@ -215,7 +212,6 @@ async fn accept_loop(
             }
         });
     }
-    state.accepting.store(false, Ordering::Relaxed);
     drop(listener);
     tracing::info!("shutting down: listener closed, draining in-flight requests");
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
