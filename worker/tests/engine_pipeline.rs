@@ -1,0 +1,188 @@
+//! Engine integration tests against the real Redis and MariaDB: ordering across batches and
+//! lock hand-offs, poison entries, transient failures, PHP-format entries, remainders and
+//! graceful shutdown.
+
+mod engine_support;
+
+use std::io::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engine_support::{entry, request_set, TableProcessor, TestEnv};
+use matomo_worker::engine::{DeadLetters, EngineOptions};
+use matomo_worker::metrics::{EntryLabels, EntryOutcome};
+
+fn count(metrics: &matomo_worker::metrics::Metrics, queue: u16, outcome: EntryOutcome) -> u64 {
+    metrics.entries.get_or_create(&EntryLabels { queue, outcome }).get()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn order_within_a_queue_is_kept_across_batches_and_lock_hand_offs() {
+    let env = TestEnv::new(1, 7).await;
+    let entries: Vec<Vec<u8>> = (0..100).map(|seq| entry(0, seq, &[])).collect();
+    env.push(0, &entries).await;
+
+    // Two engines (as two processes would be), two batches per lock: the queue changes hands
+    // between them many times.
+    let opts = EngineOptions { max_batches_per_lock: 2, ..env.options() };
+    let processor = Arc::new(TableProcessor::default());
+    let (a, _) = env.engine(processor.clone(), opts.clone()).await;
+    let (b, _) = env.engine(processor.clone(), opts).await;
+    let (ra, rb) = tokio::join!(a.drain(), b.drain());
+    let (ra, rb) = (ra.expect("drain a"), rb.expect("drain b"));
+
+    assert_eq!(env.stored_seqs(0).await, (0..100).collect::<Vec<i64>>());
+    assert_eq!(ra.processed + rb.processed, 100);
+    assert_eq!(env.queue_len(0).await, 0);
+    assert_eq!(processor.overlaps.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_queues_are_each_drained_in_order_including_remainders() {
+    let env = TestEnv::new(8, 10).await;
+    for q in 0..8u16 {
+        // 23 per queue: two full batches and a remainder of 3.
+        let entries: Vec<Vec<u8>> = (0..23).map(|seq| entry(q, seq, &[])).collect();
+        env.push(q, &entries).await;
+    }
+    let opts = EngineOptions { pool_size: 3, ..env.options() };
+    let (engine, metrics) = env.engine(Arc::new(TableProcessor::default()), opts).await;
+    let summary = engine.drain().await.expect("drain");
+    assert_eq!(summary.processed, 8 * 23);
+    for q in 0..8u16 {
+        assert_eq!(env.stored_seqs(q).await, (0..23).collect::<Vec<i64>>(), "queue {q}");
+        assert_eq!(env.queue_len(q).await, 0);
+        assert_eq!(count(&metrics, q, EntryOutcome::Processed), 23);
+    }
+    assert_eq!(summary.batches, 8 * 3, "two full batches and one remainder per queue");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poison_entry_is_dead_lettered_while_its_neighbours_are_stored() {
+    let env = TestEnv::new(1, 10).await;
+    let mut entries: Vec<Vec<u8>> = Vec::new();
+    for seq in 0..10 {
+        entries.push(match seq {
+            3 => entry(0, seq, &[("poison", "1")]),
+            5 => b"\x78\x9cnot zlib at all".to_vec(),
+            7 => entry(0, seq, &[("drop", "1")]),
+            _ => entry(0, seq, &[]),
+        });
+    }
+    env.push(0, &entries).await;
+    let (engine, metrics) = env.engine(Arc::new(TableProcessor::default()), env.options()).await;
+    let summary = engine.drain().await.expect("drain");
+
+    // The poison set's own row was rolled back with its batch; the neighbours are stored once.
+    assert_eq!(env.stored_seqs(0).await, vec![0, 1, 2, 4, 6, 8, 9]);
+    assert_eq!(env.queue_len(0).await, 0);
+    assert_eq!(summary.dead_lettered, 2);
+    assert_eq!(summary.dropped, 1);
+    assert_eq!(count(&metrics, 0, EntryOutcome::DeadLettered), 2);
+    assert_eq!(count(&metrics, 0, EntryOutcome::Dropped), 1);
+
+    let scripts = matomo_worker::engine::redis::Scripts::default();
+    let dl = DeadLetters::new(env.redis.clone(), scripts, env.prefix.clone());
+    let records = dl.list(0, 0, 10).await.expect("list");
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].reason, "test: poison hit");
+    assert_eq!(records[0].entry().expect("bytes"), entries[3]);
+    assert!(records[1].reason.starts_with("undecodable"), "{}", records[1].reason);
+    assert_eq!(records[1].entry().expect("bytes"), entries[5]);
+    assert!(records.iter().all(|r| r.queue == 0));
+
+    // Replay puts the original bytes back at the tail of their queue; purge empties the list.
+    assert_eq!(dl.replay(0, 1).await.expect("replay"), 1);
+    assert_eq!(env.queue_len(0).await, 1);
+    assert_eq!(dl.len(0).await.expect("len"), 1);
+    assert_eq!(dl.purge(0).await.expect("purge"), 1);
+    assert_eq!(dl.len(0).await.expect("len"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transient_failures_roll_back_and_retry_the_same_batch() {
+    let env = TestEnv::new(1, 5).await;
+    let entries: Vec<Vec<u8>> = (0..12).map(|seq| entry(0, seq, &[])).collect();
+    env.push(0, &entries).await;
+    let processor = Arc::new(TableProcessor::default());
+    processor.transient_failures.store(3, Ordering::SeqCst);
+    let (engine, metrics) = env.engine(processor.clone(), env.options()).await;
+    engine.drain().await.expect("drain");
+    assert_eq!(env.stored_seqs(0).await, (0..12).collect::<Vec<i64>>());
+    assert_eq!(metrics.retries.get(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_php_format_fixture_queue_is_drained() {
+    let env = TestEnv::new(2, 25).await;
+    // Entries exactly as the PHP plugin writes them: gzcompress(json_encode($state)), with
+    // string parameters, `[]` for an empty cookie map and `false` for no token; and raw JSON,
+    // which PHP's reader also accepts. Two entries have identical bytes (same hit, same second).
+    let php_json = |seq: i64| {
+        format!(
+            r#"{{"requests":[{{"idsite":"1","rec":"1","q":"1","seq":"{seq}","url":"http:\/\/example.com\/caf\u00e9?x=1","action_name":"Caf\u00e9"}}],"env":{{"server":{{"REMOTE_ADDR":"192.168.50.140","HTTP_USER_AGENT":"Mozilla\/5.0","REQUEST_TIME":1794269759}},"cookie":[]}},"tokenAuth":false,"time":1794269759}}"#
+        )
+    };
+    let gz = |text: &str| {
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(text.as_bytes()).expect("zlib");
+        enc.finish().expect("zlib")
+    };
+    let mut entries = Vec::new();
+    for seq in 0..30 {
+        entries.push(if seq % 3 == 2 { php_json(seq).into_bytes() } else { gz(&php_json(seq)) });
+    }
+    entries.push(gz(&php_json(30)));
+    entries.push(gz(&php_json(30)));
+    // Our own encoder without entry id must give PHP's exact bytes for an equivalent state.
+    let ours = matomo_wire::encode(&request_set(1, 99, &[]));
+    assert_eq!(&ours[..2], &[0x78, 0x9c]);
+    env.push(1, &entries).await;
+
+    let (engine, _) = env.engine(Arc::new(TableProcessor::default()), env.options()).await;
+    let summary = engine.drain().await.expect("drain");
+    let mut expected: Vec<i64> = (0..31).collect();
+    expected.push(30);
+    assert_eq!(env.stored_seqs(1).await, expected, "identical entries are both stored");
+    assert_eq!(summary.processed, 32);
+    assert_eq!(env.queue_len(1).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_drains_a_remainder_within_bounded_time_and_shuts_down_gracefully() {
+    let env = TestEnv::new(4, 50).await;
+    let opts = EngineOptions { max_batch_wait: Duration::from_millis(500), ..env.options() };
+    let (engine, _) = env.engine(Arc::new(TableProcessor::default()), opts).await;
+    let runner = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.run().await })
+    };
+    // Entries stamped "now": a remainder of 3, far below the batch size of 50.
+    let mut fresh = Vec::new();
+    for seq in 0..3 {
+        let mut set = request_set(2, seq, &[]);
+        set.time = chrono::Utc::now().timestamp();
+        fresh.push(matomo_wire::encode(&set));
+    }
+    env.push(2, &fresh).await;
+    let started = Instant::now();
+    while env.stored_seqs(2).await.len() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(5), "remainder not processed in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(env.stored_seqs(2).await, vec![0, 1, 2]);
+    engine.shutdown_token().cancel();
+    let summary = tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .expect("run stops on shutdown")
+        .expect("task")
+        .expect("run");
+    assert_eq!(summary.processed, 3);
+    // Every lock was released.
+    for q in 0..4u16 {
+        let lock: Option<String> =
+            fred::prelude::KeysInterface::get(&env.redis, matomo_wire::lock_key(&env.prefix, q)).await.expect("get");
+        assert_eq!(lock, None, "lock of queue {q} released");
+    }
+}
