@@ -20,7 +20,8 @@ use matomo_worker::tracker::location::{
 };
 use matomo_worker::tracker::phpurl::ParamMatcher;
 use matomo_worker::tracker::referrers::{
-    extract_search_engine, ReferrerDetector, ReferrerRequest, SiteReferrerSettings, SiteUrlIndex,
+    extract_search_engine, ExistingReferrer, ReferrerDetector, ReferrerRequest,
+    SiteReferrerSettings, SiteUrlIndex,
 };
 use serde_json::Value;
 use sha1::{Digest, Sha1};
@@ -394,6 +395,130 @@ fn golden_visits_referrer_and_language_columns() {
     assert!(
         checked > 300,
         "most visits should be matched to their first hit, got {checked}"
+    );
+    assert!(failures.is_empty(), "{} mismatches", failures.len());
+}
+
+/// Every golden conversion's referrer columns (`_rcn` / `_rck` / `_ref` attribution, else the
+/// visit's referrer), recomputed from the hit that converted and the visit's stored referrer.
+#[test]
+fn golden_conversions_referrer_attribution() {
+    let (Some(golden), Some(vendor)) = (
+        data_dir("golden-php"),
+        data_dir("matomo-data/for-matomo-5.1"),
+    ) else {
+        return;
+    };
+    let lists = ReferrerLists::load(&vendor).expect("lists");
+    let corpus = std::fs::read_to_string(golden.join("corpus.jsonl")).expect("corpus");
+    let dump: Value =
+        serde_json::from_slice(&std::fs::read(golden.join("golden-get.json")).expect("golden"))
+            .expect("json");
+    let campaign = CampaignParams::default();
+    let matcher = ParamMatcher::new(&query_parameters_to_exclude(
+        "",
+        "",
+        "gclid,sessionid",
+        &campaign,
+    ));
+    let site_urls = SiteUrlIndex::from_site_urls([
+        (1, "http://example.com"),
+        (2, "https://shop.example.org"),
+        (1, "http://www.example.com"),
+    ]);
+    let detector = ReferrerDetector {
+        lists: &lists,
+        site_urls: &site_urls,
+        campaign: &campaign,
+    };
+    let mut hits: HashMap<(u32, String), Vec<HashMap<String, String>>> = HashMap::new();
+    for line in corpus.lines() {
+        let v: Value = serde_json::from_str(line).expect("corpus line");
+        let query = v["query"].as_str().unwrap_or_default();
+        let p: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let idsite: u32 = p.get("idsite").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let ts: i64 = p.get("cdt").and_then(|s| s.parse().ok()).unwrap_or(0);
+        hits.entry((idsite, datetime(ts))).or_default().push(p);
+    }
+    let visits: HashMap<&str, &Value> = dump["tables"]["log_visit"]
+        .as_array()
+        .expect("visits")
+        .iter()
+        .map(|v| (v["_key"].as_str().unwrap_or_default(), v))
+        .collect();
+    let (mut checked, mut failures) = (0, Vec::new());
+    for row in dump["tables"]["log_conversion"]
+        .as_array()
+        .expect("conversions")
+    {
+        let idsite = row["idsite"].as_u64().unwrap_or(0) as u32;
+        let time = row["server_time"].as_str().unwrap_or_default().to_owned();
+        let idvisitor = row["idvisitor"].as_str().unwrap_or_default();
+        let Some(visit) = visits.get(row["visit"].as_str().unwrap_or_default()) else {
+            continue;
+        };
+        let Some(candidates) = hits.get(&(idsite, time)) else {
+            continue;
+        };
+        let found: Vec<_> = candidates
+            .iter()
+            .filter(|p| visitor_ids(p).iter().any(|id| id == idvisitor))
+            .collect();
+        let p = match (found.as_slice(), candidates.as_slice()) {
+            ([one], _) => *one,
+            ([], [only]) => only,
+            _ => continue,
+        };
+        checked += 1;
+        let get = |k: &str| sanitize_input_value(p.get(k).map_or("", String::as_str));
+        let raw: Params = p
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let site = SiteReferrerSettings {
+            idsite,
+            exclude_unknown_urls: false,
+            keep_url_fragment: false,
+            excluded_referrers: &[],
+            url_exclusions: &matcher,
+        };
+        let current = ExistingReferrer {
+            referer_type: visit["referer_type"].as_u64().map(|t| t as u8),
+            referer_name: as_opt(&visit["referer_name"]),
+            referer_keyword: as_opt(&visit["referer_keyword"]),
+        };
+        let got = detector.for_conversion(
+            &site,
+            &raw,
+            (&get("_rcn"), &get("_rck"), &get("_ref")),
+            &current,
+        );
+        let want = (
+            row["referer_type"].as_u64().map(|t| t as u8),
+            as_opt(&row["referer_name"]),
+            as_opt(&row["referer_keyword"]),
+        );
+        if (
+            got.referer_type,
+            got.referer_name.clone(),
+            got.referer_keyword.clone(),
+        ) != want
+        {
+            failures.push(format!("{}: {got:?} vs {want:?}", row["_key"]));
+        }
+    }
+    println!(
+        "golden conversions checked: {checked}, mismatches: {}",
+        failures.len()
+    );
+    for f in failures.iter().take(40) {
+        println!("  {f}");
+    }
+    assert!(
+        checked > 100,
+        "most conversions should be matched to their hit, got {checked}"
     );
     assert!(failures.is_empty(), "{} mismatches", failures.len());
 }
