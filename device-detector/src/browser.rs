@@ -12,39 +12,7 @@ use crate::pattern::{
 };
 use crate::rules::{ClientRule, EngineRule};
 use crate::scan::Scanner;
-use crate::tables::browsers::{
-    BROWSERS, BROWSER_CLIENT_HINT_MAPPING, BROWSER_FAMILIES, ENGINES, MOBILE_ONLY_BROWSERS,
-};
-
-/// `Browser::getBrowserShortName` (case-insensitive name → first short code).
-pub(crate) fn browser_short_name(name: &str) -> Option<&'static str> {
-    let lower = name.to_lowercase();
-    BROWSERS
-        .iter()
-        .find(|(_, n)| n.to_lowercase() == lower)
-        .map(|(code, _)| *code)
-}
-
-/// `Browser::getBrowserFamily` — accepts a name or a short code.
-pub(crate) fn browser_family(label: &str) -> Option<&'static str> {
-    let code = BROWSERS
-        .iter()
-        .find(|(_, n)| *n == label)
-        .map_or(label, |(code, _)| code);
-    BROWSER_FAMILIES
-        .iter()
-        .find(|(_, codes)| codes.contains(&code))
-        .map(|(family, _)| *family)
-}
-
-/// `Browser::isMobileOnlyBrowser`.
-pub(crate) fn is_mobile_only_browser(name: &str) -> bool {
-    MOBILE_ONLY_BROWSERS.contains(&name)
-        || BROWSERS
-            .iter()
-            .find(|(_, n)| *n == name)
-            .is_some_and(|(code, _)| MOBILE_ONLY_BROWSERS.contains(code))
-}
+use crate::tables::{AlgorithmVersion, Tables};
 
 #[derive(Debug)]
 struct Rule {
@@ -65,6 +33,7 @@ struct Found {
 /// The browser parser.
 #[derive(Debug)]
 pub(crate) struct BrowserParser {
+    t: &'static Tables,
     scanner: Scanner,
     rules: Vec<Rule>,
     engine_scanner: Scanner,
@@ -77,14 +46,18 @@ pub(crate) struct BrowserParser {
 
 impl BrowserParser {
     pub(crate) fn new(
+        t: &'static Tables,
         rules: &[ClientRule],
         engines: &[ClientRule],
         browser_hints: HashMap<String, String>,
     ) -> Self {
-        let engine_versions = ENGINES
+        let v6_3 = t.version == AlgorithmVersion::V6_3;
+        let engine_versions = t
+            .engines
             .iter()
             .map(|&engine| {
                 let token = match engine {
+                    "Blink" if v6_3 => "Chrome|Cronet".to_string(),
                     "Blink" => "Chr[o0]me|Cronet".to_string(),
                     "Arachne" => r"Arachne\/5\.".to_string(),
                     "LibWeb" => r"LibWeb\+LibJs".to_string(),
@@ -95,6 +68,7 @@ impl BrowserParser {
             })
             .collect();
         Self {
+            t,
             scanner: Scanner::new(rules.iter().map(|r| r.regex.as_str())),
             rules: rules
                 .iter()
@@ -138,7 +112,9 @@ impl BrowserParser {
         hints: &ClientHints,
         trunc: VersionTruncation,
     ) -> Option<ClientInfo> {
-        let from_hints = from_client_hints(hints, trunc);
+        let t = self.t;
+        let v6_3 = t.version == AlgorithmVersion::V6_3;
+        let from_hints = from_client_hints(t, hints, trunc);
         let from_ua = self.from_user_agent(ua, trunc);
         let (mut name, mut version, mut short, mut engine, mut engine_version);
         if !from_hints.name.is_empty() && !from_hints.version.is_empty() {
@@ -159,17 +135,28 @@ impl BrowserParser {
                 engine_version = from_ua.engine_version.clone();
             }
             const KEEP_UA_VERSION: [&str; 8] = ["A0", "AL", "HP", "JR", "MU", "OM", "OP", "VR"];
-            if !from_ua.version.is_empty() && KEEP_UA_VERSION.contains(&short.as_str()) {
+            if v6_3 {
+                if name == "Atom" || name == "Huawei Browser" {
+                    version = from_ua.version.clone();
+                }
+                if name == "DuckDuckGo Privacy Browser" {
+                    version = String::new();
+                }
+            } else if !from_ua.version.is_empty() && KEEP_UA_VERSION.contains(&short.as_str()) {
                 version = from_ua.version.clone();
             }
             if name == "Vewd Browser" {
                 engine = from_ua.engine.clone();
                 engine_version = from_ua.engine_version.clone();
             }
-            if (name == "Chromium" || name == "Chrome Webview")
-                && !from_ua.name.is_empty()
-                && !["CR", "CV", "AN"].contains(&from_ua.short.as_str())
-            {
+            let replace_chromium = if v6_3 {
+                name == "Chromium" && !from_ua.name.is_empty() && from_ua.name != "Chromium"
+            } else {
+                (name == "Chromium" || name == "Chrome Webview")
+                    && !from_ua.name.is_empty()
+                    && !["CR", "CV", "AN"].contains(&from_ua.short.as_str())
+            };
+            if replace_chromium {
                 name = from_ua.name.clone();
                 short = from_ua.short.clone();
                 version = from_ua.version.clone();
@@ -178,7 +165,7 @@ impl BrowserParser {
                 name = from_ua.name.clone();
                 short = from_ua.short.clone();
             }
-            if name != from_ua.name && browser_family(&name) == browser_family(&from_ua.name) {
+            if name != from_ua.name && t.browser_family(&name) == t.browser_family(&from_ua.name) {
                 engine = from_ua.engine.clone();
                 engine_version = from_ua.engine_version.clone();
             }
@@ -186,13 +173,15 @@ impl BrowserParser {
                 engine = from_ua.engine.clone();
                 engine_version = from_ua.engine_version.clone();
             }
-            if !from_ua.version.is_empty()
+            // 6.3 only refines the version when both sources name the same browser.
+            if (!v6_3 || name == from_ua.name)
+                && !from_ua.version.is_empty()
                 && from_ua.version.starts_with(version.as_str())
                 && version_compare(&version, &from_ua.version) < 0
             {
                 version = from_ua.version.clone();
             }
-            if name == "DuckDuckGo Privacy Browser" {
+            if !v6_3 && name == "DuckDuckGo Privacy Browser" {
                 version = String::new();
             }
         } else {
@@ -202,17 +191,17 @@ impl BrowserParser {
             engine = from_ua.engine;
             engine_version = from_ua.engine_version;
         }
-        let mut family = browser_family(&short).map(str::to_string);
+        let mut family = t.browser_family(&short).map(str::to_string);
         if let Some(app_name) = self.browser_hints.get(&hints.app).filter(|n| !n.is_empty()) {
             if *app_name != name {
                 name = app_name.clone();
                 version = String::new();
-                let code = browser_short_name(&name);
+                let code = t.browser_short_name(&name);
                 short = code.unwrap_or_default().to_string();
                 if self.chrome_safari.is_match(ua) {
                     engine = "Blink".into();
                     family = Some(
-                        code.and_then(browser_family)
+                        code.and_then(|c| t.browser_family(c))
                             .unwrap_or("Chrome")
                             .to_string(),
                     );
@@ -231,7 +220,7 @@ impl BrowserParser {
             engine = "Blink".into();
             engine_version = String::new();
         }
-        if name == "TV-Browser Internet" && engine == "Gecko" {
+        if !v6_3 && name == "TV-Browser Internet" && engine == "Gecko" {
             family = Some("Chrome".into());
             engine = "Blink".into();
             engine_version = String::new();
@@ -253,7 +242,7 @@ impl BrowserParser {
         };
         let rule = &self.rules[idx];
         let name = build_by_match(&rule.name, &caps);
-        let Some(short) = browser_short_name(&name) else {
+        let Some(short) = self.t.browser_short_name(&name) else {
             // PHP throws here ("not found in $availableBrowsers"); an unknown name is no result.
             return Found::default();
         };
@@ -280,7 +269,9 @@ impl BrowserParser {
         if engine.is_empty() {
             if let Some((idx, caps)) = self.engine_scanner.first(ua) {
                 let name = build_by_match(&self.engine_names[idx], &caps);
-                engine = ENGINES
+                engine = self
+                    .t
+                    .engines
                     .iter()
                     .find(|e| e.to_lowercase() == name.to_lowercase())
                     .map_or(String::new(), |e| e.to_string());
@@ -309,18 +300,19 @@ impl BrowserParser {
     }
 }
 
-fn from_client_hints(hints: &ClientHints, trunc: VersionTruncation) -> Found {
+fn from_client_hints(t: &Tables, hints: &ClientHints, trunc: VersionTruncation) -> Found {
     let brands = hints.brand_list();
     if brands.is_empty() {
         return Found::default();
     }
     let (mut name, mut short, mut version) = (String::new(), String::new(), String::new());
     for (brand, brand_version) in brands {
-        let brand = BROWSER_CLIENT_HINT_MAPPING
+        let brand = t
+            .browser_client_hint_mapping
             .iter()
             .find(|(_, aliases)| aliases.iter().any(|a| a.to_lowercase() == brand.to_lowercase()))
             .map_or(brand.as_str(), |(canonical, _)| canonical);
-        for (code, browser) in BROWSERS {
+        for (code, browser) in t.browsers {
             if fuzzy_eq(brand, browser)
                 || fuzzy_eq(&format!("{brand} Browser"), browser)
                 || fuzzy_eq(brand, &format!("{browser} Browser"))

@@ -5,7 +5,7 @@
 //! classes store (`plugins/DevicesDetection/Columns/*.php`), including their `UNK`/empty defaults
 //! and truncations.
 
-use crate::tables::brands::DEVICE_BRANDS;
+use crate::tables::AlgorithmVersion;
 
 /// A detected bot (`bots.yml` entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,6 +185,8 @@ pub struct Detection {
     pub model: Option<String>,
     /// DeviceDetector's `isMobile()` for this result (Matomo's `generic mobile` model uses it).
     pub is_mobile: bool,
+    /// Which release's tables name the codes (brand short codes, OS families).
+    pub(crate) version: AlgorithmVersion,
 }
 
 /// The device columns of a `log_visit` row, as Matomo writes them.
@@ -224,13 +226,14 @@ impl Detection {
         if os_name.is_empty() || os_name == UNKNOWN || self.uses_mobile_browser() {
             return false;
         }
-        crate::os::is_desktop_os(os_name)
+        self.version.tables().is_desktop_os(os_name)
     }
 
     /// DeviceDetector's `usesMobileBrowser()`.
     pub(crate) fn uses_mobile_browser(&self) -> bool {
         self.client.as_ref().is_some_and(|c| {
-            c.client_type == ClientType::Browser && crate::browser::is_mobile_only_browser(&c.name)
+            c.client_type == ClientType::Browser
+                && self.version.tables().is_mobile_only_browser(&c.name)
         })
     }
 
@@ -239,10 +242,7 @@ impl Detection {
         let Some(brand) = self.brand.as_deref() else {
             return "";
         };
-        DEVICE_BRANDS
-            .iter()
-            .find(|(_, name)| *name == brand)
-            .map_or("", |(code, _)| code)
+        self.version.tables().brand_code(brand)
     }
 
     /// The values Matomo's DevicesDetection dimensions store for this detection.

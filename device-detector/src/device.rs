@@ -8,7 +8,7 @@ use crate::hints::ClientHints;
 use crate::pattern::{build_by_match, Captures, Pattern};
 use crate::rules::{DeviceRule, Ordered};
 use crate::scan::{OverallGate, Scanner};
-use crate::tables::brands::DEVICE_BRANDS;
+use crate::tables::{AlgorithmVersion, Tables};
 
 /// What a device parser found (`getDeviceType()`, `getModel()`, `getBrand()`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +47,7 @@ struct BrandEntry {
 /// Patterns every device parser shares.
 #[derive(Debug)]
 pub(crate) struct DeviceCommon {
+    t: &'static Tables,
     desktop: Pattern,
     desktop_exclude: Pattern,
     ua_hints_fragment: Pattern,
@@ -56,7 +57,7 @@ pub(crate) struct DeviceCommon {
 }
 
 impl DeviceCommon {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(t: &'static Tables) -> Self {
         let exclude = [
             "CE-HTML",
             r" Mozilla/|Andr[o0]id|Tablet|Mobile|iPhone|Windows Phone|ricoh|OculusBrowser",
@@ -64,6 +65,7 @@ impl DeviceCommon {
         ]
         .join("|");
         Self {
+            t,
             desktop: Pattern::parser(r"(?:Windows (?:NT|IoT)|X11; Linux x86_64)"),
             desktop_exclude: Pattern::parser(&exclude),
             ua_hints_fragment: Pattern::raw(r"Android 10[.\d]*; K(?: Build/|[;)])".into(), true),
@@ -88,10 +90,6 @@ pub(crate) struct DeviceParser {
     gate: Option<OverallGate>,
     scanner: Scanner,
     brands: Vec<BrandEntry>,
-}
-
-fn is_known_brand(name: &str) -> bool {
-    DEVICE_BRANDS.iter().any(|(_, n)| *n == name)
 }
 
 impl DeviceParser {
@@ -196,9 +194,11 @@ impl DeviceParser {
         ua: &str,
         hints: &ClientHints,
     ) -> Option<DeviceResult> {
+        let v6_4 = common.t.version == AlgorithmVersion::V6_4;
         let hint_model = hints.model.as_str();
         let hint_result = (!hint_model.is_empty()).then(|| DeviceResult {
-            device_type: form_factor_type(&hints.form_factors),
+            // Form factors arrived in 6.4.
+            device_type: form_factor_type(&hints.form_factors).filter(|_| v6_4),
             model: String::new(),
             brand: String::new(),
         });
@@ -213,13 +213,14 @@ impl DeviceParser {
                 .android10_k
                 .replace_all(&ua, &format!("Android {os_version}; {hint_model}"));
         }
-        if !hint_model.is_empty() && common.has_desktop_fragment(&ua) {
+        if v6_4 && !hint_model.is_empty() && common.has_desktop_fragment(&ua) {
             ua = common
                 .x11_linux
                 .replace_all(&ua, &format!("X11; Linux x86_64; {hint_model}"));
         }
         if hint_model.is_empty()
-            && (common.ua_hints_fragment.is_match(&ua) || common.has_desktop_fragment(&ua))
+            && ((v6_4 && common.ua_hints_fragment.is_match(&ua))
+                || common.has_desktop_fragment(&ua))
         {
             return Some(DeviceResult::default());
         }
@@ -243,7 +244,7 @@ impl DeviceParser {
             };
             let m = &models[midx];
             result.model = build_model(common, &m.model, &mcaps);
-            if let Some(brand) = m.brand.as_deref().filter(|b| is_known_brand(b)) {
+            if let Some(brand) = m.brand.as_deref().filter(|b| common.t.is_known_brand(b)) {
                 result.brand = brand.to_string();
             }
             if let Some(t) = m.device.as_deref().and_then(DeviceType::from_name) {

@@ -11,6 +11,7 @@ use crate::hints::ClientHints;
 use crate::os::OsParser;
 use crate::pattern::{version_compare, Pattern, VersionTruncation};
 use crate::rules::RuleFiles;
+use crate::tables::{AlgorithmVersion, Tables};
 
 /// The `DeviceDetector::matchUserAgent` checks the heuristics use, compiled once.
 #[derive(Debug)]
@@ -29,6 +30,7 @@ struct Heuristics {
     puffin_tablet: Pattern,
     opera_tv: Pattern,
     android_tv: Pattern,
+    android_tv_6_3: Pattern,
     smart_tv: Pattern,
     tv_paren: Pattern,
 }
@@ -51,6 +53,7 @@ impl Heuristics {
             puffin_tablet: p(r"Puffin/(?:\d+[.\d]+)[AILW]T"),
             opera_tv: p(r"Opera TV Store| OMI/"),
             android_tv: p(r"Andr0id|(?:Android(?: UHD)?|Google) TV|\(lite\) TV|BRAVIA| TV$"),
+            android_tv_6_3: p(r"Andr0id|(?:Android(?: UHD)?|Google) TV|\(lite\) TV|BRAVIA"),
             smart_tv: p(r"SmartTV|Tizen.+ TV .+$"),
             tv_paren: p(r"\(TV;"),
         }
@@ -79,6 +82,7 @@ const APPLE_OS_NAMES: [&str; 5] = ["iPadOS", "tvOS", "watchOS", "iOS", "Mac"];
 /// All compiled parsers.
 #[derive(Debug)]
 pub(crate) struct Engine {
+    t: &'static Tables,
     trunc: VersionTruncation,
     bot: BotParser,
     os: OsParser,
@@ -93,7 +97,12 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    pub(crate) fn new(files: &RuleFiles, trunc: VersionTruncation) -> Self {
+    pub(crate) fn new(
+        files: &RuleFiles,
+        trunc: VersionTruncation,
+        version: AlgorithmVersion,
+    ) -> Self {
+        let t = version.tables();
         let app_hints = hint_table(&files.app_hints);
         let clients_before_browser = vec![
             ClientParser::new(
@@ -131,11 +140,13 @@ impl Engine {
             DeviceParser::new(DeviceKind::Mobile, "device/mobiles.yml", &files.mobiles),
         ];
         Self {
+            t,
             trunc,
             bot: BotParser::new(&files.bots),
-            os: OsParser::new(&files.oss),
+            os: OsParser::new(t, &files.oss),
             clients_before_browser,
             browser: BrowserParser::new(
+                t,
                 &files.browsers,
                 &files.engines,
                 hint_table(&files.browser_hints),
@@ -147,7 +158,7 @@ impl Engine {
                 None,
             ),
             devices,
-            device_common: DeviceCommon::new(),
+            device_common: DeviceCommon::new(t),
             vendor: VendorFragments::new(&files.vendor_fragments),
             heur: Heuristics::new(),
             has_letter: Pattern::raw("([a-z])".into(), true),
@@ -171,7 +182,10 @@ impl Engine {
     }
 
     pub(crate) fn detect(&self, ua: &str, hints: &ClientHints) -> Detection {
-        let mut det = Detection::default();
+        let mut det = Detection {
+            version: self.t.version,
+            ..Detection::default()
+        };
         if (ua.is_empty() || !self.has_letter.is_match(ua)) && hints.is_empty() {
             return det;
         }
@@ -312,19 +326,21 @@ impl Engine {
         {
             device = Some(DeviceType::Tablet);
         }
-        if device.is_none() && h.puffin_desktop.is_match(ua) {
+        let v6_4 = self.t.version == AlgorithmVersion::V6_4;
+        if v6_4 && device.is_none() && h.puffin_desktop.is_match(ua) {
             device = Some(DeviceType::Desktop);
         }
-        if device.is_none() && h.puffin_smartphone.is_match(ua) {
+        if v6_4 && device.is_none() && h.puffin_smartphone.is_match(ua) {
             device = Some(DeviceType::Smartphone);
         }
-        if device.is_none() && h.puffin_tablet.is_match(ua) {
+        if v6_4 && device.is_none() && h.puffin_tablet.is_match(ua) {
             device = Some(DeviceType::Tablet);
         }
         if h.opera_tv.is_match(ua) {
             device = Some(DeviceType::Tv);
         }
-        if h.android_tv.is_match(ua) {
+        let android_tv = if v6_4 { &h.android_tv } else { &h.android_tv_6_3 };
+        if android_tv.is_match(ua) {
             device = Some(DeviceType::Tv);
         }
         if device.is_none() && h.smart_tv.is_match(ua) {

@@ -24,6 +24,7 @@ mod detection;
 mod device;
 mod engine;
 mod hints;
+mod matomo;
 mod os;
 mod pattern;
 mod rules;
@@ -37,7 +38,9 @@ pub use detection::{
     OsInfo,
 };
 pub use hints::{ClientHints, HintsError};
+pub use matomo::sanitize_input_value;
 pub use pattern::VersionTruncation;
+pub use tables::AlgorithmVersion;
 
 /// User agents are cut to this many bytes before detection. DeviceDetector 6.4.1 and Matomo
 /// apply no limit; real user agents stay far below it (the longest fixture has ~400 bytes), and
@@ -79,6 +82,9 @@ pub struct Options {
     pub version_truncation: VersionTruncation,
     /// Maximum number of cached results (user agent + hints → detection); 0 disables the cache.
     pub cache_capacity: u64,
+    /// Which DeviceDetector release to reproduce; must match the regex files' release
+    /// (6.4 for Matomo 5.2+, 6.3 for Matomo 5.1).
+    pub algorithm: AlgorithmVersion,
 }
 
 impl Default for Options {
@@ -86,6 +92,7 @@ impl Default for Options {
         Self {
             version_truncation: VersionTruncation::Minor,
             cache_capacity: 50_000,
+            algorithm: AlgorithmVersion::V6_4,
         }
     }
 }
@@ -115,7 +122,7 @@ impl DeviceDetector {
     /// Like [`DeviceDetector::from_dir`], with explicit [`Options`].
     pub fn with_options(regexes_dir: &Path, options: Options) -> Result<Self, LoadError> {
         let files = rules::RuleFiles::load(regexes_dir)?;
-        let engine = engine::Engine::new(&files, options.version_truncation);
+        let engine = engine::Engine::new(&files, options.version_truncation, options.algorithm);
         let cache = (options.cache_capacity > 0)
             .then(|| moka::sync::Cache::new(options.cache_capacity));
         Ok(Self { engine, cache })
@@ -145,6 +152,17 @@ impl DeviceDetector {
         let detection = self.engine.detect(ua, hints);
         cache.insert(key, detection.clone());
         detection
+    }
+
+    /// Detects on the values as Matomo passes them to DeviceDetector: `raw_user_agent` (the
+    /// `ua` parameter or `User-Agent` header) and `raw_hints` go through Matomo's input
+    /// sanitising first ([`sanitize_input_value`]). This is what the tracker stores.
+    pub fn detect_for_matomo(&self, raw_user_agent: &str, raw_hints: &ClientHints) -> Detection {
+        let ua = sanitize_input_value(raw_user_agent);
+        if raw_hints.is_empty() {
+            return self.detect(&ua, raw_hints);
+        }
+        self.detect(&ua, &raw_hints.sanitized_for_matomo())
     }
 
     /// Detects without touching the cache.

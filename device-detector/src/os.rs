@@ -7,31 +7,11 @@ use crate::hints::ClientHints;
 use crate::pattern::{build_by_match, build_version, php_int, Captures, Pattern, VersionTruncation};
 use crate::rules::OsRule;
 use crate::scan::Scanner;
-use crate::tables::os::{
-    DESKTOP_OS_FAMILIES, FIRE_OS_VERSIONS, LINEAGE_OS_VERSIONS, OPERATING_SYSTEMS,
-    OS_CLIENT_HINT_MAPPING, OS_FAMILIES,
-};
-
-/// `OperatingSystem::getOsFamily` — accepts a name or a short code.
-pub(crate) fn os_family(label: &str) -> Option<&'static str> {
-    let code = OPERATING_SYSTEMS
-        .iter()
-        .find(|(_, name)| *name == label)
-        .map_or(label, |(code, _)| code);
-    OS_FAMILIES
-        .iter()
-        .find(|(_, codes)| codes.contains(&code))
-        .map(|(family, _)| *family)
-}
-
-/// `OperatingSystem::isDesktopOs`.
-pub(crate) fn is_desktop_os(name: &str) -> bool {
-    os_family(name).is_some_and(|f| DESKTOP_OS_FAMILIES.contains(&f))
-}
+use crate::tables::Tables;
 
 /// `OperatingSystem::getShortOsData`: canonical name and short code (`UNK` when unknown).
-fn short_os_data(name: &str) -> (String, String) {
-    OPERATING_SYSTEMS
+fn short_os_data(t: &Tables, name: &str) -> (String, String) {
+    t.operating_systems
         .iter()
         .find(|(_, n)| n.to_lowercase() == name.to_lowercase())
         .map_or((name.to_string(), "UNK".to_string()), |(code, n)| {
@@ -76,13 +56,14 @@ struct Found {
 /// The OS parser.
 #[derive(Debug)]
 pub(crate) struct OsParser {
+    t: &'static Tables,
     scanner: Scanner,
     rules: Vec<Rule>,
     platforms: Vec<(Pattern, &'static str)>,
 }
 
 impl OsParser {
-    pub(crate) fn new(rules: &[OsRule]) -> Self {
+    pub(crate) fn new(t: &'static Tables, rules: &[OsRule]) -> Self {
         let scanner = Scanner::new(rules.iter().map(|r| r.regex.as_str()));
         let rules = rules
             .iter()
@@ -119,6 +100,7 @@ impl OsParser {
         .map(|(re, name)| (Pattern::parser(re), name))
         .collect();
         Self {
+            t,
             scanner,
             rules,
             platforms,
@@ -148,16 +130,17 @@ impl OsParser {
         hints: &ClientHints,
         trunc: VersionTruncation,
     ) -> Option<OsInfo> {
-        let from_hints = from_client_hints(hints, trunc);
+        let t = self.t;
+        let from_hints = from_client_hints(t, hints, trunc);
         let from_ua = self.from_user_agent(ua, trunc);
         let (mut name, mut short, mut version);
         if !from_hints.name.is_empty() {
             name = from_hints.name.clone();
             version = from_hints.version.clone();
-            if version.is_empty() && os_family(&name) == os_family(&from_ua.name) {
+            if version.is_empty() && t.os_family(&name) == t.os_family(&from_ua.name) {
                 version = from_ua.version.clone();
             }
-            if os_family(&from_ua.name) == Some(name.as_str()) && from_ua.name != name {
+            if t.os_family(&from_ua.name) == Some(name.as_str()) && from_ua.name != name {
                 name = from_ua.name.clone();
                 if name == "HarmonyOS" {
                     version = String::new();
@@ -166,7 +149,7 @@ impl OsParser {
                     version = from_ua.version.clone();
                 }
                 if from_ua.name == "Fire OS" {
-                    version = map_version(FIRE_OS_VERSIONS, &version);
+                    version = map_version(t.fire_os_versions, &version);
                 }
             }
             short = from_hints.short.clone();
@@ -185,7 +168,7 @@ impl OsParser {
             return None;
         }
         let platform = self.platform(ua, hints);
-        let mut family = os_family(&short).map(str::to_string);
+        let mut family = t.os_family(&short).map(str::to_string);
         const ANDROID_APPS: [&str; 4] = [
             "com.hisense.odinbrowser",
             "com.seraphic.openinet.pre",
@@ -202,15 +185,15 @@ impl OsParser {
             name = "Lineage OS".into();
             family = Some("Android".into());
             short = "LEN".into();
-            version = map_version(LINEAGE_OS_VERSIONS, &version);
+            version = map_version(t.lineage_os_versions, &version);
         }
         if hints.app == "org.mozilla.tv.firefox" && name != "Fire OS" {
             name = "Fire OS".into();
             family = Some("Android".into());
             short = "FIR".into();
-            version = map_version(FIRE_OS_VERSIONS, &version);
+            version = map_version(t.fire_os_versions, &version);
         }
-        if let Some((code, _)) = OPERATING_SYSTEMS.iter().find(|(_, n)| *n == name) {
+        if let Some(code) = t.os_code(&name) {
             short = code.to_string();
         }
         Some(OsInfo {
@@ -227,7 +210,7 @@ impl OsParser {
             return Found::default();
         };
         let rule = &self.rules[idx];
-        let (mut name, mut short) = short_os_data(&build_by_match(&rule.name, &caps));
+        let (mut name, mut short) = short_os_data(self.t, &build_by_match(&rule.name, &caps));
         let mut version = rule
             .version
             .as_deref()
@@ -237,7 +220,7 @@ impl OsParser {
                 continue;
             };
             if let Some(n) = &v.name {
-                (name, short) = short_os_data(&build_by_match(n, &vcaps));
+                (name, short) = short_os_data(self.t, &build_by_match(n, &vcaps));
             }
             if let Some(ver) = &v.version {
                 version = build_version(ver, &vcaps, trunc);
@@ -283,16 +266,17 @@ impl OsParser {
     }
 }
 
-fn from_client_hints(hints: &ClientHints, trunc: VersionTruncation) -> Found {
+fn from_client_hints(t: &Tables, hints: &ClientHints, trunc: VersionTruncation) -> Found {
     if hints.platform.is_empty() {
         return Found::default();
     }
-    let hint_name = OS_CLIENT_HINT_MAPPING
+    let hint_name = t
+        .os_client_hint_mapping
         .iter()
         .find(|(_, aliases)| aliases.iter().any(|a| a.to_lowercase() == hints.platform.to_lowercase()))
         .map_or(hints.platform.as_str(), |(canonical, _)| canonical);
     let (mut name, mut short) = (String::new(), String::new());
-    if let Some((code, n)) = OPERATING_SYSTEMS.iter().find(|(_, n)| fuzzy_eq(hint_name, n)) {
+    if let Some((code, n)) = t.operating_systems.iter().find(|(_, n)| fuzzy_eq(hint_name, n)) {
         name = n.to_string();
         short = code.to_string();
     }

@@ -359,7 +359,8 @@ mod tests {
         let caps = Captures {
             groups: vec!["x".into(), "A".into(), "".into()],
         };
-        assert_eq!(build_by_match("$1 $2 $3", &caps), "A  $3");
+        assert_eq!(build_by_match("$1 $2 $3", &caps), "A");
+        assert_eq!(build_by_match("$1 $2 $4", &caps), "A  $4");
         assert_eq!(build_by_match(" plain ", &caps), "plain");
     }
 

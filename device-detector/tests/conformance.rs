@@ -327,6 +327,7 @@ fn conformance_device_detector_fixtures() {
     let options = Options {
         version_truncation: VersionTruncation::None,
         cache_capacity: 0,
+        ..Options::default()
     };
     let dd = DeviceDetector::with_options(&data.join("regexes"), options).expect("load regexes");
     let mut report = String::new();
