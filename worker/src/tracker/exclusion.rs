@@ -8,8 +8,8 @@
 //! Also the URL query-parameter exclusion shared by page and referrer URLs
 //! (`PageUrl::getQueryParametersToExclude` / `excludeQueryParametersFromUrl`).
 //!
-//! Not covered (documented): the `exclude_requests` config expression, the `matomo_ignore`
-//! cookie, plugin hooks. Pure code, no I/O.
+//! Also `[Tracker] exclude_requests` rules (`Request::isRequestExcluded`). Not covered
+//! (documented): the `matomo_ignore` cookie, plugin hooks. Pure code, no I/O.
 //!
 //! API:
 //! - `IpRange::parse(&str) -> Option<IpRange>`; `ip_in_ranges(&[u8], &[IpRange])`
@@ -18,7 +18,9 @@
 //! - `is_user_agent_excluded(ua, &[String]) -> bool`
 //! - `query_parameters_to_exclude(site, global, config, &CampaignParams) -> Vec<String>`
 //! - `exclude_query_parameters_from_url(url, &ParamMatcher, extra, keep_fragment) -> Option<String>`
-//! - `check(&ExclusionInput) -> Option<ExclusionReason>` (the whole ordered decision)
+//! - `parse_exclude_requests(config) -> Vec<RequestRule>`; `is_request_excluded(&rules, param_fn)`
+//! - `check(&ExclusionInput) -> Option<ExclusionReason>` (the whole ordered decision);
+//!   `check_with_rules(&ExclusionInput, request_excluded)` with `exclude_requests` applied
 
 use std::sync::OnceLock;
 
@@ -312,6 +314,77 @@ pub fn is_url_excluded(
     }
 }
 
+/// One `[Tracker] exclude_requests` rule (`e_c==Media`, `action_name=@privacy`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRule {
+    param: String,
+    op: RuleOp,
+    value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RuleOp {
+    Equal,
+    NotEqual,
+    Contains,
+    NotContains,
+    StartsWith,
+    EndsWith,
+}
+
+/// Parses `[Tracker] exclude_requests` (comma-separated; the value is url-decoded, compared
+/// lowercased). Entries without an operator are ignored, as in `Request::isRequestExcluded`.
+pub fn parse_exclude_requests(config: &str) -> Vec<RequestRule> {
+    const OPS: [(&str, RuleOp); 6] = [
+        ("==", RuleOp::Equal),
+        ("!=", RuleOp::NotEqual),
+        ("=@", RuleOp::Contains),
+        ("!@", RuleOp::NotContains),
+        ("=^", RuleOp::StartsWith),
+        ("=$", RuleOp::EndsWith),
+    ];
+    let mut rules = Vec::new();
+    if empty_str(config) {
+        return rules;
+    }
+    for entry in config.split(',') {
+        // '/^(.+?)(==|!=|=@|!@|=\^|=\$){1}(.*)/': the first operator after at least one character
+        let line = entry.split('\n').next().unwrap_or("");
+        let found = line.char_indices().skip(1).find_map(|(i, _)| {
+            OPS.iter()
+                .find(|(op, _)| line[i..].starts_with(op))
+                .map(|(op, kind)| (i, op.len(), *kind))
+        });
+        if let Some((i, len, op)) = found {
+            rules.push(RequestRule {
+                param: line[..i].to_owned(),
+                op,
+                value: super::phpurl::urldecode(&line[i + len..]).to_lowercase(),
+            });
+        }
+    }
+    rules
+}
+
+/// `Request::isRequestExcluded`: any rule matches the request. `param` returns a parameter's
+/// sanitised string value (`""` when absent).
+pub fn is_request_excluded(rules: &[RequestRule], param: impl Fn(&str) -> String) -> bool {
+    rules.iter().any(|r| {
+        let actual = param(&r.param).to_lowercase();
+        let (a, v) = (actual.to_ascii_lowercase(), r.value.to_ascii_lowercase());
+        match r.op {
+            RuleOp::Equal => actual == r.value,
+            RuleOp::NotEqual => actual != r.value,
+            RuleOp::Contains => a.contains(&v),
+            RuleOp::NotContains => !a.contains(&v),
+            RuleOp::StartsWith => a.starts_with(&v),
+            RuleOp::EndsWith => {
+                r.value.is_empty() || (!actual.is_empty() && actual.ends_with(&r.value))
+            }
+        }
+    })
+}
+
 /// Why a hit was excluded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExclusionReason {
@@ -319,6 +392,8 @@ pub enum ExclusionReason {
     Bot,
     /// `rec` is missing or 0.
     NotRecorded,
+    /// A `[Tracker] exclude_requests` rule matched.
+    ExcludedRequest,
     /// The address is in the site's or the global excluded IPs.
     ExcludedIp,
     /// The user agent matches an excluded user agent.
@@ -370,13 +445,22 @@ pub struct ExclusionInput<'a> {
     pub x_moz: &'a str,
 }
 
-/// `VisitExcluded::isExcluded`: the first reason that applies, in Matomo's order.
+/// `VisitExcluded::isExcluded` without `exclude_requests` rules (see `check_with_rules`).
 pub fn check(i: &ExclusionInput<'_>) -> Option<ExclusionReason> {
+    check_with_rules(i, false)
+}
+
+/// `VisitExcluded::isExcluded`: the first reason that applies, in Matomo's order;
+/// `request_excluded` is `is_request_excluded(..)` for the hit (checked after `rec`).
+pub fn check_with_rules(i: &ExclusionInput<'_>, request_excluded: bool) -> Option<ExclusionReason> {
     if i.bots_param == 0 && (i.device_is_bot || is_bot_ip(i.ip, i.http_via)) {
         return Some(ExclusionReason::Bot);
     }
     if i.rec_param == 0 {
         return Some(ExclusionReason::NotRecorded);
+    }
+    if request_excluded {
+        return Some(ExclusionReason::ExcludedRequest);
     }
     if ip_in_ranges(i.ip, i.excluded_ips) {
         return Some(ExclusionReason::ExcludedIp);

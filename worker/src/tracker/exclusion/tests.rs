@@ -276,3 +276,63 @@ fn ordered_decision() {
         Some(ExclusionReason::Prefetch)
     );
 }
+
+#[test]
+fn exclude_requests_rules() {
+    let rules = parse_exclude_requests(
+        "e_c==Media,action_name=@privacy,url=^http%3A%2F%2Fstaging,bad,uid!=,e_a=$Play",
+    );
+    assert_eq!(rules.len(), 5);
+    let req = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map_or(String::new(), |(_, v)| (*v).to_owned())
+        }
+    };
+    assert!(is_request_excluded(&rules[..1], req(&[("e_c", "MEDIA")])));
+    assert!(!is_request_excluded(
+        &rules[..1],
+        req(&[("e_c", "Media player")])
+    ));
+    assert!(is_request_excluded(
+        &rules[1..2],
+        req(&[("action_name", "Our Privacy Policy")])
+    ));
+    assert!(is_request_excluded(
+        &rules[2..3],
+        req(&[("url", "http://Staging.example.com/")])
+    ));
+    assert!(!is_request_excluded(
+        &rules[2..3],
+        req(&[("url", "https://example.com/?http://staging")])
+    ));
+    assert!(
+        is_request_excluded(&rules[3..4], req(&[("uid", "someone")])),
+        "uid != ''"
+    );
+    assert!(!is_request_excluded(&rules[3..4], req(&[])));
+    assert!(is_request_excluded(
+        &rules[4..5],
+        req(&[("e_a", "autoplay")])
+    ));
+    assert!(parse_exclude_requests("").is_empty());
+    let spam = SpamList::default();
+    let normal = ip("8.8.4.4");
+    let base = input(&spam, &[], &[], &normal);
+    assert_eq!(
+        check_with_rules(&base, true),
+        Some(ExclusionReason::ExcludedRequest)
+    );
+    assert_eq!(
+        check_with_rules(
+            &ExclusionInput {
+                rec_param: 0,
+                ..base
+            },
+            true
+        ),
+        Some(ExclusionReason::NotRecorded)
+    );
+}
