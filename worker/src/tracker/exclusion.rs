@@ -8,8 +8,8 @@
 //! Also the URL query-parameter exclusion shared by page and referrer URLs
 //! (`PageUrl::getQueryParametersToExclude` / `excludeQueryParametersFromUrl`).
 //!
-//! Also `[Tracker] exclude_requests` rules (`Request::isRequestExcluded`). Not covered
-//! (documented): the `matomo_ignore` cookie, plugin hooks. Pure code, no I/O.
+//! Also `[Tracker] exclude_requests` rules (`Request::isRequestExcluded`) and the `matomo_ignore`
+//! cookie. Not covered (documented): legacy signed ignore cookies, plugin hooks. Pure, no I/O.
 //!
 //! API:
 //! - `IpRange::parse(&str) -> Option<IpRange>`; `ip_in_ranges(&[u8], &[IpRange])`
@@ -19,8 +19,9 @@
 //! - `query_parameters_to_exclude(site, global, config, &CampaignParams) -> Vec<String>`
 //! - `exclude_query_parameters_from_url(url, &ParamMatcher, extra, keep_fragment) -> Option<String>`
 //! - `parse_exclude_requests(config) -> Vec<RequestRule>`; `is_request_excluded(&rules, param_fn)`
-//! - `check(&ExclusionInput) -> Option<ExclusionReason>` (the whole ordered decision);
-//!   `check_with_rules(&ExclusionInput, request_excluded)` with `exclude_requests` applied
+//! - `is_ignore_cookie(cookie_value) -> bool`
+//! - `check(&ExclusionInput) -> Option<ExclusionReason>` (the ordered decision);
+//!   `check_full(&ExclusionInput, ExtraChecks)` adds `exclude_requests` and the ignore cookie
 
 use std::sync::OnceLock;
 
@@ -394,6 +395,8 @@ pub enum ExclusionReason {
     NotRecorded,
     /// A `[Tracker] exclude_requests` rule matched.
     ExcludedRequest,
+    /// The visitor set Matomo's ignore cookie.
+    IgnoreCookie,
     /// The address is in the site's or the global excluded IPs.
     ExcludedIp,
     /// The user agent matches an excluded user agent.
@@ -445,22 +448,74 @@ pub struct ExclusionInput<'a> {
     pub x_moz: &'a str,
 }
 
-/// `VisitExcluded::isExcluded` without `exclude_requests` rules (see `check_with_rules`).
-pub fn check(i: &ExclusionInput<'_>) -> Option<ExclusionReason> {
-    check_with_rules(i, false)
+/// `IgnoreCookie::isIgnoreCookieFound` on the value of the `matomo_ignore` cookie
+/// (`[Tracker] ignore_visits_cookie_name`) as Matomo 4+ writes it: `ignore=<base64 of "*">`,
+/// `:`-separated pairs. Legacy signed cookies (Matomo 3) are not read.
+pub fn is_ignore_cookie(value: &str) -> bool {
+    if !value.contains('=') {
+        return false;
+    }
+    value.split(':').any(|pair| {
+        let Some((name, v)) = pair.split_once('=') else {
+            return false;
+        };
+        name == "ignore" && base64_lenient(v) == b"*"
+    })
 }
 
-/// `VisitExcluded::isExcluded`: the first reason that applies, in Matomo's order;
-/// `request_excluded` is `is_request_excluded(..)` for the hit (checked after `rec`).
-pub fn check_with_rules(i: &ExclusionInput<'_>, request_excluded: bool) -> Option<ExclusionReason> {
+/// PHP's non-strict `base64_decode`: characters outside the alphabet are skipped.
+fn base64_lenient(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => continue,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// The checks that need more than `ExclusionInput` (computed by the caller).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExtraChecks {
+    /// `is_request_excluded(&parse_exclude_requests(config), …)` for the hit.
+    pub request_excluded: bool,
+    /// `is_ignore_cookie(cookie value)` for the hit's `matomo_ignore` cookie.
+    pub ignore_cookie_found: bool,
+}
+
+/// `VisitExcluded::isExcluded` without the `exclude_requests` and ignore-cookie checks (see
+/// `check_full`).
+pub fn check(i: &ExclusionInput<'_>) -> Option<ExclusionReason> {
+    check_full(i, ExtraChecks::default())
+}
+
+/// `VisitExcluded::isExcluded`: the first reason that applies, in Matomo's order (bots, `rec`,
+/// `exclude_requests`, ignore cookie, IPs, user agents, spam, unknown URLs, prefetch).
+pub fn check_full(i: &ExclusionInput<'_>, extra: ExtraChecks) -> Option<ExclusionReason> {
     if i.bots_param == 0 && (i.device_is_bot || is_bot_ip(i.ip, i.http_via)) {
         return Some(ExclusionReason::Bot);
     }
     if i.rec_param == 0 {
         return Some(ExclusionReason::NotRecorded);
     }
-    if request_excluded {
+    if extra.request_excluded {
         return Some(ExclusionReason::ExcludedRequest);
+    }
+    if extra.ignore_cookie_found {
+        return Some(ExclusionReason::IgnoreCookie);
     }
     if ip_in_ranges(i.ip, i.excluded_ips) {
         return Some(ExclusionReason::ExcludedIp);

@@ -321,18 +321,38 @@ fn exclude_requests_rules() {
     let spam = SpamList::default();
     let normal = ip("8.8.4.4");
     let base = input(&spam, &[], &[], &normal);
+    let excluded = ExtraChecks {
+        request_excluded: true,
+        ignore_cookie_found: true,
+    };
     assert_eq!(
-        check_with_rules(&base, true),
+        check_full(&base, excluded),
         Some(ExclusionReason::ExcludedRequest)
     );
+    let no_rec = ExclusionInput {
+        rec_param: 0,
+        ..base
+    };
     assert_eq!(
-        check_with_rules(
-            &ExclusionInput {
-                rec_param: 0,
-                ..base
-            },
-            true
-        ),
+        check_full(&no_rec, excluded),
         Some(ExclusionReason::NotRecorded)
     );
+    let cookie = ExtraChecks {
+        ignore_cookie_found: true,
+        ..ExtraChecks::default()
+    };
+    assert_eq!(
+        check_full(&base, cookie),
+        Some(ExclusionReason::IgnoreCookie)
+    );
+    assert_eq!(check_full(&base, ExtraChecks::default()), None);
+}
+
+#[test]
+fn ignore_cookie_values() {
+    assert!(is_ignore_cookie("ignore=Kg=="));
+    assert!(is_ignore_cookie("other=MQ==:ignore=Kg=="));
+    assert!(!is_ignore_cookie("ignore=MQ=="));
+    assert!(!is_ignore_cookie("ignore"));
+    assert!(!is_ignore_cookie(""));
 }
