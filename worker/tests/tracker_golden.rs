@@ -17,7 +17,7 @@ use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
 /// Fidelity the tier must reach at least (percent of compared cells equal).
-const FIDELITY_FLOOR: f64 = 96.5;
+const FIDELITY_FLOOR: f64 = 99.5;
 
 fn shared_dir() -> PathBuf {
     match std::env::var_os("MATOMO_SHARED_DIR") {

@@ -92,8 +92,10 @@ pub struct ActionSpec {
     pub product_price: Option<f64>,
     /// time_network … time_on_load (pageviews only).
     pub perf: [Option<i64>; 6],
-    /// The URL the action happened on (for goals), normalised.
+    /// The URL the action happened on, parameters excluded (`getActionUrl`).
     pub url: String,
+    /// The URL before parameters were excluded (`getActionUrlRaw`, used by goal matching).
+    pub raw_url: String,
     /// The page title / action name (for goals).
     pub name: String,
 }
@@ -346,6 +348,7 @@ pub fn classify(req: &Request<'_>, ctx: &ActionCtx<'_>) -> Result<ActionSpec, Ac
         product_price: None,
         perf: [None; 6],
         url: String::new(),
+        raw_url: url_if_look_valid(&url_param, limit).unwrap_or_default(),
         name: String::new(),
     };
     match kind {
@@ -494,6 +497,7 @@ pub fn classify(req: &Request<'_>, ctx: &ActionCtx<'_>) -> Result<ActionSpec, Ac
             };
             let url = url_if_look_valid(&req.str(param), limit);
             spec.url = url.clone().unwrap_or_default();
+            spec.raw_url = spec.url.clone();
             spec.lookups.push(Lookup {
                 column: "idaction_url",
                 name: url.unwrap_or_default(),

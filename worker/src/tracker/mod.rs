@@ -20,11 +20,14 @@ pub mod actions;
 pub mod batch;
 pub mod campaign;
 pub mod exclusion;
+pub mod goals;
+pub mod hit;
 pub mod lists;
 pub mod location;
 pub mod log_action;
 pub mod php;
 pub mod phpurl;
+pub mod prepare;
 pub mod referrers;
 pub mod request;
 pub mod settings;
@@ -100,6 +103,7 @@ pub struct Tracker {
     pub(crate) snapshot: RwLock<(Arc<settings::Snapshot>, Instant)>,
     pub(crate) actions: log_action::ActionCache,
     pub(crate) lists: Arc<lists::ReferrerLists>,
+    pub(crate) campaign: campaign::CampaignParams,
     pub(crate) devices: Option<Arc<matomo_device_detector::DeviceDetector>>,
     pub(crate) consecutive_autoinc: bool,
 }
@@ -145,6 +149,7 @@ impl Tracker {
             snapshot: RwLock::new((Arc::new(snap), Instant::now())),
             actions: moka::sync::Cache::new(200_000),
             lists: Arc::new(lists),
+            campaign: campaign::CampaignParams::default(),
             consecutive_autoinc: mode.unwrap_or(1) != 2,
         })
     }

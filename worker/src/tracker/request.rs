@@ -24,9 +24,9 @@ pub enum RequestError {
     /// `cid` of the wrong length, `cdt` too old without a token, `cip` without a token…
     #[error("invalid request parameter: {0}")]
     InvalidParameter(String),
-    /// The request failed the token check it needed (recorded in tracking_failure).
-    #[error("not authenticated: {0}")]
-    NotAuthenticated(String),
+    /// Excluded (bot, excluded IP / user agent, referrer spam, unknown URL, prefetch).
+    #[error("excluded: {0}")]
+    Excluded(String),
 }
 
 /// Tracker-wide values a request needs besides its own parameters.

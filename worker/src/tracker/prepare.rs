@@ -1,0 +1,316 @@
+//! Phase 1 of a batch: everything about a request that does not depend on visit state — its
+//! time, IP, visitor id, device, exclusion verdict (`VisitExcluded`), config_id (`Settings`)
+//! and action (`Action::factory`). Pure apart from reading the configuration snapshot; the
+//! fingerprint salts it needs but cannot find are handed back to be written with the batch.
+
+use std::collections::HashMap;
+
+use matomo_device_detector::{ClientHints, MatomoDeviceColumns};
+use md5::Digest;
+
+use super::actions::{self, ActionCtx, ActionSpec};
+use super::exclusion;
+use super::php;
+use super::request::{Request, RequestError};
+use super::settings::Snapshot;
+use super::sql;
+use super::Tracker;
+
+/// A request read in phase 1.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Index of the set in the batch.
+    pub set: usize,
+    /// Index of the request in its set.
+    pub params: usize,
+    /// idsite.
+    pub idsite: u32,
+    /// The request's current time.
+    pub ts: i64,
+    /// IP string (cip or client address).
+    pub ip: String,
+    /// `getVisitorId()`.
+    pub visitor_id: Option<[u8; 8]>,
+    /// config_id.
+    pub config_id: [u8; 8],
+    /// Device columns, when device detection is loaded.
+    pub device: Option<MatomoDeviceColumns>,
+    /// The action, when the request records one (no manual goal, ecommerce or ping).
+    pub spec: Option<ActionSpec>,
+}
+
+/// Fingerprint salts known or created during a batch.
+#[derive(Debug, Default)]
+pub struct SaltBook {
+    known: HashMap<(u32, String), String>,
+    /// Salts this batch created: (idsite, day, value), to be stored as options.
+    pub created: Vec<(u32, String, String)>,
+}
+
+impl SaltBook {
+    /// The salt of a site and day: stored, or created now (`FingerprintSalt::getSalt`).
+    pub fn salt(&mut self, snap: &Snapshot, idsite: u32, day: &str) -> String {
+        let key = (idsite, day.to_owned());
+        if let Some(s) = self.known.get(&key) {
+            return s.clone();
+        }
+        let s = snap.fingerprint_salt(idsite, day).unwrap_or_else(|| {
+            let v = random_string(32);
+            self.created.push((idsite, day.to_owned(), v.clone()));
+            v
+        });
+        self.known.insert(key, s.clone());
+        s
+    }
+}
+
+/// 32 characters of `[a-z0-9]` (Matomo's `Common::getRandomString`).
+pub fn random_string(n: usize) -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut r = rand::rng();
+    (0..n)
+        .map(|_| CHARS[r.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+fn timezone_offset(tz: &str, ts: i64) -> i64 {
+    if let Ok(z) = tz.parse::<chrono_tz::Tz>() {
+        use chrono::{Offset, TimeZone};
+        let utc = chrono::DateTime::from_timestamp(ts, 0)
+            .unwrap_or_default()
+            .naive_utc();
+        return i64::from(z.offset_from_utc_datetime(&utc).fix().local_minus_utc());
+    }
+    // Matomo's manual offsets: "UTC+5.5", "UTC-3".
+    if let Some(rest) = tz.strip_prefix("UTC") {
+        if let Ok(h) = rest.parse::<f64>() {
+            return (h * 3600.0) as i64;
+        }
+    }
+    0
+}
+
+/// The site-local calendar day (`YYYY-MM-DD`) of `ts`.
+pub fn local_day(tz: &str, ts: i64) -> String {
+    sql::datetime(ts + timezone_offset(tz, ts))[..10].to_owned()
+}
+
+/// `IPUtils::stringToBinaryIP` (0.0.0.0 when unparsable).
+pub fn ip_to_bytes(ip: &str) -> Vec<u8> {
+    match ip.trim().parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => v4.octets().to_vec(),
+        Ok(std::net::IpAddr::V6(v6)) => v6.octets().to_vec(),
+        Err(_) => vec![0, 0, 0, 0],
+    }
+}
+
+/// The parts of Matomo's config hash (`Settings::getConfigHash`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigParts<'a> {
+    /// OS short name (`UNK`, `BOT`).
+    pub os: &'a str,
+    /// Browser short name (browsers only, else `UNK`).
+    pub browser: &'a str,
+    /// Browser version (browsers only).
+    pub version: &'a str,
+    /// fla java qt realp pdf wma ag cookie.
+    pub plugins: [i64; 8],
+    /// IP string.
+    pub ip: &'a str,
+    /// Browser language.
+    pub lang: &'a str,
+    /// `[General] salt`.
+    pub salt: &'a str,
+    /// Daily fingerprint salt followed by the day.
+    pub day_salt: &'a str,
+    /// idsite (omitted when fingerprints are shared across sites).
+    pub idsite: Option<u32>,
+}
+
+/// config_id: the first 8 bytes of the md5 of the configuration string.
+pub fn config_id(c: &ConfigParts<'_>) -> [u8; 8] {
+    let [fla, java, qt, realp, pdf, wma, ag, cookie] = c.plugins;
+    let lang20: String = c.lang.chars().take(20).collect();
+    let site = c.idsite.map(|s| s.to_string()).unwrap_or_default();
+    let s = format!(
+        "{}{}{}{fla}{java}0{qt}{realp}{pdf}{wma}0{ag}{cookie}{}{lang20}{}{}{site}",
+        c.os, c.browser, c.version, c.ip, c.salt, c.day_salt
+    );
+    let d = md5::Md5::digest(s.as_bytes());
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&d[..8]);
+    out
+}
+
+fn client_hints(req: &Request<'_>) -> ClientHints {
+    match req
+        .raw("uadata")
+        .and_then(php::raw_string)
+        .filter(|s| !s.is_empty())
+    {
+        Some(json) => ClientHints::from_uadata_json(&json).unwrap_or_default(),
+        None => ClientHints::from_headers(
+            req.server
+                .iter()
+                .filter_map(|(k, v)| php::raw_string(v).map(|v| (k.clone(), v))),
+        ),
+    }
+}
+
+/// Reads one recordable request (`rec=1` already checked).
+pub fn prepare(
+    t: &Tracker,
+    snap: &Snapshot,
+    salts: &mut SaltBook,
+    req: &mut Request<'_>,
+    (set, params): (usize, usize),
+) -> Result<Prepared, RequestError> {
+    let tr = &t.config.matomo.tracker;
+    let ts = req.timestamp()?;
+    let ip = req.ip_string()?;
+    let visitor_id = req.visitor_id()?;
+    let idsite = req.idsite();
+
+    let ua = matomo_wire::php::htmlspecialchars_decode(&req.user_agent()).into_owned();
+    let detection = t
+        .devices
+        .as_ref()
+        .map(|dd| dd.detect(&ua, &client_hints(req)));
+    let ip_bin = ip_to_bytes(&ip);
+    let ranges = exclusion::excluded_ip_ranges(
+        &req.site.excluded_ips.join(","),
+        &snap.global_excluded_ips.join(","),
+    );
+    let excluded_uas: Vec<String> = snap
+        .global_excluded_user_agents
+        .iter()
+        .chain(req.site.excluded_user_agents.iter())
+        .cloned()
+        .collect();
+    let via = req.server_str("HTTP_VIA").unwrap_or_default();
+    let x_purpose = req.server_str("HTTP_X_PURPOSE").unwrap_or_default();
+    let x_moz = req.server_str("HTTP_X_MOZ").unwrap_or_default();
+    let urlref = req.str("urlref");
+    let url = req.str("url");
+    let input = exclusion::ExclusionInput {
+        bots_param: req.int("bots", 0),
+        device_is_bot: detection.as_ref().is_some_and(|d| d.is_bot()),
+        rec_param: 1,
+        ip: &ip_bin,
+        http_via: &via,
+        excluded_ips: &ranges,
+        user_agent: &ua,
+        excluded_user_agents: &excluded_uas,
+        spam_filter_enabled: true,
+        spammers: &t.lists.spammers,
+        urlref: &urlref,
+        exclude_unknown_urls: req.site.exclude_unknown_urls,
+        site_urls: &req.site.urls,
+        idsite,
+        url: &url,
+        x_purpose: &x_purpose,
+        x_moz: &x_moz,
+    };
+    if let Some(reason) = exclusion::check(&input) {
+        return Err(RequestError::Excluded(format!("{reason:?}")));
+    }
+
+    let device = detection.as_ref().map(|d| d.matomo_columns());
+    let (os, browser, version) = match &device {
+        Some(d) if d.config_client_type == Some(1) => (
+            d.config_os.clone(),
+            d.config_browser_name.clone(),
+            d.config_browser_version.clone(),
+        ),
+        Some(d) => (d.config_os.clone(), "UNK".to_owned(), String::new()),
+        None => ("UNK".to_owned(), "UNK".to_owned(), String::new()),
+    };
+    let mut plugins = req.plugins();
+    if detection
+        .as_ref()
+        .and_then(|d| d.client.as_ref())
+        .is_some_and(|c| c.name == "Internet Explorer")
+    {
+        plugins[7] = 0;
+    }
+    let across_sites = tr.enable_fingerprinting_across_websites;
+    let day_salt = if !across_sites && tr.create_new_visit_after_midnight {
+        let day = local_day(&req.site.timezone, ts);
+        format!("{}{day}", salts.salt(snap, idsite, &day))
+    } else {
+        String::new()
+    };
+    let config_id = config_id(&ConfigParts {
+        os: &os,
+        browser: &browser,
+        version: &version,
+        plugins,
+        ip: &ip,
+        lang: &req.browser_language(),
+        salt: &t.config.matomo.salt,
+        day_salt: &day_salt,
+        idsite: (!across_sites).then_some(idsite),
+    });
+
+    let idgoal = req.int("idgoal", -1);
+    let spec = if idgoal >= 0 || req.int("ping", 0) == 1 {
+        None
+    } else {
+        let ctx = ActionCtx {
+            snap,
+            exclude: actions::excluded_params(snap, &req.site.excluded_parameters),
+            limit: tr.page_maximum_length,
+        };
+        Some(actions::classify(req, &ctx).map_err(|e| RequestError::InvalidParameter(e.0))?)
+    };
+    Ok(Prepared {
+        set,
+        params,
+        idsite,
+        ts,
+        ip,
+        visitor_id,
+        config_id,
+        device,
+        spec,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_days() {
+        // 2026-11-10 03:00 UTC is still 2026-11-09 in New York.
+        let ts = 1_794_279_600;
+        assert_eq!(local_day("UTC", ts), "2026-11-10");
+        assert_eq!(local_day("America/New_York", ts), "2026-11-09");
+        assert_eq!(local_day("UTC+5.5", ts), "2026-11-10");
+    }
+
+    #[test]
+    fn config_id_is_md5_prefix() {
+        let parts = ConfigParts {
+            os: "UNK",
+            browser: "UNK",
+            version: "",
+            plugins: [0; 8],
+            ip: "1.2.3.4",
+            lang: "en",
+            salt: "s",
+            day_salt: "",
+            idsite: Some(1),
+        };
+        let d = md5::Md5::digest(b"UNKUNK00000000001.2.3.4ens1");
+        assert_eq!(config_id(&parts).to_vec(), d[..8].to_vec());
+    }
+
+    #[test]
+    fn ip_bytes() {
+        assert_eq!(ip_to_bytes("192.168.50.140"), vec![192, 168, 50, 140]);
+        assert_eq!(ip_to_bytes("::1").len(), 16);
+        assert_eq!(ip_to_bytes("junk"), vec![0, 0, 0, 0]);
+    }
+}
