@@ -691,3 +691,6 @@ async fn shutdown_fails_readiness_and_finishes_in_flight_requests() {
     node.stop().await;
     db.drop_db().await;
 }
+
+#[path = "cases/golden.rs"]
+mod golden;

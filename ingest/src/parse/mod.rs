@@ -9,6 +9,8 @@
 
 pub mod bulk;
 pub mod phpquery;
+#[cfg(test)]
+mod proptests;
 
 use matomo_wire::Params;
 
