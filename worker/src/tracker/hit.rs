@@ -535,7 +535,14 @@ pub async fn handle(
             req,
             s,
             vi,
-            (now, ref_ids, time_spent_ref, position, is_new),
+            &ActionAt {
+                now,
+                url_ref: ref_ids.0,
+                name_ref: ref_ids.1,
+                time_spent_ref,
+                position,
+                is_new,
+            },
         )),
         None => {
             // A hit without action (ping, goal, ecommerce) still closes the time spent on the
@@ -750,6 +757,17 @@ async fn load_items(
     Ok(())
 }
 
+/// Where in its visit an action happens.
+#[derive(Debug, Clone, Copy)]
+struct ActionAt {
+    now: i64,
+    url_ref: Option<u64>,
+    name_ref: Option<u64>,
+    time_spent_ref: i64,
+    position: Option<i64>,
+    is_new: bool,
+}
+
 /// Queues the action row and maintains last_idlink_va / time_spent.
 fn record_action(
     ctx: &HitCtx<'_>,
@@ -758,25 +776,27 @@ fn record_action(
     req: &Request<'_>,
     s: &ActionSpec,
     vi: usize,
-    (now, ref_ids, time_spent_ref, position, is_new): (
-        i64,
-        (Option<u64>, Option<u64>),
-        i64,
-        Option<i64>,
-        bool,
-    ),
+    at: &ActionAt,
 ) -> usize {
+    let ActionAt {
+        now,
+        url_ref,
+        name_ref,
+        time_spent_ref,
+        position,
+        is_new,
+    } = *at;
     let idsite = cache.visit(vi).idsite;
     let mut cols: Vec<(&'static str, Val)> = vec![
         ("idsite", Val::Int(i64::from(idsite))),
         ("idvisitor", Val::Bin(cache.visit(vi).idvisitor.to_vec())),
         (
             "idaction_url_ref",
-            ref_ids.0.map_or(Val::Null, |x| Val::Int(x as i64)),
+            url_ref.map_or(Val::Null, |x| Val::Int(x as i64)),
         ),
         (
             "idaction_name_ref",
-            ref_ids.1.map_or(Val::Null, |x| Val::Int(x as i64)),
+            name_ref.map_or(Val::Null, |x| Val::Int(x as i64)),
         ),
         ("server_time", Val::Time(now)),
         ("time_spent_ref_action", Val::Int(time_spent_ref)),

@@ -394,30 +394,6 @@ fn regex_lite_q(s: &str) -> String {
     out
 }
 
-/// `Common::extractLanguageAndRegionCodeFromBrowserLanguage` without a valid-language list:
-/// the first `xx` or `xx-yy` code of the list, `xx` when none.
-pub fn first_language_code(browser_lang: &str) -> String {
-    for part in browser_lang.split(',') {
-        let p = part.trim();
-        let b = p.as_bytes();
-        if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1].is_ascii_alphabetic() {
-            if b.len() >= 5
-                && b[2] == b'-'
-                && b[3].is_ascii_alphabetic()
-                && b[4].is_ascii_alphabetic()
-            {
-                if b.len() == 5 || !b[5].is_ascii_alphanumeric() {
-                    return p[..5].to_owned();
-                }
-            }
-            if b.len() == 2 || !b[2].is_ascii_alphabetic() {
-                return p[..2].to_owned();
-            }
-        }
-    }
-    "xx".into()
-}
-
 /// `strtotime` for the common `YYYY-MM-DD HH:MM:SS` / `YYYY-MM-DD` forms (UTC).
 fn parse_datetime(s: &str) -> Option<i64> {
     let s = s.trim();
@@ -441,15 +417,6 @@ mod tests {
         assert_eq!(normalise_browser_language("en_US"), "en-us");
         assert_eq!(normalise_browser_language("sr-SP"), "sr-rs");
         assert_eq!(normalise_browser_language(""), "");
-    }
-
-    #[test]
-    fn first_code() {
-        assert_eq!(first_language_code("es-419,es"), "es");
-        assert_eq!(first_language_code("sr-rs"), "sr-rs");
-        assert_eq!(first_language_code("*"), "xx");
-        assert_eq!(first_language_code("zh-hans-cn"), "zh");
-        assert_eq!(first_language_code("de-ch,de"), "de-ch");
     }
 
     #[test]
