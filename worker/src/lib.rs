@@ -7,7 +7,11 @@
 //!   `test`, `dead-letter`) as library functions writing to any `Write`.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`metrics`]: the Prometheus registry and typed metrics.
+//! - [`app`]: start-up (connections, clear errors naming the settings), `run` and `process`.
 
+pub mod app;
+pub mod commands;
 pub mod engine;
+pub mod http;
 pub mod metrics;
 pub mod tracker;

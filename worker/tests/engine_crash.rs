@@ -27,7 +27,11 @@ async fn crash_child() {
         return;
     };
     let env = TestEnv::attach(&db, &prefix, 1, 10, false).await;
-    let opts = EngineOptions { pool_size: 1, pause_after_commit: Some(2), ..env.options() };
+    let opts = EngineOptions {
+        pool_size: 1,
+        pause_after_commit: Some(2),
+        ..env.options()
+    };
     let (engine, _) = env.engine(Arc::new(TableProcessor::default()), opts).await;
     // Hangs in the hook after the second commit until the parent kills the process.
     engine.drain().await.expect("drain");
@@ -68,7 +72,10 @@ async fn kill_9_between_commit_and_trim_then_restart_stores_every_hit_once() {
             Ok(line) => output.push(line),
             Err(_) => {
                 let _ = child.kill();
-                panic!("the worker process never reached the hook:\n{}", output.join("\n"));
+                panic!(
+                    "the worker process never reached the hook:\n{}",
+                    output.join("\n")
+                );
             }
         }
     }
@@ -83,16 +90,26 @@ async fn kill_9_between_commit_and_trim_then_restart_stores_every_hit_once() {
     let lock_key = matomo_wire::lock_key(&env.prefix, 0);
     let started = Instant::now();
     loop {
-        let held: Option<String> = fred::prelude::KeysInterface::get(&env.redis, &lock_key).await.expect("get");
+        let held: Option<String> = fred::prelude::KeysInterface::get(&env.redis, &lock_key)
+            .await
+            .expect("get");
         if held.is_none() {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "the dead worker's lock never expired");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the dead worker's lock never expired"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (engine, _) = env.engine(Arc::new(TableProcessor::default()), env.options()).await;
+    let (engine, _) = env
+        .engine(Arc::new(TableProcessor::default()), env.options())
+        .await;
     let summary = engine.drain().await.expect("drain after restart");
-    assert_eq!(summary.already_committed, 10, "the committed head was skipped, not reprocessed");
+    assert_eq!(
+        summary.already_committed, 10,
+        "the committed head was skipped, not reprocessed"
+    );
     assert_eq!(summary.processed, 15);
     assert_eq!(env.stored_seqs(0).await, (0..35).collect::<Vec<i64>>());
     assert_eq!(env.queue_len(0).await, 0);

@@ -21,21 +21,51 @@ async fn two_engines_never_hold_one_queue() {
         env.push(q, &entries).await;
     }
     // One processor shared by both engines counts batches of the same queue in flight at once.
-    let processor = Arc::new(TableProcessor { delay: Duration::from_millis(15), ..TableProcessor::default() });
-    let opts = EngineOptions { pool_size: 3, max_batches_per_lock: 2, ..env.options() };
+    let processor = Arc::new(TableProcessor {
+        delay: Duration::from_millis(15),
+        ..TableProcessor::default()
+    });
+    let opts = EngineOptions {
+        pool_size: 3,
+        max_batches_per_lock: 2,
+        ..env.options()
+    };
     let (a, ma) = env.engine(processor.clone(), opts.clone()).await;
     let (b, mb) = env.engine(processor.clone(), opts).await;
     let (ra, rb) = tokio::join!(a.drain(), b.drain());
     let total = ra.expect("a").processed + rb.expect("b").processed;
 
-    assert_eq!(processor.overlaps.load(Ordering::SeqCst), 0, "a queue was processed by two workers at once");
+    assert_eq!(
+        processor.overlaps.load(Ordering::SeqCst),
+        0,
+        "a queue was processed by two workers at once"
+    );
     assert_eq!(total, 160);
     for q in 0..4u16 {
-        assert_eq!(env.stored_seqs(q).await, (0..40).collect::<Vec<i64>>(), "queue {q}");
+        assert_eq!(
+            env.stored_seqs(q).await,
+            (0..40).collect::<Vec<i64>>(),
+            "queue {q}"
+        );
     }
-    let contended = |m: &matomo_worker::metrics::Metrics| m.locks.get_or_create(&LockLabels { event: LockEvent::Contended }).get();
-    let acquired = |m: &matomo_worker::metrics::Metrics| m.locks.get_or_create(&LockLabels { event: LockEvent::Acquired }).get();
-    assert!(acquired(&ma) > 0 && acquired(&mb) > 0, "both engines worked");
+    let contended = |m: &matomo_worker::metrics::Metrics| {
+        m.locks
+            .get_or_create(&LockLabels {
+                event: LockEvent::Contended,
+            })
+            .get()
+    };
+    let acquired = |m: &matomo_worker::metrics::Metrics| {
+        m.locks
+            .get_or_create(&LockLabels {
+                event: LockEvent::Acquired,
+            })
+            .get()
+    };
+    assert!(
+        acquired(&ma) > 0 && acquired(&mb) > 0,
+        "both engines worked"
+    );
     // Not asserted to be non-zero (timing), but reported for the record.
     eprintln!("lock contentions: {} + {}", contended(&ma), contended(&mb));
 }
@@ -45,8 +75,14 @@ async fn a_batch_slower_than_the_lock_ttl_keeps_its_lock() {
     let env = TestEnv::new(1, 5).await;
     let entries: Vec<Vec<u8>> = (0..5).map(|seq| entry(0, seq, &[])).collect();
     env.push(0, &entries).await;
-    let processor = Arc::new(TableProcessor { delay: Duration::from_millis(3500), ..TableProcessor::default() });
-    let opts = EngineOptions { lock_ttl: Duration::from_secs(1), ..env.options() };
+    let processor = Arc::new(TableProcessor {
+        delay: Duration::from_millis(3500),
+        ..TableProcessor::default()
+    });
+    let opts = EngineOptions {
+        lock_ttl: Duration::from_secs(1),
+        ..env.options()
+    };
     let (engine, metrics) = env.engine(processor, opts).await;
     let drain = tokio::spawn(async move { engine.drain().await });
 
@@ -57,11 +93,21 @@ async fn a_batch_slower_than_the_lock_ttl_keeps_its_lock() {
     while started.elapsed() < Duration::from_millis(3000) {
         let taken: Option<String> = env
             .redis
-            .set(&lock_key, "intruder", Some(Expiration::EX(30)), Some(SetOptions::NX), false)
+            .set(
+                &lock_key,
+                "intruder",
+                Some(Expiration::EX(30)),
+                Some(SetOptions::NX),
+                false,
+            )
             .await
             .expect("set nx");
         if started.elapsed() > Duration::from_millis(300) {
-            assert!(taken.is_none(), "the lock expired during a long batch at {:?}", started.elapsed());
+            assert!(
+                taken.is_none(),
+                "the lock expired during a long batch at {:?}",
+                started.elapsed()
+            );
             seen_held = true;
         } else if taken.is_some() {
             // The engine had not taken it yet: give it back.
@@ -74,7 +120,12 @@ async fn a_batch_slower_than_the_lock_ttl_keeps_its_lock() {
     assert_eq!(summary.processed, 5);
     assert_eq!(env.stored_seqs(0).await, vec![0, 1, 2, 3, 4]);
     assert_eq!(env.queue_len(0).await, 0);
-    let renewed = metrics.locks.get_or_create(&LockLabels { event: LockEvent::Renewed }).get();
+    let renewed = metrics
+        .locks
+        .get_or_create(&LockLabels {
+            event: LockEvent::Renewed,
+        })
+        .get();
     assert!(renewed >= 3, "heartbeat renewals: {renewed}");
 }
 
@@ -83,7 +134,10 @@ async fn a_lost_lock_rolls_the_batch_back_and_trims_nothing() {
     let env = TestEnv::new(1, 5).await;
     let entries: Vec<Vec<u8>> = (0..5).map(|seq| entry(0, seq, &[])).collect();
     env.push(0, &entries).await;
-    let processor = Arc::new(TableProcessor { delay: Duration::from_millis(1500), ..TableProcessor::default() });
+    let processor = Arc::new(TableProcessor {
+        delay: Duration::from_millis(1500),
+        ..TableProcessor::default()
+    });
     let (engine, metrics) = env.engine(processor, env.options()).await;
     let drain = {
         let engine = engine.clone();
@@ -98,17 +152,43 @@ async fn a_lost_lock_rolls_the_batch_back_and_trims_nothing() {
         if held.is_some() {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "engine never took the lock");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "engine never took the lock"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _: () = env.redis.set(&lock_key, "intruder", Some(Expiration::EX(30)), None, false).await.expect("set");
+    let _: () = env
+        .redis
+        .set(&lock_key, "intruder", Some(Expiration::EX(30)), None, false)
+        .await
+        .expect("set");
     drain.await.expect("task").expect("drain");
 
-    assert!(env.stored_seqs(0).await.is_empty(), "rows of a batch whose lock was lost were committed");
-    assert_eq!(env.queue_len(0).await, 5, "entries were trimmed without the lock");
+    assert!(
+        env.stored_seqs(0).await.is_empty(),
+        "rows of a batch whose lock was lost were committed"
+    );
+    assert_eq!(
+        env.queue_len(0).await,
+        5,
+        "entries were trimmed without the lock"
+    );
     let holder: Option<String> = env.redis.get(&lock_key).await.expect("get");
-    assert_eq!(holder.as_deref(), Some("intruder"), "the engine released a lock it did not hold");
-    assert!(metrics.locks.get_or_create(&LockLabels { event: LockEvent::Lost }).get() >= 1);
+    assert_eq!(
+        holder.as_deref(),
+        Some("intruder"),
+        "the engine released a lock it did not hold"
+    );
+    assert!(
+        metrics
+            .locks
+            .get_or_create(&LockLabels {
+                event: LockEvent::Lost
+            })
+            .get()
+            >= 1
+    );
 
     // Once the intruder is gone, the same batch is processed exactly once.
     let _: i64 = env.redis.del(&lock_key).await.expect("del");

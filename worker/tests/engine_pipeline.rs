@@ -14,7 +14,10 @@ use matomo_worker::engine::{DeadLetters, EngineOptions};
 use matomo_worker::metrics::{EntryLabels, EntryOutcome};
 
 fn count(metrics: &matomo_worker::metrics::Metrics, queue: u16, outcome: EntryOutcome) -> u64 {
-    metrics.entries.get_or_create(&EntryLabels { queue, outcome }).get()
+    metrics
+        .entries
+        .get_or_create(&EntryLabels { queue, outcome })
+        .get()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -25,7 +28,10 @@ async fn order_within_a_queue_is_kept_across_batches_and_lock_hand_offs() {
 
     // Two engines (as two processes would be), two batches per lock: the queue changes hands
     // between them many times.
-    let opts = EngineOptions { max_batches_per_lock: 2, ..env.options() };
+    let opts = EngineOptions {
+        max_batches_per_lock: 2,
+        ..env.options()
+    };
     let processor = Arc::new(TableProcessor::default());
     let (a, _) = env.engine(processor.clone(), opts.clone()).await;
     let (b, _) = env.engine(processor.clone(), opts).await;
@@ -46,16 +52,27 @@ async fn many_queues_are_each_drained_in_order_including_remainders() {
         let entries: Vec<Vec<u8>> = (0..23).map(|seq| entry(q, seq, &[])).collect();
         env.push(q, &entries).await;
     }
-    let opts = EngineOptions { pool_size: 3, ..env.options() };
+    let opts = EngineOptions {
+        pool_size: 3,
+        ..env.options()
+    };
     let (engine, metrics) = env.engine(Arc::new(TableProcessor::default()), opts).await;
     let summary = engine.drain().await.expect("drain");
     assert_eq!(summary.processed, 8 * 23);
     for q in 0..8u16 {
-        assert_eq!(env.stored_seqs(q).await, (0..23).collect::<Vec<i64>>(), "queue {q}");
+        assert_eq!(
+            env.stored_seqs(q).await,
+            (0..23).collect::<Vec<i64>>(),
+            "queue {q}"
+        );
         assert_eq!(env.queue_len(q).await, 0);
         assert_eq!(count(&metrics, q, EntryOutcome::Processed), 23);
     }
-    assert_eq!(summary.batches, 8 * 3, "two full batches and one remainder per queue");
+    assert_eq!(
+        summary.batches,
+        8 * 3,
+        "two full batches and one remainder per queue"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -71,7 +88,9 @@ async fn a_poison_entry_is_dead_lettered_while_its_neighbours_are_stored() {
         });
     }
     env.push(0, &entries).await;
-    let (engine, metrics) = env.engine(Arc::new(TableProcessor::default()), env.options()).await;
+    let (engine, metrics) = env
+        .engine(Arc::new(TableProcessor::default()), env.options())
+        .await;
     let summary = engine.drain().await.expect("drain");
 
     // The poison set's own row was rolled back with its batch; the neighbours are stored once.
@@ -88,7 +107,11 @@ async fn a_poison_entry_is_dead_lettered_while_its_neighbours_are_stored() {
     assert_eq!(records.len(), 2);
     assert_eq!(records[0].reason, "test: poison hit");
     assert_eq!(records[0].entry().expect("bytes"), entries[3]);
-    assert!(records[1].reason.starts_with("undecodable"), "{}", records[1].reason);
+    assert!(
+        records[1].reason.starts_with("undecodable"),
+        "{}",
+        records[1].reason
+    );
     assert_eq!(records[1].entry().expect("bytes"), entries[5]);
     assert!(records.iter().all(|r| r.queue == 0));
 
@@ -131,7 +154,11 @@ async fn a_php_format_fixture_queue_is_drained() {
     };
     let mut entries = Vec::new();
     for seq in 0..30 {
-        entries.push(if seq % 3 == 2 { php_json(seq).into_bytes() } else { gz(&php_json(seq)) });
+        entries.push(if seq % 3 == 2 {
+            php_json(seq).into_bytes()
+        } else {
+            gz(&php_json(seq))
+        });
     }
     entries.push(gz(&php_json(30)));
     entries.push(gz(&php_json(30)));
@@ -140,11 +167,17 @@ async fn a_php_format_fixture_queue_is_drained() {
     assert_eq!(&ours[..2], &[0x78, 0x9c]);
     env.push(1, &entries).await;
 
-    let (engine, _) = env.engine(Arc::new(TableProcessor::default()), env.options()).await;
+    let (engine, _) = env
+        .engine(Arc::new(TableProcessor::default()), env.options())
+        .await;
     let summary = engine.drain().await.expect("drain");
     let mut expected: Vec<i64> = (0..31).collect();
     expected.push(30);
-    assert_eq!(env.stored_seqs(1).await, expected, "identical entries are both stored");
+    assert_eq!(
+        env.stored_seqs(1).await,
+        expected,
+        "identical entries are both stored"
+    );
     assert_eq!(summary.processed, 32);
     assert_eq!(env.queue_len(1).await, 0);
 }
@@ -152,7 +185,10 @@ async fn a_php_format_fixture_queue_is_drained() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn run_drains_a_remainder_within_bounded_time_and_shuts_down_gracefully() {
     let env = TestEnv::new(4, 50).await;
-    let opts = EngineOptions { max_batch_wait: Duration::from_millis(500), ..env.options() };
+    let opts = EngineOptions {
+        max_batch_wait: Duration::from_millis(500),
+        ..env.options()
+    };
     let (engine, _) = env.engine(Arc::new(TableProcessor::default()), opts).await;
     let runner = {
         let engine = engine.clone();
@@ -168,7 +204,10 @@ async fn run_drains_a_remainder_within_bounded_time_and_shuts_down_gracefully() 
     env.push(2, &fresh).await;
     let started = Instant::now();
     while env.stored_seqs(2).await.len() < 3 {
-        assert!(started.elapsed() < Duration::from_secs(5), "remainder not processed in time");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "remainder not processed in time"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(env.stored_seqs(2).await, vec![0, 1, 2]);
@@ -182,7 +221,9 @@ async fn run_drains_a_remainder_within_bounded_time_and_shuts_down_gracefully() 
     // Every lock was released.
     for q in 0..4u16 {
         let lock: Option<String> =
-            fred::prelude::KeysInterface::get(&env.redis, matomo_wire::lock_key(&env.prefix, q)).await.expect("get");
+            fred::prelude::KeysInterface::get(&env.redis, matomo_wire::lock_key(&env.prefix, q))
+                .await
+                .expect("get");
         assert_eq!(lock, None, "lock of queue {q} released");
     }
 }

@@ -46,11 +46,17 @@ impl TestEnv {
         let mut conn = root.get_conn().await.unwrap_or_else(|e| {
             panic!("MariaDB at 127.0.0.1:3306 (user matomo) is unreachable; the engine tests need the real service: {e}")
         });
-        conn.query_drop(format!("CREATE DATABASE `{db}`")).await.expect("create test database");
+        conn.query_drop(format!("CREATE DATABASE `{db}`"))
+            .await
+            .expect("create test database");
         drop(conn);
         let _ = root.disconnect().await;
         let env = Self::attach(&db, &prefix, num_queues, batch_size, true).await;
-        let mut conn = env.mysql.get_conn().await.expect("connect to the test database");
+        let mut conn = env
+            .mysql
+            .get_conn()
+            .await
+            .expect("connect to the test database");
         conn.query_drop(
             "CREATE TABLE engine_hits (
                 id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -66,7 +72,13 @@ impl TestEnv {
     }
 
     /// Connects to an existing environment (the crash test's child process).
-    pub async fn attach(db: &str, prefix: &str, num_queues: u16, batch_size: usize, owned: bool) -> TestEnv {
+    pub async fn attach(
+        db: &str,
+        prefix: &str,
+        num_queues: u16,
+        batch_size: usize,
+        owned: bool,
+    ) -> TestEnv {
         let mut config = tier_config::Config::default();
         config.database.dbname = db.to_owned();
         config.database.tables_prefix = "matomo_".into();
@@ -82,8 +94,17 @@ impl TestEnv {
         let redis = matomo_worker::engine::redis::connect(&config).await.unwrap_or_else(|e| {
             panic!("Redis at 127.0.0.1:6379 is unreachable; the engine tests need the real service: {e}")
         });
-        let mysql = mysql_async::Pool::new(mysql_async::Opts::from_url(&config.mysql_url()).expect("mysql url"));
-        TestEnv { config, redis, mysql, db: db.to_owned(), prefix: prefix.to_owned(), owned }
+        let mysql = mysql_async::Pool::new(
+            mysql_async::Opts::from_url(&config.mysql_url()).expect("mysql url"),
+        );
+        TestEnv {
+            config,
+            redis,
+            mysql,
+            db: db.to_owned(),
+            prefix: prefix.to_owned(),
+            owned,
+        }
     }
 
     /// Engine options from the test configuration.
@@ -92,7 +113,11 @@ impl TestEnv {
     }
 
     /// An engine over `processor` with `opts`.
-    pub async fn engine<P: BatchProcessor>(&self, processor: Arc<P>, opts: EngineOptions) -> (Engine<P>, Arc<Metrics>) {
+    pub async fn engine<P: BatchProcessor>(
+        &self,
+        processor: Arc<P>,
+        opts: EngineOptions,
+    ) -> (Engine<P>, Arc<Metrics>) {
         let (_, metrics) = matomo_worker::metrics::standalone();
         let engine = Engine::new(
             self.redis.clone(),
@@ -129,12 +154,19 @@ impl TestEnv {
     /// Stored rows `(queue, seq)` in insertion (commit) order.
     pub async fn stored(&self) -> Vec<(u16, i64)> {
         let mut conn = self.mysql.get_conn().await.expect("conn");
-        conn.query("SELECT queue, seq FROM engine_hits ORDER BY id").await.expect("select hits")
+        conn.query("SELECT queue, seq FROM engine_hits ORDER BY id")
+            .await
+            .expect("select hits")
     }
 
     /// Stored rows of one queue, in order.
     pub async fn stored_seqs(&self, queue: u16) -> Vec<i64> {
-        self.stored().await.into_iter().filter(|(q, _)| *q == queue).map(|(_, s)| s).collect()
+        self.stored()
+            .await
+            .into_iter()
+            .filter(|(q, _)| *q == queue)
+            .map(|(_, s)| s)
+            .collect()
     }
 }
 
@@ -149,11 +181,18 @@ impl Drop for TestEnv {
         // Async clean-up cannot run in Drop; a thread with its own runtime does it, so it also
         // happens after a failed assertion.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(async move {
                 let root = mysql_async::Pool::new(MYSQL_ROOT_URL);
                 if let Ok(mut conn) = root.get_conn().await {
-                    let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS `{db}`")).await;
+                    let _ = conn
+                        .query_drop(format!("DROP DATABASE IF EXISTS `{db}`"))
+                        .await;
                 }
                 let _ = root.disconnect().await;
                 if let Ok(config) = fred::prelude::Config::from_url(&redis_url) {
@@ -191,7 +230,10 @@ pub fn request_set(queue: u16, seq: i64, extra: &[(&str, &str)]) -> RequestSet {
     params.insert("rec".into(), "1".into());
     params.insert("q".into(), queue.to_string().into());
     params.insert("seq".into(), seq.to_string().into());
-    params.insert("url".into(), format!("http://example.com/page/{seq}").into());
+    params.insert(
+        "url".into(),
+        format!("http://example.com/page/{seq}").into(),
+    );
     for (k, v) in extra {
         params.insert((*k).into(), (*v).into());
     }
@@ -270,35 +312,60 @@ impl BatchProcessor for TableProcessor {
 }
 
 impl TableProcessor {
-    async fn write(&self, tx: &mut Transaction<'static>, sets: &[RequestSet]) -> Result<Vec<SetResult>, ProcessError> {
+    async fn write(
+        &self,
+        tx: &mut Transaction<'static>,
+        sets: &[RequestSet],
+    ) -> Result<Vec<SetResult>, ProcessError> {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
         let remaining = self.transient_failures.load(Ordering::SeqCst);
         if remaining > 0 {
-            self.transient_failures.store(remaining - 1, Ordering::SeqCst);
+            self.transient_failures
+                .store(remaining - 1, Ordering::SeqCst);
             return Err(ProcessError::Transient("simulated deadlock (1213)".into()));
         }
         let mut out = Vec::with_capacity(sets.len());
         for (index, set) in sets.iter().enumerate() {
             let mut recorded = 0;
             for request in &set.requests {
-                let get = |k: &str| matomo_wire::param_str(request, k).map(|v| v.into_owned()).unwrap_or_default();
+                let get = |k: &str| {
+                    matomo_wire::param_str(request, k)
+                        .map(|v| v.into_owned())
+                        .unwrap_or_default()
+                };
                 tx.exec_drop(
                     "INSERT INTO engine_hits (queue, seq, url, time) VALUES (?, ?, ?, ?)",
-                    (get("q").parse::<i64>().unwrap_or(-1), get("seq").parse::<i64>().unwrap_or(-1), get("url"), set.time),
+                    (
+                        get("q").parse::<i64>().unwrap_or(-1),
+                        get("seq").parse::<i64>().unwrap_or(-1),
+                        get("url"),
+                        set.time,
+                    ),
                 )
                 .await
                 .map_err(|e| ProcessError::Transient(e.to_string()))?;
                 recorded += 1;
                 if get("poison") == "1" {
-                    return Err(ProcessError::Poison { index, reason: "test: poison hit".into(), dead_letter: true });
+                    return Err(ProcessError::Poison {
+                        index,
+                        reason: "test: poison hit".into(),
+                        dead_letter: true,
+                    });
                 }
                 if get("drop") == "1" {
-                    return Err(ProcessError::Poison { index, reason: "test: dropped hit".into(), dead_letter: false });
+                    return Err(ProcessError::Poison {
+                        index,
+                        reason: "test: dropped hit".into(),
+                        dead_letter: false,
+                    });
                 }
             }
-            out.push(SetResult { recorded, skipped: 0 });
+            out.push(SetResult {
+                recorded,
+                skipped: 0,
+            });
         }
         Ok(out)
     }

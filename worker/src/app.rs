@@ -1,0 +1,225 @@
+//! Start-up and the long-running modes of the worker binary: connect to Redis and MySQL (one
+//! clear error naming the settings when that fails), build the tracker and the engine, serve
+//! `/healthz`, `/readyz`, `/metrics`, and run the pool (`run`) or process cycles (`process`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable as _;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, EngineError, EngineOptions, RunSummary};
+use crate::metrics::Metrics;
+use crate::tracker::{Tracker, TrackerError};
+
+/// Why the worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Redis unreachable or refusing the credentials.
+    #[error("cannot connect to Redis at {url} (settings redis.host, redis.port, redis.database, redis.password): {source}")]
+    Redis {
+        /// The URL with the password redacted.
+        url: String,
+        /// The client's error.
+        source: fred::error::Error,
+    },
+    /// MySQL unreachable or refusing the credentials.
+    #[error("cannot connect to MySQL at {url} (settings database.host, database.port, database.username, database.password, database.dbname): {source}")]
+    Mysql {
+        /// The URL with the password redacted.
+        url: String,
+        /// The driver's error.
+        source: mysql_async::Error,
+    },
+    /// The tracker could not load its configuration tables or data files.
+    #[error("cannot start the tracker: {0}")]
+    Tracker(#[from] TrackerError),
+    /// The engine refused its options or could not prepare its table/scripts.
+    #[error("cannot start the engine: {0}")]
+    Engine(#[from] EngineError),
+    /// The HTTP address is not available.
+    #[error("cannot listen on {addr} (setting worker.listen): {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Connected backends.
+#[derive(Clone)]
+pub struct Backends {
+    /// The configuration in force.
+    pub config: tier_config::Config,
+    /// Redis.
+    pub redis: fred::clients::Pool,
+    /// MySQL.
+    pub mysql: mysql_async::Pool,
+}
+
+/// Connects to Redis only (commands that do not need MySQL).
+pub async fn connect_redis(
+    config: &tier_config::Config,
+) -> Result<fred::clients::Pool, StartupError> {
+    crate::engine::redis::connect(config)
+        .await
+        .map_err(|source| StartupError::Redis {
+            url: config.redis_url_redacted(),
+            source,
+        })
+}
+
+/// Connects to MySQL and checks the connection works.
+pub async fn connect_mysql(
+    config: &tier_config::Config,
+) -> Result<mysql_async::Pool, StartupError> {
+    let err = |source| StartupError::Mysql {
+        url: config.mysql_url_redacted(),
+        source,
+    };
+    let opts = mysql_async::Opts::from_url(&config.mysql_url()).map_err(|e| err(e.into()))?;
+    let max = config
+        .database
+        .pool_size
+        .max(config.worker.pool_size * 2 + 2);
+    let constraints = mysql_async::PoolConstraints::new(0, max).unwrap_or_default();
+    let opts = mysql_async::OptsBuilder::from_opts(opts)
+        .pool_opts(mysql_async::PoolOpts::default().with_constraints(constraints));
+    let pool = mysql_async::Pool::new(opts);
+    let mut conn = pool.get_conn().await.map_err(err)?;
+    conn.ping().await.map_err(err)?;
+    Ok(pool)
+}
+
+/// Connects to both.
+pub async fn connect(config: &tier_config::Config) -> Result<Backends, StartupError> {
+    let redis = connect_redis(config).await?;
+    let mysql = connect_mysql(config).await?;
+    Ok(Backends {
+        config: config.clone(),
+        redis,
+        mysql,
+    })
+}
+
+/// Builds the engine over the tracker core.
+pub async fn tracker_engine(
+    backends: &Backends,
+    opts: EngineOptions,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<Engine<Tracker>, StartupError> {
+    let tracker = Tracker::new(&backends.config, backends.mysql.clone()).await?;
+    Ok(Engine::new(
+        backends.redis.clone(),
+        backends.mysql.clone(),
+        Arc::new(tracker),
+        opts,
+        metrics,
+        shutdown,
+    )
+    .await?)
+}
+
+/// Engine options from the configuration plus the test hook environment variable
+/// `MATOMO_WORKER_TEST_PAUSE_AFTER_COMMIT` (for crash tests only).
+pub fn engine_options(config: &tier_config::Config) -> EngineOptions {
+    let mut opts = EngineOptions::from_config(config);
+    opts.pause_after_commit = std::env::var("MATOMO_WORKER_TEST_PAUSE_AFTER_COMMIT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok());
+    opts
+}
+
+/// `run`: the worker pool with its HTTP endpoints, until `shutdown` fires.
+pub async fn run(
+    backends: Backends,
+    shutdown: CancellationToken,
+) -> Result<RunSummary, StartupError> {
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::new(&mut registry));
+    let addr = backends.config.worker.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Listen { addr, source })?;
+    let engine = tracker_engine(
+        &backends,
+        engine_options(&backends.config),
+        metrics,
+        shutdown.clone(),
+    )
+    .await?;
+    let http = crate::http::HttpState::new(
+        registry,
+        backends.redis.clone(),
+        backends.mysql.clone(),
+        shutdown.clone(),
+    );
+    let server = tokio::spawn(crate::http::serve(listener, http, shutdown.clone()));
+    tracing::info!(
+        %addr,
+        queues = backends.config.queue.num_queue_workers,
+        tasks = backends.config.worker.pool_size,
+        batch = backends.config.queue.num_requests_to_process,
+        "matomo-worker running"
+    );
+    let summary = engine.run().await?;
+    let _ = server.await;
+    Ok(summary)
+}
+
+/// `process`: `cycles` passes over the queues (0: until shutdown), `sleep` apart. `once` also
+/// takes every remainder smaller than a batch without waiting.
+pub async fn process(
+    backends: Backends,
+    queue_id: Option<u16>,
+    once: bool,
+    cycles: u64,
+    sleep: Duration,
+    shutdown: CancellationToken,
+) -> Result<RunSummary, StartupError> {
+    let (_, metrics) = crate::metrics::standalone();
+    let mut opts = engine_options(&backends.config);
+    opts.only_queue = queue_id;
+    let engine = tracker_engine(&backends, opts, metrics, shutdown.clone()).await?;
+    let mut total = RunSummary::default();
+    let mut cycle = 0u64;
+    loop {
+        let started = std::time::Instant::now();
+        let summary = if once {
+            engine.drain().await?
+        } else {
+            engine.drain_due().await?
+        };
+        let secs = started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 {
+            summary.processed as f64 / secs
+        } else {
+            0.0
+        };
+        tracing::info!(
+            processed = summary.processed,
+            dead_lettered = summary.dead_lettered,
+            already_committed = summary.already_committed,
+            "this worker finished queue processing with {rate:.2} entries/s ({} entries in {secs:.2} s)",
+            summary.processed
+        );
+        total.processed += summary.processed;
+        total.batches += summary.batches;
+        total.dead_lettered += summary.dead_lettered;
+        total.dropped += summary.dropped;
+        total.already_committed += summary.already_committed;
+        total.requests_recorded += summary.requests_recorded;
+        cycle += 1;
+        if once || (cycles != 0 && cycle >= cycles) || shutdown.is_cancelled() {
+            return Ok(total);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            () = shutdown.cancelled() => return Ok(total),
+        }
+    }
+}
