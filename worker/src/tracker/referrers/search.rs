@@ -4,8 +4,9 @@
 //! Images `prev`, custom search / InfoSpace / Yahoo fallbacks, hidden keywords, charsets).
 //!
 //! A keyword of `None` is Matomo's `false`: "search engine, keyword not provided" (stored NULL).
-//! Charset conversion covers UTF-8 and ISO-8859-1; other legacy charsets of the list (gb2312,
-//! EUC-KR, Shift_JIS, windows-125x, iso-8859-2) are not converted (see docs). Pure, no I/O.
+//! Charset conversion covers UTF-8 and the single-byte charsets of the list (ISO-8859-1/-2,
+//! windows-1250/1251); multi-byte legacy charsets (gb2312, EUC-KR, Shift_JIS, EUC-JP, MS932)
+//! are not converted. Pure, no I/O.
 
 use std::sync::OnceLock;
 
@@ -17,6 +18,8 @@ use super::super::phpurl::{
     empty_str, parse_url, php_regex, query_params, urldecode, urldecode_bytes, QueryValue,
 };
 use super::php_trim;
+
+mod charsets;
 
 /// A detected search engine and its keyword (`None`: no keyword provided).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,28 +133,43 @@ fn regex_for(engines: &SearchEngines, pattern: &str) -> Option<Regex> {
         .or_else(|| php_regex(pattern))
 }
 
-/// `SearchEngine::convertCharset` for the charsets this build can decode.
+/// `SearchEngine::convertCharset`: with several charsets, the first the bytes are valid in
+/// (`mb_detect_encoding`), then `iconv(charset, 'UTF-8//IGNORE')`; an empty result keeps the
+/// original. Single-byte charsets and UTF-8 are converted; multi-byte legacy charsets (gb2312,
+/// EUC-KR, Shift_JIS, EUC-JP, MS932) are not, and the bytes are kept as UTF-8 (documented gap).
 fn convert_charset(bytes: Vec<u8>, charsets: &[String]) -> String {
     let utf8_ok = std::str::from_utf8(&bytes).is_ok();
     let charset = if charsets.len() > 1 {
-        // mb_detect_encoding picks the first listed encoding the bytes are valid in
         charsets
             .iter()
-            .find(|c| {
-                let c = c.to_ascii_lowercase();
-                if c == "utf-8" {
-                    utf8_ok
-                } else {
-                    true
-                }
-            })
+            .find(|c| !c.eq_ignore_ascii_case("utf-8") || utf8_ok)
             .unwrap_or(&charsets[0])
     } else {
         &charsets[0]
     };
-    match charset.to_ascii_lowercase().as_str() {
+    let lower = charset.to_ascii_lowercase();
+    let converted: String = match lower.as_str() {
+        "utf-8" | "utf8" => bytes.utf8_chunks().map(|c| c.valid()).collect(),
         "iso-8859-1" | "latin1" => bytes.iter().map(|&b| b as char).collect(),
-        _ => String::from_utf8_lossy(&bytes).into_owned(),
+        other => match charsets::high_half(other) {
+            Some(table) => bytes
+                .iter()
+                .filter_map(|&b| {
+                    if b < 0x80 {
+                        Some(b as char)
+                    } else {
+                        char::from_u32(u32::from(table[usize::from(b - 0x80)]))
+                            .filter(|c| *c != '\0')
+                    }
+                })
+                .collect(),
+            None => return String::from_utf8_lossy(&bytes).into_owned(),
+        },
+    };
+    if converted.is_empty() {
+        String::from_utf8_lossy(&bytes).into_owned()
+    } else {
+        converted
     }
 }
 

@@ -38,6 +38,23 @@ Yahoo!:
       - search.yahoo.com
     params:
       - p
+Poisk.Ru:
+  -
+    urls:
+      - www.poisk.ru
+    params:
+      - text
+    charsets:
+      - windows-1251
+Mailru:
+  -
+    urls:
+      - go.mail.ru
+    params:
+      - q
+    charsets:
+      - UTF-8
+      - windows-1251
 "#;
 
 const SOCIALS: &str = "Facebook:\n  - facebook.com\nVkontakte:\n  - vk.com\n";
@@ -573,5 +590,30 @@ fn existing_visit_and_conversion_attribution() {
         c.referer_name.as_deref(),
         Some("x"),
         "the visit's campaign wins over _ref"
+    );
+}
+
+#[test]
+fn keyword_charsets() {
+    let f = Fixture::new();
+    let kw = |url: &str| f.detect("http://example.com/", url).referer_keyword;
+    // windows-1251 bytes are converted
+    assert_eq!(
+        kw("http://www.poisk.ru/?text=%CF%F0%E8%E2%E5%F2").as_deref(),
+        Some("привет")
+    );
+    // with [UTF-8, windows-1251], valid UTF-8 stays UTF-8, anything else is read as windows-1251
+    assert_eq!(
+        kw("https://go.mail.ru/search?q=%D0%BF%D1%80%D0%B8%D0%B2%D0%B5%D1%82").as_deref(),
+        Some("привет")
+    );
+    assert_eq!(
+        kw("https://go.mail.ru/search?q=%CF%F0%E8%E2%E5%F2").as_deref(),
+        Some("привет")
+    );
+    // UTF-8 sent to a windows-1251 engine is mis-decoded exactly as iconv does
+    assert_eq!(
+        kw("http://www.poisk.ru/?text=%D0%BF").as_deref(),
+        Some("рї")
     );
 }
