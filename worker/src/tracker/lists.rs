@@ -238,9 +238,18 @@ impl Socials {
 
     /// Builds the matcher from `(domain, name)` pairs in Matomo's order.
     pub fn from_entries(entries: Vec<(String, String)>, path: &Path) -> Result<Self, ListsError> {
+        // PHP's preg_match fails (no match) on a domain that is not a valid pattern; such an
+        // entry gets a pattern that never matches instead of failing the whole list.
         let patterns: Vec<String> = entries
             .iter()
-            .map(|(domain, _)| format!(r"(?:^|[./])(?:{domain})(?:[./]|$)"))
+            .map(|(domain, _)| {
+                let p = format!(r"(?:^|[./])(?:{domain})(?:[./]|$)");
+                if Regex::new(&p).is_ok() {
+                    p
+                } else {
+                    r"[^\s\S]".to_owned()
+                }
+            })
             .collect();
         let set = RegexSet::new(&patterns).map_err(|source| ListsError::Regex {
             path: path.to_owned(),
@@ -443,6 +452,25 @@ Dup:
             s.network_for_url("https://example.org/via/x.com/y"),
             Some("X")
         );
+    }
+
+    #[test]
+    fn invalid_social_domain_never_matches() {
+        let yml = "Broken:\n  - 'bro(ken.com'\nVK:\n  - vk.com\n";
+        let s =
+            Socials::from_yaml(yml, Path::new("S")).expect("one bad entry does not fail the list");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.network_for_url("https://bro(ken.com/"), None);
+        assert_eq!(s.network_for_url("https://vk.com/"), Some("VK"));
+    }
+
+    #[test]
+    fn spam_entries_with_non_ascii() {
+        let l = SpamList::from_text("пример.рф\nxn--e1afmkfd.xn--p1ai\n", Path::new("s"))
+            .expect("builds");
+        assert!(l.is_spam("http://пример.рф/"));
+        assert!(l.is_spam("http://XN--E1AFMKFD.xn--p1ai/"));
+        assert!(!l.is_spam("http://example.com/"));
     }
 
     #[test]
