@@ -16,6 +16,7 @@
 //!
 //! API:
 //! - `browser_language(lang_param, accept_language_header) -> String`
+//!   (`browser_language_cli(.., process_lang)` adds the PHP CLI `LANG` fallback)
 //! - `location_browser_lang(&browser_lang) -> String`
 //! - `country_from_language(&browser_lang, enable_guess) -> String`
 //! - `ip_to_binary(&str) -> Vec<u8>`, `binary_to_ip_string(&[u8]) -> String`
@@ -59,6 +60,27 @@ pub fn browser_language(lang_param: &str, accept_language: &str) -> String {
         param
     };
     normalize_browser_language(&value)
+}
+
+/// `browser_language` as a PHP CLI worker (QueuedTracking) computes it: without `lang` and
+/// without an `Accept-Language` header, the worker process's `LANG` environment value is used
+/// (`Common::getBrowserLanguage` in CLI mode), e.g. `C.UTF-8` → `c`.
+pub fn browser_language_cli(
+    lang_param: &str,
+    accept_language: &str,
+    process_lang: Option<&str>,
+) -> String {
+    let param = sanitize_input_value(lang_param);
+    if !(param.is_empty() || param == "0") {
+        return normalize_browser_language(&param);
+    }
+    let header = sanitize_input_value(accept_language);
+    if header.is_empty() || header == "0" {
+        if let Some(env) = process_lang {
+            return normalize_browser_language(env);
+        }
+    }
+    normalize_browser_language(&header)
 }
 
 /// `Common::getBrowserLanguage($value)` for a given, non-null value.

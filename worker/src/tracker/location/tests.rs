@@ -136,3 +136,16 @@ fn default_provider_without_geoip() {
         (None, None, None, None)
     );
 }
+
+#[test]
+fn cli_lang_fallback() {
+    assert_eq!(browser_language_cli("", "", Some("C.UTF-8")), "c");
+    assert_eq!(
+        location_browser_lang(&browser_language_cli("", "", Some("C.UTF-8"))),
+        "xx"
+    );
+    assert_eq!(browser_language_cli("", "", Some("de_DE.UTF-8")), "de-de");
+    assert_eq!(browser_language_cli("", "fr", Some("de_DE.UTF-8")), "fr");
+    assert_eq!(browser_language_cli("it", "fr", Some("de_DE.UTF-8")), "it");
+    assert_eq!(browser_language_cli("", "", None), "");
+}
