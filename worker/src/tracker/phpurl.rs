@@ -741,4 +741,20 @@ mod tests {
         assert!(php_regex("/a/q").is_none());
         assert!(php_regex("/unterminated").is_none());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn url_helpers_never_panic(s in "\\PC{0,40}", t in "[a-z:/?#@\\[\\]%+=&.;0-9]{0,30}") {
+            for input in [&s, &t] {
+                if let Some(p) = parse_url(input) {
+                    let _ = p.reverse();
+                }
+                let q = query_params(input);
+                let _ = query_string_excluding(&q, &ParamMatcher::new(&[input.clone()]));
+                let _ = urldecode(input);
+                let _ = is_look_like_url(input);
+                let _ = php_regex(input);
+            }
+        }
+    }
 }

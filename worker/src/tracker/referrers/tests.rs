@@ -617,3 +617,13 @@ fn keyword_charsets() {
         Some("рї")
     );
 }
+
+proptest::proptest! {
+    #[test]
+    fn detection_never_panics(url in "[a-zA-Z:/?#@%+=&.;_0-9-]{0,40}", urlref in "\\PC{0,40}", r in "(https?://)?[a-z.]{0,12}/?[a-z?=&#%0-9]{0,20}") {
+        let f = Fixture::new();
+        let _ = f.detect(&url, &urlref);
+        let _ = f.detect(&url, &r);
+        let _ = f.detect(&r, &url);
+    }
+}
