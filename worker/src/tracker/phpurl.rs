@@ -750,7 +750,7 @@ mod tests {
                     let _ = p.reverse();
                 }
                 let q = query_params(input);
-                let _ = query_string_excluding(&q, &ParamMatcher::new(&[input.clone()]));
+                let _ = query_string_excluding(&q, &ParamMatcher::new(std::slice::from_ref(input)));
                 let _ = urldecode(input);
                 let _ = is_look_like_url(input);
                 let _ = php_regex(input);
