@@ -24,22 +24,27 @@ use crate::settings::Config;
 #[command(next_help_heading = "Configuration")]
 pub struct CommonArgs {
     /// TOML configuration file (see docs/configuration.md).
-    #[arg(long, value_name = "FILE", env = "MATOMO_TIER_CONFIG")]
+    #[arg(long, global = true, value_name = "FILE", env = "MATOMO_TIER_CONFIG")]
     pub config: Option<PathBuf>,
     /// A Matomo `config/config.ini.php` (or the Matomo install folder) to read [database],
     /// [General] salt, [Tracker] and [QueuedTracking] from.
-    #[arg(long, value_name = "PATH", env = "MATOMO_TIER_MATOMO_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "MATOMO_TIER_MATOMO_CONFIG"
+    )]
     pub matomo_config: Option<PathBuf>,
     /// Folder laid out like a Matomo install's `vendor/matomo/` (device detector regexes,
     /// search engine and social lists, referrer spam list).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub matomo_vendor: Option<PathBuf>,
     /// MaxMind-format GeoIP database (.mmdb).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub geoip_db: Option<PathBuf>,
     /// Set one setting, e.g. `--set queue.num_queue_workers=16` (repeatable; wins over files and
     /// environment). Every setting is listed below.
-    #[arg(long = "set", value_name = "SECTION.KEY=VALUE", long_help = set_long_help())]
+    #[arg(long = "set", global = true, value_name = "SECTION.KEY=VALUE", long_help = set_long_help())]
     pub set: Vec<String>,
 }
 

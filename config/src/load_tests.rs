@@ -396,6 +396,51 @@ fn common_args_parse_and_help_lists_every_setting() {
     }
 }
 
+#[derive(Debug, Parser)]
+struct TestCliWithSubcommands {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: TestCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum TestCommand {
+    Run,
+}
+
+/// `matomo-worker run --config FILE` and `matomo-worker --config FILE run` both work.
+#[test]
+fn common_args_are_accepted_after_a_subcommand() {
+    for argv in [
+        [
+            "bin",
+            "run",
+            "--config",
+            "a.toml",
+            "--set",
+            "log.level=debug",
+        ],
+        [
+            "bin",
+            "--config",
+            "a.toml",
+            "run",
+            "--set",
+            "log.level=debug",
+        ],
+    ] {
+        let cli = TestCliWithSubcommands::try_parse_from(argv).unwrap();
+        assert!(matches!(cli.command, TestCommand::Run));
+        assert_eq!(cli.common.config, Some(PathBuf::from("a.toml")), "{argv:?}");
+        assert_eq!(
+            cli.common.set,
+            vec!["log.level=debug".to_string()],
+            "{argv:?}"
+        );
+    }
+}
+
 /// Every field of `Config` (found by serialising one with every optional field set) is in the
 /// registry, and every registry key is a field.
 #[test]
