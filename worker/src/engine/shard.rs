@@ -119,12 +119,11 @@ impl<'a, P: BatchProcessor> ShardRun<'a, P> {
         force_partial: bool,
     ) -> Result<RunSummary, EngineError> {
         let metrics = sh.metrics.clone();
+        // Losses are counted once, when the run ends because of them.
         let heartbeat = Heartbeat::start(lock.clone(), move |ok| {
-            metrics.lock(if ok {
-                LockEvent::Renewed
-            } else {
-                LockEvent::Lost
-            });
+            if ok {
+                metrics.lock(LockEvent::Renewed);
+            }
         });
         let queue = lock.queue_id();
         let mut run = ShardRun {
