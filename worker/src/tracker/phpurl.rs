@@ -41,12 +41,16 @@ pub struct ParsedUrl {
 }
 
 fn ctl(s: &[u8]) -> String {
-    // php_replace_controlchars: every iscntrl byte becomes '_'
-    let v: Vec<u8> = s
-        .iter()
-        .map(|&b| if b < 0x20 || b == 0x7f { b'_' } else { b })
-        .collect();
-    String::from_utf8_lossy(&v).into_owned()
+    // php_replace_controlchars: every iscntrl byte becomes '_'. Components are cut at ASCII
+    // delimiters of a &str, so they are valid UTF-8 and stay so after the ASCII replacement.
+    let text = String::from_utf8_lossy(s);
+    if text.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        text.chars()
+            .map(|c| if c < ' ' || c == '\x7f' { '_' } else { c })
+            .collect()
+    } else {
+        text.into_owned()
+    }
 }
 
 fn find(s: &[u8], from: usize, to: usize, c: u8) -> Option<usize> {

@@ -15,7 +15,8 @@ use regex::Regex;
 use super::super::lists::SearchEngines;
 use super::super::location::{COUNTRY_CODES, COUNTRY_CODES_EXTRA};
 use super::super::phpurl::{
-    empty_str, parse_url, php_regex, query_params, urldecode, urldecode_bytes, QueryValue,
+    empty_str, parse_url, php_regex, query_params, urldecode, urldecode_bytes, QueryParams,
+    QueryValue,
 };
 use super::php_trim;
 
@@ -56,8 +57,8 @@ fn trim_bytes(b: &[u8]) -> Vec<u8> {
     b[start..end].to_vec()
 }
 
-fn param_string(query: &str, name: &str) -> Option<String> {
-    query_params(query)
+fn param_string(query: &QueryParams, name: &str) -> Option<String> {
+    query
         .get(name)
         .and_then(QueryValue::as_str)
         .map(str::to_owned)
@@ -126,11 +127,13 @@ fn engine_key(engines: &SearchEngines, host: &str, path: &str, query: &str) -> O
     }
 }
 
-fn regex_for(engines: &SearchEngines, pattern: &str) -> Option<Regex> {
-    engines
-        .regex(pattern)
-        .cloned()
-        .or_else(|| php_regex(pattern))
+/// Runs `f` with the compiled form of a PHP pattern of the list (compiled at load time; other
+/// patterns are compiled on the spot).
+fn with_regex<T>(engines: &SearchEngines, pattern: &str, f: impl FnOnce(&Regex) -> T) -> Option<T> {
+    match engines.regex(pattern) {
+        Some(r) => Some(f(r)),
+        None => php_regex(pattern).map(|r| f(&r)),
+    }
 }
 
 /// `SearchEngine::convertCharset`: with several charsets, the first the bytes are valid in
@@ -192,18 +195,20 @@ pub fn extract_search_engine(
     let def = engines.definition(&key_host)?;
     let mut name = def.name.clone();
     let mut key = Key::Null;
+    let mut qp = query_params(&query);
 
     if name == "Google Images" {
         if query.contains("&prev") {
-            let prev = urldecode(php_trim(&param_string(&query, "prev").unwrap_or_default()));
+            let prev = urldecode(php_trim(&param_string(&qp, "prev").unwrap_or_default()));
             query = prev
                 .find('?')
                 .map(|p| prev[p..].replace('&', "&amp;"))
                 .unwrap_or_default();
+            qp = query_params(&query);
         }
     } else if name == "Google" && (query.contains("&as_") || query.starts_with("as_")) {
         let mut keys: Vec<String> = Vec::new();
-        let get = |k: &str| param_string(&query, k).filter(|v| !empty_str(v));
+        let get = |k: &str| param_string(&qp, k).filter(|v| !empty_str(v));
         if let Some(k) = get("as_q") {
             keys.push(k);
         }
@@ -219,7 +224,7 @@ pub fn extract_search_engine(
         key = Key::Str(trim_bytes(&urldecode_bytes(&keys.join(" "))));
     }
     if name == "Google" {
-        match param_string(&query, "tbm").as_deref() {
+        match param_string(&qp, "tbm").as_deref() {
             Some("isch") => name = "Google Images".to_owned(),
             Some("vid") => name = "Google Video".to_owned(),
             Some("shop") => name = "Google Shopping".to_owned(),
@@ -230,15 +235,17 @@ pub fn extract_search_engine(
     if key.php_empty() {
         for var in &def.params {
             if var.starts_with('/') {
-                if let Some(caps) = regex_for(engines, var).and_then(|r| {
+                if let Some(caps) = with_regex(engines, var, |r| {
                     r.captures(referrer_url)
                         .map(|c| c.get(1).map(|m| m.as_str().to_owned()).unwrap_or_default())
-                }) {
+                })
+                .flatten()
+                {
                     key = Key::Str(trim_bytes(&urldecode_bytes(&caps)));
                     break;
                 }
             } else {
-                let raw = param_string(&query, var).unwrap_or_default();
+                let raw = param_string(&qp, var).unwrap_or_default();
                 key = Key::Str(trim_bytes(&urldecode_bytes(&raw)));
                 if key.php_empty()
                     && (query.contains(&format!("&{var}=")) || query.contains(&format!("?{var}=")))
@@ -253,11 +260,6 @@ pub fn extract_search_engine(
     }
 
     if key.null_or_empty_string() {
-        let default_hidden = ["/^$/".to_owned(), "/".to_owned()];
-        let hidden: &[String] = match &def.hidden_keyword {
-            Some(h) if !h.is_empty() => h,
-            _ => &default_hidden,
-        };
         let mut target = path.clone();
         if !empty_str(&query) {
             target.push('?');
@@ -267,16 +269,26 @@ pub fn extract_search_engine(
             target.push('#');
             target.push_str(f);
         }
-        for p in hidden {
-            let is_regex = p.len() > 1 && p.starts_with('/') && p.ends_with('/');
-            let hit = if is_regex {
-                regex_for(engines, p).is_some_and(|r| r.is_match(&target))
-            } else {
-                *p == target
-            };
-            if hit {
-                key = Key::False;
-                break;
+        match def.hidden_keyword.as_deref().filter(|h| !h.is_empty()) {
+            Some(hidden) => {
+                for p in hidden {
+                    let is_regex = p.len() > 1 && p.starts_with('/') && p.ends_with('/');
+                    let hit = if is_regex {
+                        with_regex(engines, p, |r| r.is_match(&target)).unwrap_or(false)
+                    } else {
+                        *p == target
+                    };
+                    if hit {
+                        key = Key::False;
+                        break;
+                    }
+                }
+            }
+            // Matomo's default: '/^$/' (empty) and '/' (literal)
+            None => {
+                if target.is_empty() || target == "/" {
+                    key = Key::False;
+                }
             }
         }
     }
