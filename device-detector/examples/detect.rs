@@ -8,7 +8,9 @@ use matomo_device_detector::{ClientHints, DeviceDetector};
 fn main() {
     let mut args = std::env::args().skip(1);
     let Some(dir) = args.next() else {
-        eprintln!("usage: detect REGEXES_DIR [USER_AGENT…]  (user agents from stdin when none given)");
+        eprintln!(
+            "usage: detect REGEXES_DIR [USER_AGENT…]  (user agents from stdin when none given)"
+        );
         std::process::exit(2);
     };
     let dd = match DeviceDetector::from_dir(dir.as_ref()) {
@@ -20,7 +22,11 @@ fn main() {
     };
     let mut uas: Vec<String> = args.collect();
     if uas.is_empty() {
-        uas = std::io::stdin().lock().lines().map_while(Result::ok).collect();
+        uas = std::io::stdin()
+            .lock()
+            .lines()
+            .map_while(Result::ok)
+            .collect();
     }
     for ua in uas {
         let d = dd.detect(&ua, &ClientHints::default());

@@ -63,7 +63,8 @@ impl BrowserParser {
                     "LibWeb" => r"LibWeb\+LibJs".to_string(),
                     other => other.to_string(),
                 };
-                let re = format!(r"(?:{token})\s*/?\s*((?(?=\d+\.\d)\d+[.\d]*|\d{{1,7}}(?=(?:\D|$))))");
+                let re =
+                    format!(r"(?:{token})\s*/?\s*((?(?=\d+\.\d)\d+[.\d]*|\d{{1,7}}(?=(?:\D|$))))");
                 (engine, Pattern::raw(re, true))
             })
             .collect();
@@ -115,7 +116,7 @@ impl BrowserParser {
         let t = self.t;
         let v6_3 = t.version == AlgorithmVersion::V6_3;
         let from_hints = from_client_hints(t, hints, trunc);
-        let from_ua = self.from_user_agent(ua, trunc);
+        let from_ua = self.parse_user_agent(ua, trunc);
         let (mut name, mut version, mut short, mut engine, mut engine_version);
         if !from_hints.name.is_empty() && !from_hints.version.is_empty() {
             name = from_hints.name.clone();
@@ -236,7 +237,7 @@ impl BrowserParser {
         })
     }
 
-    fn from_user_agent(&self, ua: &str, trunc: VersionTruncation) -> Found {
+    fn parse_user_agent(&self, ua: &str, trunc: VersionTruncation) -> Found {
         let Some((idx, caps)) = self.scanner.first(ua) else {
             return Found::default();
         };
@@ -310,7 +311,11 @@ fn from_client_hints(t: &Tables, hints: &ClientHints, trunc: VersionTruncation) 
         let brand = t
             .browser_client_hint_mapping
             .iter()
-            .find(|(_, aliases)| aliases.iter().any(|a| a.to_lowercase() == brand.to_lowercase()))
+            .find(|(_, aliases)| {
+                aliases
+                    .iter()
+                    .any(|a| a.to_lowercase() == brand.to_lowercase())
+            })
             .map_or(brand.as_str(), |(canonical, _)| canonical);
         for (code, browser) in t.browsers {
             if fuzzy_eq(brand, browser)

@@ -96,7 +96,9 @@ impl DeviceParser {
     pub(crate) fn new(kind: DeviceKind, file: &'static str, rules: &Ordered<DeviceRule>) -> Self {
         let pre_check = match kind {
             DeviceKind::HbbTv => Some(Pattern::parser(r"HbbTV/([1-9]{1}(?:\.[0-9]{1}){1,2})")),
-            DeviceKind::ShellTv => Some(Pattern::parser(r"[a-z]+[ _]Shell[ _]\w{6}|tclwebkit(\d+[\.\d]*)")),
+            DeviceKind::ShellTv => Some(Pattern::parser(
+                r"[a-z]+[ _]Shell[ _]\w{6}|tclwebkit(\d+[\.\d]*)",
+            )),
             DeviceKind::Notebook => Some(Pattern::parser("FBMD/")),
             DeviceKind::Gated | DeviceKind::Mobile => None,
         };
@@ -285,35 +287,36 @@ fn form_factor_type(form_factors: &[String]) -> Option<DeviceType> {
 /// `Parser/VendorFragment.php`.
 #[derive(Debug)]
 pub(crate) struct VendorFragments {
-    rules: Vec<(String, Pattern)>,
+    brands: Vec<String>,
+    scanner: Scanner,
 }
 
 impl VendorFragments {
     pub(crate) fn new(rules: &Ordered<Vec<String>>) -> Self {
+        let mut brands = Vec::new();
+        let mut regexes = Vec::new();
+        for (brand, list) in &rules.0 {
+            for r in list {
+                brands.push(brand.clone());
+                regexes.push(format!("{r}[^a-z0-9]+"));
+            }
+        }
         Self {
-            rules: rules
-                .0
-                .iter()
-                .flat_map(|(brand, regexes)| {
-                    regexes
-                        .iter()
-                        .map(move |r| (brand.clone(), Pattern::parser(&format!("{r}[^a-z0-9]+"))))
-                })
-                .collect(),
+            brands,
+            scanner: Scanner::new(regexes.iter().map(String::as_str)),
         }
     }
 
     pub(crate) fn check(&self) -> Vec<String> {
-        self.rules
-            .iter()
-            .filter_map(|(b, p)| p.check().err().map(|e| format!("vendorfragments.yml {b}: {e}")))
+        self.scanner
+            .check()
+            .into_iter()
+            .map(|(i, e)| format!("vendorfragments.yml {}: {e}", self.brands[i]))
             .collect()
     }
 
     pub(crate) fn brand(&self, ua: &str) -> Option<&str> {
-        self.rules
-            .iter()
-            .find(|(_, p)| p.is_match(ua))
-            .map(|(b, _)| b.as_str())
+        let (idx, _) = self.scanner.first(ua)?;
+        Some(self.brands[idx].as_str())
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::browser::BrowserParser;
 use crate::client::{hint_table, BotParser, ClientParser};
-use crate::detection::{ClientInfo, ClientType, DeviceType, Detection, OsInfo};
+use crate::detection::{ClientInfo, ClientType, Detection, DeviceType, OsInfo};
 use crate::device::{DeviceCommon, DeviceKind, DeviceParser, VendorFragments};
 use crate::hints::ClientHints;
 use crate::os::OsParser;
@@ -126,11 +126,23 @@ impl Engine {
             ClientParser::new(ClientType::Pim, "client/pim.yml", &files.pims, None),
         ];
         let devices = vec![
-            DeviceParser::new(DeviceKind::HbbTv, "device/televisions.yml", &files.televisions),
+            DeviceParser::new(
+                DeviceKind::HbbTv,
+                "device/televisions.yml",
+                &files.televisions,
+            ),
             DeviceParser::new(DeviceKind::ShellTv, "device/shell_tv.yml", &files.shell_tvs),
-            DeviceParser::new(DeviceKind::Notebook, "device/notebooks.yml", &files.notebooks),
+            DeviceParser::new(
+                DeviceKind::Notebook,
+                "device/notebooks.yml",
+                &files.notebooks,
+            ),
             DeviceParser::new(DeviceKind::Gated, "device/consoles.yml", &files.consoles),
-            DeviceParser::new(DeviceKind::Gated, "device/car_browsers.yml", &files.car_browsers),
+            DeviceParser::new(
+                DeviceKind::Gated,
+                "device/car_browsers.yml",
+                &files.car_browsers,
+            ),
             DeviceParser::new(DeviceKind::Gated, "device/cameras.yml", &files.cameras),
             DeviceParser::new(
                 DeviceKind::Gated,
@@ -339,7 +351,11 @@ impl Engine {
         if h.opera_tv.is_match(ua) {
             device = Some(DeviceType::Tv);
         }
-        let android_tv = if v6_4 { &h.android_tv } else { &h.android_tv_6_3 };
+        let android_tv = if v6_4 {
+            &h.android_tv
+        } else {
+            &h.android_tv_6_3
+        };
         if android_tv.is_match(ua) {
             device = Some(DeviceType::Tv);
         }
@@ -352,8 +368,7 @@ impl Engine {
         if device.is_none() && h.tv_paren.is_match(ua) {
             device = Some(DeviceType::Tv);
         }
-        if device != Some(DeviceType::Desktop) && ua.contains("Desktop") && h.desktop.is_match(ua)
-        {
+        if device != Some(DeviceType::Desktop) && ua.contains("Desktop") && h.desktop.is_match(ua) {
             device = Some(DeviceType::Desktop);
         }
         if device.is_none() && det.is_desktop() {

@@ -130,7 +130,9 @@ impl ClientHints {
                     self.platform = v;
                 }
             }
-            "http-sec-ch-ua-platform-version" | "sec-ch-ua-platform-version" | "platformversion" => {
+            "http-sec-ch-ua-platform-version"
+            | "sec-ch-ua-platform-version"
+            | "platformversion" => {
                 if let Some(v) = text() {
                     self.platform_version = v;
                 }
@@ -164,24 +166,20 @@ impl ClientHints {
                     }
                 }
             }
-            "formfactors" | "http-sec-ch-ua-form-factors" | "sec-ch-ua-form-factors" => {
-                match value {
-                    HintValue::Json(Value::Array(items)) => {
-                        self.form_factors = items
-                            .iter()
-                            .map(|v| json_text(v).to_lowercase())
-                            .collect();
-                    }
-                    other => {
-                        if let Some(v) = text_raw(&other) {
-                            let found = quoted_words(&v.to_lowercase());
-                            if !found.is_empty() {
-                                self.form_factors = found;
-                            }
+            "formfactors" | "http-sec-ch-ua-form-factors" | "sec-ch-ua-form-factors" => match value
+            {
+                HintValue::Json(Value::Array(items)) => {
+                    self.form_factors = items.iter().map(|v| json_text(v).to_lowercase()).collect();
+                }
+                other => {
+                    if let Some(v) = text_raw(&other) {
+                        let found = quoted_words(&v.to_lowercase());
+                        if !found.is_empty() {
+                            self.form_factors = found;
                         }
                     }
                 }
-            }
+            },
             _ => {}
         }
     }
@@ -236,10 +234,7 @@ fn combine(pairs: impl Iterator<Item = (String, String)>) -> Vec<(String, String
 /// not fit (as DeviceDetector's `^"([^"]+)"; ?v="([^"]+)"(?:, )?` loop does).
 fn parse_brand_header(mut value: &str) -> Vec<(String, String)> {
     let mut list = Vec::new();
-    loop {
-        let Some(rest) = value.strip_prefix('"') else {
-            break;
-        };
+    while let Some(rest) = value.strip_prefix('"') {
         let Some(end) = rest.find('"') else { break };
         if end == 0 {
             break;

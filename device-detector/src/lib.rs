@@ -30,6 +30,7 @@ mod pattern;
 mod rules;
 mod scan;
 mod tables;
+mod translate;
 
 use std::path::{Path, PathBuf};
 
@@ -123,8 +124,8 @@ impl DeviceDetector {
     pub fn with_options(regexes_dir: &Path, options: Options) -> Result<Self, LoadError> {
         let files = rules::RuleFiles::load(regexes_dir)?;
         let engine = engine::Engine::new(&files, options.version_truncation, options.algorithm);
-        let cache = (options.cache_capacity > 0)
-            .then(|| moka::sync::Cache::new(options.cache_capacity));
+        let cache =
+            (options.cache_capacity > 0).then(|| moka::sync::Cache::new(options.cache_capacity));
         Ok(Self { engine, cache })
     }
 

@@ -117,7 +117,13 @@ mod tests {
         assert_eq!(sanitize_input_value("K&amp;M"), "K&amp;M");
         assert_eq!(sanitize_input_value("a'b\"<c>"), "a&#039;b&quot;&lt;c&gt;");
         assert_eq!(sanitize_input_value("x\r\ny\0"), "xy");
-        assert_eq!(sanitize_input_value("&#65;&#x42;&bogus;&"), "AB&amp;bogus;&amp;");
-        assert_eq!(sanitize_input_value("Mozilla/5.0 (X11)"), "Mozilla/5.0 (X11)");
+        assert_eq!(
+            sanitize_input_value("&#65;&#x42;&bogus;&"),
+            "AB&amp;bogus;&amp;"
+        );
+        assert_eq!(
+            sanitize_input_value("Mozilla/5.0 (X11)"),
+            "Mozilla/5.0 (X11)"
+        );
     }
 }

@@ -4,7 +4,9 @@
 
 use crate::detection::OsInfo;
 use crate::hints::ClientHints;
-use crate::pattern::{build_by_match, build_version, php_int, Captures, Pattern, VersionTruncation};
+use crate::pattern::{
+    build_by_match, build_version, php_int, Captures, Pattern, VersionTruncation,
+};
 use crate::rules::OsRule;
 use crate::scan::Scanner;
 use crate::tables::Tables;
@@ -132,7 +134,7 @@ impl OsParser {
     ) -> Option<OsInfo> {
         let t = self.t;
         let from_hints = from_client_hints(t, hints, trunc);
-        let from_ua = self.from_user_agent(ua, trunc);
+        let from_ua = self.parse_user_agent(ua, trunc);
         let (mut name, mut short, mut version);
         if !from_hints.name.is_empty() {
             name = from_hints.name.clone();
@@ -205,7 +207,7 @@ impl OsParser {
         })
     }
 
-    fn from_user_agent(&self, ua: &str, trunc: VersionTruncation) -> Found {
+    fn parse_user_agent(&self, ua: &str, trunc: VersionTruncation) -> Found {
         let Some((idx, caps)) = self.scanner.first(ua) else {
             return Found::default();
         };
@@ -273,10 +275,18 @@ fn from_client_hints(t: &Tables, hints: &ClientHints, trunc: VersionTruncation) 
     let hint_name = t
         .os_client_hint_mapping
         .iter()
-        .find(|(_, aliases)| aliases.iter().any(|a| a.to_lowercase() == hints.platform.to_lowercase()))
+        .find(|(_, aliases)| {
+            aliases
+                .iter()
+                .any(|a| a.to_lowercase() == hints.platform.to_lowercase())
+        })
         .map_or(hints.platform.as_str(), |(canonical, _)| canonical);
     let (mut name, mut short) = (String::new(), String::new());
-    if let Some((code, n)) = t.operating_systems.iter().find(|(_, n)| fuzzy_eq(hint_name, n)) {
+    if let Some((code, n)) = t
+        .operating_systems
+        .iter()
+        .find(|(_, n)| fuzzy_eq(hint_name, n))
+    {
         name = n.to_string();
         short = code.to_string();
     }

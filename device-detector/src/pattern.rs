@@ -63,12 +63,18 @@ impl Captures {
 impl Pattern {
     /// A DeviceDetector parser pattern: `/PREFIX(?:regex)/i` with `/` escaped as PHP does.
     pub(crate) fn parser(regex: &str) -> Self {
-        Self::raw(format!("{PARSER_PREFIX}(?:{})", php_escape_slash(regex)), true)
+        Self::raw(
+            format!("{PARSER_PREFIX}(?:{})", php_escape_slash(regex)),
+            true,
+        )
     }
 
     /// A `DeviceDetector::matchUserAgent` pattern (shorter prefix).
     pub(crate) fn detector(regex: &str) -> Self {
-        Self::raw(format!("{DETECTOR_PREFIX}(?:{})", php_escape_slash(regex)), true)
+        Self::raw(
+            format!("{DETECTOR_PREFIX}(?:{})", php_escape_slash(regex)),
+            true,
+        )
     }
 
     /// A pattern used verbatim.
@@ -257,10 +263,18 @@ pub(crate) fn version_compare(a: &str, b: &str) -> i32 {
     }
     // A longer version wins when its next part is a number, loses otherwise (`1.0rc1 < 1.0`).
     if let Some(x) = pa.get(i) {
-        return if is_digits(x) { 1 } else { compare_part(x, "#N#") };
+        return if is_digits(x) {
+            1
+        } else {
+            compare_part(x, "#N#")
+        };
     }
     if let Some(y) = pb.get(i) {
-        return if is_digits(y) { -1 } else { compare_part("#N#", y) };
+        return if is_digits(y) {
+            -1
+        } else {
+            compare_part("#N#", y)
+        };
     }
     0
 }
@@ -369,8 +383,14 @@ mod tests {
         let caps = Captures {
             groups: vec!["x".into(), "98_0_4758".into()],
         };
-        assert_eq!(build_version("$1.87", &caps, VersionTruncation::None), "98.0.4758.87");
-        assert_eq!(build_version("$1.87", &caps, VersionTruncation::Minor), "98.0");
+        assert_eq!(
+            build_version("$1.87", &caps, VersionTruncation::None),
+            "98.0.4758.87"
+        );
+        assert_eq!(
+            build_version("$1.87", &caps, VersionTruncation::Minor),
+            "98.0"
+        );
         assert_eq!(build_version("$1", &caps, VersionTruncation::Major), "98");
         assert_eq!(build_version("", &caps, VersionTruncation::Major), "");
     }

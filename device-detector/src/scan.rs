@@ -2,9 +2,12 @@
 //!
 //! DeviceDetector tries a parser's regexes one by one and keeps the first that matches. Doing that
 //! for ~2,000 device brands per user agent is the hot path, so a [`Scanner`] groups consecutive
-//! patterns into chunks and first runs one alternation per chunk: a chunk whose alternation does
-//! not match is skipped whole. Alternation `P(?:(?:a)|(?:b))` matches exactly when `P(?:a)` or
-//! `P(?:b)` does, so the first match found is the one the sequential scan would find. Patterns
+//! patterns into chunks and first runs one prefilter per chunk; a chunk whose prefilter does not
+//! match is skipped whole, and the patterns of the others are tried in order, so the first match
+//! is the one the sequential scan would find. The prefilter is a Rust `regex` (a lazy DFA, linear
+//! time, literal-accelerated) of the patterns translated to match a superset
+//! ([`crate::translate`]); patterns that cannot be translated get a PCRE alternation
+//! `P(?:(?:a)|(?:b))` instead, which matches exactly when `P(?:a)` or `P(?:b)` does. Patterns
 //! whose meaning depends on group numbers (back-references, relative recursion) are never
 //! combined, and a chunk whose alternation cannot be compiled or run is scanned one by one.
 //!
@@ -13,14 +16,28 @@
 //! builds it, because its answer (not just its speed) is part of the algorithm.
 
 use crate::pattern::{php_escape_slash, Captures, Pattern, Probe, PARSER_PREFIX};
+use crate::translate::superset;
 
-const CHUNK: usize = 24;
+/// Patterns per PCRE alternation (used when a pattern cannot be translated for the DFA).
+const PCRE_CHUNK: usize = 24;
+/// Patterns per DFA prefilter.
+const DFA_CHUNK: usize = 96;
+
+#[derive(Debug)]
+enum Filter {
+    /// No prefilter: try the patterns one by one.
+    None,
+    /// A Rust `regex` (lazy DFA) matching a superset of the chunk's patterns.
+    Dfa(regex::bytes::Regex),
+    /// One PCRE alternation of the chunk's patterns.
+    Pcre(Pattern),
+}
 
 #[derive(Debug)]
 struct Chunk {
     start: usize,
     end: usize,
-    combined: Option<Pattern>,
+    filter: Filter,
 }
 
 /// An ordered list of parser patterns with a chunked prefilter.
@@ -57,39 +74,77 @@ fn combinable(regex: &str) -> bool {
     true
 }
 
+fn dfa_filter(translated: &[String]) -> Option<regex::bytes::Regex> {
+    let prefix = superset(PARSER_PREFIX)?;
+    let body: Vec<String> = translated.iter().map(|t| format!("(?:{t})")).collect();
+    regex::bytes::RegexBuilder::new(&format!("(?i-u){prefix}(?:{})", body.join("|")))
+        .unicode(false)
+        .size_limit(64 << 20)
+        .dfa_size_limit(16 << 20)
+        .build()
+        .ok()
+}
+
+fn pcre_filter(regexes: &[&str]) -> Filter {
+    if regexes.len() < 2 {
+        return Filter::None;
+    }
+    let body: Vec<String> = regexes
+        .iter()
+        .map(|r| format!("(?:{})", php_escape_slash(r)))
+        .collect();
+    Filter::Pcre(Pattern::raw(
+        format!("{PARSER_PREFIX}(?:{})", body.join("|")),
+        true,
+    ))
+}
+
 impl Scanner {
     /// Builds a scanner over `regexes` (DeviceDetector parser patterns, in file order).
     pub(crate) fn new<'a>(regexes: impl IntoIterator<Item = &'a str>) -> Self {
         let regexes: Vec<&str> = regexes.into_iter().collect();
         let patterns = regexes.iter().map(|r| Pattern::parser(r)).collect();
+        let translated: Vec<Option<String>> = regexes.iter().map(|r| superset(r)).collect();
         let mut chunks = Vec::new();
         let mut i = 0;
         while i < regexes.len() {
-            if !combinable(regexes[i]) {
-                chunks.push(Chunk {
-                    start: i,
-                    end: i + 1,
-                    combined: None,
-                });
-                i += 1;
-                continue;
-            }
             let start = i;
-            while i < regexes.len() && i - start < CHUNK && combinable(regexes[i]) {
+            if translated[i].is_some() {
+                while i < regexes.len() && i - start < DFA_CHUNK && translated[i].is_some() {
+                    i += 1;
+                }
+                let parts: Vec<String> = translated[start..i].iter().flatten().cloned().collect();
+                let filter = match dfa_filter(&parts) {
+                    Some(dfa) => Filter::Dfa(dfa),
+                    None => pcre_filter(&regexes[start..i]),
+                };
+                chunks.push(Chunk {
+                    start,
+                    end: i,
+                    filter,
+                });
+            } else if combinable(regexes[i]) {
+                while i < regexes.len()
+                    && i - start < PCRE_CHUNK
+                    && translated[i].is_none()
+                    && combinable(regexes[i])
+                {
+                    i += 1;
+                }
+                let filter = pcre_filter(&regexes[start..i]);
+                chunks.push(Chunk {
+                    start,
+                    end: i,
+                    filter,
+                });
+            } else {
                 i += 1;
+                chunks.push(Chunk {
+                    start,
+                    end: i,
+                    filter: Filter::None,
+                });
             }
-            let combined = (i - start > 1).then(|| {
-                let body: Vec<String> = regexes[start..i]
-                    .iter()
-                    .map(|r| format!("(?:{})", php_escape_slash(r)))
-                    .collect();
-                Pattern::raw(format!("{PARSER_PREFIX}(?:{})", body.join("|")), true)
-            });
-            chunks.push(Chunk {
-                start,
-                end: i,
-                combined,
-            });
         }
         Self { patterns, chunks }
     }
@@ -97,10 +152,13 @@ impl Scanner {
     /// Index and captures of the first pattern that matches `ua`.
     pub(crate) fn first(&self, ua: &str) -> Option<(usize, Captures)> {
         for chunk in &self.chunks {
-            if let Some(combined) = &chunk.combined {
-                if combined.probe(ua) == Probe::NoMatch {
-                    continue;
-                }
+            let skip = match &chunk.filter {
+                Filter::None => false,
+                Filter::Dfa(dfa) => !dfa.is_match(ua.as_bytes()),
+                Filter::Pcre(combined) => combined.probe(ua) == Probe::NoMatch,
+            };
+            if skip {
+                continue;
             }
             for idx in chunk.start..chunk.end {
                 if let Some(caps) = self.patterns[idx].captures(ua) {

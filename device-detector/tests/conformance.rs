@@ -71,18 +71,41 @@ fn opt(v: &Option<String>) -> String {
 
 fn compare_client(out: &mut Vec<String>, expected: &Value, client: Option<&ClientInfo>) {
     let Some(c) = client else {
-        out.push(format!("client: expected {}, got none", field(expected, "name")));
+        out.push(format!(
+            "client: expected {}, got none",
+            field(expected, "name")
+        ));
         return;
     };
-    diff(out, "client.type", &field(expected, "type"), c.client_type.as_str());
+    diff(
+        out,
+        "client.type",
+        &field(expected, "type"),
+        c.client_type.as_str(),
+    );
     diff(out, "client.name", &field(expected, "name"), &c.name);
-    diff(out, "client.version", &field(expected, "version"), &c.version);
+    diff(
+        out,
+        "client.version",
+        &field(expected, "version"),
+        &c.version,
+    );
     if expected.get("engine").is_some() || c.client_type == ClientType::Browser {
         diff(out, "client.engine", &field(expected, "engine"), &c.engine);
-        diff(out, "client.engine_version", &field(expected, "engine_version"), &c.engine_version);
+        diff(
+            out,
+            "client.engine_version",
+            &field(expected, "engine_version"),
+            &c.engine_version,
+        );
     }
     if expected.get("family").is_some() {
-        diff(out, "client.family", &field(expected, "family"), &opt(&c.family));
+        diff(
+            out,
+            "client.family",
+            &field(expected, "family"),
+            &opt(&c.family),
+        );
     }
 }
 
@@ -95,13 +118,20 @@ fn compare_main(case: &Value, d: &Detection) -> Vec<String> {
             return out;
         };
         diff(&mut out, "bot.name", &field(bot, "name"), &b.name);
-        diff(&mut out, "bot.category", &field(bot, "category"), &opt(&b.category));
+        diff(
+            &mut out,
+            "bot.category",
+            &field(bot, "category"),
+            &opt(&b.category),
+        );
         diff(&mut out, "bot.url", &field(bot, "url"), &opt(&b.url));
         if let Some(p) = bot.get("producer") {
             let (n, u) = b
                 .producer
                 .as_ref()
-                .map_or((String::new(), String::new()), |p| (opt(&p.name), opt(&p.url)));
+                .map_or((String::new(), String::new()), |p| {
+                    (opt(&p.name), opt(&p.url))
+                });
             diff(&mut out, "bot.producer.name", &field(p, "name"), &n);
             diff(&mut out, "bot.producer.url", &field(p, "url"), &u);
         }
@@ -132,10 +162,28 @@ fn compare_main(case: &Value, d: &Detection) -> Vec<String> {
         compare_client(&mut out, client.unwrap_or(&Value::Null), d.client.as_ref());
     }
     let device = case.get("device").cloned().unwrap_or(Value::Null);
-    diff(&mut out, "device.type", &field(&device, "type"), d.device_type.map_or("", |t| t.name()));
-    diff(&mut out, "device.brand", &field(&device, "brand"), &opt(&d.brand));
-    diff(&mut out, "device.model", &field(&device, "model"), &opt(&d.model));
-    let os_family = d.os.as_ref().and_then(|o| o.family.clone()).unwrap_or("Unknown".into());
+    diff(
+        &mut out,
+        "device.type",
+        &field(&device, "type"),
+        d.device_type.map_or("", |t| t.name()),
+    );
+    diff(
+        &mut out,
+        "device.brand",
+        &field(&device, "brand"),
+        &opt(&d.brand),
+    );
+    diff(
+        &mut out,
+        "device.model",
+        &field(&device, "model"),
+        &opt(&d.model),
+    );
+    let os_family =
+        d.os.as_ref()
+            .and_then(|o| o.family.clone())
+            .unwrap_or("Unknown".into());
     diff(&mut out, "os_family", &field(case, "os_family"), &os_family);
     let browser_family = d
         .client
@@ -143,7 +191,12 @@ fn compare_main(case: &Value, d: &Detection) -> Vec<String> {
         .filter(|c| c.client_type == ClientType::Browser)
         .and_then(|c| c.family.clone())
         .unwrap_or("Unknown".into());
-    diff(&mut out, "browser_family", &field(case, "browser_family"), &browser_family);
+    diff(
+        &mut out,
+        "browser_family",
+        &field(case, "browser_family"),
+        &browser_family,
+    );
     out
 }
 
@@ -164,7 +217,11 @@ fn compare_parser(dd: &DeviceDetector, file: &str, case: &Value) -> Vec<String> 
     };
     if let Some(t) = client_type {
         let c = dd.parse_client_only(t, &ua, &hints);
-        compare_client(&mut out, case.get("client").unwrap_or(&Value::Null), c.as_ref());
+        compare_client(
+            &mut out,
+            case.get("client").unwrap_or(&Value::Null),
+            c.as_ref(),
+        );
         return out;
     }
     match name {
@@ -174,16 +231,41 @@ fn compare_parser(dd: &DeviceDetector, file: &str, case: &Value) -> Vec<String> 
                 None => out.push("os: got none".into()),
                 Some(o) => {
                     diff(&mut out, "os.name", &field(&expected, "name"), &o.name);
-                    diff(&mut out, "os.short_name", &field(&expected, "short_name"), &o.short_name);
-                    diff(&mut out, "os.version", &field(&expected, "version"), &o.version);
-                    diff(&mut out, "os.platform", &field(&expected, "platform"), &o.platform);
-                    diff(&mut out, "os.family", &field(&expected, "family"), &opt(&o.family));
+                    diff(
+                        &mut out,
+                        "os.short_name",
+                        &field(&expected, "short_name"),
+                        &o.short_name,
+                    );
+                    diff(
+                        &mut out,
+                        "os.version",
+                        &field(&expected, "version"),
+                        &o.version,
+                    );
+                    diff(
+                        &mut out,
+                        "os.platform",
+                        &field(&expected, "platform"),
+                        &o.platform,
+                    );
+                    diff(
+                        &mut out,
+                        "os.family",
+                        &field(&expected, "family"),
+                        &opt(&o.family),
+                    );
                 }
             }
         }
         "vendorfragments.yml" => {
             let got = dd.vendor_fragment_only(&field(case, "useragent"));
-            diff(&mut out, "vendor", &field(case, "vendor"), &got.unwrap_or_default());
+            diff(
+                &mut out,
+                "vendor",
+                &field(case, "vendor"),
+                &got.unwrap_or_default(),
+            );
         }
         "type-methods.yml" => {
             let d = dd.detect_uncached(&ua, &ClientHints::default());
@@ -221,7 +303,12 @@ fn compare_parser(dd: &DeviceDetector, file: &str, case: &Value) -> Vec<String> 
             match dd.parse_device_only(regex_file, &ua) {
                 None => out.push("device: parser returned nothing".into()),
                 Some((t, brand, model)) => {
-                    diff(&mut out, "device.type", &field(&expected, "type"), t.map_or("", |t| t.name()));
+                    diff(
+                        &mut out,
+                        "device.type",
+                        &field(&expected, "type"),
+                        t.map_or("", |t| t.name()),
+                    );
                     diff(&mut out, "device.brand", &field(&expected, "brand"), &brand);
                     diff(&mut out, "device.model", &field(&expected, "model"), &model);
                 }
@@ -239,7 +326,8 @@ struct FileResult {
 
 fn load_cases(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path:?}: {e}"));
-    let value: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parse {path:?}: {e}"));
+    let value: Value =
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parse {path:?}: {e}"));
     value.as_sequence().cloned().unwrap_or_default()
 }
 
@@ -248,7 +336,9 @@ fn run_files(
     files: &[(String, PathBuf)],
     check: &(dyn Fn(&str, &Value) -> Vec<String> + Sync),
 ) -> Vec<FileResult> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(2);
     let mut results = Vec::new();
     for (name, path) in files {
         let cases = load_cases(path);
@@ -274,9 +364,16 @@ fn run_files(
                     })
                 })
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().expect("worker thread")).collect()
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("worker thread"))
+                .collect()
         });
-        results.push(FileResult { name: name.clone(), total: cases.len(), failures });
+        results.push(FileResult {
+            name: name.clone(),
+            total: cases.len(),
+            failures,
+        });
     }
     results
 }
@@ -287,7 +384,15 @@ fn yml_files(dir: &Path, prefix: &str) -> Vec<(String, PathBuf)> {
             rd.filter_map(Result::ok)
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|x| x == "yml"))
-                .map(|p| (format!("{prefix}{}", p.file_name().unwrap_or_default().to_string_lossy()), p))
+                .map(|p| {
+                    (
+                        format!(
+                            "{prefix}{}",
+                            p.file_name().unwrap_or_default().to_string_lossy()
+                        ),
+                        p,
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -299,7 +404,12 @@ fn summarize(results: &[FileResult], report: &mut String) -> (usize, usize) {
     let (mut passed, mut total) = (0, 0);
     for r in results {
         let ok = r.total - r.failures.len();
-        println!("{}: passed {ok} of {} ({:.2}%)", r.name, r.total, pct(ok, r.total));
+        println!(
+            "{}: passed {ok} of {} ({:.2}%)",
+            r.name,
+            r.total,
+            pct(ok, r.total)
+        );
         passed += ok;
         total += r.total;
         for f in &r.failures {
@@ -334,11 +444,20 @@ fn conformance_device_detector_fixtures() {
 
     let parser_dir = data.join("Tests/Parser");
     let mut parser_files = yml_files(&parser_dir.join("fixtures"), "Parser/fixtures/");
-    parser_files.extend(yml_files(&parser_dir.join("Client/fixtures"), "Parser/Client/fixtures/"));
-    parser_files.extend(yml_files(&parser_dir.join("Device/fixtures"), "Parser/Device/fixtures/"));
+    parser_files.extend(yml_files(
+        &parser_dir.join("Client/fixtures"),
+        "Parser/Client/fixtures/",
+    ));
+    parser_files.extend(yml_files(
+        &parser_dir.join("Device/fixtures"),
+        "Parser/Device/fixtures/",
+    ));
     let parser_results = run_files(&parser_files, &|name, case| compare_parser(&dd, name, case));
     let (pp, pt) = summarize(&parser_results, &mut report);
-    println!("per-parser fixtures: passed {pp} of {pt} ({:.2}%)", pct(pp, pt));
+    println!(
+        "per-parser fixtures: passed {pp} of {pt} ({:.2}%)",
+        pct(pp, pt)
+    );
 
     let main_files = yml_files(&data.join("Tests/fixtures"), "fixtures/");
     let main_results = run_files(&main_files, &|_, case| {
@@ -347,13 +466,20 @@ fn conformance_device_detector_fixtures() {
     });
     let (passed, total) = summarize(&main_results, &mut report);
 
-    let report_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("device-detector-differences.txt");
+    let report_path =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("device-detector-differences.txt");
     let _ = std::fs::write(&report_path, &report);
     println!("every difference: {}", report_path.display());
     let rate = pct(passed, total);
     println!("device-detector fixtures: passed {passed} of {total} ({rate:.2}%)");
-    assert!(total >= 35_000, "expected the 35,041 fixture cases, found {total}");
-    assert!(rate >= MAIN_FLOOR_PERCENT, "pass rate {rate:.2}% below floor {MAIN_FLOOR_PERCENT}%");
+    assert!(
+        total >= 35_000,
+        "expected the 35,041 fixture cases, found {total}"
+    );
+    assert!(
+        rate >= MAIN_FLOOR_PERCENT,
+        "pass rate {rate:.2}% below floor {MAIN_FLOOR_PERCENT}%"
+    );
     assert!(
         pct(pp, pt) >= PARSER_FLOOR_PERCENT,
         "per-parser pass rate {:.2}% below floor {PARSER_FLOOR_PERCENT}%",

@@ -111,7 +111,10 @@ fn golden_rows_device_columns_match_matomo_5_1() {
             .expect("golden json");
     let mut checked = 0;
     let mut failures = Vec::new();
-    for row in rows["tables"]["log_visit"].as_array().expect("log_visit rows") {
+    for row in rows["tables"]["log_visit"]
+        .as_array()
+        .expect("log_visit rows")
+    {
         let Some((ua, uadata)) = by_visitor.get(&column(row, "idvisitor")) else {
             continue;
         };
@@ -135,14 +138,26 @@ fn golden_rows_device_columns_match_matomo_5_1() {
         for (name, value) in got {
             let expected = column(row, name);
             if expected != value {
-                failures.push(format!("{ua}\n    {name}: golden {expected:?}, ours {value:?}"));
+                failures.push(format!(
+                    "{ua}\n    {name}: golden {expected:?}, ours {value:?}"
+                ));
             }
         }
     }
-    println!("golden log_visit rows checked: {checked}, column differences: {}", failures.len());
+    println!(
+        "golden log_visit rows checked: {checked}, column differences: {}",
+        failures.len()
+    );
     for f in &failures {
         println!("{f}");
     }
-    assert!(checked >= 300, "only {checked} golden rows could be matched to their hits");
-    assert!(failures.is_empty(), "{} device column differences", failures.len());
+    assert!(
+        checked >= 300,
+        "only {checked} golden rows could be matched to their hits"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} device column differences",
+        failures.len()
+    );
 }

@@ -169,7 +169,13 @@ pub(crate) const OPERATING_SYSTEMS: &[(&str, &str)] = &[
 ];
 /// OS family → member short codes.
 pub(crate) const OS_FAMILIES: &[(&str, &[&str])] = &[
-    ("Android", &["AND", "CYN", "FIR", "REM", "RZD", "MLD", "MCD", "YNS", "GRI", "HAR", "ADR", "CLR", "BOS", "REV", "LEN", "SIR", "RRS", "WER", "PIC", "ARM", "HEL"]),
+    (
+        "Android",
+        &[
+            "AND", "CYN", "FIR", "REM", "RZD", "MLD", "MCD", "YNS", "GRI", "HAR", "ADR", "CLR",
+            "BOS", "REV", "LEN", "SIR", "RRS", "WER", "PIC", "ARM", "HEL",
+        ],
+    ),
     ("AmigaOS", &["AMG", "MOR"]),
     ("BlackBerry", &["BLB", "QNX"]),
     ("Brew", &["BMP"]),
@@ -181,23 +187,40 @@ pub(crate) const OS_FAMILIES: &[(&str, &[&str])] = &[
     ("IBM", &["OS2"]),
     ("iOS", &["IOS", "ATV", "WAS", "IPA"]),
     ("RISC OS", &["ROS"]),
-    ("GNU/Linux", &["LIN", "ARL", "DEB", "KNO", "MIN", "UBT", "KBT", "XBT", "LBT", "FED", "RHT", "VLN", "MDR", "GNT", "SAB", "SLW", "SSE", "CES", "BTR", "SAF", "ORD", "TOS", "RSO", "DEE", "FRE", "MAG", "FEN", "CAI", "PCL", "HAS", "LOS", "DVK", "ROK", "OWR", "OTV", "KTV", "PUR", "PLA", "FUC", "PAR", "FOR", "MON", "KAN", "ZEN", "LND", "LNS", "CHN", "AMZ", "TEN", "CST", "NOV", "ROU", "ZOR", "RED", "KAL", "ORA", "VID", "TIV", "BSN", "RAS", "UOS", "PIO", "FRI", "LIR", "WEB", "SER", "ASP", "AOS", "LOO", "EUL", "SCI", "ALP", "CLO", "ROC", "OVZ", "PVE", "RST"]),
+    (
+        "GNU/Linux",
+        &[
+            "LIN", "ARL", "DEB", "KNO", "MIN", "UBT", "KBT", "XBT", "LBT", "FED", "RHT", "VLN",
+            "MDR", "GNT", "SAB", "SLW", "SSE", "CES", "BTR", "SAF", "ORD", "TOS", "RSO", "DEE",
+            "FRE", "MAG", "FEN", "CAI", "PCL", "HAS", "LOS", "DVK", "ROK", "OWR", "OTV", "KTV",
+            "PUR", "PLA", "FUC", "PAR", "FOR", "MON", "KAN", "ZEN", "LND", "LNS", "CHN", "AMZ",
+            "TEN", "CST", "NOV", "ROU", "ZOR", "RED", "KAL", "ORA", "VID", "TIV", "BSN", "RAS",
+            "UOS", "PIO", "FRI", "LIR", "WEB", "SER", "ASP", "AOS", "LOO", "EUL", "SCI", "ALP",
+            "CLO", "ROC", "OVZ", "PVE", "RST",
+        ],
+    ),
     ("Mac", &["MAC"]),
     ("Mobile Gaming Console", &["PSP", "NDS", "XBX"]),
     ("Real-time OS", &["MTK", "TDX", "MRE", "JME", "REX"]),
-    ("Other Mobile", &["WOS", "POS", "SBA", "TIZ", "SMG", "MAE", "LUN"]),
+    (
+        "Other Mobile",
+        &["WOS", "POS", "SBA", "TIZ", "SMG", "MAE", "LUN"],
+    ),
     ("Symbian", &["SYM", "SYS", "SY3", "S60", "S40"]),
-    ("Unix", &["SOS", "AIX", "HPX", "BSD", "NBS", "OBS", "DFB", "SYL", "IRI", "T64", "INF", "ELE"]),
+    (
+        "Unix",
+        &[
+            "SOS", "AIX", "HPX", "BSD", "NBS", "OBS", "DFB", "SYL", "IRI", "T64", "INF", "ELE",
+        ],
+    ),
     ("WebTV", &["WTV"]),
     ("Windows", &["WIN"]),
     ("Windows Mobile", &["WPH", "WMO", "WCE", "WRT", "WIO"]),
     ("Other Smart TV", &["WHS"]),
 ];
 /// Canonical OS name → names client hints use for it.
-pub(crate) const OS_CLIENT_HINT_MAPPING: &[(&str, &[&str])] = &[
-    ("GNU/Linux", &["Linux"]),
-    ("Mac", &["MacOS"]),
-];
+pub(crate) const OS_CLIENT_HINT_MAPPING: &[(&str, &[&str])] =
+    &[("GNU/Linux", &["Linux"]), ("Mac", &["MacOS"])];
 /// OS families that count as desktop.
 pub(crate) const DESKTOP_OS_FAMILIES: &[&str] = &[
     "AmigaOS",
