@@ -66,16 +66,20 @@ fn salt_from_ini(text: &str) -> String {
         .expect("salt in config.ini.php")
 }
 
-fn corpus_sets(corpus: &str, now: i64) -> Vec<RequestSet> {
+fn query_params(query: &str) -> Params {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).expect("query string");
+    let mut params = Params::new();
+    for (k, v) in pairs {
+        params.entry(k).or_insert(Value::String(v));
+    }
+    params
+}
+
+/// One RequestSet per hit, as the ingest writes a GET: the hit's headers as `$_SERVER`.
+fn get_sets(corpus: &str, now: i64) -> Vec<RequestSet> {
     let mut sets = Vec::new();
     for line in corpus.lines().filter(|l| !l.trim().is_empty()) {
         let hit: Value = serde_json::from_str(line).expect("corpus line is JSON");
-        let query = hit["query"].as_str().unwrap_or_default();
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).expect("query string");
-        let mut params = Params::new();
-        for (k, v) in pairs {
-            params.entry(k).or_insert(Value::String(v));
-        }
         let mut server = Params::new();
         server.insert("REMOTE_ADDR".into(), Value::String("127.0.0.1".into()));
         server.insert("REQUEST_METHOD".into(), Value::String("GET".into()));
@@ -87,6 +91,7 @@ fn corpus_sets(corpus: &str, now: i64) -> Vec<RequestSet> {
                 server.insert("HTTP_ACCEPT_LANGUAGE".into(), Value::String(al.into()));
             }
         }
+        let params = query_params(hit["query"].as_str().unwrap_or_default());
         sets.push(RequestSet {
             requests: vec![params],
             server,
@@ -97,8 +102,75 @@ fn corpus_sets(corpus: &str, now: i64) -> Vec<RequestSet> {
     sets
 }
 
+/// PHP's `Common::getBrowserLanguage` on a header, as `send.py --bulk` injects it into `lang=`.
+fn php_browser_language(header: &str) -> String {
+    matomo_worker::tracker::request::normalise_browser_language(
+        &matomo_wire::php::htmlspecialchars(header),
+    )
+}
+
+/// RequestSets of 50 hits, as the ingest writes `send.py --bulk 50`: one bulk POST's headers,
+/// each hit's User-Agent and Accept-Language moved into `ua=` / `lang=`, token in the body.
+fn bulk_sets(corpus: &str, now: i64) -> Vec<RequestSet> {
+    let hits: Vec<Value> = corpus
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("corpus line is JSON"))
+        .collect();
+    let mut sets = Vec::new();
+    for chunk in hits.chunks(50) {
+        let mut requests = Vec::new();
+        let mut token = None;
+        for hit in chunk {
+            let mut params = query_params(hit["query"].as_str().unwrap_or_default());
+            if token.is_none() {
+                token = params
+                    .get("token_auth")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+            }
+            let h = hit["headers"].as_object().cloned().unwrap_or_default();
+            if !params.contains_key("ua") {
+                if let Some(ua) = h.get("User-Agent").and_then(Value::as_str) {
+                    params.insert("ua".into(), Value::String(ua.into()));
+                }
+            }
+            if !params.contains_key("lang") {
+                if let Some(al) = h.get("Accept-Language").and_then(Value::as_str) {
+                    params.insert("lang".into(), Value::String(php_browser_language(al)));
+                }
+            }
+            requests.push(params);
+        }
+        let mut server = Params::new();
+        server.insert("REMOTE_ADDR".into(), Value::String("127.0.0.1".into()));
+        server.insert("REQUEST_METHOD".into(), Value::String("POST".into()));
+        server.insert(
+            "HTTP_USER_AGENT".into(),
+            Value::String("golden-send/1 (bulk)".into()),
+        );
+        sets.push(RequestSet {
+            requests,
+            server,
+            token_auth: token,
+            time: now,
+            ..Default::default()
+        });
+    }
+    sets
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn golden_corpus_reproduces_php_rows() {
+async fn golden_corpus_as_gets_reproduces_php_rows() {
+    run_golden(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_corpus_as_bulk_requests_reproduces_php_rows() {
+    run_golden(true).await;
+}
+
+async fn run_golden(bulk: bool) {
     let shared = shared_dir();
     let golden = shared.join("golden-php");
     if !golden.join("corpus.jsonl").exists() {
@@ -141,11 +213,16 @@ async fn golden_corpus_reproduces_php_rows() {
 
     let corpus = std::fs::read_to_string(golden.join("corpus.jsonl")).expect("corpus");
     let now = chrono::Utc::now().timestamp();
-    let sets = corpus_sets(&corpus, now);
+    let sets = if bulk {
+        bulk_sets(&corpus, now)
+    } else {
+        get_sets(&corpus, now)
+    };
+    let batch_size = if bulk { 1 } else { 25 };
     let started = std::time::Instant::now();
     let mut cache = tracker.new_shard_cache();
     let mut dropped = 0;
-    for chunk in sets.chunks(25) {
+    for chunk in sets.chunks(batch_size) {
         let mut batch: Vec<RequestSet> = chunk.to_vec();
         loop {
             let mut tx = pool
@@ -168,8 +245,9 @@ async fn golden_corpus_reproduces_php_rows() {
             }
         }
     }
+    let mode = if bulk { "bulk" } else { "get" };
     println!(
-        "processed {} hits in {:?} ({dropped} poison)",
+        "[{mode}] processed {} entries in {:?} ({dropped} poison)",
         sets.len(),
         started.elapsed()
     );
@@ -217,7 +295,7 @@ async fn golden_corpus_reproduces_php_rows() {
         .output()
         .expect("python3 compare.py");
     let text = String::from_utf8_lossy(&out.stdout);
-    println!("{text}");
+    println!("[{mode}]\n{text}");
     let _ = std::fs::remove_file(&cand);
     let line = text
         .lines()

@@ -156,7 +156,80 @@ fn render(v: &Val) -> String {
     s
 }
 
-/// Runs one batch.
+/// Savepoint taken at the start of a batch, so that a pass PHP would abort can be undone
+/// without touching what the engine wrote before calling us.
+const SAVEPOINT: &str = "matomo_tracker_batch";
+
+/// The outcome of one pass over a batch.
+enum Pass {
+    /// Rows written.
+    Done(BatchOutcome),
+    /// Request `failed` of set `set` throws in PHP: QueuedTracking rolls the batch back and
+    /// retries it with that set cut to its first `keep` requests ("remove the first one that
+    /// failed and all following").
+    Failed {
+        set: usize,
+        keep: usize,
+        reason: String,
+    },
+}
+
+/// A `tracking_failure` row (`Failures::logFailure`).
+#[derive(Debug, Clone)]
+pub struct Failure {
+    idsite: i64,
+    idfailure: u8,
+    request_url: String,
+}
+
+impl Failure {
+    fn new(req: &Request<'_>, idfailure: u8) -> Failure {
+        let token = req.token_auth().unwrap_or_default();
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in req.params.iter() {
+            let v = super::php::raw_string(v).unwrap_or_default();
+            let looks_like_token =
+                (29..=36).contains(&v.chars().count()) && v.chars().all(|c| c.is_ascii_hexdigit());
+            let hidden = ["token_auth", "token", "tokenauth", "token__auth"].contains(&k.as_str())
+                || (!token.is_empty() && v == token)
+                || looks_like_token;
+            q.append_pair(k, if hidden { "__TOKEN_AUTH__" } else { &v });
+        }
+        Failure {
+            idsite: i64::from(req.idsite()),
+            idfailure,
+            request_url: q.finish(),
+        }
+    }
+}
+
+/// Failed authentications are remembered even when the pass that met them is undone: the row
+/// is what Matomo's tracker records for such a request (see docs/compatibility.md).
+async fn write_failures(
+    t: &Tracker,
+    tx: &mut Transaction<'static>,
+    failures: &[Failure],
+) -> Result<(), BatchError> {
+    let mut seen = HashSet::new();
+    let now = sql::datetime(chrono::Utc::now().timestamp());
+    for f in failures {
+        if !seen.insert((f.idsite, f.idfailure)) {
+            continue;
+        }
+        tx.query_drop(format!(
+            "INSERT INTO `{}` (idsite, idfailure, date_first_occurred, request_url) VALUES ({}, {}, '{now}', {}) \
+             ON DUPLICATE KEY UPDATE idsite = idsite",
+            t.table("tracking_failure"),
+            f.idsite,
+            f.idfailure,
+            render(&Val::Str(f.request_url.clone()))
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs one batch: passes until one completes, each failed pass undone with a savepoint.
 pub async fn run(
     t: &Tracker,
     snap: &Snapshot,
@@ -167,6 +240,42 @@ pub async fn run(
     if cache.len() > MAX_CACHED_VISITS {
         *cache = ShardCache::default();
     }
+    let mut keep: HashMap<usize, usize> = HashMap::new();
+    let mut failures: Vec<Failure> = Vec::new();
+    tx.query_drop(format!("SAVEPOINT {SAVEPOINT}")).await?;
+    loop {
+        match pass(t, snap, tx, cache, sets, &keep, &mut failures).await? {
+            Pass::Done(outcome) => {
+                write_failures(t, tx, &failures).await?;
+                tx.query_drop(format!("RELEASE SAVEPOINT {SAVEPOINT}"))
+                    .await?;
+                return Ok(outcome);
+            }
+            Pass::Failed {
+                set,
+                keep: n,
+                reason,
+            } => {
+                tracing::info!(set, kept = n, %reason, "request throws in PHP: batch re-run without it and the rest of its set");
+                tx.query_drop(format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}"))
+                    .await?;
+                // The cache holds state of the undone pass.
+                *cache = ShardCache::default();
+                keep.insert(set, n);
+            }
+        }
+    }
+}
+
+async fn pass(
+    t: &Tracker,
+    snap: &Snapshot,
+    tx: &mut Transaction<'static>,
+    cache: &mut ShardCache,
+    sets: &[matomo_wire::RequestSet],
+    keep: &HashMap<usize, usize>,
+    failures: &mut Vec<Failure>,
+) -> Result<Pass, BatchError> {
     let env = RequestEnv {
         salt: &t.config.matomo.salt,
         snap,
@@ -182,17 +291,24 @@ pub async fn run(
     let mut wanted: Vec<(ActionKey, Option<i64>)> = Vec::new();
     let mut orders: Vec<(u32, String)> = Vec::new();
     for (si, set) in sets.iter().enumerate() {
+        // Requests tracked without an exception so far (QueuedTracking's `$this->count`,
+        // which an unknown site does not increment).
+        let mut count = 0usize;
+        let limit = keep.get(&si).copied().unwrap_or(usize::MAX);
         for (pi, params) in set.requests.iter().enumerate() {
+            if pi >= limit {
+                outcome.sets[si].skipped += 1;
+                continue;
+            }
             let Ok(mut req) = Request::new(params, set, env.clone()) else {
                 outcome.sets[si].skipped += 1;
                 continue;
             };
-            if req.int("rec", 0) != 1 {
-                outcome.sets[si].skipped += 1;
-                continue;
-            }
-            match prepare::prepare(t, snap, &mut salts, &mut req, (si, pi)) {
-                Ok(p) => {
+            let prepared_one = prepare::prepare(t, snap, &mut salts, &mut req, (si, pi), count);
+            let ids: Vec<u8> = std::mem::take(&mut req.failures);
+            failures.extend(ids.into_iter().map(|id| Failure::new(&req, id)));
+            match prepared_one {
+                Ok(Some(p)) => {
                     if let Some(spec) = &p.spec {
                         wanted.extend(
                             spec.lookups
@@ -209,8 +325,16 @@ pub async fn run(
                     }
                     prepared.push(p);
                 }
-                Err(_) => outcome.sets[si].skipped += 1,
+                Ok(None) => outcome.sets[si].skipped += 1,
+                Err(e) => {
+                    return Ok(Pass::Failed {
+                        set: si,
+                        keep: count,
+                        reason: e.to_string(),
+                    })
+                }
             }
+            count += 1;
         }
     }
 
@@ -247,11 +371,11 @@ pub async fn run(
             Ok(true) => outcome.sets[p.set].recorded += 1,
             Ok(false) => outcome.sets[p.set].skipped += 1,
             Err(HitError::Batch(e)) => return Err(e),
-            Err(HitError::Poison(reason)) => {
-                return Err(BatchError::Poison {
-                    index: p.set,
+            Err(HitError::Invalid(reason)) => {
+                return Ok(Pass::Failed {
+                    set: p.set,
+                    keep: p.count_before,
                     reason,
-                    dead_letter: false,
                 })
             }
         }
@@ -273,7 +397,7 @@ pub async fn run(
         .await?;
     }
     remember_invalidations(t, tx, &prepared, snap).await?;
-    Ok(outcome)
+    Ok(Pass::Done(outcome))
 }
 
 fn collect_item_names(req: &Request<'_>, wanted: &mut Vec<(ActionKey, Option<i64>)>) {

@@ -80,8 +80,9 @@ impl HitCtx<'_> {
 pub enum HitError {
     /// A database failure.
     Batch(BatchError),
-    /// PHP would throw (duplicate order): the set must be dropped.
-    Poison(String),
+    /// PHP throws for this request (duplicate order, unknown goal…): the pass is undone and the
+    /// rest of its set dropped.
+    Invalid(String),
 }
 
 impl From<mysql_async::Error> for HitError {
@@ -195,6 +196,16 @@ fn new_visit(
     let plugins = req.plugins();
     let now = p.ts;
     let d = p.device.as_ref();
+    let privacy = location::PrivacySettings::from_options(|k| ctx.snap.options.get(k).cloned());
+    let raw_ip = ip_to_bytes(&p.ip);
+    let loc = location::locate(
+        ctx.t.geo.as_deref(),
+        &privacy,
+        true,
+        &raw_ip,
+        &privacy.stored_ip(&raw_ip),
+        &lang,
+    );
     let s =
         |v: Option<&String>, default: &str| Some(v.cloned().unwrap_or_else(|| default.to_owned()));
     let mut v = Visit {
@@ -206,7 +217,7 @@ fn new_visit(
             None => p.visitor_id.unwrap_or_else(rand::random),
         },
         config_id: p.config_id,
-        location_ip: ip_to_bytes(&p.ip),
+        location_ip: privacy.stored_ip(&raw_ip),
         profilable: Some(i64::from(p.visitor_id.is_some())),
         user_id: uid.as_deref().map(|u| php::mb_substr(u, 200).to_owned()),
         first: now,
@@ -238,17 +249,41 @@ fn new_visit(
             plugins[5],
         ]
         .map(Some),
-        location: [
-            None,
-            Some(location::country_from_language(&lang, true)),
-            None,
-        ],
+        location: [loc.city, Some(loc.country), loc.region],
+        latlong: [loc.latitude, loc.longitude],
         ..Visit::default()
     };
     set_referrer(&mut v, info);
-    let _ = ctx;
+    apply_location_overrides(req, &mut v);
     apply_visit_dimensions(ctx.snap, req, &mut v);
     v
+}
+
+/// `country`, `region`, `city`, `lat`, `long` overrides (token checked in phase 1).
+fn apply_location_overrides(req: &Request<'_>, v: &mut Visit) {
+    let get = |k: &str| Some(req.str(k)).filter(|s| !php::empty_str(s));
+    let cut = |s: String, n: usize| {
+        let mut e = n.min(s.len());
+        while !s.is_char_boundary(e) {
+            e -= 1;
+        }
+        s[..e].to_owned()
+    };
+    if let Some(c) = get("country") {
+        v.location[1] = Some(cut(c, 3));
+    }
+    if let Some(r) = get("region") {
+        v.location[2] = Some(cut(r, 3));
+    }
+    if let Some(c) = get("city") {
+        v.location[0] = Some(cut(c, 255));
+    }
+    if let Some(l) = get("lat") {
+        v.latlong[0] = php::parse_numeric(&l);
+    }
+    if let Some(l) = get("long") {
+        v.latlong[1] = php::parse_numeric(&l);
+    }
 }
 
 /// Runs one request. Returns whether it was recorded.
@@ -342,7 +377,7 @@ pub async fn handle(
     let mut spec = p.spec.clone();
     if idgoal > 0 {
         let Some(goal) = goals.iter().find(|g| g.idgoal == idgoal) else {
-            return Ok(false);
+            return Err(HitError::Invalid(format!("idGoal {idgoal} does not exist")));
         };
         let url = actions::exclude_query_parameters(
             &url_param,
@@ -371,7 +406,7 @@ pub async fn handle(
         None
     };
     if is_order && !st.orders.insert((idsite, idorder.clone())) {
-        return Err(HitError::Poison(format!(
+        return Err(HitError::Invalid(format!(
             "Invalid non-unique idsite/idorder combination ({idsite}, {idorder}), conversion was not inserted."
         )));
     }
@@ -478,6 +513,7 @@ pub async fn handle(
         ) {
             set_referrer(v, &newer);
         }
+        apply_location_overrides(req, v);
         apply_visit_dimensions(snap, req, v);
         if visit_is_converted {
             v.goal_converted = 1;

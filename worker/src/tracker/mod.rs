@@ -104,6 +104,7 @@ pub struct Tracker {
     pub(crate) actions: log_action::ActionCache,
     pub(crate) lists: Arc<lists::ReferrerLists>,
     pub(crate) campaign: campaign::CampaignParams,
+    pub(crate) geo: Option<Arc<location::GeoIpDb>>,
     pub(crate) devices: Option<Arc<matomo_device_detector::DeviceDetector>>,
     pub(crate) consecutive_autoinc: bool,
 }
@@ -141,7 +142,15 @@ impl Tracker {
             )),
             _ => None,
         };
+        let geo = match &config.matomo.geoip_db {
+            Some(path) => Some(Arc::new(
+                location::GeoIpDb::open(path)
+                    .map_err(|e| TrackerError::DataFiles(e.to_string()))?,
+            )),
+            None => None,
+        };
         Ok(Tracker {
+            geo,
             devices,
             config: config.clone(),
             prefix,

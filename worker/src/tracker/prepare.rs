@@ -23,6 +23,8 @@ pub struct Prepared {
     pub set: usize,
     /// Index of the request in its set.
     pub params: usize,
+    /// Requests of the set tracked before this one (QueuedTracking's `$this->count`).
+    pub count_before: usize,
     /// idsite.
     pub idsite: u32,
     /// The request's current time.
@@ -158,18 +160,31 @@ fn client_hints(req: &Request<'_>) -> ClientHints {
     }
 }
 
-/// Reads one recordable request (`rec=1` already checked).
+/// Location parameters that need a token (`Visit::$fieldsThatRequireAuth`).
+pub const LOCATION_OVERRIDES: [&str; 5] = ["city", "region", "country", "lat", "long"];
+
+/// Reads one request in the order `Visit::handle` does. `Ok(None)`: excluded or `rec` not 1
+/// (nothing recorded, no error); `Err`: PHP throws for this request. `count_before` is
+/// QueuedTracking's count of requests of the set tracked before this one.
 pub fn prepare(
     t: &Tracker,
     snap: &Snapshot,
     salts: &mut SaltBook,
     req: &mut Request<'_>,
     (set, params): (usize, usize),
-) -> Result<Prepared, RequestError> {
+    count_before: usize,
+) -> Result<Option<Prepared>, RequestError> {
     let tr = &t.config.matomo.tracker;
+    // validateRequest: location overrides and the custom timestamp need a token.
+    for field in LOCATION_OVERRIDES {
+        if !php::empty_str(&req.str(field)) && !req.is_authenticated() {
+            return Err(RequestError::InvalidParameter(format!(
+                "Tracker API '{field}' was used, requires valid token_auth"
+            )));
+        }
+    }
     let ts = req.timestamp()?;
     let ip = req.ip_string()?;
-    let visitor_id = req.visitor_id()?;
     let idsite = req.idsite();
 
     let ua = matomo_wire::php::htmlspecialchars_decode(&req.user_agent()).into_owned();
@@ -196,7 +211,7 @@ pub fn prepare(
     let input = exclusion::ExclusionInput {
         bots_param: req.int("bots", 0),
         device_is_bot: detection.as_ref().is_some_and(|d| d.is_bot()),
-        rec_param: 1,
+        rec_param: req.int("rec", 0),
         ip: &ip_bin,
         http_via: &via,
         excluded_ips: &ranges,
@@ -212,9 +227,10 @@ pub fn prepare(
         x_purpose: &x_purpose,
         x_moz: &x_moz,
     };
-    if let Some(reason) = exclusion::check(&input) {
-        return Err(RequestError::Excluded(format!("{reason:?}")));
+    if exclusion::check(&input).is_some() {
+        return Ok(None);
     }
+    let visitor_id = req.visitor_id()?;
 
     let device = detection.as_ref().map(|d| d.matomo_columns());
     let (os, browser, version) = match &device {
@@ -264,9 +280,10 @@ pub fn prepare(
         };
         Some(actions::classify(req, &ctx).map_err(|e| RequestError::InvalidParameter(e.0))?)
     };
-    Ok(Prepared {
+    Ok(Some(Prepared {
         set,
         params,
+        count_before,
         idsite,
         ts,
         ip,
@@ -274,7 +291,7 @@ pub fn prepare(
         config_id,
         device,
         spec,
-    })
+    }))
 }
 
 #[cfg(test)]

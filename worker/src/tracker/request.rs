@@ -24,9 +24,6 @@ pub enum RequestError {
     /// `cid` of the wrong length, `cdt` too old without a token, `cip` without a token…
     #[error("invalid request parameter: {0}")]
     InvalidParameter(String),
-    /// Excluded (bot, excluded IP / user agent, referrer spam, unknown URL, prefetch).
-    #[error("excluded: {0}")]
-    Excluded(String),
 }
 
 /// Tracker-wide values a request needs besides its own parameters.
@@ -97,6 +94,11 @@ impl<'a> Request<'a> {
             authenticated: None,
             failures: Vec::new(),
         })
+    }
+
+    /// The set-level token_auth (`RequestSet::tokenAuth`).
+    pub fn token_auth(&self) -> Option<&str> {
+        self.token_auth
     }
 
     /// idsite.
