@@ -449,8 +449,7 @@ async fn wait_for_drain(
     let expected = expected_action_hits();
     loop {
         tokio::time::sleep(interval).await;
-        let (depth_zero, last_activity, now) = {
-            let s = samples.lock().ok()?;
+        let state = samples.lock().ok().and_then(|s| {
             let last = s.last()?;
             let depth_zero = !has_queue || last.depths.iter().sum::<u64>() == 0;
             let activity = s
@@ -458,7 +457,13 @@ async fn wait_for_drain(
                 .rev()
                 .find(|x| x.tagged_rows > 0 || x.depths.iter().sum::<u64>() > 0)
                 .map_or(0.0, |x| x.t);
-            (depth_zero, activity, last.t)
+            Some((depth_zero, activity, last.t))
+        });
+        let Some((depth_zero, last_activity, now)) = state else {
+            if waited.elapsed() >= timeout {
+                return None;
+            }
+            continue;
         };
         let seen = if has_rows {
             (0..ledger.generated())

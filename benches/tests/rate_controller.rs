@@ -170,14 +170,10 @@ async fn achieved_rate_matches_intended_rate() {
         (2.9..3.3).contains(&total_span),
         "600 hits at 200/s span {total_span} s"
     );
-    assert_eq!(
-        out.stats
-            .seconds
-            .iter()
-            .map(|s| s.offered_hits)
-            .collect::<Vec<_>>(),
-        vec![200, 200, 200]
-    );
+    // by due time, 200 a second; answers arriving after 3 s may add seconds that offer nothing
+    let offered: Vec<u64> = out.stats.seconds.iter().map(|s| s.offered_hits).collect();
+    assert_eq!(offered[..3], [200, 200, 200]);
+    assert!(offered[3..].iter().all(|o| *o == 0), "{offered:?}");
     assert!(
         t.latency.value_at_quantile(0.99) < 200_000,
         "p99 {} µs on a local server",

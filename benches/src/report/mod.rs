@@ -353,3 +353,127 @@ pub struct RunResult {
 pub fn latency_curve(stats: &Stats) -> Vec<(f64, f64)> {
     percentile_curve(&stats.total.latency)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::client::Outcome;
+    use crate::stats::Event;
+
+    fn done(stats: &mut Stats, due_ms: u64, status: u16, latency_ms: u64) {
+        let accepted = u32::from((200..300).contains(&status));
+        stats.apply(&Event::Done {
+            target: 0,
+            hits: 1,
+            due: Duration::from_millis(due_ms),
+            lateness: Duration::ZERO,
+            done: Duration::from_millis(due_ms + latency_ms),
+            outcome: Outcome::Answered {
+                status,
+                accepted,
+                invalid: 0,
+            },
+        });
+    }
+
+    fn sample(t: f64, depth: u64) -> Sample {
+        Sample {
+            t,
+            depths: vec![depth],
+            rows: 0,
+            tagged_rows: 0,
+        }
+    }
+
+    /// Two steps of 3 s at 10 and 20 hits/s: the first is served, the second half fails.
+    fn stepped() -> (Stats, RateProfile) {
+        let profile =
+            RateProfile::steps(10.0, 10.0, Duration::from_secs(3), Duration::from_secs(6)).unwrap();
+        let mut stats = Stats::new(1, Duration::from_millis(10));
+        for (i, due) in profile.arrivals().enumerate() {
+            let ms = due.as_millis() as u64;
+            let status = if ms >= 3_000 && i % 2 == 0 { 503 } else { 200 };
+            done(&mut stats, ms, status, 2);
+        }
+        (stats, profile)
+    }
+
+    #[test]
+    fn capacity_reports_the_last_step_that_kept_up() {
+        let (stats, profile) = stepped();
+        let samples = [
+            sample(0.5, 0),
+            sample(2.5, 5),
+            sample(3.5, 5),
+            sample(5.5, 200),
+        ];
+        let c = capacity(&stats, &profile, &samples, 50.0);
+        assert_eq!(c.steps.len(), 2);
+        assert!(c.steps[0].ingest_sustained, "{:?}", c.steps[0]);
+        assert!(!c.steps[1].ingest_sustained, "{:?}", c.steps[1]);
+        assert_eq!(c.max_sustainable_ingest_rate, Some(10.0));
+        assert_eq!(c.steps[0].queue_growth, Some(5));
+        assert_eq!(c.steps[1].queue_growth, Some(195));
+        assert_eq!(c.max_sustainable_end_to_end_rate, Some(10.0));
+        // a tighter p99 limit than the 2 ms served: nothing is sustained
+        assert_eq!(
+            capacity(&stats, &profile, &samples, 1.0).max_sustainable_ingest_rate,
+            None
+        );
+    }
+
+    #[test]
+    fn thresholds_decide_and_the_report_renders() {
+        let (stats, profile) = stepped();
+        let mut result = RunResult {
+            tool: "t".into(),
+            command: "run".into(),
+            run_id: "r".into(),
+            run_tag: "Ab".into(),
+            settings: serde_json::json!({}),
+            started_at: 0,
+            load_secs: 6.0,
+            elapsed_secs: 6.1,
+            total: target_summary("all", 0, &stats.total, 6.0),
+            targets: vec![target_summary(
+                "http://a/matomo.php",
+                1,
+                &stats.targets[0],
+                6.0,
+            )],
+            timeline: timeline(&stats, &profile),
+            latency_curve: latency_curve(&stats),
+            stack: stack_summary(vec!["trackingQueueV1".into()], vec![sample(1.0, 3)], None),
+            capacity: Some(capacity(&stats, &profile, &[], 50.0)),
+            build_then_drain: None,
+            reconciliation: Reconciliation::skipped(75, 0, "no MySQL"),
+            thresholds: Vec::new(),
+            passed: true,
+        };
+        let limits = Thresholds {
+            max_p99_ms: Some(10.0),
+            max_error_ratio: Some(0.01),
+            max_lost: Some(0),
+            ..Default::default()
+        };
+        let verdicts = check_thresholds(&limits, &result);
+        let by_name = |n: &str| verdicts.iter().find(|v| v.name == n).unwrap().clone();
+        assert!(by_name("max-p99-ms").passed);
+        assert!(!by_name("max-error-ratio").passed, "30 of 90 hits failed");
+        assert!(!by_name("max-lost").passed, "not measured fails");
+        assert_eq!(by_name("max-lost").actual, None);
+        result.thresholds = verdicts;
+        result.passed = false;
+        let html = render_html(&result);
+        assert!(html.contains("FAILED") && html.contains("Steps (p99 limit 50 ms)"));
+        assert_eq!(
+            html.matches("<svg").count(),
+            4,
+            "rate, latency, HDR curve, queue depth"
+        );
+        assert_eq!(result.timeline[4].offered, 20);
+        assert_eq!(result.timeline[4].failed, 10);
+    }
+}
