@@ -240,3 +240,94 @@ async fn binary_drains_real_hits_exactly_once_even_after_kill_9() {
         "rows after kill -9 + restart differ from an uninterrupted run ({TABLES:?})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_readyz_drains_and_stops_gracefully_on_sigterm() {
+    let Some(dir) = golden_dir() else {
+        eprintln!("skipped: the shared golden PHP state (../shared/golden-php) is absent; set MATOMO_SHARED_DIR");
+        return;
+    };
+    let env = TestEnv::new(1, 10).await;
+    load_golden_state(&env, &dir).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut child = worker(&env, &dir)
+        .args([
+            "--set",
+            &format!("worker.listen=127.0.0.1:{port}"),
+            "--set",
+            "worker.max_batch_wait=0.2",
+        ])
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn matomo-worker run");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let get = |path: &'static str| async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.ok()?;
+        Some(response)
+    };
+    let started = Instant::now();
+    while !get("/readyz")
+        .await
+        .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    {
+        if started.elapsed() > Duration::from_secs(60)
+            || child.try_wait().expect("try_wait").is_some()
+        {
+            let _ = child.kill();
+            panic!("matomo-worker run never became ready");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // 25 hits: two full batches and a remainder of 5, drained while running.
+    env.push(0, &corpus_entries(&dir, 25)).await;
+    let started = Instant::now();
+    while env.queue_len(0).await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "run did not drain the queue"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = get("/metrics").await.expect("metrics");
+    assert!(
+        metrics.contains("matomo_worker_queue_entries_total{queue=\"0\",outcome=\"Processed\"} 25"),
+        "{metrics}"
+    );
+    assert!(counts(&env).await[1] > 0);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("try_wait") {
+            break exit;
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("matomo-worker run did not stop on SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    let lock: Option<String> =
+        fred::prelude::KeysInterface::get(&env.redis, matomo_wire::lock_key(&env.prefix, 0))
+            .await
+            .expect("get");
+    assert_eq!(lock, None, "the lock was released on shutdown");
+}

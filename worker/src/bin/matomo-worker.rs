@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use matomo_worker::{app, commands, engine};
 use tokio_util::sync::CancellationToken;
 
@@ -122,7 +122,21 @@ enum DeadLetterAction {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The common flags (--config, --matomo-config, --set, …) are accepted before or after the
+    // subcommand: `matomo-worker run --config tier.toml` and `matomo-worker --config tier.toml run`.
+    let matches = Cli::command()
+        .mut_args(|arg| {
+            if arg.get_id() == "help" || arg.get_id() == "version" {
+                arg
+            } else {
+                arg.global(true)
+            }
+        })
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let config = match tier_config::load(&cli.common) {
         Ok(config) => config,
         Err(e) => {
