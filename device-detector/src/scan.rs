@@ -16,7 +16,7 @@
 //! builds it, because its answer (not just its speed) is part of the algorithm.
 
 use crate::pattern::{php_escape_slash, Captures, Pattern, Probe, PARSER_PREFIX};
-use crate::translate::superset;
+use crate::translate::{lowercase_superset, superset};
 
 /// Patterns per PCRE alternation (used when a pattern cannot be translated for the DFA).
 const PCRE_CHUNK: usize = 24;
@@ -45,6 +45,91 @@ struct Chunk {
 pub(crate) struct Scanner {
     patterns: Vec<Pattern>,
     chunks: Vec<Chunk>,
+    /// Chunk of each pattern.
+    chunk_of: Vec<u32>,
+    literals: Option<LiteralIndex>,
+}
+
+/// Required literals of the patterns: a pattern can only match a user agent that contains
+/// (ASCII case-insensitively) one of its literals, so one Aho-Corasick pass over the lowered user
+/// agent names the candidates. Patterns without a usable literal set are always candidates.
+#[derive(Debug)]
+struct LiteralIndex {
+    ac: aho_corasick::AhoCorasick,
+    /// Literal id → patterns that require it.
+    owners: Vec<Vec<u32>>,
+    /// Patterns without literals.
+    always: Vec<u32>,
+    has_literals: Vec<bool>,
+}
+
+/// Literals one of which every match of `regex` starts with, lowered; `None` when unknown.
+fn required_literals(regex: &str) -> Option<Vec<Vec<u8>>> {
+    let lowered = lowercase_superset(regex)?;
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(&lowered)
+        .ok()?;
+    let mut extractor = regex_syntax::hir::literal::Extractor::new();
+    extractor.limit_total(1_000);
+    let seq = extractor.extract(&hir);
+    let literals = seq.literals()?;
+    if literals.is_empty() || literals.iter().any(|l| l.as_bytes().is_empty()) {
+        return None;
+    }
+    Some(literals.iter().map(|l| l.as_bytes().to_vec()).collect())
+}
+
+impl LiteralIndex {
+    fn new(regexes: &[&str]) -> Option<Self> {
+        let mut ids: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+        let mut owners: Vec<Vec<u32>> = Vec::new();
+        let mut always = Vec::new();
+        let mut has_literals = Vec::with_capacity(regexes.len());
+        for (idx, regex) in regexes.iter().enumerate() {
+            let idx = u32::try_from(idx).ok()?;
+            match required_literals(regex) {
+                Some(lits) => {
+                    has_literals.push(true);
+                    for lit in lits {
+                        let next = owners.len();
+                        let id = *ids.entry(lit).or_insert(next);
+                        if id == owners.len() {
+                            owners.push(Vec::new());
+                        }
+                        owners[id].push(idx);
+                    }
+                }
+                None => {
+                    has_literals.push(false);
+                    always.push(idx);
+                }
+            }
+        }
+        let mut by_id: Vec<(usize, Vec<u8>)> = ids.into_iter().map(|(l, id)| (id, l)).collect();
+        by_id.sort_unstable();
+        let ac = aho_corasick::AhoCorasick::new(by_id.into_iter().map(|(_, l)| l)).ok()?;
+        Some(Self {
+            ac,
+            owners,
+            always,
+            has_literals,
+        })
+    }
+
+    /// Candidate pattern indices for `ua`, ascending.
+    fn candidates(&self, ua: &str) -> Vec<u32> {
+        let lowered = ua.as_bytes().to_ascii_lowercase();
+        let mut out = self.always.clone();
+        for m in self.ac.find_overlapping_iter(&lowered) {
+            out.extend_from_slice(&self.owners[m.pattern().as_usize()]);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 fn combinable(regex: &str) -> bool {
@@ -146,11 +231,54 @@ impl Scanner {
                 });
             }
         }
-        Self { patterns, chunks }
+        let mut chunk_of = vec![0u32; regexes.len()];
+        for (ci, chunk) in chunks.iter().enumerate() {
+            for slot in &mut chunk_of[chunk.start..chunk.end] {
+                *slot = ci as u32;
+            }
+        }
+        // Worth it for long lists only; short ones are scanned chunk by chunk.
+        let literals = (regexes.len() >= 64)
+            .then(|| LiteralIndex::new(&regexes))
+            .flatten();
+        Self {
+            patterns,
+            chunks,
+            chunk_of,
+            literals,
+        }
+    }
+
+    fn chunk_passes(&self, chunk: &Chunk, ua: &str) -> bool {
+        match &chunk.filter {
+            Filter::None => true,
+            Filter::Dfa(dfa) => dfa.is_match(ua.as_bytes()),
+            Filter::Pcre(combined) => combined.probe(ua) != Probe::NoMatch,
+        }
     }
 
     /// Index and captures of the first pattern that matches `ua`.
     pub(crate) fn first(&self, ua: &str) -> Option<(usize, Captures)> {
+        if let Some(index) = &self.literals {
+            // Candidates in rule order; patterns without literals still go through their
+            // chunk's prefilter (evaluated at most once per chunk).
+            let mut chunk_pass: Vec<Option<bool>> = vec![None; self.chunks.len()];
+            for idx in index.candidates(ua) {
+                let idx = idx as usize;
+                if !index.has_literals[idx] {
+                    let ci = self.chunk_of[idx] as usize;
+                    let pass = *chunk_pass[ci]
+                        .get_or_insert_with(|| self.chunk_passes(&self.chunks[ci], ua));
+                    if !pass {
+                        continue;
+                    }
+                }
+                if let Some(caps) = self.patterns[idx].captures(ua) {
+                    return Some((idx, caps));
+                }
+            }
+            return None;
+        }
         for chunk in &self.chunks {
             let skip = match &chunk.filter {
                 Filter::None => false,

@@ -10,6 +10,17 @@
 
 /// The translated pattern, or `None` when the pattern uses something not handled.
 pub(crate) fn superset(pcre: &str) -> Option<String> {
+    translate(pcre, false)
+}
+
+/// Like [`superset`], with every ASCII letter lowered: matched case-sensitively against the
+/// ASCII-lowercased user agent it accepts whatever PCRE's caseless match accepts. Used for
+/// literal extraction; refuses inline flag changes and ranges lowering would narrow.
+pub(crate) fn lowercase_superset(pcre: &str) -> Option<String> {
+    translate(pcre, true)
+}
+
+fn translate(pcre: &str, lower: bool) -> Option<String> {
     let chars: Vec<char> = pcre.chars().collect();
     let mut out = String::with_capacity(pcre.len() * 2);
     let mut i = 0;
@@ -25,7 +36,7 @@ pub(crate) fn superset(pcre: &str) -> Option<String> {
                         out.push(next);
                     }
                     'x' => {
-                        let (text, used) = hex_escape(&chars[i..])?;
+                        let (text, used) = hex_escape(&chars[i..], lower)?;
                         out.push_str(&text);
                         i += used;
                     }
@@ -40,12 +51,15 @@ pub(crate) fn superset(pcre: &str) -> Option<String> {
                 }
             }
             '[' => {
-                let (text, used) = class(&chars[i..])?;
+                let (text, used) = class(&chars[i..], lower)?;
                 out.push_str(&text);
                 i += used;
             }
             '(' => {
                 let (text, used) = group_open(&chars[i..])?;
+                if lower && text.starts_with("(?") && !text.starts_with("(?:") {
+                    return None;
+                }
                 out.push_str(&text);
                 i += used;
             }
@@ -86,7 +100,7 @@ pub(crate) fn superset(pcre: &str) -> Option<String> {
                 }
             },
             c if c.is_ascii_alphanumeric() || c == ' ' => {
-                out.push(c);
+                out.push(if lower { c.to_ascii_lowercase() } else { c });
                 i += 1;
             }
             c if c.is_ascii() => {
@@ -146,7 +160,14 @@ fn counted_quantifier(chars: &[char]) -> Option<(String, usize)> {
 }
 
 /// `\xHH` or `\x{H…}` after the `\x` (already consumed); returns text and characters used.
-fn hex_escape(chars: &[char]) -> Option<(String, usize)> {
+fn hex_escape(chars: &[char], lower: bool) -> Option<(String, usize)> {
+    let fold = |v: u32| {
+        if lower && (0x41..=0x5A).contains(&v) {
+            v + 0x20
+        } else {
+            v
+        }
+    };
     if chars.first() == Some(&'{') {
         let end = chars.iter().position(|&c| c == '}')?;
         let hex: String = chars[1..end].iter().collect();
@@ -154,7 +175,7 @@ fn hex_escape(chars: &[char]) -> Option<(String, usize)> {
         if v > 0x7F {
             return None;
         }
-        return Some((format!(r"\x{{{v:02X}}}"), end + 1));
+        return Some((format!(r"\x{{{:02X}}}", fold(v)), end + 1));
     }
     let hex: String = chars
         .iter()
@@ -169,11 +190,11 @@ fn hex_escape(chars: &[char]) -> Option<(String, usize)> {
     if v > 0x7F {
         return None;
     }
-    Some((format!(r"\x{{{v:02X}}}"), hex.len()))
+    Some((format!(r"\x{{{:02X}}}", fold(v)), hex.len()))
 }
 
 /// A character class starting at `[`.
-fn class(chars: &[char]) -> Option<(String, usize)> {
+fn class(chars: &[char], lower: bool) -> Option<(String, usize)> {
     let mut out = String::from("[");
     let mut i = 1;
     if chars.get(i) == Some(&'^') {
@@ -199,7 +220,7 @@ fn class(chars: &[char]) -> Option<(String, usize)> {
                         out.push(next);
                     }
                     'x' => {
-                        let (text, used) = hex_escape(&chars[i..])?;
+                        let (text, used) = hex_escape(&chars[i..], lower)?;
                         out.push_str(&text);
                         i += used;
                     }
@@ -215,12 +236,18 @@ fn class(chars: &[char]) -> Option<(String, usize)> {
                 if at_end || at_start {
                     push_byte_literal(&mut out, '-');
                 } else {
+                    // Lowering `A-z` to `a-z` would drop `[\]^_` and the backtick.
+                    let from = chars[i - 1];
+                    let to = *chars.get(i + 1)?;
+                    if lower && from.is_ascii_uppercase() && !to.is_ascii_uppercase() {
+                        return None;
+                    }
                     out.push('-');
                 }
                 i += 1;
             }
             c if c.is_ascii_alphanumeric() || c == ' ' => {
-                out.push(c);
+                out.push(if lower { c.to_ascii_lowercase() } else { c });
                 i += 1;
             }
             c if c.is_ascii() => {
@@ -299,7 +326,7 @@ fn skip_group(chars: &[char]) -> Option<usize> {
         match chars[i] {
             '\\' => i += 1,
             '[' => {
-                let (_, used) = class(&chars[i..])?;
+                let (_, used) = class(&chars[i..], false)?;
                 i += used;
                 continue;
             }
