@@ -45,10 +45,14 @@ impl Drop for DropDatabases {
 }
 
 async fn create_db(admin: &mut mysql_async::Conn, name: &str) -> Result<(), mysql_async::Error> {
-    admin.query_drop(format!("CREATE DATABASE `{name}`")).await?;
-    let schema = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/schema/matomo.sql"))
-        .expect("deploy/schema/matomo.sql")
-        .replace("{{prefix}}", "matomo_");
+    admin
+        .query_drop(format!("CREATE DATABASE `{name}`"))
+        .await?;
+    let schema = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/schema/matomo.sql"),
+    )
+    .expect("deploy/schema/matomo.sql")
+    .replace("{{prefix}}", "matomo_");
     admin.query_drop(format!("USE `{name}`")).await?;
     admin.query_drop(schema).await?;
     admin
@@ -83,24 +87,36 @@ fn hits(n: usize, now: i64) -> Vec<RequestSet> {
         let mut q: Vec<(String, String)> = vec![
             ("idsite".into(), "1".into()),
             ("rec".into(), "1".into()),
-            ("_id".into(), format!("{:016x}", 0xa000_0000_0000u64 + v as u64)),
-            ("url".into(), format!("https://shop.example.net/p/{page}?ref=nav&sessionid=x{v}")),
+            (
+                "_id".into(),
+                format!("{:016x}", 0xa000_0000_0000u64 + v as u64),
+            ),
+            (
+                "url".into(),
+                format!("https://shop.example.net/p/{page}?ref=nav&sessionid=x{v}"),
+            ),
             ("res".into(), "1920x1080".into()),
             ("cdt".into(), t.to_string()),
             ("token_auth".into(), "benchtoken".into()),
         ];
         match step % 12 {
-            0 => q.push(("urlref".into(), format!("https://www.google.com/search?q=item+{page}"))),
+            0 => q.push((
+                "urlref".into(),
+                format!("https://www.google.com/search?q=item+{page}"),
+            )),
             3 => {
                 q.push(("e_c".into(), "video".into()));
                 q.push(("e_a".into(), "play".into()));
                 q.push(("e_n".into(), format!("clip {page}")));
                 q.push(("e_v".into(), "12.5".into()));
             }
-            5 => q.push(("download".into(), format!("https://shop.example.net/files/{page}.pdf"))),
+            5 => q.push((
+                "download".into(),
+                format!("https://shop.example.net/files/{page}.pdf"),
+            )),
             7 => q.push(("search".into(), format!("term {page}"))),
             9 => q.push(("link".into(), format!("https://partner.example.org/{page}"))),
-            11 if v % 4 == 0 => {
+            11 if v.is_multiple_of(4) => {
                 q.push(("idgoal".into(), "0".into()));
                 q.push(("ec_id".into(), format!("O-{i}")));
                 q.push(("revenue".into(), "99.90".into()));
@@ -121,29 +137,58 @@ fn hits(n: usize, now: i64) -> Vec<RequestSet> {
             params.insert(k, Value::String(val));
         }
         let mut server = Params::new();
-        server.insert("REMOTE_ADDR".into(), Value::String(format!("10.1.{}.{}", v / 250, v % 250)));
-        server.insert("HTTP_USER_AGENT".into(), Value::String(UAS[v % UAS.len()].into()));
-        server.insert("HTTP_ACCEPT_LANGUAGE".into(), Value::String("de-DE,de;q=0.9".into()));
-        out.push(RequestSet { requests: vec![params], server, time: now, ..Default::default() });
+        server.insert(
+            "REMOTE_ADDR".into(),
+            Value::String(format!("10.1.{}.{}", v / 250, v % 250)),
+        );
+        server.insert(
+            "HTTP_USER_AGENT".into(),
+            Value::String(UAS[v % UAS.len()].into()),
+        );
+        server.insert(
+            "HTTP_ACCEPT_LANGUAGE".into(),
+            Value::String("de-DE,de;q=0.9".into()),
+        );
+        out.push(RequestSet {
+            requests: vec![params],
+            server,
+            time: now,
+            ..Default::default()
+        });
     }
     out
 }
 
-async fn raw_copy(pool: &mysql_async::Pool, from: &str, to: &str) -> Result<(usize, f64), mysql_async::Error> {
+async fn raw_copy(
+    pool: &mysql_async::Pool,
+    from: &str,
+    to: &str,
+) -> Result<(usize, f64), mysql_async::Error> {
     let mut src = pool.get_conn().await?;
     let mut statements: Vec<String> = Vec::new();
     let mut rows_total = 0usize;
     for table in TABLES {
-        let rows: Vec<mysql_async::Row> = src.query(format!("SELECT * FROM `{from}`.`matomo_{table}`")).await?;
+        let rows: Vec<mysql_async::Row> = src
+            .query(format!("SELECT * FROM `{from}`.`matomo_{table}`"))
+            .await?;
         rows_total += rows.len();
         for chunk in rows.chunks(500) {
-            let cols: Vec<String> = chunk[0].columns_ref().iter().map(|c| format!("`{}`", c.name_str())).collect();
-            let mut sql = format!("INSERT INTO `{to}`.`matomo_{table}` ({}) VALUES ", cols.join(","));
+            let cols: Vec<String> = chunk[0]
+                .columns_ref()
+                .iter()
+                .map(|c| format!("`{}`", c.name_str()))
+                .collect();
+            let mut sql = format!(
+                "INSERT INTO `{to}`.`matomo_{table}` ({}) VALUES ",
+                cols.join(",")
+            );
             for (i, r) in chunk.iter().enumerate() {
                 if i > 0 {
                     sql.push(',');
                 }
-                let vals: Vec<String> = (0..r.len()).map(|k| r.as_ref(k).map_or("NULL".into(), |v| v.as_sql(false))).collect();
+                let vals: Vec<String> = (0..r.len())
+                    .map(|k| r.as_ref(k).map_or("NULL".into(), |v| v.as_sql(false)))
+                    .collect();
                 sql.push('(');
                 sql.push_str(&vals.join(","));
                 sql.push(')');
@@ -164,7 +209,9 @@ async fn raw_copy(pool: &mysql_async::Pool, from: &str, to: &str) -> Result<(usi
 async fn count_rows(conn: &mut mysql_async::Conn, db: &str) -> Result<usize, mysql_async::Error> {
     let mut total = 0usize;
     for table in TABLES {
-        let n: Option<u64> = conn.query_first(format!("SELECT COUNT(*) FROM `{db}`.`matomo_{table}`")).await?;
+        let n: Option<u64> = conn
+            .query_first(format!("SELECT COUNT(*) FROM `{db}`.`matomo_{table}`"))
+            .await?;
         total += n.unwrap_or(0) as usize;
     }
     Ok(total)
@@ -172,12 +219,21 @@ async fn count_rows(conn: &mut mysql_async::Conn, db: &str) -> Result<usize, mys
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = std::env::var("TRACKER_BENCH_HITS").ok().and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let n: usize = std::env::var("TRACKER_BENCH_HITS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000);
     let suffix = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
-    let (db, raw) = (format!("mt_test_bench_{suffix}"), format!("mt_test_raw_{suffix}"));
+    let (db, raw) = (
+        format!("mt_test_bench_{suffix}"),
+        format!("mt_test_raw_{suffix}"),
+    );
     let _guard = DropDatabases(vec![db.clone(), raw.clone()]);
     let admin_pool = mysql_async::Pool::new("mysql://matomo:matomo@127.0.0.1:3306/");
-    let mut admin = admin_pool.get_conn().await.expect("MariaDB on 127.0.0.1:3306 (matomo/matomo)");
+    let mut admin = admin_pool
+        .get_conn()
+        .await
+        .expect("MariaDB on 127.0.0.1:3306 (matomo/matomo)");
     create_db(&mut admin, &db).await.expect("bench database");
     create_db(&mut admin, &raw).await.expect("raw database");
     let salt = "benchsalt";
@@ -201,14 +257,21 @@ async fn main() {
     if vendor.is_dir() {
         config.matomo.vendor_dir = Some(vendor);
     }
-    let pool = mysql_async::Pool::new(format!("mysql://matomo:matomo@127.0.0.1:3306/{db}").as_str());
+    let pool =
+        mysql_async::Pool::new(format!("mysql://matomo:matomo@127.0.0.1:3306/{db}").as_str());
     let tracker = Tracker::new(&config, pool.clone()).await.expect("tracker");
     let sets = hits(n, chrono::Utc::now().timestamp());
     let mut cache = tracker.new_shard_cache();
     let started = Instant::now();
     for chunk in sets.chunks(500) {
-        let mut tx = pool.start_transaction(Default::default()).await.expect("tx");
-        tracker.process_batch(&mut tx, &mut cache, chunk).await.expect("batch");
+        let mut tx = pool
+            .start_transaction(Default::default())
+            .await
+            .expect("tx");
+        tracker
+            .process_batch(&mut tx, &mut cache, chunk)
+            .await
+            .expect("batch");
         tx.commit().await.expect("commit");
     }
     let tracker_secs = started.elapsed().as_secs_f64();

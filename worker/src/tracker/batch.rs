@@ -284,7 +284,7 @@ async fn pass(
     let mut outcome = BatchOutcome {
         sets: vec![SetOutcome::default(); sets.len()],
     };
-    let mut salts = SaltBook::default();
+    let salts = load_salts(t, snap, tx, sets, &env).await?;
 
     // Phase 1: read every request and collect what must be looked up.
     let mut prepared: Vec<Prepared> = Vec::new();
@@ -304,7 +304,7 @@ async fn pass(
                 outcome.sets[si].skipped += 1;
                 continue;
             };
-            let prepared_one = prepare::prepare(t, snap, &mut salts, &mut req, (si, pi), count);
+            let prepared_one = prepare::prepare(t, snap, &salts, &mut req, (si, pi), count);
             let ids: Vec<u8> = std::mem::take(&mut req.failures);
             failures.extend(ids.into_iter().map(|id| Failure::new(&req, id)));
             match prepared_one {
@@ -383,21 +383,90 @@ async fn pass(
 
     // Phase 4: write.
     write(t, tx, cache, &st).await?;
-    for (idsite, day, value) in salts.created {
-        let json = format!(
-            "{{\"value\":\"{value}\",\"time\":{}}}",
-            chrono::Utc::now().timestamp()
-        );
-        tx.query_drop(format!(
-            "INSERT IGNORE INTO `{}` (option_name, option_value, autoload) VALUES ({}, {}, 0)",
-            t.table("option"),
-            render(&Val::Str(format!("fingerprint_salt_{idsite}_{day}"))),
-            render(&Val::Str(json))
-        ))
-        .await?;
-    }
     remember_invalidations(t, tx, &prepared, snap).await?;
     Ok(Pass::Done(outcome))
+}
+
+/// Salts for the (site, day) pairs of this batch that the snapshot does not have: read from
+/// `option`, else created the way `FingerprintSalt::getSalt` does (`{"value":…,"time":…}`),
+/// inserted with INSERT IGNORE and read back, so concurrent workers agree on one value.
+async fn load_salts(
+    t: &Tracker,
+    snap: &Snapshot,
+    tx: &mut Transaction<'static>,
+    sets: &[matomo_wire::RequestSet],
+    env: &RequestEnv<'_>,
+) -> Result<SaltBook, BatchError> {
+    let tr = &t.config.matomo.tracker;
+    let mut book = SaltBook::default();
+    if !tr.create_new_visit_after_midnight || tr.enable_fingerprinting_across_websites {
+        return Ok(book);
+    }
+    let mut need: Vec<(u32, String)> = Vec::new();
+    for set in sets {
+        for params in &set.requests {
+            let Ok(mut req) = Request::new(params, set, env.clone()) else {
+                continue;
+            };
+            let ts = req.timestamp().unwrap_or(req.now);
+            let key = (req.idsite(), local_day(&req.site.timezone, ts));
+            if snap.fingerprint_salt(key.0, &key.1).is_none() && !need.contains(&key) {
+                need.push(key);
+            }
+        }
+    }
+    if need.is_empty() {
+        return Ok(book);
+    }
+    let table = t.table("option");
+    let names: Vec<String> = need
+        .iter()
+        .map(|(s, d)| render(&Val::Str(format!("fingerprint_salt_{s}_{d}"))))
+        .collect();
+    let select = format!(
+        "SELECT option_name, option_value FROM `{table}` WHERE option_name IN ({})",
+        names.join(",")
+    );
+    let read = |rows: Vec<(String, String)>, book: &mut SaltBook| {
+        for (name, value) in rows {
+            let v: serde_json::Value = serde_json::from_str(&value).unwrap_or_default();
+            let salt = v
+                .get("value")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if let Some(key) = need
+                .iter()
+                .find(|(s, d)| name == format!("fingerprint_salt_{s}_{d}"))
+            {
+                book.known.insert(key.clone(), salt);
+            }
+        }
+    };
+    let rows: Vec<(String, String)> = tx.query(&select).await?;
+    read(rows, &mut book);
+    let missing: Vec<&(u32, String)> = need
+        .iter()
+        .filter(|k| !book.known.contains_key(*k))
+        .collect();
+    if !missing.is_empty() {
+        let now = chrono::Utc::now().timestamp();
+        for (idsite, day) in missing {
+            let json = format!(
+                "{{\"value\":\"{}\",\"time\":{now}}}",
+                prepare::random_string(32)
+            );
+            tx.query_drop(format!(
+                "INSERT IGNORE INTO `{table}` (option_name, option_value, autoload) VALUES ({}, {}, 0)",
+                render(&Val::Str(format!("fingerprint_salt_{idsite}_{day}"))),
+                render(&Val::Str(json))
+            ))
+            .await?;
+        }
+        let rows: Vec<(String, String)> = tx.query(&select).await?;
+        read(rows, &mut book);
+    }
+    Ok(book)
 }
 
 fn collect_item_names(req: &Request<'_>, wanted: &mut Vec<(ActionKey, Option<i64>)>) {

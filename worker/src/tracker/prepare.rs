@@ -1,7 +1,7 @@
 //! Phase 1 of a batch: everything about a request that does not depend on visit state — its
 //! time, IP, visitor id, device, exclusion verdict (`VisitExcluded`), config_id (`Settings`)
 //! and action (`Action::factory`). Pure apart from reading the configuration snapshot; the
-//! fingerprint salts it needs but cannot find are handed back to be written with the batch.
+//! fingerprint salts it needs were fetched or created before (`batch::load_salts`).
 
 use std::collections::HashMap;
 
@@ -41,28 +41,21 @@ pub struct Prepared {
     pub spec: Option<ActionSpec>,
 }
 
-/// Fingerprint salts known or created during a batch.
+/// Fingerprint salts of the batch: the snapshot's, plus those read or created in MySQL for
+/// days the snapshot does not know yet (see `batch::load_salts`).
 #[derive(Debug, Default)]
 pub struct SaltBook {
-    known: HashMap<(u32, String), String>,
-    /// Salts this batch created: (idsite, day, value), to be stored as options.
-    pub created: Vec<(u32, String, String)>,
+    /// (idsite, day) → salt, for days missing from the snapshot.
+    pub known: HashMap<(u32, String), String>,
 }
 
 impl SaltBook {
-    /// The salt of a site and day: stored, or created now (`FingerprintSalt::getSalt`).
-    pub fn salt(&mut self, snap: &Snapshot, idsite: u32, day: &str) -> String {
-        let key = (idsite, day.to_owned());
-        if let Some(s) = self.known.get(&key) {
-            return s.clone();
-        }
-        let s = snap.fingerprint_salt(idsite, day).unwrap_or_else(|| {
-            let v = random_string(32);
-            self.created.push((idsite, day.to_owned(), v.clone()));
-            v
-        });
-        self.known.insert(key, s.clone());
-        s
+    /// The salt of a site and day (`FingerprintSalt::getSalt`); empty when unknown, which only
+    /// happens for a day `batch::load_salts` did not see.
+    pub fn salt(&self, snap: &Snapshot, idsite: u32, day: &str) -> String {
+        snap.fingerprint_salt(idsite, day)
+            .or_else(|| self.known.get(&(idsite, day.to_owned())).cloned())
+            .unwrap_or_default()
     }
 }
 
@@ -169,7 +162,7 @@ pub const LOCATION_OVERRIDES: [&str; 5] = ["city", "region", "country", "lat", "
 pub fn prepare(
     t: &Tracker,
     snap: &Snapshot,
-    salts: &mut SaltBook,
+    salts: &SaltBook,
     req: &mut Request<'_>,
     (set, params): (usize, usize),
     count_before: usize,
