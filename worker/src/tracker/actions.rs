@@ -282,7 +282,7 @@ pub struct ActionCtx<'s> {
     /// Configuration.
     pub snap: &'s Snapshot,
     /// Parameters removed from page URLs.
-    pub exclude: ParamMatcher,
+    pub exclude: &'s ParamMatcher,
     /// page_maximum_length.
     pub limit: usize,
 }

@@ -285,6 +285,7 @@ async fn pass(
         sets: vec![SetOutcome::default(); sets.len()],
     };
     let salts = load_salts(t, snap, tx, sets, &env).await?;
+    let matchers = prepare::url_matchers(snap, &t.campaign);
 
     // Phase 1: read every request and collect what must be looked up.
     let mut prepared: Vec<Prepared> = Vec::new();
@@ -304,7 +305,8 @@ async fn pass(
                 outcome.sets[si].skipped += 1;
                 continue;
             };
-            let prepared_one = prepare::prepare(t, snap, &salts, &mut req, (si, pi), count);
+            let prepared_one =
+                prepare::prepare(t, snap, &salts, &mut req, (si, pi), count, &matchers);
             let ids: Vec<u8> = std::mem::take(&mut req.failures);
             failures.extend(ids.into_iter().map(|id| Failure::new(&req, id)));
             match prepared_one {
@@ -356,6 +358,7 @@ async fn pass(
         t,
         snap,
         ids: &ids,
+        matchers: &matchers,
         detector: ReferrerDetector {
             lists: &t.lists,
             site_urls: &site_urls,

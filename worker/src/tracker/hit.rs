@@ -53,6 +53,8 @@ pub struct HitCtx<'a> {
     pub ids: &'a std::collections::HashMap<ActionKey, u64>,
     /// Referrer detection.
     pub detector: ReferrerDetector<'a>,
+    /// Per-site URL parameter exclusions.
+    pub matchers: &'a super::prepare::UrlMatchers,
 }
 
 impl HitCtx<'_> {
@@ -325,13 +327,8 @@ pub async fn handle(
     // Referrer of this hit (Referrers\Columns\Base::getReferrerInformationFromRequest).
     let url_param = req.str("url");
     let urlref = req.str("urlref");
-    let url_exclusions =
-        super::phpurl::ParamMatcher::new(&super::exclusion::query_parameters_to_exclude(
-            &req.site.excluded_parameters.join(","),
-            &snap.global_excluded_parameters.join(","),
-            &actions::DEFAULT_EXCLUDED.join(","),
-            &t.campaign,
-        ));
+    let no_exclusions = super::phpurl::ParamMatcher::default();
+    let url_exclusions = ctx.matchers.get(&idsite).unwrap_or(&no_exclusions);
     let excluded_referrers: Vec<String> = snap
         .global_excluded_referrers
         .iter()
@@ -343,7 +340,7 @@ pub async fn handle(
         exclude_unknown_urls: req.site.exclude_unknown_urls,
         keep_url_fragment: snap.keep_fragment(req.site),
         excluded_referrers: &excluded_referrers,
-        url_exclusions: &url_exclusions,
+        url_exclusions,
     };
     let rreq = ReferrerRequest {
         url: &url_param,
@@ -382,7 +379,7 @@ pub async fn handle(
         let url = actions::exclude_query_parameters(
             &url_param,
             snap.keep_fragment(req.site),
-            &actions::excluded_params(snap, &req.site.excluded_parameters),
+            url_exclusions,
             tr.page_maximum_length,
         );
         converted.push((goal.clone(), url));

@@ -11,10 +11,31 @@ use md5::Digest;
 use super::actions::{self, ActionCtx, ActionSpec};
 use super::exclusion;
 use super::php;
+use super::phpurl::ParamMatcher;
 use super::request::{Request, RequestError};
 use super::settings::Snapshot;
 use super::sql;
 use super::Tracker;
+
+/// Per site, the query parameters removed from page URLs (`PageUrl::getQueryParametersToExclude`),
+/// built once per batch.
+pub type UrlMatchers = HashMap<u32, ParamMatcher>;
+
+/// Builds [`UrlMatchers`] for every site of the snapshot.
+pub fn url_matchers(snap: &Snapshot, campaign: &super::campaign::CampaignParams) -> UrlMatchers {
+    snap.sites
+        .values()
+        .map(|site| {
+            let names = exclusion::query_parameters_to_exclude(
+                &site.excluded_parameters.join(","),
+                &snap.global_excluded_parameters.join(","),
+                &actions::DEFAULT_EXCLUDED.join(","),
+                campaign,
+            );
+            (site.idsite, ParamMatcher::new(&names))
+        })
+        .collect()
+}
 
 /// A request read in phase 1.
 #[derive(Debug, Clone)]
@@ -166,7 +187,9 @@ pub fn prepare(
     req: &mut Request<'_>,
     (set, params): (usize, usize),
     count_before: usize,
+    matchers: &UrlMatchers,
 ) -> Result<Option<Prepared>, RequestError> {
+    let empty = ParamMatcher::default();
     let tr = &t.config.matomo.tracker;
     // validateRequest: location overrides and the custom timestamp need a token.
     for field in LOCATION_OVERRIDES {
@@ -268,7 +291,7 @@ pub fn prepare(
     } else {
         let ctx = ActionCtx {
             snap,
-            exclude: actions::excluded_params(snap, &req.site.excluded_parameters),
+            exclude: matchers.get(&idsite).unwrap_or(&empty),
             limit: tr.page_maximum_length,
         };
         Some(actions::classify(req, &ctx).map_err(|e| RequestError::InvalidParameter(e.0))?)
