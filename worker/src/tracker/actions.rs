@@ -313,7 +313,7 @@ pub fn classify(req: &Request<'_>, ctx: &ActionCtx<'_>) -> Result<ActionSpec, Ac
     let limit = ctx.limit;
     let keep_fragment = ctx.snap.keep_fragment(site);
     let set_url = |u: &str| -> Option<String> {
-        let u2 = exclude_query_parameters(u, keep_fragment, &ctx.exclude, limit);
+        let u2 = exclude_query_parameters(u, keep_fragment, ctx.exclude, limit);
         url_if_look_valid(&u2, limit)
     };
     let url_param = req.str("url");
