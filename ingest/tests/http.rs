@@ -694,3 +694,100 @@ async fn shutdown_fails_readiness_and_finishes_in_flight_requests() {
 
 #[path = "cases/golden.rs"]
 mod golden;
+
+/// A TCP forwarder to the real Redis that the test can cut, to see the node without Redis.
+struct RedisCut {
+    port: u16,
+    cut: tokio_util::sync::CancellationToken,
+}
+
+impl RedisCut {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = tokio_util::sync::CancellationToken::new();
+        let stop = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut client, _) = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    accepted = listener.accept() => accepted.expect("accept"),
+                };
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut redis = tokio::net::TcpStream::connect("127.0.0.1:6379")
+                        .await
+                        .expect("redis");
+                    tokio::select! {
+                        _ = stop.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut redis) => {}
+                    }
+                });
+            }
+        });
+        Self { port, cut }
+    }
+}
+
+#[tokio::test]
+async fn without_redis_hits_get_503_and_readiness_fails() {
+    let db = TestDb::create().await;
+    let cut = RedisCut::start().await;
+    let mut cfg = config(&db);
+    cfg.redis.port = cut.port;
+    cfg.redis.command_timeout = Duration::from_millis(500);
+    let node = Node::start(cfg).await;
+    let c = http();
+    let hit = format!(
+        "{}/matomo.php?idsite=1&rec=1&_id=0000000000000001",
+        node.base
+    );
+    assert_eq!(
+        c.get(&hit).send().await.expect("send").status(),
+        StatusCode::OK
+    );
+    assert_eq!(node.queue(0).await.len(), 1);
+
+    cut.cut.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = c.get(&hit).send().await.expect("send");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let r = c
+        .post(format!("{}/matomo.php", node.base))
+        .body(json!({"requests": ["?idsite=1&rec=1"]}).to_string())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r
+        .text()
+        .await
+        .expect("text")
+        .starts_with(r#"{"status":"error""#));
+    let r = c
+        .get(format!("{}/readyz", node.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        node.queue(0).await.len(),
+        1,
+        "nothing was acknowledged without Redis"
+    );
+    let metrics = c
+        .get(format!("{}/metrics", node.base))
+        .send()
+        .await
+        .expect("send");
+    assert!(metrics
+        .text()
+        .await
+        .expect("text")
+        .contains("ingest_redis_errors_total 2"));
+
+    node.stop().await;
+    db.drop_db().await;
+}

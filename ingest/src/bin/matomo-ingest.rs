@@ -1,6 +1,8 @@
 //! `matomo-ingest`: loads the configuration, sets up logging, binds the listener and runs
 //! [`matomo_ingest::serve`] until SIGTERM or Ctrl-C.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -12,27 +14,36 @@ struct Args {
     common: tier_config::CommonArgs,
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let config = match tier_config::load(&args.common) {
+        Ok(config) => config,
         Err(error) => {
-            eprintln!("startup error: {error:#}");
-            std::process::ExitCode::FAILURE
+            eprintln!("matomo-ingest: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(error) = tier_config::init_tracing(&config.log) {
+        eprintln!("matomo-ingest: {error}");
+        return ExitCode::from(2);
+    }
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("matomo-ingest: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
-    let config = tier_config::load(&args.common)?;
-    tier_config::init_tracing(&config.log)?;
+fn run(config: tier_config::Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.ingest.listen)
             .await
-            .map_err(|e| anyhow::anyhow!("ingest.listen {}: {e}", config.ingest.listen))?;
+            .map_err(|e| anyhow::anyhow!("ingest.listen = {}: {e}", config.ingest.listen))?;
         let shutdown = CancellationToken::new();
         tokio::spawn(wait_for_signal(shutdown.clone()));
         matomo_ingest::serve(config, listener, shutdown).await?;

@@ -184,10 +184,12 @@ impl Writer {
     async fn write(&self, jobs: Vec<Job>) {
         let pipeline = self.client.pipeline();
         let mut queued_ok = true;
-        for job in &jobs {
-            for entry in &job.entries {
+        let mut answers = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            answers.push((job.entries.len(), job.done));
+            for entry in job.entries {
                 let key = matomo_wire::queue_key(&self.prefix, entry.queue_id);
-                let value = RedisValue::Bytes(Bytes::copy_from_slice(&entry.bytes));
+                let value = RedisValue::Bytes(Bytes::from(entry.bytes));
                 let queued: Result<(), _> = pipeline.rpush(key, value).await;
                 queued_ok &= queued.is_ok();
             }
@@ -201,8 +203,7 @@ impl Writer {
             Err(EnqueueError::Redis("could not queue the pipeline".into()))
         };
         let mut offset = 0;
-        for job in jobs {
-            let n = job.entries.len();
+        for (n, done) in answers {
             let outcome = match &results {
                 Ok(results) => match results.get(offset..offset + n) {
                     Some(mine) => match mine.iter().find_map(|r| r.as_ref().err()) {
@@ -214,7 +215,7 @@ impl Writer {
                 Err(e) => Err(e.clone()),
             };
             offset += n;
-            let _ = job.done.send(outcome);
+            let _ = done.send(outcome);
         }
     }
 }
