@@ -331,3 +331,45 @@ async fn run_serves_readyz_drains_and_stops_gracefully_on_sigterm() {
             .expect("get");
     assert_eq!(lock, None, "the lock was released on shutdown");
 }
+
+/// A measurement, not a check: drains the whole golden corpus (4,094 hits, one queue, batches of
+/// 500) with `process --once` and prints entries per second. Run with
+/// `MATOMO_WORKER_BIN=target/release/matomo-worker cargo test -p matomo-worker --test engine_binary -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "throughput measurement; run explicitly"]
+async fn measure_process_once_throughput_on_the_golden_corpus() {
+    let Some(dir) = golden_dir() else {
+        eprintln!("skipped: the shared golden PHP state (../shared/golden-php) is absent; set MATOMO_SHARED_DIR");
+        return;
+    };
+    let env = TestEnv::new(1, 500).await;
+    load_golden_state(&env, &dir).await;
+    let entries = corpus_entries(&dir, usize::MAX);
+    env.push(0, &entries).await;
+    let bin = std::env::var("MATOMO_WORKER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_matomo-worker").to_owned());
+    let mut cmd = worker(&env, &dir);
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    cmd = Command::new(&bin);
+    cmd.args(args).args([
+        "--set",
+        "queue.num_requests_to_process=500",
+        "process",
+        "--once",
+    ]);
+    let started = Instant::now();
+    let out = cmd.output().expect("run matomo-worker");
+    let secs = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.queue_len(0).await, 0);
+    eprintln!(
+        "{bin}: {} entries in {secs:.2} s = {:.0} entries/s (process start-up included); rows {:?} {TABLES:?}",
+        entries.len(),
+        entries.len() as f64 / secs,
+        counts(&env).await
+    );
+}
