@@ -15,6 +15,8 @@
 //! of a parser in reverse order, which some parsers use as a yes/no gate. It is reproduced as PHP
 //! builds it, because its answer (not just its speed) is part of the algorithm.
 
+use std::sync::OnceLock;
+
 use crate::pattern::{php_escape_slash, Captures, Pattern, Probe, PARSER_PREFIX};
 use crate::translate::{lowercase_superset, superset};
 
@@ -33,11 +35,43 @@ enum Filter {
     Pcre(Pattern),
 }
 
+/// What a chunk's prefilter is built from (built on first use, so loading stays cheap).
+#[derive(Debug)]
+enum FilterSpec {
+    None,
+    /// Translated patterns for the DFA, and the originals in case the DFA cannot be built.
+    Dfa(Vec<String>, Vec<String>),
+    Pcre(Vec<String>),
+}
+
 #[derive(Debug)]
 struct Chunk {
     start: usize,
     end: usize,
-    filter: Filter,
+    spec: FilterSpec,
+    filter: OnceLock<Filter>,
+}
+
+impl Chunk {
+    fn new(start: usize, end: usize, spec: FilterSpec) -> Self {
+        Self {
+            start,
+            end,
+            spec,
+            filter: OnceLock::new(),
+        }
+    }
+
+    fn filter(&self) -> &Filter {
+        self.filter.get_or_init(|| match &self.spec {
+            FilterSpec::None => Filter::None,
+            FilterSpec::Dfa(translated, originals) => match dfa_filter(translated) {
+                Some(dfa) => Filter::Dfa(dfa),
+                None => pcre_filter(originals),
+            },
+            FilterSpec::Pcre(originals) => pcre_filter(originals),
+        })
+    }
 }
 
 /// An ordered list of parser patterns with a chunked prefilter.
@@ -170,7 +204,7 @@ fn dfa_filter(translated: &[String]) -> Option<regex::bytes::Regex> {
         .ok()
 }
 
-fn pcre_filter(regexes: &[&str]) -> Filter {
+fn pcre_filter(regexes: &[String]) -> Filter {
     if regexes.len() < 2 {
         return Filter::None;
     }
@@ -199,15 +233,8 @@ impl Scanner {
                     i += 1;
                 }
                 let parts: Vec<String> = translated[start..i].iter().flatten().cloned().collect();
-                let filter = match dfa_filter(&parts) {
-                    Some(dfa) => Filter::Dfa(dfa),
-                    None => pcre_filter(&regexes[start..i]),
-                };
-                chunks.push(Chunk {
-                    start,
-                    end: i,
-                    filter,
-                });
+                let originals = regexes[start..i].iter().map(|r| r.to_string()).collect();
+                chunks.push(Chunk::new(start, i, FilterSpec::Dfa(parts, originals)));
             } else if combinable(regexes[i]) {
                 while i < regexes.len()
                     && i - start < PCRE_CHUNK
@@ -216,19 +243,11 @@ impl Scanner {
                 {
                     i += 1;
                 }
-                let filter = pcre_filter(&regexes[start..i]);
-                chunks.push(Chunk {
-                    start,
-                    end: i,
-                    filter,
-                });
+                let originals = regexes[start..i].iter().map(|r| r.to_string()).collect();
+                chunks.push(Chunk::new(start, i, FilterSpec::Pcre(originals)));
             } else {
                 i += 1;
-                chunks.push(Chunk {
-                    start,
-                    end: i,
-                    filter: Filter::None,
-                });
+                chunks.push(Chunk::new(start, i, FilterSpec::None));
             }
         }
         let mut chunk_of = vec![0u32; regexes.len()];
@@ -250,7 +269,7 @@ impl Scanner {
     }
 
     fn chunk_passes(&self, chunk: &Chunk, ua: &str) -> bool {
-        match &chunk.filter {
+        match chunk.filter() {
             Filter::None => true,
             Filter::Dfa(dfa) => dfa.is_match(ua.as_bytes()),
             Filter::Pcre(combined) => combined.probe(ua) != Probe::NoMatch,
@@ -280,7 +299,7 @@ impl Scanner {
             return None;
         }
         for chunk in &self.chunks {
-            let skip = match &chunk.filter {
+            let skip = match chunk.filter() {
                 Filter::None => false,
                 Filter::Dfa(dfa) => !dfa.is_match(ua.as_bytes()),
                 Filter::Pcre(combined) => combined.probe(ua) == Probe::NoMatch,
