@@ -353,6 +353,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn literal_index_keeps_rule_order() {
+        let mut regexes: Vec<String> = (0..100).map(|i| format!("Model{i}x")).collect();
+        regexes[10] = r"(?:Foo|Bar)-(\d+)".into();
+        regexes[20] = r".*endmark$".into(); // no literal prefix: always a candidate
+        regexes[30] = r"MODEL5X".into(); // same text as rule 5, later
+        let s = Scanner::new(regexes.iter().map(String::as_str));
+        assert!(s.literals.is_some());
+        assert_eq!(s.first("a model5x b").map(|(i, _)| i), Some(5));
+        assert_eq!(s.first("a BAR-42 model5x").map(|(i, _)| i), Some(5));
+        let (idx, caps) = s.first("a BAR-42 b").unwrap();
+        assert_eq!((idx, caps.get(1)), (10, "42"));
+        assert_eq!(s.first("x model99x endmark").map(|(i, _)| i), Some(20));
+        assert_eq!(s.first("x model99x").map(|(i, _)| i), Some(99));
+        assert!(s.first("nothing here").is_none());
+        assert!(s.first("xmodel5x").is_none()); // the token-start prefix still applies
+    }
+
+    #[test]
     fn first_match_is_sequential_order() {
         let regexes: Vec<String> = (0..60).map(|i| format!("tok{i}x(\\d*)")).collect();
         let mut list: Vec<&str> = regexes.iter().map(String::as_str).collect();
