@@ -4,17 +4,21 @@
 //! ```no_run
 //! use matomo_device_detector::{ClientHints, DeviceDetector};
 //! let dd = DeviceDetector::from_dir("vendor/matomo/device-detector/regexes".as_ref()).unwrap();
-//! let d = dd.detect("Mozilla/5.0 (Windows NT 10.0; Win64; x64) ...", &ClientHints::default());
+//! // What Matomo stores for a visit: raw user agent and hints in, Matomo's sanitising applied.
+//! let d = dd.detect_for_matomo("Mozilla/5.0 (Windows NT 10.0; Win64; x64) ...", &ClientHints::default());
 //! let columns = d.matomo_columns(); // config_os = "WIN", …
 //! # let _ = columns;
 //! ```
 //!
-//! Layout: [`rules`] reads the YAML files; [`pattern`] gives PHP/PCRE semantics (prefixes,
-//! `$1` substitution, version building, `version_compare`) with bounded match work; [`scan`]
-//! is the first-match-wins rule scan with its combined prefilter; [`os`], [`client`],
-//! [`browser`] and [`device`] are DeviceDetector's parsers; [`engine`] is `DeviceDetector::parse`
-//! with its heuristics; [`detection`] is the result and Matomo's column mapping; [`hints`] reads
-//! client hints. This file owns the public handle and its bounded result cache.
+//! Layout: `rules` reads the YAML files; `pattern` gives PHP/PCRE semantics (prefixes,
+//! `$1` substitution, version building, `version_compare`) with bounded match work; `scan`
+//! is the first-match-wins rule scan with its prefilters (literal index, chunk DFAs built from
+//! the superset patterns of `translate`); `os`, `client`,
+//! `browser` and `device` are DeviceDetector's parsers; `engine` is `DeviceDetector::parse`
+//! with its heuristics; `detection` is the result and Matomo's column mapping; `hints` reads
+//! client hints; `matomo` is Matomo's input sanitising; `tables` holds the data
+//! DeviceDetector keeps in PHP, per release. This file owns the public handle and its bounded
+//! result cache.
 
 #![deny(missing_docs)]
 
