@@ -76,21 +76,34 @@ async fn a_batch_slower_than_the_lock_ttl_keeps_its_lock() {
     let entries: Vec<Vec<u8>> = (0..5).map(|seq| entry(0, seq, &[])).collect();
     env.push(0, &entries).await;
     let processor = Arc::new(TableProcessor {
-        delay: Duration::from_millis(3500),
+        delay: Duration::from_secs(5),
         ..TableProcessor::default()
     });
     let opts = EngineOptions {
-        lock_ttl: Duration::from_secs(1),
+        lock_ttl: Duration::from_secs(2),
         ..env.options()
     };
     let (engine, metrics) = env.engine(processor, opts).await;
     let drain = tokio::spawn(async move { engine.drain().await });
 
-    // While the batch runs (3.5 s, the TTL is 1 s), nobody else can take the lock.
+    // Wait for the engine to hold the lock…
     let lock_key = matomo_wire::lock_key(&env.prefix, 0);
     let started = Instant::now();
+    loop {
+        let held: Option<String> = env.redis.get(&lock_key).await.expect("get");
+        if held.is_some() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "engine never took the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // …then, for twice the TTL while the 5 s batch runs, nobody else can take it.
+    let held_since = Instant::now();
     let mut seen_held = false;
-    while started.elapsed() < Duration::from_millis(3000) {
+    while held_since.elapsed() < Duration::from_secs(4) {
         let taken: Option<String> = env
             .redis
             .set(
@@ -102,17 +115,12 @@ async fn a_batch_slower_than_the_lock_ttl_keeps_its_lock() {
             )
             .await
             .expect("set nx");
-        if started.elapsed() > Duration::from_millis(300) {
-            assert!(
-                taken.is_none(),
-                "the lock expired during a long batch at {:?}",
-                started.elapsed()
-            );
-            seen_held = true;
-        } else if taken.is_some() {
-            // The engine had not taken it yet: give it back.
-            let _: i64 = env.redis.del(&lock_key).await.expect("del");
-        }
+        assert!(
+            taken.is_none(),
+            "the lock expired during a long batch, {:?} after it was taken",
+            held_since.elapsed()
+        );
+        seen_held = true;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(seen_held);
