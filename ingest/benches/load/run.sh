@@ -43,6 +43,7 @@ listen = "127.0.0.1:18081"
 level = "warn"
 TOML
 "$target/matomo-ingest" --config "$work/ingest.toml" & ingest_pid=$!
+echo "ingest pid $ingest_pid" >&2
 "$target/examples/bare_gif" 127.0.0.1:18090 >/dev/null & bare_pid=$!
 for _ in $(seq 50); do curl -sf http://127.0.0.1:18081/readyz >/dev/null && break; sleep 0.2; done
 curl -sf http://127.0.0.1:18090/ >/dev/null

@@ -9,10 +9,11 @@
 //! (Redis acknowledged them). Today the only sink is [`redis::RedisSink`]; a local spool for
 //! Redis outages slots in behind the same trait.
 
+pub mod codec;
 pub mod redis;
 
 use futures::future::BoxFuture;
-use matomo_wire::{encode, queue_id_for_visitor, visitor_id_for_queue, Params, RequestSet};
+use matomo_wire::{queue_id_for_visitor, visitor_id_for_queue, Params, RequestSet};
 
 /// One encoded entry and the queue it goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +107,7 @@ pub fn entries_for(
             };
             QueueEntry {
                 queue_id,
-                bytes: encode(&set),
+                bytes: codec::encode(&set),
             }
         })
         .collect()
