@@ -195,10 +195,9 @@ pub async fn drain_and_reconcile(
             last_change = Instant::now();
         }
         let empty = queued == Some(0);
-        if (empty && stored_accepted >= ledger.accepted())
-            || (empty && last_change.elapsed() > Duration::from_secs(5))
-            || Instant::now() > deadline
-        {
+        let settled =
+            stored_accepted >= ledger.accepted() || last_change.elapsed() > Duration::from_secs(5);
+        if (empty && settled) || Instant::now() > deadline {
             if !empty {
                 eprintln!("queues not empty after {limit:?}: {queued:?} entries left");
             }
