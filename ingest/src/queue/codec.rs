@@ -70,9 +70,17 @@ mod tests {
 
     #[test]
     fn large_entries_grow_the_buffer() {
-        let big: String = (0..200_000).map(|i| char::from(b'a' + (i * 7 % 26) as u8)).collect();
-        let request = [("x".to_string(), Value::String(big))].into_iter().collect();
-        let set = RequestSet { requests: vec![request], time: 1, ..RequestSet::default() };
+        let big: String = (0..200_000)
+            .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+            .collect();
+        let request = [("x".to_string(), Value::String(big))]
+            .into_iter()
+            .collect();
+        let set = RequestSet {
+            requests: vec![request],
+            time: 1,
+            ..RequestSet::default()
+        };
         assert_eq!(encode(&set), matomo_wire::encode(&set));
     }
 }
