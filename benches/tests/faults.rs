@@ -131,6 +131,17 @@ async fn fault_worker_kill9_at_random_instants() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_redis_stopped_and_restarted() {
+    redis_down_and_up("redis-restart", 'r', false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_redis_killed_and_restarted() {
+    redis_down_and_up("redis-kill9-restart", 'q', true).await;
+}
+
+/// Redis goes away for 2 s under load (SIGTERM, or SIGKILL when `kill`) and comes back on the
+/// same data folder.
+async fn redis_down_and_up(name: &str, letter: char, kill: bool) {
     let _serial = SERIAL.lock().await;
     let mut stack = Stack::start().await;
     let port = services::free_port();
@@ -138,15 +149,19 @@ async fn fault_redis_stopped_and_restarted() {
     let _worker = stack.worker("worker").await;
 
     let (hits, rate) = (900, 100.0);
-    let ledger = Ledger::new('r', hits);
+    let ledger = Ledger::new(letter, hits);
     let sender = tokio::spawn(load::send(ledger.clone(), load_port(port), hits, rate));
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    stack.redis.stop().await;
+    if kill {
+        stack.redis.kill9();
+    } else {
+        stack.redis.stop().await;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     stack.redis.restart().await;
     sender.await.unwrap();
     let r = stack.reconcile(&ledger).await;
-    verdict("redis-restart", &r, hits / 2);
+    verdict(name, &r, hits / 2);
     assert!(
         r.refused + r.failed > 0,
         "every hit was accepted although Redis was down for 2 s (no spool is configured)"

@@ -194,6 +194,13 @@ impl Redis {
         }
     }
 
+    /// Kills the server with SIGKILL (the fsync-always AOF keeps every acknowledged write).
+    pub fn kill9(&mut self) {
+        if let Some(proc) = self.proc.take() {
+            proc.kill9();
+        }
+    }
+
     /// Sum of the lengths of the tier's queues (`None` when Redis does not answer).
     pub fn queued(&self) -> Option<u64> {
         let mut total = 0;
