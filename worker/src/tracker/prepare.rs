@@ -203,11 +203,18 @@ pub fn prepare(
     let ip = req.ip_string()?;
     let idsite = req.idsite();
 
-    let ua = matomo_wire::php::htmlspecialchars_decode(&req.user_agent()).into_owned();
+    // The user agent as sent (`ua` parameter, else the header); DeviceDetector gets it the
+    // way Matomo passes it, sanitised (`detect_for_matomo`).
+    let ua = req
+        .raw("ua")
+        .and_then(php::raw_string)
+        .filter(|s| !s.is_empty())
+        .or_else(|| req.server_str("HTTP_USER_AGENT"))
+        .unwrap_or_default();
     let detection = t
         .devices
         .as_ref()
-        .map(|dd| dd.detect(&ua, &client_hints(req)));
+        .map(|dd| dd.detect_for_matomo(&ua, &client_hints(req)));
     let ip_bin = ip_to_bytes(&ip);
     let ranges = exclusion::excluded_ip_ranges(
         &req.site.excluded_ips.join(","),
