@@ -173,7 +173,8 @@ pub struct LoadArgs {
     /// Scheme and host of the generated page URLs.
     #[arg(long, default_value = "https://www.example.com")]
     pub page_base: String,
-    /// Goal ids for manual goal conversions (empty: no goal hits).
+    /// Goal ids for manual goal conversions (each must exist for its site; leave `goal` out of
+    /// `--mix` to send none).
     #[arg(long, value_delimiter = ',', default_value = "1")]
     pub goal_ids: Vec<u32>,
     /// token_auth added to every request (needed for bulk `invalid_indices`, `cip`, `cdt`).

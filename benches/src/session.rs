@@ -218,7 +218,8 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
         let depth: u64 = q.depths().await?.iter().sum();
         if depth > 0 {
             eprintln!(
-                "warning: the queues already hold {depth} entries; drain figures include them"
+                "note: the queues already hold {depth} entries (the validation requests are queued \
+                 too); the drain figures include them"
             );
         }
     }
@@ -355,6 +356,15 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
             "MySQL was not probed (--no-mysql or unreachable): rows could not be counted",
         ),
     };
+    let mut reconciliation = reconciliation;
+    if probing && drain_secs.is_none() && reconciliation.status == "complete" {
+        reconciliation.status = "drain-timeout".into();
+        reconciliation.note = format!(
+            "the queues did not drain within --drain-timeout: `lost` counts hits still queued or \
+             stuck as well as hits really lost; {}",
+            reconciliation.note
+        );
+    }
     if let Some(p) = pool {
         let _ = p.disconnect().await;
     }

@@ -164,7 +164,11 @@ impl VisitorModel {
             let i = self.rng.random_range(0..self.past.len());
             let mut v = self.past.swap_remove(i);
             v.visits += 1;
-            v.last_ts += self.rng.random_range(3_600..30 * 86_400);
+            // the previous visit lies in the past (1 hour to 30 days before this run), so
+            // `_viewts` and `_idts` are never in the future, as with a real browser
+            let previous = self.cfg.epoch - self.rng.random_range(3_600..30 * 86_400);
+            v.first_ts = v.first_ts.min(previous);
+            v.last_ts = previous;
             v
         } else {
             self.new_visitor()
@@ -203,7 +207,7 @@ impl VisitorModel {
         );
         let resolutions = AGENTS[agent].resolutions;
         let resolution = resolutions[self.rng.random_range(0..resolutions.len())];
-        let first_ts = self.cfg.epoch - self.rng.random_range(0..86_400);
+        let first_ts = self.cfg.epoch;
         Visitor {
             id,
             target,
@@ -432,10 +436,7 @@ impl VisitorModel {
         q.push("_idts", &v.first_ts.to_string());
         q.push("_idvc", &v.visits.to_string());
         if v.visits > 1 {
-            q.push(
-                "_viewts",
-                &(v.last_ts - self.rng.random_range(3_600..86_400)).to_string(),
-            );
+            q.push("_viewts", &v.last_ts.to_string());
         }
         q.push("res", v.resolution);
         q.push("cookie", "1");
