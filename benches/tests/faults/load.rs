@@ -140,8 +140,12 @@ pub struct Reconciliation {
     pub stored: usize,
     /// Accepted hits without a row.
     pub lost: usize,
-    /// Rows beyond the first of any tag.
+    /// Rows beyond the first of an accepted hit.
     pub duplicated: usize,
+    /// Rows beyond the first of a hit that was not acknowledged (refused or failed).
+    pub unacknowledged_duplicated: usize,
+    /// Tag, answer and row count of every hit stored more than once.
+    pub duplicates: Vec<(String, Answer, usize)>,
     /// Hits answered with another status.
     pub refused: usize,
     /// Hits without an answer.
@@ -154,9 +158,9 @@ impl Reconciliation {
     /// The line the suite prints per scenario.
     pub fn line(&self, name: &str) -> String {
         format!(
-            "fault {name}: accepted {} stored {} lost {} duplicated {} (not acknowledged: refused {}, failed {}, of which stored anyway {})",
+            "fault {name}: accepted {} stored {} lost {} duplicated {} (not acknowledged: refused {}, failed {}, of which stored anyway {}, stored twice or more {}; duplicates {:?})",
             self.accepted, self.stored, self.lost, self.duplicated, self.refused, self.failed,
-            self.unacknowledged_stored
+            self.unacknowledged_stored, self.unacknowledged_duplicated, self.duplicates
         )
     }
 }
@@ -217,7 +221,14 @@ fn count(ledger: &Ledger, rows: &HashMap<String, usize>) -> Reconciliation {
     let mut r = Reconciliation::default();
     for (n, answer) in ledger.answers().into_iter().enumerate() {
         let found = rows.get(&ledger.tag(n)).copied().unwrap_or(0);
-        r.duplicated += found.saturating_sub(1);
+        if found > 1 {
+            r.duplicates.push((ledger.tag(n), answer, found));
+            if answer == Answer::Accepted {
+                r.duplicated += found - 1;
+            } else {
+                r.unacknowledged_duplicated += found - 1;
+            }
+        }
         match answer {
             Answer::Accepted => {
                 r.accepted += 1;
