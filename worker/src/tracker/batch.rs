@@ -533,7 +533,7 @@ async fn prefetch(
             let k = (idsite, vid);
             if !cache.loaded_vid.contains(&k) && seen_v.insert(k) {
                 parts.push(format!(
-                    "(SELECT {cols} FROM `{table}` WHERE idsite = {idsite} AND idvisitor = {} \
+                    "(SELECT idvisit FROM `{table}` WHERE idsite = {idsite} AND idvisitor = {} \
                      AND visit_last_action_time <= '{max_ts}' ORDER BY visit_last_action_time DESC LIMIT 1)",
                     render(&Val::Bin(vid.to_vec())),
                 ));
@@ -542,14 +542,32 @@ async fn prefetch(
         let k = (idsite, p.config_id);
         if !cache.loaded_cfg.contains(&k) && seen_c.insert(k) {
             parts.push(format!(
-                "(SELECT {cols} FROM `{table}` WHERE idsite = {idsite} AND config_id = {} \
+                "(SELECT idvisit FROM `{table}` WHERE idsite = {idsite} AND config_id = {} \
                  AND visit_last_action_time <= '{max_ts}' ORDER BY visit_last_action_time DESC LIMIT 1)",
                 render(&Val::Bin(p.config_id.to_vec())),
             ));
         }
     }
-    for chunk in parts.chunks(200) {
-        let rows: Vec<mysql_async::Row> = tx.query(chunk.join(" UNION ALL ")).await?;
+    // First the ids (small subqueries on the two visitor indexes), then the rows in one go.
+    let mut ids: Vec<u64> = Vec::new();
+    for chunk in parts.chunks(500) {
+        let found: Vec<u64> = tx.query(chunk.join(" UNION ALL ")).await?;
+        ids.extend(
+            found
+                .into_iter()
+                .filter(|id| !cache.by_idvisit.contains_key(id)),
+        );
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    for chunk in ids.chunks(500) {
+        let list: Vec<String> = chunk.iter().map(u64::to_string).collect();
+        let rows: Vec<mysql_async::Row> = tx
+            .query(format!(
+                "SELECT {cols} FROM `{table}` WHERE idvisit IN ({})",
+                list.join(",")
+            ))
+            .await?;
         for r in rows {
             cache.add(Visit::from_row(&r));
         }
