@@ -78,11 +78,15 @@ db() { "$(mysql_client)" -h127.0.0.1 -P"$MYSQL_PORT" -u"$DB_USER" -p"$DB_PASSWOR
 # Installs the Debian packages whose programs are missing (apt-get update once, only if needed).
 ensure_packages() {
     local packages=()
-    if ! redis_answers "$REDIS_PORT" && ! command -v redis-server >/dev/null; then packages+=(redis-server); fi
+    # The servers' programs are needed even when Redis/MariaDB already answer: the
+    # fault-injection suite (benches/tests/faults.rs) starts private instances it can kill.
+    command -v redis-server >/dev/null || packages+=(redis-server)
     command -v redis-cli >/dev/null || packages+=(redis-tools)
-    if ! mysql_answers "$MYSQL_PORT" && ! command -v mariadbd >/dev/null && ! command -v mysqld >/dev/null; then
+    if ! command -v mariadb-install-db >/dev/null || { ! command -v mariadbd >/dev/null && ! command -v mysqld >/dev/null; }; then
         packages+=(mariadb-server)
     fi
+    # HAProxy in front of two ingest nodes, for the fault-injection suite and deploy/haproxy.
+    command -v haproxy >/dev/null || packages+=(haproxy)
     mysql_client >/dev/null || packages+=(mariadb-client)
     command -v curl >/dev/null || packages+=(curl)
     command -v python3 >/dev/null || packages+=(python3)

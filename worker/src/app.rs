@@ -72,7 +72,10 @@ pub async fn connect_redis(
         })
 }
 
-/// Connects to MySQL and checks the connection works.
+/// The session settings Matomo's database adapter applies to every connection.
+pub const MATOMO_SQL_MODE: &str = "SET sql_mode = 'NO_AUTO_VALUE_ON_ZERO'";
+
+/// Connects to MySQL (with Matomo's session `sql_mode`) and checks the connection works.
 pub async fn connect_mysql(
     config: &tier_config::Config,
 ) -> Result<mysql_async::Pool, StartupError> {
@@ -86,7 +89,12 @@ pub async fn connect_mysql(
         .pool_size
         .max(config.worker.pool_size * 2 + 2);
     let constraints = mysql_async::PoolConstraints::new(0, max).unwrap_or_default();
+    // Matomo's own connections run with `sql_mode = NO_AUTO_VALUE_ON_ZERO` (core/Db.php
+    // SQL_MODE), i.e. without STRICT_TRANS_TABLES: an out-of-range number is clamped and an
+    // over-long string cut, with a warning. Without this, a server whose default is strict
+    // (MariaDB's is) rejects rows PHP writes, e.g. a negative `visitor_seconds_since_order`.
     let opts = mysql_async::OptsBuilder::from_opts(opts)
+        .init(vec![MATOMO_SQL_MODE.to_owned()])
         .pool_opts(mysql_async::PoolOpts::default().with_constraints(constraints));
     let pool = mysql_async::Pool::new(opts);
     let mut conn = pool.get_conn().await.map_err(err)?;
