@@ -110,6 +110,7 @@ pub static SETTINGS: &[Setting] = &[
     s!("matomo.salt", Kind::Secret, "[General] salt: hashes token_auth and enters config_id. Never logged. Required with --matomo-config."),
     s!("matomo.vendor_dir", Kind::Path, "Folder laid out like a Matomo install's vendor/matomo/ (device-detector/regexes, searchengine-and-social-list, referrer-spam-list). Flag --matomo-vendor; defaults to <install>/vendor/matomo beside --matomo-config."),
     s!("matomo.geoip_db", Kind::Path, "MaxMind-format GeoIP database (.mmdb). Flag --geoip-db."),
+    s!("matomo.device_detector", Kind::Enum(&["auto", "6.3", "6.4"]), "DeviceDetector release to reproduce; must match the regexes in vendor_dir (Matomo 5.1 ships 6.3, 5.2+ ships 6.4). auto reads VERSION from vendor_dir/device-detector/DeviceDetector.php, else 6.4."),
     s!("matomo.tracker.record_statistics", Kind::Bool, "[Tracker] record_statistics: false answers 503 and records nothing."),
     s!("matomo.tracker.visit_standard_length", Kind::UInt(U32), "[Tracker] visit_standard_length: seconds of inactivity that end a visit."),
     s!("matomo.tracker.window_look_back_for_visitor", Kind::UInt(U32), "[Tracker] window_look_back_for_visitor: seconds to look back when matching a visitor by config_id."),

@@ -159,8 +159,55 @@ pub struct MatomoConfig {
     pub vendor_dir: Option<PathBuf>,
     /// A MaxMind-format GeoIP database (GeoLite2/DB-IP City or Country).
     pub geoip_db: Option<PathBuf>,
+    /// Which DeviceDetector release's algorithm to reproduce; it must match the regex files
+    /// in `vendor_dir` (Matomo 5.1 ships 6.3, Matomo 5.2+ ships 6.4).
+    pub device_detector: DeviceDetectorRelease,
     /// `[Tracker]` settings.
     pub tracker: TrackerSettings,
+}
+
+/// The DeviceDetector release whose algorithm the worker reproduces.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+pub enum DeviceDetectorRelease {
+    /// Read `VERSION` from `<vendor_dir>/device-detector/DeviceDetector.php` when the install
+    /// has it; 6.4 otherwise.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// DeviceDetector 6.3.x (Matomo 5.1).
+    #[serde(rename = "6.3")]
+    V6_3,
+    /// DeviceDetector 6.4.x (Matomo 5.2 and later).
+    #[serde(rename = "6.4")]
+    V6_4,
+}
+
+impl DeviceDetectorRelease {
+    /// The concrete release: `Auto` is settled from the PHP source's `VERSION` constant when
+    /// `php_source` (the text of `DeviceDetector.php`) is given, else 6.4.
+    pub fn resolve(self, php_source: Option<&str>) -> DeviceDetectorRelease {
+        if self != DeviceDetectorRelease::Auto {
+            return self;
+        }
+        let version = php_source.and_then(|src| {
+            let at = src.find("const VERSION")?;
+            let rest = &src[at..];
+            let start = rest.find(['\'', '"'])? + 1;
+            let end = start + rest[start..].find(['\'', '"'])?;
+            Some(rest[start..end].to_owned())
+        });
+        let mut parts = version
+            .as_deref()
+            .unwrap_or("")
+            .split('.')
+            .map(|p| p.parse::<u32>().ok());
+        match (parts.next().flatten(), parts.next().flatten()) {
+            (Some(major), Some(minor)) if major < 6 || (major == 6 && minor <= 3) => {
+                DeviceDetectorRelease::V6_3
+            }
+            _ => DeviceDetectorRelease::V6_4,
+        }
+    }
 }
 
 /// The `[Tracker]` settings the tier honours, with Matomo 5's defaults.
@@ -441,5 +488,31 @@ mod humantime_secs {
             )));
         }
         Ok(Duration::from_secs_f64(secs))
+    }
+}
+
+#[cfg(test)]
+mod device_detector_release_tests {
+    use super::DeviceDetectorRelease as R;
+
+    #[test]
+    fn auto_reads_the_php_version_constant() {
+        let php =
+            |v: &str| format!("class DeviceDetector\n{{\n    public const VERSION = '{v}';\n");
+        assert_eq!(R::Auto.resolve(Some(&php("6.3.2"))), R::V6_3);
+        assert_eq!(R::Auto.resolve(Some(&php("6.1.0"))), R::V6_3);
+        assert_eq!(R::Auto.resolve(Some(&php("6.4.1"))), R::V6_4);
+        assert_eq!(R::Auto.resolve(Some(&php("7.0.0"))), R::V6_4);
+        assert_eq!(R::Auto.resolve(Some("no constant here")), R::V6_4);
+        assert_eq!(R::Auto.resolve(None), R::V6_4);
+    }
+
+    #[test]
+    fn an_explicit_release_wins() {
+        assert_eq!(R::V6_3.resolve(None), R::V6_3);
+        assert_eq!(
+            R::V6_4.resolve(Some("public const VERSION = '6.3.0';")),
+            R::V6_4
+        );
     }
 }

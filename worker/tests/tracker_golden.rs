@@ -2,8 +2,10 @@
 //! `../shared/golden-php/` is turned into RequestSets the way the ingest writes them, fed through
 //! `Tracker::process_batch` in batches of 25 (the engine's contract: a transaction per batch,
 //! a poison entry rolled back and the batch re-run without it), then dumped and compared with the
-//! golden's own `dump.py` / `compare.py`. Prints the `fidelity:` line and asserts a floor that is
-//! raised as fidelity improves.
+//! golden's own `dump.py` / `compare.py`. Prints the `fidelity:` line and requires `compare.py`
+//! to exit 0: every compared cell equal to the rows PHP wrote (only the fingerprint salts PHP
+//! created for its own clock dates, not used by the corpus, are left out, as the golden README
+//! describes).
 //!
 //! Needs MariaDB on 127.0.0.1:3306 (user/password `matomo`) and fails clearly without it; skips
 //! with a message when the shared folder is absent.
@@ -15,9 +17,6 @@ use matomo_wire::{Params, RequestSet};
 use matomo_worker::tracker::{BatchError, Tracker};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
-
-/// Fidelity the tier must reach at least (percent of compared cells equal).
-const FIDELITY_FLOOR: f64 = 99.5;
 
 fn shared_dir() -> PathBuf {
     match std::env::var_os("MATOMO_SHARED_DIR") {
@@ -205,6 +204,8 @@ async fn run_golden(bulk: bool) {
     config.database.dbname = db.clone();
     config.matomo.salt = salt_from_ini(&ini);
     config.matomo.vendor_dir = Some(shared.join("matomo-data/for-matomo-5.1"));
+    // The golden rows were written by Matomo 5.1.2, which ships DeviceDetector 6.3.2.
+    config.matomo.device_detector = tier_config::DeviceDetectorRelease::V6_3;
     let url = format!("mysql://matomo:matomo@127.0.0.1:3306/{db}");
     let pool = mysql_async::Pool::new(url.as_str());
     let tracker = Tracker::new(&config, pool.clone())
@@ -310,7 +311,7 @@ async fn run_golden(bulk: bool) {
         .and_then(|s| s.trim().parse().ok())
         .expect("fidelity percentage");
     assert!(
-        pct >= FIDELITY_FLOOR,
-        "fidelity {pct}% is below the floor {FIDELITY_FLOOR}%"
+        out.status.success(),
+        "[{mode}] rows differ from PHP's (fidelity {pct}%); see the differences above"
     );
 }

@@ -134,12 +134,9 @@ impl Tracker {
             None => lists::ReferrerLists::default(),
         };
         let devices = match &config.matomo.vendor_dir {
-            Some(dir) if dir.join("device-detector/regexes").is_dir() => Some(Arc::new(
-                matomo_device_detector::DeviceDetector::from_dir(
-                    &dir.join("device-detector/regexes"),
-                )
-                .map_err(|e| TrackerError::DataFiles(e.to_string()))?,
-            )),
+            Some(dir) if dir.join("device-detector/regexes").is_dir() => {
+                Some(Arc::new(load_device_detector(config, dir)?))
+            }
             _ => None,
         };
         let geo = match &config.matomo.geoip_db {
@@ -208,4 +205,27 @@ impl Tracker {
     pub(crate) fn table(&self, name: &str) -> String {
         format!("{}{}", self.prefix, name)
     }
+}
+
+/// Loads DeviceDetector's regexes from `<vendor>/device-detector/regexes` with the algorithm of
+/// the release configured in `matomo.device_detector` (`auto`: the install's
+/// `DeviceDetector.php` says which).
+fn load_device_detector(
+    config: &tier_config::Config,
+    vendor: &std::path::Path,
+) -> Result<matomo_device_detector::DeviceDetector, TrackerError> {
+    use matomo_device_detector::{AlgorithmVersion, DeviceDetector, Options};
+    use tier_config::DeviceDetectorRelease;
+
+    let php = std::fs::read_to_string(vendor.join("device-detector/DeviceDetector.php")).ok();
+    let algorithm = match config.matomo.device_detector.resolve(php.as_deref()) {
+        DeviceDetectorRelease::V6_3 => AlgorithmVersion::V6_3,
+        DeviceDetectorRelease::V6_4 | DeviceDetectorRelease::Auto => AlgorithmVersion::V6_4,
+    };
+    let options = Options {
+        algorithm,
+        ..Options::default()
+    };
+    DeviceDetector::with_options(&vendor.join("device-detector/regexes"), options)
+        .map_err(|e| TrackerError::DataFiles(e.to_string()))
 }
