@@ -1,0 +1,191 @@
+//! The whole tier against PHP Matomo's golden rows: the corpus of `../shared/golden-php/` is sent
+//! by the golden's own `send.py` to our ingest (`matomo_ingest::serve`, in process), once as
+//! 4,094 single GETs and once as bulk POSTs of 50; the `matomo-worker` binary drains the queue
+//! (`process --once`) into a database loaded from `matomo-state/`; the golden's `dump.py` and
+//! `compare.py` must then find the rows identical to `golden-get.json` (compare exits 0).
+//!
+//! Needs Redis and MariaDB on loopback and python3 with the mariadb client (the local stack
+//! installs them); skips with a message when the shared folder is absent.
+
+mod engine_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use engine_support::TestEnv;
+use mysql_async::prelude::Queryable;
+use tokio_util::sync::CancellationToken;
+
+fn golden_dir() -> Option<PathBuf> {
+    let dir = tier_config::shared_dir().map(|d| d.join("golden-php"));
+    match dir {
+        Some(dir) if dir.join("corpus.jsonl").is_file() => Some(dir),
+        _ => {
+            println!("SKIPPED: ../shared/golden-php not found (set MATOMO_SHARED_DIR)");
+            None
+        }
+    }
+}
+
+/// `[General] salt` of the golden install's config.ini.php.
+fn golden_salt(dir: &Path) -> String {
+    let ini = std::fs::read_to_string(dir.join("matomo-state/config.ini.php")).expect("ini");
+    ini.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("salt"))
+        .and_then(|rest| rest.split('"').nth(1))
+        .expect("salt in config.ini.php")
+        .to_owned()
+}
+
+async fn tier_round(mode: &str, bulk: Option<usize>) {
+    let Some(dir) = golden_dir() else { return };
+    let shared = dir.parent().expect("shared dir").to_path_buf();
+    let env = TestEnv::new(1, 25).await;
+    {
+        let mut conn = env.mysql.get_conn().await.expect("conn");
+        for file in ["matomo-state/schema.sql", "matomo-state/config-data.sql"] {
+            let sql = std::fs::read_to_string(dir.join(file)).expect("golden sql");
+            conn.query_drop(sql)
+                .await
+                .unwrap_or_else(|e| panic!("loading {file}: {e}"));
+        }
+    }
+
+    // The ingest node, in process, on a free port.
+    let mut config = env.config.clone();
+    config.matomo.salt = golden_salt(&dir);
+    config.queue.num_queue_workers = 1;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let cancel = CancellationToken::new();
+    let server = tokio::spawn(matomo_ingest::serve(config, listener, cancel.clone()));
+    let ready = format!("http://{addr}/readyz");
+    let started = Instant::now();
+    loop {
+        let ok = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", &ready])
+            .status();
+        if ok.map(|s| s.success()).unwrap_or(false) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "ingest never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The corpus, sent by the golden's own client.
+    let url = format!("http://{addr}/matomo.php");
+    let mut send = Command::new("python3");
+    send.arg(dir.join("send.py")).args(["--url", &url]);
+    if let Some(n) = bulk {
+        send.args(["--bulk", &n.to_string()]);
+    }
+    let out = tokio::task::spawn_blocking(move || send.output())
+        .await
+        .expect("join")
+        .expect("send.py");
+    assert!(
+        out.status.success(),
+        "[{mode}] send.py: not every hit was accepted\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cancel.cancel();
+    server.await.expect("join ingest").expect("ingest served");
+
+    // The worker binary drains the queue.
+    let out = Command::new(env!("CARGO_BIN_EXE_matomo-worker"))
+        .arg("--matomo-config")
+        .arg(dir.join("matomo-state/config.ini.php"))
+        .arg("--matomo-vendor")
+        .arg(shared.join("matomo-data/for-matomo-5.1"))
+        .args(["--set", "matomo.device_detector=6.3"])
+        .args([
+            "--set",
+            "database.host=127.0.0.1",
+            "--set",
+            "database.port=3306",
+        ])
+        .args([
+            "--set",
+            "database.username=matomo",
+            "--set",
+            "database.password=matomo",
+        ])
+        .args(["--set", &format!("database.dbname={}", env.db)])
+        .args(["--set", "redis.host=127.0.0.1", "--set", "redis.port=6379"])
+        .args(["--set", "redis.database=0"])
+        .args(["--set", &format!("queue.key_prefix={}", env.prefix)])
+        .args([
+            "--set",
+            "queue.num_queue_workers=1",
+            "--set",
+            "queue.num_requests_to_process=100",
+        ])
+        .args(["--set", "log.level=warn", "process", "--once"])
+        .output()
+        .expect("run matomo-worker");
+    assert!(
+        out.status.success(),
+        "[{mode}] matomo-worker process failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.queue_len(0).await, 0, "[{mode}] the queue was drained");
+
+    // PHP's own tools compare the rows.
+    let cand = std::env::temp_dir().join(format!("{}-tier-{mode}.json", env.db));
+    let dump = Command::new("python3")
+        .arg(dir.join("dump.py"))
+        .args(["--host", "127.0.0.1", "--port", "3306", "--user", "matomo"])
+        .args([
+            "--password",
+            "matomo",
+            "--db",
+            &env.db,
+            "--prefix",
+            "matomo_",
+            "--out",
+        ])
+        .arg(&cand)
+        .output()
+        .expect("python3 dump.py");
+    assert!(
+        dump.status.success(),
+        "dump.py failed: {}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let compare = Command::new("python3")
+        .arg(dir.join("compare.py"))
+        .arg(dir.join("golden-get.json"))
+        .arg(&cand)
+        .args([
+            "--ignore-row",
+            r"options.fingerprint_salt:_(?!2026-11-(?:09|1[0-3])$)\d{4}-\d\d-\d\d$",
+        ])
+        .output()
+        .expect("python3 compare.py");
+    let _ = std::fs::remove_file(&cand);
+    let text = String::from_utf8_lossy(&compare.stdout);
+    println!("[tier, {mode}]\n{text}");
+    assert!(
+        compare.status.success(),
+        "[{mode}] the tier's rows differ from PHP's (see above)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tier_reproduces_php_rows_from_single_gets() {
+    tier_round("get", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tier_reproduces_php_rows_from_bulk_requests() {
+    tier_round("bulk", Some(50)).await;
+}
