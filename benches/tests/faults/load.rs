@@ -191,7 +191,14 @@ pub async fn drain_and_reconcile(
     let mut last_change = Instant::now();
     loop {
         let queued = redis.queued();
-        let rows = rows_per_tag(pool).await.unwrap_or_default();
+        let rows = match rows_per_tag(pool).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Shown, not hidden: an unreadable database must not look like lost hits.
+                eprintln!("reading stored rows failed: {e}");
+                Default::default()
+            }
+        };
         let stored_accepted = count(ledger, &rows).stored;
         let now = (rows.values().sum::<usize>(), queued.unwrap_or(u64::MAX));
         if now != last {
