@@ -427,9 +427,22 @@ max_backoff = 1.0
     )
 }
 
+/// A tier binary that reads only the suite's own configuration: the environment's
+/// `MATOMO_TIER__*` overrides (which `deploy/local/test` sets for the shared services) would
+/// otherwise win over the suite's TOML and point it at the shared Redis and MariaDB.
+fn tier_command(binary: &str) -> Command {
+    let mut cmd = Command::new(bin_dir().join(binary));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MATOMO_TIER") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
 /// Starts `matomo-ingest` on `port`; returns once `/readyz` answers 200.
 pub async fn start_ingest(dir: &Path, config: &Path, name: &str, port: u16) -> Proc {
-    let mut cmd = Command::new(bin_dir().join("matomo-ingest"));
+    let mut cmd = tier_command("matomo-ingest");
     cmd.arg("--config")
         .arg(config)
         .args(["--set", &format!("ingest.listen=127.0.0.1:{port}")]);
@@ -447,7 +460,7 @@ pub async fn start_ingest(dir: &Path, config: &Path, name: &str, port: u16) -> P
 /// Starts `matomo-worker run` on a free metrics port; returns once `/healthz` answers.
 pub async fn start_worker(dir: &Path, config: &Path, name: &str) -> Proc {
     let port = free_port();
-    let mut cmd = Command::new(bin_dir().join("matomo-worker"));
+    let mut cmd = tier_command("matomo-worker");
     cmd.arg("run")
         .arg("--config")
         .arg(config)
