@@ -136,6 +136,24 @@ pub struct QueueConfig {
     /// Prefix put before every Redis key this tier uses. Empty in production (PHP-compatible
     /// keys); tests set a random prefix to isolate themselves.
     pub key_prefix: String,
+    /// How the ingest compresses queue entries.
+    pub compression: EntryCompression,
+}
+
+/// How queue entries are stored. Every choice is read by QueuedTracking's PHP worker (it
+/// `gzuncompress`es and falls back to the raw value) and by ours.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+pub enum EntryCompression {
+    /// zlib at PHP's default level: the bytes `gzcompress()` writes, byte for byte.
+    #[default]
+    #[serde(rename = "default")]
+    Default,
+    /// zlib at level 1: less CPU per hit, entries about a tenth larger.
+    #[serde(rename = "fast")]
+    Fast,
+    /// Raw JSON: the least CPU, entries about twice as large in Redis.
+    #[serde(rename = "none")]
+    None,
 }
 
 impl Default for QueueConfig {
@@ -144,6 +162,7 @@ impl Default for QueueConfig {
             num_queue_workers: 4,
             num_requests_to_process: 500,
             key_prefix: String::new(),
+            compression: EntryCompression::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Criterion bench of the per-hit hot path without I/O: parse a JavaScript-tracker hit (query
 //! string), validate it against a site cache, build `env.server`, route and encode the
-//! QueuedTracking entry; and the same for a bulk body of 50 hits.
+//! QueuedTracking entry (for each `queue.compression` mode); and the same for a bulk body of 50
+//! hits.
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -12,6 +13,13 @@ use matomo_ingest::parse::{parse_bulk, single_request};
 use matomo_ingest::queue::{entries_for, Envelope, Routed, Routing};
 use matomo_ingest::sites::Snapshot;
 use matomo_ingest::validate::{validate, Context};
+use tier_config::EntryCompression;
+
+const MODES: [(&str, EntryCompression); 3] = [
+    ("default", EntryCompression::Default),
+    ("fast", EntryCompression::Fast),
+    ("none", EntryCompression::None),
+];
 
 const HIT: &str = "action_name=Wanderlust%20Weekly%20%E2%80%93%20Start&idsite=1&rec=1&r=842445&h=19&m=15&s=59\
 &url=http%3A%2F%2Fexample.com%2Fstories%2Fpacking%3Futm_source%3Dnews&urlref=https%3A%2F%2Fwww.google.com%2F\
@@ -32,7 +40,12 @@ fn headers() -> HeaderMap {
     h
 }
 
-fn one_hit(snapshot: &Snapshot, headers: &HeaderMap, query: &[u8]) -> usize {
+fn one_hit(
+    snapshot: &Snapshot,
+    headers: &HeaderMap,
+    query: &[u8],
+    compression: EntryCompression,
+) -> usize {
     let params = single_request(query, None);
     let ctx = Context {
         snapshot,
@@ -54,6 +67,7 @@ fn one_hit(snapshot: &Snapshot, headers: &HeaderMap, query: &[u8]) -> usize {
     let routing = Routing {
         num_queues: 16,
         uid_overwrites_visitor_id: true,
+        compression,
     };
     let entries = entries_for(
         &[Routed {
@@ -72,9 +86,18 @@ fn bench(c: &mut Criterion) {
     let headers = headers();
     let mut group = c.benchmark_group("ingest");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("single_hit_parse_validate_encode", |b| {
-        b.iter(|| one_hit(black_box(&snapshot), &headers, black_box(HIT.as_bytes())))
-    });
+    for (name, mode) in MODES {
+        group.bench_function(format!("single_hit_parse_validate_encode/{name}"), |b| {
+            b.iter(|| {
+                one_hit(
+                    black_box(&snapshot),
+                    &headers,
+                    black_box(HIT.as_bytes()),
+                    mode,
+                )
+            })
+        });
+    }
     let urls: Vec<String> = (0..50).map(|i| format!("?{HIT}&n={i}")).collect();
     let body = serde_json::json!({"requests": urls}).to_string();
     group.throughput(Throughput::Elements(50));
@@ -111,15 +134,18 @@ fn bench(c: &mut Criterion) {
             let routing = Routing {
                 num_queues: 16,
                 uid_overwrites_visitor_id: true,
+                compression: EntryCompression::Default,
             };
             entries_for(&routed, &envelope, routing, || "0123456789abcdef".into()).len()
         })
     });
     group.finish();
-    println!(
-        "encoded entry for one JS hit: {} bytes",
-        one_hit(&snapshot, &headers, HIT.as_bytes())
-    );
+    for (name, mode) in MODES {
+        println!(
+            "encoded entry for one JS hit, compression {name}: {} bytes",
+            one_hit(&snapshot, &headers, HIT.as_bytes(), mode)
+        );
+    }
 }
 
 criterion_group!(benches, bench);

@@ -107,6 +107,7 @@ pub async fn serve(
             routing: Routing {
                 num_queues: config.queue.num_queue_workers.max(1),
                 uid_overwrites_visitor_id: tracker.enable_userid_overwrites_visitorid,
+                compression: config.queue.compression,
             },
         },
         sink: sink.clone(),

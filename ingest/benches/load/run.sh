@@ -4,19 +4,22 @@
 # wrk, and release builds:
 #   cargo build --release -p matomo-ingest --bin matomo-ingest --example bare_gif
 # Usage: ingest/benches/load/run.sh [DURATION_S] [CONNECTIONS] [ROUNDS]
-# Prints requests/s and latency for each run, the ratio, and Redis bytes per queued hit.
+# Env: MODES="default fast none" — the queue.compression modes to compare (one ingest each).
+# Prints, per run, requests/s, latency and the server's CPU time per request; per mode, the
+# ratios against the bare server (requests/s and CPU per request) and Redis bytes per queued hit.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}/release"
 duration="${1:-10}"; conns="${2:-64}"; rounds="${3:-2}"
+read -r -a modes <<<"${MODES:-default}"
 mysql_args=(-h 127.0.0.1 -P 3306 -u matomo -pmatomo)
 db="mt_test_load_$RANDOM$RANDOM"
-prefix="loadtest_$RANDOM:"
+prefix="loadtest_$RANDOM"
 work="$(mktemp -d)"
+pids=()
 cleanup() {
-  [[ -n "${ingest_pid:-}" ]] && kill "$ingest_pid" 2>/dev/null || true
-  [[ -n "${bare_pid:-}" ]] && kill "$bare_pid" 2>/dev/null || true
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   redis-cli --scan --pattern "${prefix}*" | xargs -r redis-cli del >/dev/null || true
   mysql "${mysql_args[@]}" -e "DROP DATABASE IF EXISTS \`$db\`" 2>/dev/null || true
   rm -rf "$work"
@@ -29,45 +32,73 @@ mysql "${mysql_args[@]}" "$db" 2>/dev/null -e "INSERT INTO matomo_site (idsite, 
   sitesearch_keyword_parameters, sitesearch_category_parameters, timezone, currency, excluded_ips, \
   excluded_parameters, excluded_user_agents, excluded_referrers, \`group\`, \`type\`) VALUES \
   (1, 'Load', 'http://example.com', NOW(), '', '', 'UTC', 'USD', '', '', '', '', '', 'website')"
-cat > "$work/ingest.toml" <<TOML
+
+declare -A port pid_of
+n=0
+for mode in "${modes[@]}"; do
+  port[$mode]=$((18081 + n)); n=$((n + 1))
+  cat > "$work/ingest-$mode.toml" <<TOML
 [database]
 dbname = "$db"
 [queue]
-key_prefix = "$prefix"
+key_prefix = "${prefix}_${mode}:"
 num_queue_workers = 16
+compression = "$mode"
 [matomo]
 salt = "load-test-salt"
 [ingest]
-listen = "127.0.0.1:18081"
+listen = "127.0.0.1:${port[$mode]}"
 [log]
 level = "warn"
 TOML
-"$target/matomo-ingest" --config "$work/ingest.toml" & ingest_pid=$!
-echo "ingest pid $ingest_pid" >&2
+  "$target/matomo-ingest" --config "$work/ingest-$mode.toml" & pid_of[$mode]=$!
+  pids+=("${pid_of[$mode]}")
+done
 "$target/examples/bare_gif" 127.0.0.1:18090 >/dev/null & bare_pid=$!
-for _ in $(seq 50); do curl -sf http://127.0.0.1:18081/readyz >/dev/null && break; sleep 0.2; done
+pids+=("$bare_pid")
+for mode in "${modes[@]}"; do
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:${port[$mode]}/readyz" >/dev/null && break; sleep 0.2; done
+done
 curl -sf http://127.0.0.1:18090/ >/dev/null
 
-run() { # name port
+cpu_ticks() { # pid → user+system clock ticks so far
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+run() { # name port pid → "rps cpu_us_per_request"
+  local before after rps p50 p99 reqs cpu_us
+  before=$(cpu_ticks "$3")
   wrk -t2 -c"$conns" -d"${duration}s" --latency -s "$here/hit.lua" "http://127.0.0.1:$2" > "$work/$1.txt"
-  local rps p50 p99
+  after=$(cpu_ticks "$3")
   rps=$(awk '/Requests\/sec/ {print $2}' "$work/$1.txt")
   p50=$(awk '$1=="50%" {print $2}' "$work/$1.txt")
   p99=$(awk '$1=="99%" {print $2}' "$work/$1.txt")
-  echo "$1 rps=$rps p50=$p50 p99=$p99" >&2
-  echo "$rps"
+  reqs=$(awk '/requests in/ {print $1}' "$work/$1.txt")
+  cpu_us=$(echo "scale=1; ($after - $before) * 1000000 / $(getconf CLK_TCK) / $reqs" | bc)
+  echo "$1 rps=$rps p50=$p50 p99=$p99 server_cpu_per_request=${cpu_us}us" >&2
+  echo "$rps $cpu_us"
 }
-mem_before=$(redis-cli info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
-total_ingest=0; total_bare=0
+
+declare -A rps_sum cpu_sum
+rps_sum[bare]=0; cpu_sum[bare]=0
+for mode in "${modes[@]}"; do rps_sum[$mode]=0; cpu_sum[$mode]=0; done
 for r in $(seq "$rounds"); do
-  b=$(run "bare_$r" 18090); i=$(run "ingest_$r" 18081)
-  total_bare=$(echo "$total_bare + $b" | bc); total_ingest=$(echo "$total_ingest + $i" | bc)
+  read -r rps cpu < <(run "bare_$r" 18090 "$bare_pid")
+  rps_sum[bare]=$(echo "${rps_sum[bare]} + $rps" | bc); cpu_sum[bare]=$(echo "${cpu_sum[bare]} + $cpu" | bc)
+  for mode in "${modes[@]}"; do
+    read -r rps cpu < <(run "ingest_${mode}_$r" "${port[$mode]}" "${pid_of[$mode]}")
+    rps_sum[$mode]=$(echo "${rps_sum[$mode]} + $rps" | bc); cpu_sum[$mode]=$(echo "${cpu_sum[$mode]} + $cpu" | bc)
+  done
 done
-mem_after=$(redis-cli info memory | awk -F: '/^used_memory:/ {print $2}' | tr -d '\r')
-hits=0
-for q in $(seq 0 15); do
-  key="${prefix}trackingQueueV1"; [[ $q -gt 0 ]] && key="${key}_$q"
-  hits=$((hits + $(redis-cli llen "$key")))
+
+for mode in "${modes[@]}"; do
+  hits=0 bytes=0
+  for q in $(seq 0 15); do
+    key="${prefix}_${mode}:trackingQueueV1"; [[ $q -gt 0 ]] && key="${key}_$q"
+    hits=$((hits + $(redis-cli llen "$key")))
+    bytes=$((bytes + $(redis-cli memory usage "$key" samples 0 | tr -d '\r' | sed 's/^$/0/')))
+  done
+  echo "compression=$mode: requests/s ratio ingest/bare = $(echo "scale=3; ${rps_sum[$mode]} / ${rps_sum[bare]}" | bc)," \
+    "CPU per request ratio bare/ingest = $(echo "scale=3; ${cpu_sum[bare]} / ${cpu_sum[$mode]}" | bc)," \
+    "mean server CPU per request $(echo "scale=1; ${cpu_sum[$mode]} / $rounds" | bc) us (bare $(echo "scale=1; ${cpu_sum[bare]} / $rounds" | bc) us)," \
+    "queued hits $hits, Redis bytes per hit $(echo "$bytes / ($hits + ($hits == 0))" | bc)"
 done
-echo "ratio ingest/bare = $(echo "scale=3; $total_ingest / $total_bare" | bc)"
-echo "queued hits = $hits, redis bytes per hit = $(echo "($mem_after - $mem_before) / $hits" | bc)"

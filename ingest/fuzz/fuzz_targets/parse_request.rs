@@ -33,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let routing = Routing {
         num_queues: 16,
         uid_overwrites_visitor_id: true,
+        compression: matomo_ingest::queue::EntryCompression::Default,
     };
     let entries = entries_for(&routed, &envelope, routing, || "0000000000000000".into());
     let mut decoded = 0;

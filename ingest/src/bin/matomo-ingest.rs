@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: every hit allocates its parameters, environment and entry; glibc's allocator spent
+/// about a sixth of the node's CPU under load on that (see `docs/ingest.md`, "Performance").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Matomo ingest node: a drop-in matomo.php that enqueues hits for the workers.
 #[derive(Debug, Parser)]
 #[command(name = "matomo-ingest", version)]

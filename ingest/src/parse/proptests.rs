@@ -79,7 +79,11 @@ proptest! {
         let entries = entries_for(
             &routed,
             &envelope,
-            Routing { num_queues, uid_overwrites_visitor_id: true },
+            Routing {
+                num_queues,
+                uid_overwrites_visitor_id: true,
+                compression: tier_config::EntryCompression::Default,
+            },
             || { n += 1; format!("{n:016x}") },
         );
         let mut decoded = Vec::new();

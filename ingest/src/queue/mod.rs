@@ -14,6 +14,7 @@ pub mod redis;
 
 use futures::future::BoxFuture;
 use matomo_wire::{queue_id_for_visitor, visitor_id_for_queue, Params, RequestSet};
+pub use tier_config::EntryCompression;
 
 /// One encoded entry and the queue it goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,13 +60,15 @@ pub struct Envelope {
     pub time: i64,
 }
 
-/// Routing settings.
+/// Routing and encoding settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Routing {
     /// `numQueueWorkers`.
     pub num_queues: u16,
     /// `[Tracker] enable_userid_overwrites_visitorid`.
     pub uid_overwrites_visitor_id: bool,
+    /// `queue.compression`.
+    pub compression: EntryCompression,
 }
 
 /// One accepted request: its parameters and the IP the queue is chosen by (`cip` when
@@ -107,7 +110,7 @@ pub fn entries_for(
             };
             QueueEntry {
                 queue_id,
-                bytes: codec::encode(&set),
+                bytes: codec::encode(&set, routing.compression),
             }
         })
         .collect()
@@ -154,6 +157,7 @@ mod tests {
             Routing {
                 num_queues: 16,
                 uid_overwrites_visitor_id: true,
+                compression: EntryCompression::Default,
             },
             || {
                 n += 1;
