@@ -3,8 +3,9 @@
 //! dimension extractions (CustomDimensionsRequestProcessor, Dimension\Extraction),
 //! PrivacyManager's user id / order id pseudonymisation and referrer anonymisation,
 //! `exclude_requests` and the ignore cookie (VisitExcluded), the delete-old-logs check on `cdt`
-//! (Request::getCustomTimestamp), `action_title_category_delimiter` (ActionPageview) and the
-//! fingerprint salts around today (SitesManager::setTrackerCacheWebsite).
+//! (Request::getCustomTimestamp), `action_title_category_delimiter` (ActionPageview), the
+//! fingerprint salts around today (SitesManager::setTrackerCacheWebsite) and page timings sent
+//! after the page view (PerformanceDataProcessor).
 //!
 //! Needs MariaDB on 127.0.0.1:3306 (user/password `matomo`); fails clearly without it.
 
@@ -365,4 +366,63 @@ async fn fingerprint_salts_exist_for_the_hit_day_and_the_days_around_today() {
         assert!(v["time"].as_i64().is_some_and(|t| (t - wall).abs() < 300));
         assert_eq!(get::<i64>(r, "autoload"), 0);
     }
+}
+
+/// (idpageview, time_network, time_server, time_dom_processing, time_on_load) of page views.
+type Timings = (String, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+
+#[tokio::test]
+async fn later_requests_write_timings_onto_their_page_view() {
+    let db = setup(false).await;
+    let a = "idsite=1&rec=1&url=http%3A%2F%2Fexample.com%2Fa&action_name=A&_id=c1c1c1c1c1c1c1c1";
+    // stored page view, then an event, a ping (pv_id in another case) and a ping for an
+    // unknown page view, each in its own batch
+    db.track(&[
+        hit(&format!("{a}&pv_id=aaaaaa"), T0),
+        hit(
+            &format!("{a}&pv_id=aaaaaa&e_c=Video&e_a=Play&pf_net=10&pf_srv=20"),
+            T0 + 5,
+        ),
+        hit(
+            &format!("{a}&pv_id=AAAAAA&ping=1&pf_onl=300&pf_tfr=-1"),
+            T0 + 10,
+        ),
+        hit(&format!("{a}&pv_id=zzzzzz&ping=1&pf_net=5"), T0 + 15),
+    ])
+    .await;
+    // a page view and its timings in the same batch (another visitor: fla=1)
+    let b =
+        "idsite=1&rec=1&url=http%3A%2F%2Fexample.com%2Fb&action_name=B&_id=d2d2d2d2d2d2d2d2&fla=1";
+    db.track_in_one_batch(&[
+        hit(&format!("{b}&pv_id=bbbbbb"), T0),
+        hit(&format!("{b}&pv_id=bbbbbb&ping=1&pf_dm1=7"), T0 + 5),
+    ])
+    .await;
+    let rows: Vec<Timings> = db
+        .rows(
+            "SELECT idpageview, time_network, time_server, time_dom_processing, time_on_load \
+             FROM matomo_log_link_visit_action ORDER BY idpageview, idaction_event_category",
+        )
+        .await
+        .iter()
+        .map(|r| {
+            (
+                get(r, "idpageview"),
+                get(r, "time_network"),
+                get(r, "time_server"),
+                get(r, "time_dom_processing"),
+                get(r, "time_on_load"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            // the page view got the event's and the ping's timings
+            ("aaaaaa".into(), Some(10), Some(20), None, Some(300)),
+            // the event row itself keeps none
+            ("aaaaaa".into(), None, None, None, None),
+            ("bbbbbb".into(), None, None, Some(7), None),
+        ]
+    );
 }

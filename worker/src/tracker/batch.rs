@@ -133,6 +133,8 @@ pub struct PendingAction {
     pub visit: usize,
     /// Columns (idvisit added at write time).
     pub cols: Vec<(&'static str, Val)>,
+    /// What a later request's timings look the row up by.
+    pub key: super::performance::PageViewKey,
 }
 
 /// A conversion row waiting for the end of the batch.
@@ -385,6 +387,7 @@ async fn pass(
     }
 
     // Phase 4: write.
+    super::performance::apply(t, tx, cache, &mut st).await?;
     write(t, tx, cache, &st).await?;
     remember_invalidations(t, tx, &prepared, snap).await?;
     Ok(Pass::Done(outcome))

@@ -22,7 +22,7 @@ use super::request::{self, Request};
 use super::settings::{Goal, Snapshot};
 use super::sql::Val;
 use super::visit::{self, LinkRef, Visit};
-use super::{php, privacy, BatchError, Tracker};
+use super::{performance, php, privacy, BatchError, Tracker};
 
 /// What the batch accumulates while its hits run.
 #[derive(Default)]
@@ -42,6 +42,8 @@ pub struct BatchState {
     /// (idsite, idorder) of every order stored or queued: a second one is PHP's
     /// "Invalid non-unique idsite/idorder combination".
     pub orders: std::collections::HashSet<(u32, String)>,
+    /// Timings of non-page-view requests for an earlier page view (PerformanceDataProcessor).
+    pub perf_updates: Vec<performance::PerfUpdate>,
 }
 
 /// Read-only context of a batch.
@@ -599,6 +601,15 @@ pub async fn handle(
         }
     };
 
+    if let Some((pv_id, cols)) = performance::timings(req, spec.as_ref()) {
+        st.perf_updates.push(performance::PerfUpdate {
+            visit: vi,
+            pv_id,
+            pending_before: st.pending.len(),
+            cols,
+        });
+    }
+
     // Conversions: standard goals, then ecommerce.
     let visit_ref = conversion_referrer.unwrap_or_else(|| existing_referrer(cache.visit(vi)));
     let conv_ref = ctx.detector.for_conversion(
@@ -858,10 +869,9 @@ fn record_action(
     if let Some(pos) = position {
         cols.push(("pageview_position", Val::Int(pos)));
     }
-    cols.push((
-        "idpageview",
-        Val::Str(req.str("pv_id").chars().take(6).collect()),
-    ));
+    let idpageview: String = req.str("pv_id").chars().take(6).collect();
+    let key = performance::PageViewKey::of(s, &idpageview);
+    cols.push(("idpageview", Val::Str(idpageview)));
     if let Some(f) = s.custom_float {
         cols.push(("custom_float", Val::Float(f)));
     }
@@ -885,7 +895,11 @@ fn record_action(
     for (slot, val) in dimensions::values_in_scope(dims, "action", req, Some(s)) {
         cols.push((dimensions::COLUMNS[slot], Val::Str(val)));
     }
-    st.pending.push(PendingAction { visit: vi, cols });
+    st.pending.push(PendingAction {
+        visit: vi,
+        cols,
+        key,
+    });
     let ai = st.pending.len() - 1;
     // CustomDimensionsRequestProcessor: last_idlink_va and the previous action's time_spent are
     // maintained only on sites with an action-scope custom dimension.

@@ -28,6 +28,7 @@ pub mod hit;
 pub mod lists;
 pub mod location;
 pub mod log_action;
+pub mod performance;
 pub mod php;
 pub mod phpurl;
 pub mod prepare;

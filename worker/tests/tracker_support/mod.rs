@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use matomo_wire::{Params, RequestSet};
-use matomo_worker::tracker::Tracker;
+use matomo_worker::tracker::{ShardCache, Tracker};
 use mysql_async::prelude::Queryable;
 use mysql_async::Row;
 use serde_json::Value;
@@ -149,17 +149,27 @@ impl Db {
     pub async fn track(&self, sets: &[RequestSet]) {
         let mut cache = self.tracker.new_shard_cache();
         for set in sets {
-            let mut tx = self
-                .pool
-                .start_transaction(Default::default())
-                .await
-                .expect("tx");
-            self.tracker
-                .process_batch(&mut tx, &mut cache, std::slice::from_ref(set))
-                .await
-                .expect("batch");
-            tx.commit().await.expect("commit");
+            self.batch(&mut cache, std::slice::from_ref(set)).await;
         }
+    }
+
+    /// Processes all sets in one batch.
+    pub async fn track_in_one_batch(&self, sets: &[RequestSet]) {
+        let mut cache = self.tracker.new_shard_cache();
+        self.batch(&mut cache, sets).await;
+    }
+
+    async fn batch(&self, cache: &mut ShardCache, sets: &[RequestSet]) {
+        let mut tx = self
+            .pool
+            .start_transaction(Default::default())
+            .await
+            .expect("tx");
+        self.tracker
+            .process_batch(&mut tx, cache, sets)
+            .await
+            .expect("batch");
+        tx.commit().await.expect("commit");
     }
 
     pub async fn rows(&self, sql: &str) -> Vec<Row> {
