@@ -260,7 +260,7 @@ async fn exclude_requests_and_the_ignore_cookie_drop_hits() {
     })
     .await;
     let base = "idsite=1&rec=1&url=http%3A%2F%2Fexample.com%2F&_id=bcbcbcbcbcbcbcbc";
-    let mut ignored = hit(base, T0 + 30);
+    let mut ignored = hit(&format!("{base}&action_name=Cookie"), T0 + 30);
     ignored
         .cookie
         .insert("matomo_ignore".into(), Value::String("ignore=Kg==".into()));
@@ -284,6 +284,10 @@ async fn exclude_requests_and_the_ignore_cookie_drop_hits() {
         .map(|r| get(r, "name"))
         .collect();
     assert_eq!(names, vec!["Privacy".to_owned()]);
+    let actions: i64 = db
+        .one("SELECT COUNT(*) FROM matomo_log_link_visit_action")
+        .await;
+    assert_eq!(actions, 1);
 }
 
 #[tokio::test]
