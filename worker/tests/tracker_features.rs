@@ -32,16 +32,22 @@ async fn setup_with_options(options: &[(&str, &str)]) -> Db {
     setup_with(false, &sql, |_| {}).await
 }
 
-#[tokio::test]
-async fn a_visit_duration_goal_converts_once_when_the_visit_passes_it() {
-    let db = setup_with(
+/// The standard databases plus goal 2 of site 1: a visit longer than 2.5 minutes, revenue 3,
+/// one conversion per visit.
+async fn setup_with_duration_goal() -> Db {
+    setup_with(
         false,
         "INSERT INTO matomo_goal (idsite, idgoal, name, description, match_attribute, pattern, pattern_type, \
          case_sensitive, allow_multiple, revenue, deleted, event_value_as_revenue) VALUES \
          (1, 2, 'Long visit', '', 'visit_duration', '2.5', 'greater_than', 0, 0, 3, 0, 0)",
         |_| {},
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_visit_duration_goal_converts_once_when_the_visit_passes_it() {
+    let db = setup_with_duration_goal().await;
     let id = "&_id=abababababababab";
     let page = |p: &str| format!("idsite=1&rec=1&url=http%3A%2F%2Fexample.com%2F{p}{id}");
     let event = format!("{}&e_c=Video&e_a=Play", page("v"));
@@ -80,6 +86,40 @@ async fn a_visit_duration_goal_converts_once_when_the_visit_passes_it() {
     assert_eq!(get::<i64>(&v[0], "visit_total_actions"), 5);
     // VisitTotalTime: 1 + now - first, plus idgoal (-1) + 2 on a converting request
     assert_eq!(get::<i64>(&v[0], "visit_total_time"), 302);
+}
+
+#[tokio::test]
+async fn a_visit_forced_anew_by_a_campaign_is_measured_from_the_previous_visit() {
+    let db = setup_with_duration_goal().await;
+    let id = "&_id=acacacacacacacac";
+    db.track(&[
+        hit(
+            &format!("idsite=1&rec=1&url=http%3A%2F%2Fexample.com%2F%3Fmtm_campaign%3Dwinter{id}"),
+            T0,
+        ),
+        // another campaign starts a new visit (shouldForceNewVisit) after PHP copied the known
+        // visit's properties: the goal sees 200 s since the previous visit's first action
+        hit(
+            &format!("idsite=1&rec=1&url=http%3A%2F%2Fexample.com%2F%3Fmtm_campaign%3Dspring{id}"),
+            T0 + 200,
+        ),
+    ])
+    .await;
+    let visits: Vec<(u64, i64)> = db
+        .rows("SELECT idvisit, visit_goal_converted FROM matomo_log_visit ORDER BY idvisit")
+        .await
+        .iter()
+        .map(|r| (get(r, "idvisit"), get(r, "visit_goal_converted")))
+        .collect();
+    assert_eq!(visits.len(), 2);
+    assert_eq!(visits[1].1, 1);
+    let c = db
+        .rows("SELECT idvisit, idgoal, referer_type FROM matomo_log_conversion")
+        .await;
+    assert_eq!(c.len(), 1);
+    assert_eq!(get::<u64>(&c[0], "idvisit"), visits[1].0);
+    assert_eq!(get::<i64>(&c[0], "idgoal"), 2);
+    assert_eq!(get::<i64>(&c[0], "referer_type"), 6);
 }
 
 #[tokio::test]
