@@ -221,6 +221,7 @@ const TRACKER: &[&str] = &[
     "tracking_requests_require_authentication",
     "enable_fingerprinting_across_websites",
     "ignore_visits_cookie_name",
+    "exclude_requests",
 ];
 
 /// The settings a Matomo config provides, in precedence order (later wins). Keys the tier does
@@ -251,6 +252,10 @@ pub fn settings_from(file: &IniFile, path: &Path) -> Result<Vec<MatomoSetting>, 
                 "matomo.tracker.proxy_client_headers",
             ),
             ("proxy_ips", "matomo.tracker.proxy_ips"),
+            (
+                "action_title_category_delimiter",
+                "matomo.tracker.action_title_category_delimiter",
+            ),
         ] {
             if let Some(value) = section.get(ini_key) {
                 out.push(MatomoSetting {

@@ -126,6 +126,8 @@ pub static SETTINGS: &[Setting] = &[
     s!("matomo.tracker.tracking_requests_require_authentication", Kind::Bool, "[Tracker] tracking_requests_require_authentication: cip/cdt/... need token_auth."),
     s!("matomo.tracker.enable_fingerprinting_across_websites", Kind::Bool, "[Tracker] enable_fingerprinting_across_websites."),
     s!("matomo.tracker.ignore_visits_cookie_name", Kind::Str, "[Tracker] ignore_visits_cookie_name."),
+    s!("matomo.tracker.exclude_requests", Kind::Str, "[Tracker] exclude_requests: comma-separated rules such as e_c==Media or action_name=@privacy (==, !=, =@, !@, =^, =$); matching requests are not recorded."),
+    s!("matomo.tracker.action_title_category_delimiter", Kind::Str, "[General] action_title_category_delimiter: when set, page titles are split on it, parts trimmed, empty parts dropped."),
     s!("matomo.tracker.proxy_client_headers", Kind::List, "[General] proxy_client_headers[]: headers holding the client IP, e.g. HTTP_X_FORWARDED_FOR."),
     s!("matomo.tracker.proxy_ips", Kind::List, "[General] proxy_ips[]: peers (IPs or CIDR ranges) trusted to set those headers."),
     s!("ingest.listen", Kind::Addr, "Address serving hits, /healthz, /readyz and /metrics."),

@@ -261,6 +261,12 @@ pub struct TrackerSettings {
     pub enable_fingerprinting_across_websites: bool,
     /// `exclude_requests_from_bots` is per request (`bots=1`); this mirrors `[Tracker] ignore_visits_cookie_name`.
     pub ignore_visits_cookie_name: String,
+    /// `[Tracker] exclude_requests`: comma-separated segment-like rules (`e_c==Media`,
+    /// `action_name=@privacy`); a request matching any of them is not recorded.
+    pub exclude_requests: String,
+    /// `[General] action_title_category_delimiter`: when not empty, page titles are split on it,
+    /// each part trimmed and empty parts dropped.
+    pub action_title_category_delimiter: String,
     /// `[General] proxy_client_headers[]`, e.g. `HTTP_X_FORWARDED_FOR`.
     pub proxy_client_headers: Vec<String>,
     /// `[General] proxy_ips[]`: peers trusted to set the client headers (IPs or CIDR ranges).
@@ -284,6 +290,8 @@ impl Default for TrackerSettings {
             tracking_requests_require_authentication: true,
             enable_fingerprinting_across_websites: false,
             ignore_visits_cookie_name: "matomo_ignore".into(),
+            exclude_requests: String::new(),
+            action_title_category_delimiter: String::new(),
             proxy_client_headers: Vec::new(),
             proxy_ips: Vec::new(),
         }

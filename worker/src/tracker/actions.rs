@@ -285,6 +285,21 @@ pub struct ActionCtx<'s> {
     pub exclude: &'s ParamMatcher,
     /// page_maximum_length.
     pub limit: usize,
+    /// `[General] action_title_category_delimiter` ('' = titles kept as sent).
+    pub title_delimiter: &'s str,
+}
+
+/// `ActionPageview::cleanupActionName`: with a delimiter, the title is split on it, every part
+/// trimmed, empty parts dropped and the rest joined again.
+pub fn cleanup_action_name(name: &str, delimiter: &str) -> String {
+    if delimiter.is_empty() {
+        return name.to_owned();
+    }
+    name.split(delimiter)
+        .map(php::php_trim)
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(delimiter)
 }
 
 fn page_url_lookup(column: &'static str, url: &Option<String>, kind: u8) -> Lookup {
@@ -354,7 +369,8 @@ pub fn classify(req: &Request<'_>, ctx: &ActionCtx<'_>) -> Result<ActionSpec, Ac
     match kind {
         Kind::Pageview => {
             let url = set_url(&url_param);
-            let name = cleanup_string(&req.str("action_name"), limit);
+            let title = cleanup_action_name(&req.str("action_name"), ctx.title_delimiter);
+            let name = cleanup_string(&title, limit);
             spec.url = url.clone().unwrap_or_default();
             spec.name = name.clone();
             spec.lookups.push(Lookup {

@@ -133,6 +133,8 @@ pub struct PendingAction {
     pub visit: usize,
     /// Columns (idvisit added at write time).
     pub cols: Vec<(&'static str, Val)>,
+    /// What a later request's timings look the row up by.
+    pub key: super::performance::PageViewKey,
 }
 
 /// A conversion row waiting for the end of the batch.
@@ -333,7 +335,7 @@ async fn pass(
                         set: si,
                         keep: count,
                         reason: e.to_string(),
-                    })
+                    });
                 }
             }
             count += 1;
@@ -379,20 +381,23 @@ async fn pass(
                     set: p.set,
                     keep: p.count_before,
                     reason,
-                })
+                });
             }
         }
     }
 
     // Phase 4: write.
+    super::performance::apply(t, tx, cache, &mut st).await?;
     write(t, tx, cache, &st).await?;
     remember_invalidations(t, tx, &prepared, snap).await?;
     Ok(Pass::Done(outcome))
 }
 
-/// Salts for the (site, day) pairs of this batch that the snapshot does not have: read from
-/// `option`, else created the way `FingerprintSalt::getSalt` does (`{"value":…,"time":…}`),
-/// inserted with INSERT IGNORE and read back, so concurrent workers agree on one value.
+/// Salts for the (site, day) pairs of this batch that the snapshot does not have — the days
+/// of its hits, and the four days around today that Matomo creates whenever it caches a site —
+/// read from `option`, else created the way `FingerprintSalt::getSalt` does
+/// (`{"value":…,"time":…}`), inserted with INSERT IGNORE and read back, so concurrent workers
+/// agree on one value.
 async fn load_salts(
     t: &Tracker,
     snap: &Snapshot,
@@ -402,19 +407,30 @@ async fn load_salts(
 ) -> Result<SaltBook, BatchError> {
     let tr = &t.config.matomo.tracker;
     let mut book = SaltBook::default();
-    if !tr.create_new_visit_after_midnight || tr.enable_fingerprinting_across_websites {
-        return Ok(book);
-    }
+    let day_salts_used =
+        tr.create_new_visit_after_midnight && !tr.enable_fingerprinting_across_websites;
     let mut need: Vec<(u32, String)> = Vec::new();
+    let mut add = |key: (u32, String)| {
+        if snap.fingerprint_salt(key.0, &key.1).is_none() && !need.contains(&key) {
+            need.push(key);
+        }
+    };
+    let wall = chrono::Utc::now().timestamp();
     for set in sets {
         for params in &set.requests {
             let Ok(mut req) = Request::new(params, set, env.clone()) else {
                 continue;
             };
             let ts = req.timestamp().unwrap_or(req.now);
-            let key = (req.idsite(), local_day(&req.site.timezone, ts));
-            if snap.fingerprint_salt(key.0, &key.1).is_none() && !need.contains(&key) {
-                need.push(key);
+            let tz = &req.site.timezone;
+            if day_salts_used {
+                add((req.idsite(), local_day(tz, ts)));
+            }
+            // SitesManager::setTrackerCacheWebsite creates the salts of tomorrow, today,
+            // yesterday and the day before (wall clock, site time zone) for every site it
+            // builds a cache entry for.
+            for days in [1, 0, -1, -2] {
+                add((req.idsite(), local_day(tz, wall + days * 86_400)));
             }
         }
     }

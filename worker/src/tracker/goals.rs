@@ -53,14 +53,34 @@ fn pattern_matches(goal: &Goal, pattern: &str, subject: &str) -> bool {
     }
 }
 
+/// `GoalManager::detectNumericGoalMatch` for `visit_duration` goals: the visit has lasted
+/// more than `pattern` minutes (`greater_than`, the only numeric pattern type) at `now`.
+/// `first_action` is the visit's `visit_first_action_time` as PHP's visit properties hold it
+/// while goals are detected: only set when the request continues a known visit.
+pub fn visit_duration_reached(goal: &Goal, first_action: Option<i64>, now: i64) -> bool {
+    let Some(first) = first_action.filter(|t| *t != 0) else {
+        return false;
+    };
+    let minutes = (now - first) as f64 / 60.0;
+    goal.pattern_type == "greater_than" && minutes > php::php_floatval(&goal.pattern)
+}
+
 /// `detectGoalsMatchingUrl`: goals converted by the action of this request.
+/// `first_action` and `now` serve the `visit_duration` goals (see [`visit_duration_reached`]).
 pub fn detect_for_action(
     goals: &[Goal],
     spec: &ActionSpec,
     req: &Request<'_>,
+    (first_action, now): (Option<i64>, i64),
 ) -> Vec<(Goal, String)> {
     let mut out = Vec::new();
     for g in goals {
+        if g.match_attribute == "visit_duration" {
+            if visit_duration_reached(g, first_action, now) {
+                out.push((g.clone(), spec.url.clone()));
+            }
+            continue;
+        }
         let subject = match (g.match_attribute.as_str(), spec.kind) {
             ("url", Kind::Pageview) => Some(spec.raw_url.clone()),
             ("title", Kind::Pageview) => Some(spec.name.clone()),

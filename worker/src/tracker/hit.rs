@@ -10,6 +10,7 @@ use mysql_async::Transaction;
 use super::actions::{self, ActionSpec, Kind, Lookup};
 use super::batch::{PendingAction, PendingConversion, ShardCache};
 use super::campaign;
+use super::dimensions;
 use super::goals::{self, ItemRow};
 use super::location;
 use super::log_action::ActionKey;
@@ -21,7 +22,7 @@ use super::request::{self, Request};
 use super::settings::{Goal, Snapshot};
 use super::sql::Val;
 use super::visit::{self, LinkRef, Visit};
-use super::{php, BatchError, Tracker};
+use super::{performance, php, privacy, BatchError, Tracker};
 
 /// What the batch accumulates while its hits run.
 #[derive(Default)]
@@ -41,6 +42,8 @@ pub struct BatchState {
     /// (idsite, idorder) of every order stored or queued: a second one is PHP's
     /// "Invalid non-unique idsite/idorder combination".
     pub orders: std::collections::HashSet<(u32, String)>,
+    /// Timings of non-page-view requests for an earlier page view (PerformanceDataProcessor).
+    pub perf_updates: Vec<performance::PerfUpdate>,
 }
 
 /// Read-only context of a batch.
@@ -156,33 +159,19 @@ fn resolution(req: &Request<'_>) -> String {
     }
 }
 
-/// `dimensionN`: trimmed, cut to 250 characters (already HTML-escaped by getParam).
-fn dimension_value(req: &Request<'_>, id: i64) -> Option<String> {
-    let raw = req.str(&format!("dimension{id}"));
-    let v = php::php_trim(&raw);
-    (!v.is_empty()).then(|| php::mb_substr(v, 250).to_owned())
-}
-
-const DIM_COLS: [&str; 5] = [
-    "custom_dimension_1",
-    "custom_dimension_2",
-    "custom_dimension_3",
-    "custom_dimension_4",
-    "custom_dimension_5",
-];
-
-fn apply_visit_dimensions(snap: &Snapshot, req: &Request<'_>, v: &mut Visit) {
-    for d in snap
+/// Visit-scope custom dimensions set by this request (`onNewVisit` / `onExistingVisit`).
+fn apply_visit_dimensions(
+    snap: &Snapshot,
+    req: &Request<'_>,
+    action: Option<&ActionSpec>,
+    v: &mut Visit,
+) {
+    let dims = snap
         .dimensions
         .get(&v.idsite)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-    {
-        if d.scope == "visit" && (1..=5).contains(&d.index) {
-            if let Some(val) = dimension_value(req, d.id) {
-                v.dims[(d.index - 1) as usize] = Some(val);
-            }
-        }
+        .map_or(&[][..], Vec::as_slice);
+    for (slot, val) in dimensions::values_in_scope(dims, "visit", req, action) {
+        v.dims[slot] = Some(val);
     }
 }
 
@@ -192,6 +181,7 @@ fn new_visit(
     p: &Prepared,
     prev: Option<&Visit>,
     info: &ReferrerInfo,
+    action: Option<&ActionSpec>,
 ) -> Visit {
     let uid = req.user_id();
     let lang = req.browser_language();
@@ -256,8 +246,9 @@ fn new_visit(
         ..Visit::default()
     };
     set_referrer(&mut v, info);
+    privacy::anonymise_new_visit_referrer(ctx.snap, &mut v);
     apply_location_overrides(req, &mut v);
-    apply_visit_dimensions(ctx.snap, req, &mut v);
+    apply_visit_dimensions(ctx.snap, req, action, &mut v);
     v
 }
 
@@ -308,6 +299,9 @@ pub async fn handle(
     let known = found.is_some();
     let tz = req.site.timezone.clone();
     let ping = req.int("ping", 0) == 1;
+    // PHP copies the known visit's properties (visit_first_action_time, used by
+    // `visit_duration` goals) only when the request continues it by the rules below — a visit
+    // that a campaign change forces to start anew still sees them.
     let mut is_new = match found {
         None => true,
         Some(i) => {
@@ -323,6 +317,8 @@ pub async fn handle(
                         .is_some_and(|u| Some(u) != v.user_id.as_deref()))
         }
     };
+
+    let known_first_action = found.filter(|_| !is_new).map(|i| cache.visit(i).first);
 
     // Referrer of this hit (Referrers\Columns\Base::getReferrerInformationFromRequest).
     let url_param = req.str("url");
@@ -394,7 +390,7 @@ pub async fn handle(
     }
     if converted.is_empty() && !is_ecommerce {
         if let Some(s) = &spec {
-            converted = goals::detect_for_action(goals, s, req);
+            converted = goals::detect_for_action(goals, s, req, (known_first_action, now));
         }
     }
     let items = if is_ecommerce {
@@ -430,6 +426,7 @@ pub async fn handle(
     let position: Option<i64>;
     let pageviews_before: i64;
     let had_cart;
+    let mut conversion_referrer = None;
     if !is_new {
         let i = found.unwrap_or(0);
         vi = i;
@@ -504,14 +501,29 @@ pub async fn handle(
         if v.resolution.as_deref() == Some("unknown") {
             v.resolution = Some(resolution(req));
         }
-        if let Some(newer) = super::referrers::ReferrerDetector::for_existing_visit(
+        if let Some(mut newer) = super::referrers::ReferrerDetector::for_existing_visit(
             v.referer_type.map(|x| x as u8),
             &info,
         ) {
+            if privacy::anonymises_referrer(snap) {
+                // PHP anonymises only the values written to log_visit; the visit properties a
+                // conversion of this request reads keep the detected referrer.
+                set_referrer(v, &newer);
+                conversion_referrer = Some(existing_referrer(v));
+                privacy::anonymise_referrer_update(
+                    snap,
+                    Some(newer.referer_type as i64),
+                    (
+                        &mut newer.referer_url,
+                        &mut newer.referer_name,
+                        &mut newer.referer_keyword,
+                    ),
+                );
+            }
             set_referrer(v, &newer);
         }
         apply_location_overrides(req, v);
-        apply_visit_dimensions(snap, req, v);
+        apply_visit_dimensions(snap, req, spec.as_ref(), v);
         if visit_is_converted {
             v.goal_converted = 1;
             v.total_time += idgoal + 2;
@@ -527,7 +539,7 @@ pub async fn handle(
         position = counts_interaction.then_some(1);
         pageviews_before = i64::from(kind == Some(Kind::Pageview));
         let prev = found.map(|i| cache.visit(i).clone());
-        let mut v = new_visit(ctx, req, p, prev.as_ref(), &info);
+        let mut v = new_visit(ctx, req, p, prev.as_ref(), &info, spec.as_ref());
         v.goal_buyer = match (is_ecommerce, is_order) {
             (false, _) => 0,
             (true, true) => 1,
@@ -589,8 +601,17 @@ pub async fn handle(
         }
     };
 
+    if let Some((pv_id, cols)) = performance::timings(req, spec.as_ref()) {
+        st.perf_updates.push(performance::PerfUpdate {
+            visit: vi,
+            pv_id,
+            pending_before: st.pending.len(),
+            cols,
+        });
+    }
+
     // Conversions: standard goals, then ecommerce.
-    let visit_ref = existing_referrer(cache.visit(vi));
+    let visit_ref = conversion_referrer.unwrap_or_else(|| existing_referrer(cache.visit(vi)));
     let conv_ref = ctx.detector.for_conversion(
         &site_settings,
         &req.params,
@@ -848,10 +869,9 @@ fn record_action(
     if let Some(pos) = position {
         cols.push(("pageview_position", Val::Int(pos)));
     }
-    cols.push((
-        "idpageview",
-        Val::Str(req.str("pv_id").chars().take(6).collect()),
-    ));
+    let idpageview: String = req.str("pv_id").chars().take(6).collect();
+    let key = performance::PageViewKey::of(s, &idpageview);
+    cols.push(("idpageview", Val::Str(idpageview)));
     if let Some(f) = s.custom_float {
         cols.push(("custom_float", Val::Float(f)));
     }
@@ -871,17 +891,15 @@ fn record_action(
         .snap
         .dimensions
         .get(&idsite)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    for d in dims
-        .iter()
-        .filter(|d| d.scope == "action" && (1..=5).contains(&d.index))
-    {
-        if let Some(val) = dimension_value(req, d.id) {
-            cols.push((DIM_COLS[(d.index - 1) as usize], Val::Str(val)));
-        }
+        .map_or(&[][..], Vec::as_slice);
+    for (slot, val) in dimensions::values_in_scope(dims, "action", req, Some(s)) {
+        cols.push((dimensions::COLUMNS[slot], Val::Str(val)));
     }
-    st.pending.push(PendingAction { visit: vi, cols });
+    st.pending.push(PendingAction {
+        visit: vi,
+        cols,
+        key,
+    });
     let ai = st.pending.len() - 1;
     // CustomDimensionsRequestProcessor: last_idlink_va and the previous action's time_spent are
     // maintained only on sites with an action-scope custom dimension.

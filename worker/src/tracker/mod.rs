@@ -9,7 +9,9 @@
 //! Layout: [`request`] reads one request as `core/Tracker/Request.php` does; [`actions`]
 //! classifies it; [`log_action`] resolves action names for the whole batch; [`visit`] holds the
 //! log_visit row; [`batch`] runs the hits of a batch in order against in-memory state and writes
-//! everything with multi-row statements at the end; [`settings`] is Matomo's tracker cache.
+//! everything with multi-row statements at the end; [`settings`] is Matomo's tracker cache;
+//! [`dimensions`] computes custom dimension values (parameters and extractions); [`privacy`]
+//! anonymises referrers as PrivacyManager does.
 //!
 //! Note for the tracker-context modules (`referrers`, `campaign`, `lists`, `location`,
 //! `exclusion`): the core calls `lists::ReferrerLists::load(vendor_dir)` at start-up and uses
@@ -19,15 +21,18 @@
 pub mod actions;
 pub mod batch;
 pub mod campaign;
+pub mod dimensions;
 pub mod exclusion;
 pub mod goals;
 pub mod hit;
 pub mod lists;
 pub mod location;
 pub mod log_action;
+pub mod performance;
 pub mod php;
 pub mod phpurl;
 pub mod prepare;
+pub mod privacy;
 pub mod referrers;
 pub mod request;
 pub mod settings;
@@ -107,6 +112,7 @@ pub struct Tracker {
     pub(crate) geo: Option<Arc<location::GeoIpDb>>,
     pub(crate) devices: Option<Arc<matomo_device_detector::DeviceDetector>>,
     pub(crate) consecutive_autoinc: bool,
+    pub(crate) exclude_rules: Vec<exclusion::RequestRule>,
 }
 
 impl Tracker {
@@ -118,6 +124,9 @@ impl Tracker {
         let prefix = config.database.tables_prefix.clone();
         let mut conn = pool
             .get_conn()
+            .await
+            .map_err(|e| TrackerError::Database(e.to_string()))?;
+        ensure_userid_salt(&mut conn, &prefix)
             .await
             .map_err(|e| TrackerError::Database(e.to_string()))?;
         let snap = settings::Snapshot::load(&mut conn, &prefix)
@@ -157,6 +166,9 @@ impl Tracker {
             lists: Arc::new(lists),
             campaign: campaign::CampaignParams::default(),
             consecutive_autoinc: mode.unwrap_or(1) != 2,
+            exclude_rules: exclusion::parse_exclude_requests(
+                &config.matomo.tracker.exclude_requests,
+            ),
         })
     }
 
@@ -167,7 +179,7 @@ impl Tracker {
 
     /// The current configuration snapshot, re-read when older than [`SNAPSHOT_TTL`].
     pub(crate) async fn snapshot(&self) -> Result<Arc<settings::Snapshot>, BatchError> {
-        {
+        let has_userid_salt = {
             let guard = self
                 .snapshot
                 .read()
@@ -175,8 +187,12 @@ impl Tracker {
             if guard.1.elapsed() < SNAPSHOT_TTL {
                 return Ok(guard.0.clone());
             }
-        }
+            guard.0.userid_salt().is_some()
+        };
         let mut conn = self.pool.get_conn().await?;
+        if !has_userid_salt {
+            ensure_userid_salt(&mut conn, &self.prefix).await?;
+        }
         let snap = Arc::new(
             settings::Snapshot::load(&mut conn, &self.prefix)
                 .await
@@ -205,6 +221,25 @@ impl Tracker {
     pub(crate) fn table(&self, name: &str) -> String {
         format!("{}{}", self.prefix, name)
     }
+}
+
+/// The alphabet of `PrivacyManager::getUserIdSalt` (PHP's, without `q` and `Q`).
+const USERID_SALT_ALPHABET: &[u8] =
+    b"abcdefghijklmnoprstuvwxyzABCDEFGHIJKLMNOPRSTUVWXYZ0123456789_-$";
+
+/// `PrivacyManager::getUserIdSalt`, which Matomo runs whenever it builds its tracker cache:
+/// creates the `useridsalt` option (40 random characters, autoload 1) when it is missing or
+/// empty, so that pseudonymised user ids (`anonymizeUserId`) have a stable salt.
+async fn ensure_userid_salt(
+    conn: &mut mysql_async::Conn,
+    prefix: &str,
+) -> Result<(), mysql_async::Error> {
+    let salt = prepare::random_string_from(40, USERID_SALT_ALPHABET);
+    conn.query_drop(format!(
+        "INSERT INTO `{prefix}option` (option_name, option_value, autoload) VALUES ('useridsalt', '{salt}', 1) \
+         ON DUPLICATE KEY UPDATE option_value = IF(option_value IN ('', '0'), VALUES(option_value), option_value)"
+    ))
+    .await
 }
 
 /// Loads DeviceDetector's regexes from `<vendor>/device-detector/regexes` with the algorithm of

@@ -80,13 +80,17 @@ impl SaltBook {
     }
 }
 
-/// 32 characters of `[a-z0-9]` (Matomo's `Common::getRandomString`).
+/// `n` characters of `[a-z0-9]` (Matomo's `Common::getRandomString`).
 pub fn random_string(n: usize) -> String {
+    random_string_from(n, b"abcdefghijklmnopqrstuvwxyz0123456789")
+}
+
+/// `n` characters drawn from `alphabet` (`Common::getRandomString($len, $alphabet)`).
+pub fn random_string_from(n: usize, alphabet: &[u8]) -> String {
     use rand::Rng;
-    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut r = rand::rng();
     (0..n)
-        .map(|_| CHARS[r.random_range(0..CHARS.len())] as char)
+        .map(|_| alphabet[r.random_range(0..alphabet.len())] as char)
         .collect()
 }
 
@@ -132,8 +136,9 @@ pub struct ConfigParts<'a> {
     pub version: &'a str,
     /// fla java qt realp pdf wma ag cookie.
     pub plugins: [i64; 8],
-    /// IP string.
-    pub ip: &'a str,
+    /// IP as it enters the hash: the IP string, or the binary address when
+    /// `useAnonymizedIpForVisitEnrichment` is on (see [`config_ip`]).
+    pub ip: &'a [u8],
     /// Browser language.
     pub lang: &'a str,
     /// `[General] salt`.
@@ -144,16 +149,30 @@ pub struct ConfigParts<'a> {
     pub idsite: Option<u32>,
 }
 
+/// The IP that enters config_id. `VisitRequestProcessor` passes the IP string, except with
+/// PrivacyManager's `useAnonymizedIpForVisitEnrichment`, where it passes the `location_ip`
+/// property — at that point still the binary, not yet anonymised, address.
+pub fn config_ip<'a>(use_anonymized_ip: bool, ip: &'a str, ip_bin: &'a [u8]) -> &'a [u8] {
+    if use_anonymized_ip {
+        ip_bin
+    } else {
+        ip.as_bytes()
+    }
+}
+
 /// config_id: the first 8 bytes of the md5 of the configuration string.
 pub fn config_id(c: &ConfigParts<'_>) -> [u8; 8] {
     let [fla, java, qt, realp, pdf, wma, ag, cookie] = c.plugins;
     let lang20: String = c.lang.chars().take(20).collect();
     let site = c.idsite.map(|s| s.to_string()).unwrap_or_default();
-    let s = format!(
-        "{}{}{}{fla}{java}0{qt}{realp}{pdf}{wma}0{ag}{cookie}{}{lang20}{}{}{site}",
-        c.os, c.browser, c.version, c.ip, c.salt, c.day_salt
-    );
-    let d = md5::Md5::digest(s.as_bytes());
+    let mut s = format!(
+        "{}{}{}{fla}{java}0{qt}{realp}{pdf}{wma}0{ag}{cookie}",
+        c.os, c.browser, c.version
+    )
+    .into_bytes();
+    s.extend_from_slice(c.ip);
+    s.extend_from_slice(format!("{lang20}{}{}{site}", c.salt, c.day_salt).as_bytes());
+    let d = md5::Md5::digest(&s);
     let mut out = [0u8; 8];
     out.copy_from_slice(&d[..8]);
     out
@@ -250,7 +269,15 @@ pub fn prepare(
         x_purpose: &x_purpose,
         x_moz: &x_moz,
     };
-    if exclusion::check(&input).is_some() {
+    let extra = exclusion::ExtraChecks {
+        request_excluded: exclusion::is_request_excluded(&t.exclude_rules, |name| req.str(name)),
+        ignore_cookie_found: req
+            .cookie
+            .get(&tr.ignore_visits_cookie_name)
+            .and_then(php::raw_string)
+            .is_some_and(|v| exclusion::is_ignore_cookie(&v)),
+    };
+    if exclusion::check_full(&input, extra).is_some() {
         return Ok(None);
     }
     let visitor_id = req.visitor_id()?;
@@ -285,7 +312,11 @@ pub fn prepare(
         browser: &browser,
         version: &version,
         plugins,
-        ip: &ip,
+        ip: config_ip(
+            snap.privacy_flag("useAnonymizedIpForVisitEnrichment", false),
+            &ip,
+            &ip_bin,
+        ),
         lang: &req.browser_language(),
         salt: &t.config.matomo.salt,
         day_salt: &day_salt,
@@ -300,6 +331,7 @@ pub fn prepare(
             snap,
             exclude: matchers.get(&idsite).unwrap_or(&empty),
             limit: tr.page_maximum_length,
+            title_delimiter: &tr.action_title_category_delimiter,
         };
         Some(actions::classify(req, &ctx).map_err(|e| RequestError::InvalidParameter(e.0))?)
     };
@@ -337,7 +369,7 @@ mod tests {
             browser: "UNK",
             version: "",
             plugins: [0; 8],
-            ip: "1.2.3.4",
+            ip: b"1.2.3.4",
             lang: "en",
             salt: "s",
             day_salt: "",
@@ -345,6 +377,30 @@ mod tests {
         };
         let d = md5::Md5::digest(b"UNKUNK00000000001.2.3.4ens1");
         assert_eq!(config_id(&parts).to_vec(), d[..8].to_vec());
+    }
+
+    #[test]
+    fn config_id_takes_the_binary_ip_for_anonymised_enrichment() {
+        let ip_bin = ip_to_bytes("1.2.3.4");
+        assert_eq!(config_ip(false, "1.2.3.4", &ip_bin), b"1.2.3.4");
+        let parts = ConfigParts {
+            os: "UNK",
+            browser: "UNK",
+            version: "",
+            plugins: [0; 8],
+            ip: config_ip(true, "1.2.3.4", &ip_bin),
+            lang: "en",
+            salt: "s",
+            day_salt: "",
+            idsite: Some(1),
+        };
+        let mut s = b"UNKUNK0000000000".to_vec();
+        s.extend_from_slice(&[1, 2, 3, 4]);
+        s.extend_from_slice(b"ens1");
+        assert_eq!(
+            config_id(&parts).to_vec(),
+            md5::Md5::digest(&s)[..8].to_vec()
+        );
     }
 
     #[test]

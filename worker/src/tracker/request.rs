@@ -43,6 +43,8 @@ pub struct Request<'a> {
     pub params: Cow<'a, Params>,
     /// `$_SERVER`.
     pub server: &'a Params,
+    /// `$_COOKIE`.
+    pub cookie: &'a Params,
     token_auth: Option<&'a str>,
     /// The set's time (`setCurrentTimestamp($state['time'])`).
     pub now: i64,
@@ -84,16 +86,47 @@ impl<'a> Request<'a> {
             .sites
             .get(&(idsite as u32))
             .ok_or(RequestError::InvalidSite(idsite))?;
-        Ok(Request {
+        let mut req = Request {
             params,
             server: &set.server,
+            cookie: &set.cookie,
             token_auth: set.token_auth.as_deref(),
             now: set.time,
             env,
             site,
             authenticated: None,
             failures: Vec::new(),
-        })
+        };
+        req.pseudonymise_ids();
+        Ok(req)
+    }
+
+    /// PrivacyManager's `RequestProcessor::manipulateRequest`: with `anonymizeUserId`, `uid`
+    /// becomes sha1(uid . useridsalt) (unchanged while the salt is empty); with
+    /// `anonymizeOrderId`, `ec_id` becomes sha1(random int . ec_id . time . [General] salt) —
+    /// random like PHP's, so an anonymised order id never repeats.
+    fn pseudonymise_ids(&mut self) {
+        let snap = self.env.snap;
+        if snap.privacy_flag("anonymizeUserId", false) {
+            let uid = self.str("uid");
+            if let (false, Some(salt)) = (uid.is_empty(), snap.userid_salt()) {
+                let hash = hex::encode(sha1::Sha1::digest(format!("{uid}{salt}").as_bytes()));
+                self.params
+                    .to_mut()
+                    .insert("uid".into(), Value::String(hash));
+            }
+        }
+        if snap.privacy_flag("anonymizeOrderId", false) {
+            let id = self.str("ec_id");
+            if !id.is_empty() {
+                let n: u32 = rand::random_range(0..=i32::MAX as u32);
+                let input = format!("{n}{id}{}{}", chrono::Utc::now().timestamp(), self.env.salt);
+                let hash = hex::encode(sha1::Sha1::digest(input.as_bytes()));
+                self.params
+                    .to_mut()
+                    .insert("ec_id".into(), Value::String(hash));
+            }
+        }
     }
 
     /// The set-level token_auth (`RequestSet::tokenAuth`).
@@ -220,6 +253,20 @@ impl<'a> Request<'a> {
             return Err(RequestError::InvalidParameter(format!(
                 "Custom timestamp is {age} seconds old, requires &token_auth..."
             )));
+        }
+        // PrivacyManager's "delete old raw data": hits older than the deletion window are
+        // refused (compared with the wall clock, as PHP's `time()`).
+        if let Some(cutoff) = self
+            .env
+            .snap
+            .delete_logs_cutoff(chrono::Utc::now().timestamp())
+        {
+            if t < cutoff {
+                return Err(RequestError::InvalidParameter(
+                    "Custom timestamp is older than the configured 'deleted old raw data' value"
+                        .into(),
+                ));
+            }
         }
         Ok(t)
     }

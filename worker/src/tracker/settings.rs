@@ -74,6 +74,50 @@ pub struct CustomDimension {
     pub index: i64,
     /// `visit` or `action`.
     pub scope: String,
+    /// case_sensitive (applies to the extraction patterns).
+    pub case_sensitive: bool,
+    /// Extractions from the `extractions` JSON column, in order.
+    pub extractions: Vec<Extraction>,
+}
+
+/// One custom dimension extraction (`Dimension\Extraction`).
+#[derive(Debug, Clone)]
+pub struct Extraction {
+    /// `url`, `urlparam` or `action_name` (any other name reads that request parameter).
+    pub dimension: String,
+    /// The regular expression (one group), or the parameter name for `urlparam`.
+    pub pattern: String,
+    /// The pattern as PHP formats it (`super::dimensions::compile_extraction`); None when PHP's
+    /// `preg_match` would fail on it, so it never extracts anything.
+    pub regex: Option<regex::Regex>,
+}
+
+/// `Configuration::decodeExtractions`: a JSON list of `{"dimension":…,"pattern":…}`; entries
+/// without a dimension or with an empty pattern are skipped, as the request processor does.
+pub fn parse_extractions(json: &str, case_sensitive: bool) -> Vec<Extraction> {
+    let Ok(Value::Array(list)) = serde_json::from_str::<Value>(json) else {
+        return Vec::new();
+    };
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    list.iter()
+        .filter_map(|e| {
+            let dimension = e.get("dimension").and_then(text)?;
+            let pattern = e.get("pattern").and_then(text)?;
+            if pattern.is_empty() || pattern == "0" {
+                return None;
+            }
+            let regex = super::dimensions::compile_extraction(&dimension, &pattern, case_sensitive);
+            Some(Extraction {
+                dimension,
+                pattern,
+                regex,
+            })
+        })
+        .collect()
 }
 
 /// A token hash that may authenticate tracking overrides.
@@ -212,24 +256,31 @@ impl Snapshot {
             };
             snap.goals.entry(idsite).or_default().push(goal);
         }
-        let dims: Vec<(i64, u32, i64, String)> = conn
+        let dims: Vec<(i64, u32, i64, String, i64, String)> = conn
             .query(format!(
-                "SELECT idcustomdimension, idsite, `index`, scope FROM `{prefix}custom_dimensions` \
-                 WHERE active = 1 ORDER BY idsite, idcustomdimension"
+                "SELECT idcustomdimension, idsite, `index`, scope, case_sensitive, extractions \
+                 FROM `{prefix}custom_dimensions` WHERE active = 1 ORDER BY idsite, idcustomdimension"
             ))
             .await
             .map_err(err("custom_dimensions"))?;
-        for (id, idsite, index, scope) in dims {
+        for (id, idsite, index, scope, case_sensitive, extractions) in dims {
             snap.dimensions
                 .entry(idsite)
                 .or_default()
-                .push(CustomDimension { id, index, scope });
+                .push(CustomDimension {
+                    id,
+                    index,
+                    scope,
+                    case_sensitive: case_sensitive != 0,
+                    extractions: parse_extractions(&extractions, case_sensitive != 0),
+                });
         }
         let options: Vec<(String, String)> = conn
             .query(format!(
                 "SELECT option_name, option_value FROM `{prefix}option` WHERE option_name LIKE 'SitesManager\\_%' \
                  OR option_name LIKE 'PrivacyManager.%' OR option_name LIKE 'fingerprint\\_salt\\_%' \
-                 OR option_name = 'useridsalt'"
+                 OR option_name IN ('useridsalt', 'delete_logs_enable', 'delete_logs_older_than', \
+                 'delete_logs_schedule_lowest_interval')"
             ))
             .await
             .map_err(err("option"))?;
@@ -298,10 +349,11 @@ impl Snapshot {
         v.get("value").and_then(Value::as_str).map(str::to_owned)
     }
 
-    /// PrivacyManager option as a boolean, with Matomo's default.
+    /// PrivacyManager option as a boolean (PHP's `settype(…, 'boolean')`: '' and '0' are
+    /// false), with Matomo's default.
     pub fn privacy_flag(&self, name: &str, default: bool) -> bool {
         match self.options.get(&format!("PrivacyManager.{name}")) {
-            Some(v) => v == "1" || v == "true",
+            Some(v) => !(v.is_empty() || v == "0"),
             None => default,
         }
     }
@@ -312,6 +364,40 @@ impl Snapshot {
             .get(&format!("PrivacyManager.{name}"))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(default)
+    }
+
+    /// PrivacyManager option as a string (`anonymizeReferrer`), '' when unset.
+    pub fn privacy_string(&self, name: &str) -> &str {
+        self.options
+            .get(&format!("PrivacyManager.{name}"))
+            .map_or("", String::as_str)
+    }
+
+    /// The `useridsalt` option (PrivacyManager's salt for pseudonymised user ids), if set.
+    pub fn userid_salt(&self) -> Option<&str> {
+        self.options
+            .get("useridsalt")
+            .map(String::as_str)
+            .filter(|s| !s.is_empty() && *s != "0")
+    }
+
+    /// The oldest `cdt` a request may carry at wall-clock time `now`
+    /// (`Request::getCustomTimestamp`): with `delete_logs_enable` and `delete_logs_older_than`
+    /// set, `now - (older_than + schedule_lowest_interval) days`; None when deletion is off.
+    /// Read from the `option` rows Matomo's data-purge settings write (`[Deletelogs]` defaults:
+    /// off, 180 days, 7 days).
+    pub fn delete_logs_cutoff(&self, now: i64) -> Option<i64> {
+        let int = |name: &str, default: i64| {
+            self.options
+                .get(name)
+                .map_or(default, |v| super::php::php_intval(v))
+        };
+        let older_than = int("delete_logs_older_than", 180);
+        if int("delete_logs_enable", 0) == 0 || older_than == 0 {
+            return None;
+        }
+        let interval = int("delete_logs_schedule_lowest_interval", 7);
+        Some(now - (older_than + interval) * 86_400)
     }
 
     /// Site search keyword parameters for a site (site list, else global default).
