@@ -345,7 +345,7 @@ impl TableProcessor {
                     ),
                 )
                 .await
-                .map_err(|e| ProcessError::Transient(e.to_string()))?;
+                .map_err(|e| ProcessError::from_mysql(&e))?;
                 recorded += 1;
                 if get("poison") == "1" {
                     return Err(ProcessError::Poison {
