@@ -1,0 +1,299 @@
+//! MySQL failures that name no entry, against the real MariaDB: a batch MySQL refuses (a
+//! trigger's SIGNAL, a value the strict server will not store) is bisected until the refused
+//! entries are isolated and dead-lettered while every other entry is stored once and in order;
+//! contention (a deadlock raised by a trigger for the first N attempts) is retried, not
+//! dead-lettered; a batch that keeps failing transiently while MySQL answers is suspect, but a
+//! suspicion the following entries do not confirm is withdrawn; the worker's sessions carry
+//! the statement timeout; Redis Cluster is refused at start-up.
+
+mod engine_support;
+
+use std::sync::Arc;
+
+use engine_support::{entry, TableProcessor, TestEnv};
+use matomo_worker::engine::error::{classify_mysql, MysqlFailure};
+use matomo_worker::engine::{DeadLetter, DeadLetters, EngineOptions};
+use matomo_worker::metrics::{
+    BisectCause, BisectLabels, DeadLetterLabels, DeadLetterReason, Metrics,
+};
+use mysql_async::prelude::*;
+
+/// Runs DDL (triggers are one statement through the client API: no DELIMITER needed).
+async fn sql(env: &TestEnv, statements: &[&str]) {
+    let mut conn = env.mysql.get_conn().await.expect("conn");
+    for s in statements {
+        conn.query_drop(*s)
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {e}"));
+    }
+}
+
+/// A trigger that raises a deadlock (1213) for rows with `url = 'flaky'` (or every row when
+/// `every_row`) while the non-transactional budget lasts: the budget's decrement survives the
+/// rollback of the failing transaction.
+async fn flaky_trigger(env: &TestEnv, budget: u32, every_row: bool) {
+    let condition = if every_row {
+        "TRUE"
+    } else {
+        "NEW.url = 'flaky'"
+    };
+    sql(
+        env,
+        &[
+            "CREATE TABLE fail_budget (n INT NOT NULL) ENGINE=MyISAM",
+            &format!("INSERT INTO fail_budget VALUES ({budget})"),
+            &format!(
+                "CREATE TRIGGER flaky_hits BEFORE INSERT ON engine_hits FOR EACH ROW BEGIN \
+                 IF {condition} AND (SELECT n FROM fail_budget) > 0 THEN \
+                 UPDATE fail_budget SET n = n - 1; \
+                 SIGNAL SQLSTATE '40001' SET MYSQL_ERRNO = 1213, MESSAGE_TEXT = 'simulated deadlock'; \
+                 END IF; END"
+            ),
+        ],
+    )
+    .await;
+}
+
+async fn budget_left(env: &TestEnv) -> i64 {
+    let mut conn = env.mysql.get_conn().await.expect("conn");
+    conn.query_first("SELECT n FROM fail_budget")
+        .await
+        .expect("budget")
+        .unwrap_or(-1)
+}
+
+fn dead_lettered(metrics: &Metrics, reason: DeadLetterReason) -> u64 {
+    metrics
+        .dead_lettered
+        .get_or_create(&DeadLetterLabels { reason })
+        .get()
+}
+
+fn bisections(metrics: &Metrics, cause: BisectCause) -> u64 {
+    metrics
+        .bisections
+        .get_or_create(&BisectLabels { cause })
+        .get()
+}
+
+async fn dead_letters(env: &TestEnv, queue: u16) -> Vec<DeadLetter> {
+    let dl = DeadLetters::new(
+        env.redis.clone(),
+        matomo_worker::engine::redis::Scripts::default(),
+        env.prefix.clone(),
+    );
+    dl.list(queue, 0, 100).await.expect("list dead letters")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn entries_mysql_refuses_are_isolated_and_everything_else_is_stored_once_in_order() {
+    let env = TestEnv::new(1, 40).await;
+    sql(
+        &env,
+        &[
+            "CREATE TRIGGER poison_hits BEFORE INSERT ON engine_hits FOR EACH ROW BEGIN \
+             IF NEW.url = 'poison' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'poisoned hit refused by trigger'; END IF; END",
+        ],
+    )
+    .await;
+    // 40 entries in one batch: a trigger refuses entry 20, and entry 33's URL is too long for
+    // the column (the test sessions run in MariaDB's default strict mode: error 1406).
+    let long_url = format!("http://example.com/{}", "x".repeat(300));
+    let entries: Vec<Vec<u8>> = (0..40)
+        .map(|seq| match seq {
+            20 => entry(0, seq, &[("url", "poison")]),
+            33 => entry(0, seq, &[("url", long_url.as_str())]),
+            _ => entry(0, seq, &[]),
+        })
+        .collect();
+    // A second batch behind it is untouched by the bisection of the first.
+    let more: Vec<Vec<u8>> = (40..50).map(|seq| entry(0, seq, &[])).collect();
+    env.push(0, &entries).await;
+    env.push(0, &more).await;
+
+    let (engine, metrics) = env
+        .engine(Arc::new(TableProcessor::default()), env.options())
+        .await;
+    let summary = engine.drain().await.expect("drain");
+
+    let expected: Vec<i64> = (0..50).filter(|s| *s != 20 && *s != 33).collect();
+    assert_eq!(env.stored_seqs(0).await, expected, "stored once, in order");
+    assert_eq!(env.queue_len(0).await, 0, "the queue is drained");
+    assert_eq!(summary.processed, 48);
+    assert_eq!(summary.dead_lettered, 2);
+
+    let records = dead_letters(&env, 0).await;
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].entry().expect("bytes"), entries[20]);
+    assert!(
+        records[0]
+            .reason
+            .contains("poisoned hit refused by trigger"),
+        "{}",
+        records[0].reason
+    );
+    assert_eq!(records[1].entry().expect("bytes"), entries[33]);
+    assert!(
+        records[1].reason.contains("Data too long"),
+        "{}",
+        records[1].reason
+    );
+    assert_eq!(dead_lettered(&metrics, DeadLetterReason::MysqlData), 2);
+    assert!(bisections(&metrics, BisectCause::MysqlData) >= 2);
+    assert_eq!(bisections(&metrics, BisectCause::Suspect), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contention_is_retried_not_dead_lettered() {
+    let env = TestEnv::new(1, 12).await;
+    flaky_trigger(&env, 4, false).await;
+    let entries: Vec<Vec<u8>> = (0..12)
+        .map(|seq| match seq {
+            5 => entry(0, seq, &[("url", "flaky")]),
+            _ => entry(0, seq, &[]),
+        })
+        .collect();
+    env.push(0, &entries).await;
+    let opts = EngineOptions {
+        suspect_after: 10,
+        ..env.options()
+    };
+    let (engine, metrics) = env.engine(Arc::new(TableProcessor::default()), opts).await;
+    let summary = engine.drain().await.expect("drain");
+    assert_eq!(env.stored_seqs(0).await, (0..12).collect::<Vec<i64>>());
+    assert_eq!(
+        budget_left(&env).await,
+        0,
+        "the trigger failed four attempts"
+    );
+    assert_eq!(metrics.retries.get(), 4);
+    assert_eq!(summary.dead_lettered, 0);
+    assert!(dead_letters(&env, 0).await.is_empty());
+    assert_eq!(bisections(&metrics, BisectCause::Suspect), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_entry_that_keeps_failing_transiently_while_mysql_answers_is_dead_lettered_as_suspect() {
+    let env = TestEnv::new(1, 16).await;
+    // Entry 9 always meets a "deadlock"; the others never do.
+    flaky_trigger(&env, 1_000, false).await;
+    let entries: Vec<Vec<u8>> = (0..16)
+        .map(|seq| match seq {
+            9 => entry(0, seq, &[("url", "flaky")]),
+            _ => entry(0, seq, &[]),
+        })
+        .collect();
+    env.push(0, &entries).await;
+    let opts = EngineOptions {
+        suspect_after: 2,
+        ..env.options()
+    };
+    let (engine, metrics) = env.engine(Arc::new(TableProcessor::default()), opts).await;
+    let summary = engine.drain().await.expect("drain");
+    let expected: Vec<i64> = (0..16).filter(|s| *s != 9).collect();
+    assert_eq!(env.stored_seqs(0).await, expected);
+    assert_eq!(env.queue_len(0).await, 0);
+    assert_eq!(summary.dead_lettered, 1);
+    let records = dead_letters(&env, 0).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].entry().expect("bytes"), entries[9]);
+    assert!(
+        records[0].reason.starts_with("suspect:")
+            && records[0].reason.contains("simulated deadlock"),
+        "{}",
+        records[0].reason
+    );
+    assert_eq!(dead_lettered(&metrics, DeadLetterReason::Suspect), 1);
+    assert!(bisections(&metrics, BisectCause::Suspect) >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_suspicion_the_following_entries_do_not_confirm_is_withdrawn() {
+    let env = TestEnv::new(1, 8).await;
+    // Every row meets a "deadlock" for 14 attempts: the bisection narrows down to entry 0 (8,
+    // 4, 2, 1 entries, two failures each), sets it aside, and the entries after it fail
+    // without it — so it is not to blame; the batch is retried until the contention ends.
+    flaky_trigger(&env, 14, true).await;
+    let entries: Vec<Vec<u8>> = (0..8).map(|seq| entry(0, seq, &[])).collect();
+    env.push(0, &entries).await;
+    let opts = EngineOptions {
+        suspect_after: 2,
+        ..env.options()
+    };
+    let (engine, metrics) = env.engine(Arc::new(TableProcessor::default()), opts).await;
+    let summary = engine.drain().await.expect("drain");
+    assert_eq!(env.stored_seqs(0).await, (0..8).collect::<Vec<i64>>());
+    assert_eq!(budget_left(&env).await, 0);
+    assert_eq!(summary.dead_lettered, 0);
+    assert!(dead_letters(&env, 0).await.is_empty());
+    assert_eq!(bisections(&metrics, BisectCause::Suspect), 3);
+    assert_eq!(metrics.retries.get(), 14);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_sessions_carry_the_statement_timeout_and_a_timed_out_statement_is_contention() {
+    let env = TestEnv::new(1, 10).await;
+    let mut config = env.config.clone();
+    config.worker.statement_timeout = std::time::Duration::from_millis(1500);
+    let pool = matomo_worker::app::connect_mysql(&config)
+        .await
+        .expect("connect");
+    let mut conn = pool.get_conn().await.expect("conn");
+    let version: String = conn
+        .query_first("SELECT VERSION()")
+        .await
+        .expect("version")
+        .expect("a version");
+    assert!(
+        version.to_ascii_lowercase().contains("mariadb"),
+        "these services run MariaDB, got {version}"
+    );
+    let limit: f64 = conn
+        .query_first("SELECT @@SESSION.max_statement_time")
+        .await
+        .expect("read the limit")
+        .expect("a value");
+    assert!((limit - 1.5).abs() < 1e-9, "max_statement_time = {limit}");
+    let err = conn
+        .query_drop("SELECT SLEEP(5)")
+        .await
+        .expect_err("the statement runs into the limit");
+    assert_eq!(classify_mysql(&err), MysqlFailure::Contention, "{err}");
+    drop(conn);
+    let _ = pool.disconnect().await;
+
+    // Zero: no limit is set.
+    config.worker.statement_timeout = std::time::Duration::ZERO;
+    let pool = matomo_worker::app::connect_mysql(&config)
+        .await
+        .expect("connect");
+    let mut conn = pool.get_conn().await.expect("conn");
+    let limit: f64 = conn
+        .query_first("SELECT @@SESSION.max_statement_time")
+        .await
+        .expect("read the limit")
+        .expect("a value");
+    let global: f64 = conn
+        .query_first("SELECT @@GLOBAL.max_statement_time")
+        .await
+        .expect("read the global limit")
+        .expect("a value");
+    assert_eq!(limit, global, "the session keeps the server's setting");
+    drop(conn);
+    let _ = pool.disconnect().await;
+}
+
+#[tokio::test]
+async fn redis_cluster_is_refused_at_start_up_with_one_clear_line() {
+    let mut config = tier_config::Config::default();
+    config.redis.backend = tier_config::RedisBackend::Cluster;
+    let err = match matomo_worker::app::connect(&config).await {
+        Ok(_) => panic!("the worker must refuse Redis Cluster"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("redis.backend = cluster is not supported") && err.contains("CROSSSLOT"),
+        "{err}"
+    );
+    assert!(!err.contains('\n'), "one line: {err}");
+}
