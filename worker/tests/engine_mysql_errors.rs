@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use engine_support::{entry, TableProcessor, TestEnv};
 use matomo_worker::engine::error::{classify_mysql, MysqlFailure};
-use matomo_worker::engine::{DeadLetter, DeadLetters, EngineOptions};
+use matomo_worker::engine::{DeadLetter, DeadLetters, EngineOptions, RunSummary};
 use matomo_worker::metrics::{
     BisectCause, BisectLabels, DeadLetterLabels, DeadLetterReason, Metrics,
 };
@@ -52,6 +52,34 @@ async fn flaky_trigger(env: &TestEnv, budget: u32, every_row: bool) {
         ],
     )
     .await;
+}
+
+/// `n` entries of queue 0; entry `flaky` (if any) has `url = 'flaky'`.
+fn entries_with_flaky(n: i64, flaky: Option<i64>) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|seq| {
+            if Some(seq) == flaky {
+                entry(0, seq, &[("url", "flaky")])
+            } else {
+                entry(0, seq, &[])
+            }
+        })
+        .collect()
+}
+
+/// Pushes `entries` onto queue 0 and drains it with the table processor and `suspect_after`.
+async fn drain_with_suspect_after(
+    env: &TestEnv,
+    entries: &[Vec<u8>],
+    suspect_after: u32,
+) -> (RunSummary, Arc<Metrics>) {
+    env.push(0, entries).await;
+    let opts = EngineOptions {
+        suspect_after,
+        ..env.options()
+    };
+    let (engine, metrics) = env.engine(Arc::new(TableProcessor::default()), opts).await;
+    (engine.drain().await.expect("drain"), metrics)
 }
 
 async fn budget_left(env: &TestEnv) -> i64 {
@@ -147,19 +175,8 @@ async fn entries_mysql_refuses_are_isolated_and_everything_else_is_stored_once_i
 async fn contention_is_retried_not_dead_lettered() {
     let env = TestEnv::new(1, 12).await;
     flaky_trigger(&env, 4, false).await;
-    let entries: Vec<Vec<u8>> = (0..12)
-        .map(|seq| match seq {
-            5 => entry(0, seq, &[("url", "flaky")]),
-            _ => entry(0, seq, &[]),
-        })
-        .collect();
-    env.push(0, &entries).await;
-    let opts = EngineOptions {
-        suspect_after: 10,
-        ..env.options()
-    };
-    let (engine, metrics) = env.engine(Arc::new(TableProcessor::default()), opts).await;
-    let summary = engine.drain().await.expect("drain");
+    let entries = entries_with_flaky(12, Some(5));
+    let (summary, metrics) = drain_with_suspect_after(&env, &entries, 10).await;
     assert_eq!(env.stored_seqs(0).await, (0..12).collect::<Vec<i64>>());
     assert_eq!(
         budget_left(&env).await,
@@ -177,19 +194,8 @@ async fn an_entry_that_keeps_failing_transiently_while_mysql_answers_is_dead_let
     let env = TestEnv::new(1, 16).await;
     // Entry 9 always meets a "deadlock"; the others never do.
     flaky_trigger(&env, 1_000, false).await;
-    let entries: Vec<Vec<u8>> = (0..16)
-        .map(|seq| match seq {
-            9 => entry(0, seq, &[("url", "flaky")]),
-            _ => entry(0, seq, &[]),
-        })
-        .collect();
-    env.push(0, &entries).await;
-    let opts = EngineOptions {
-        suspect_after: 2,
-        ..env.options()
-    };
-    let (engine, metrics) = env.engine(Arc::new(TableProcessor::default()), opts).await;
-    let summary = engine.drain().await.expect("drain");
+    let entries = entries_with_flaky(16, Some(9));
+    let (summary, metrics) = drain_with_suspect_after(&env, &entries, 2).await;
     let expected: Vec<i64> = (0..16).filter(|s| *s != 9).collect();
     assert_eq!(env.stored_seqs(0).await, expected);
     assert_eq!(env.queue_len(0).await, 0);
@@ -214,14 +220,8 @@ async fn a_suspicion_the_following_entries_do_not_confirm_is_withdrawn() {
     // 4, 2, 1 entries, two failures each), sets it aside, and the entries after it fail
     // without it — so it is not to blame; the batch is retried until the contention ends.
     flaky_trigger(&env, 14, true).await;
-    let entries: Vec<Vec<u8>> = (0..8).map(|seq| entry(0, seq, &[])).collect();
-    env.push(0, &entries).await;
-    let opts = EngineOptions {
-        suspect_after: 2,
-        ..env.options()
-    };
-    let (engine, metrics) = env.engine(Arc::new(TableProcessor::default()), opts).await;
-    let summary = engine.drain().await.expect("drain");
+    let entries = entries_with_flaky(8, None);
+    let (summary, metrics) = drain_with_suspect_after(&env, &entries, 2).await;
     assert_eq!(env.stored_seqs(0).await, (0..8).collect::<Vec<i64>>());
     assert_eq!(budget_left(&env).await, 0);
     assert_eq!(summary.dead_lettered, 0);
