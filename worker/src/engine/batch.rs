@@ -128,10 +128,7 @@ impl InHand {
 /// What became of a span.
 enum SpanOutcome {
     /// Committed and trimmed; the read-ahead of the next batch when this span ended the batch.
-    Committed {
-        next: Option<Vec<Bytes>>,
-        sets: usize,
-    },
+    Committed { next: Option<Vec<Bytes>> },
     /// MySQL refused it (a data error, or a suspect run of transient failures).
     Refused { message: String, cause: BisectCause },
 }
@@ -172,11 +169,13 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
         let mut next = None;
         while let Some(span) = plan.next_span() {
             match self.write_span(&mut hand, &span, suspect_rule).await? {
-                SpanOutcome::Committed { next: n, sets } => {
-                    if sets > 0 {
-                        if let Some((position, message)) = unconfirmed.take() {
-                            self.log_isolated(position, BisectCause::Suspect, &message);
-                        }
+                SpanOutcome::Committed { next: n } => {
+                    // The suspect's note committed with this span (normally together with
+                    // the entries after it, which is the confirmation).
+                    if let Some((position, message)) =
+                        unconfirmed.take_if(|(position, _)| span.contains(position))
+                    {
+                        self.log_isolated(position, BisectCause::Suspect, &message);
                     }
                     plan.committed(&span);
                     next = n;
@@ -289,10 +288,7 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
                 } => {
                     self.finish_span(hand, span, marker, &results, started)
                         .await?;
-                    return Ok(SpanOutcome::Committed {
-                        next,
-                        sets: results.len(),
-                    });
+                    return Ok(SpanOutcome::Committed { next });
                 }
                 Attempt::Transient {
                     message,
