@@ -571,3 +571,67 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hand(n: usize, undecodable: &[usize]) -> InHand {
+        let entries = (0..n)
+            .map(|i| {
+                if undecodable.contains(&i) {
+                    Bytes::from_static(b"not an entry")
+                } else {
+                    let set = RequestSet {
+                        time: i as i64,
+                        ..RequestSet::default()
+                    };
+                    Bytes::from(matomo_wire::encode(&set))
+                }
+            })
+            .collect();
+        InHand::decode(entries)
+    }
+
+    fn aside(reason: &str) -> Aside {
+        Aside {
+            reason: reason.into(),
+            dead_letter: true,
+            cause: DeadLetterReason::MysqlData,
+        }
+    }
+
+    #[test]
+    fn spans_select_their_sets_and_notes_are_relative_to_the_span() {
+        let mut h = hand(8, &[2]);
+        assert_eq!(h.sets.len(), 7);
+        h.set_aside(5, aside("refused"));
+        // Span 2..7 holds entries 3, 4, 6 as sets; 2 (undecodable) and 5 (refused) as notes.
+        let sets = h.sets_in(&(2..7));
+        let times: Vec<i64> = h.sets[sets].iter().map(|s| s.time).collect();
+        assert_eq!(times, vec![3, 4, 6]);
+        let notes = h.notes(&(2..7));
+        assert_eq!(
+            notes.iter().map(|n| n.index).collect::<Vec<_>>(),
+            vec![0, 3]
+        );
+        assert!(notes[0].reason.starts_with("undecodable"));
+        assert_eq!(notes[1].reason, "refused");
+        assert!(h.notes(&(6..8)).is_empty());
+    }
+
+    #[test]
+    fn a_withdrawn_verdict_puts_the_set_back_in_queue_order() {
+        let mut h = hand(5, &[4]);
+        h.set_aside(2, aside("suspect"));
+        h.withdraw(2);
+        assert_eq!(h.positions, vec![0, 1, 2, 3]);
+        let times: Vec<i64> = h.sets.iter().map(|s| s.time).collect();
+        assert_eq!(times, vec![0, 1, 2, 3]);
+        assert!(h.aside[2].is_none());
+        // An undecodable entry cannot be withdrawn into a set.
+        h.withdraw(4);
+        assert!(h.aside[4].is_some());
+        assert_eq!(h.sets.len(), 4);
+    }
+}
