@@ -8,13 +8,15 @@
 //! - [`processor`]: the seam to the tracker ([`BatchProcessor`]).
 //! - [`redis`]: connection, the engine's own key names and Lua scripts.
 //! - `shard`: recovery, reading and trimming while one shard is held; `batch`: one batch (and
-//!   its bisection, planned by `bisect`, when MySQL refuses it); `pool`: the worker tasks.
+//!   its bisection, planned by `bisect`, when MySQL refuses it) over the entries in `hand`;
+//!   `pool`: the worker tasks.
 //!
 //! The engine never changes Matomo's tables itself and never trims an entry before the rows
 //! written for it are committed. See `docs/worker.md` for the exactly-once argument.
 
 mod batch;
 mod bisect;
+mod hand;
 pub mod deadletter;
 pub mod error;
 pub mod lock;
