@@ -16,9 +16,9 @@
 
 mod batch;
 mod bisect;
-mod hand;
 pub mod deadletter;
 pub mod error;
+mod hand;
 pub mod lock;
 mod pool;
 pub mod processor;
