@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use engine_support::{entry, golden_dir, load_golden_state, TableProcessor, TestEnv};
 use matomo_worker::engine::error::{classify_mysql, MysqlFailure};
-use matomo_worker::engine::{DeadLetter, DeadLetters, EngineOptions, RunSummary};
+use matomo_worker::engine::{
+    BatchProcessor, DeadLetter, DeadLetters, Engine, EngineOptions, RunSummary,
+};
 use matomo_worker::metrics::{
     BisectCause, BisectLabels, DeadLetterLabels, DeadLetterReason, Metrics,
 };
@@ -54,6 +56,14 @@ async fn flaky_trigger(env: &TestEnv, budget: u32, every_row: bool) {
     .await;
 }
 
+/// Drains, failing (instead of hanging) when a refused batch blocks the queue.
+async fn drain_in_time<P: BatchProcessor>(engine: &Engine<P>) -> RunSummary {
+    tokio::time::timeout(std::time::Duration::from_secs(60), engine.drain())
+        .await
+        .expect("the queue was not drained within 60 s: a refused batch blocks it")
+        .expect("drain")
+}
+
 /// `n` entries of queue 0; entry `flaky` (if any) has `url = 'flaky'`.
 fn entries_with_flaky(n: i64, flaky: Option<i64>) -> Vec<Vec<u8>> {
     (0..n)
@@ -79,7 +89,7 @@ async fn drain_with_suspect_after(
         ..env.options()
     };
     let (engine, metrics) = env.engine(Arc::new(TableProcessor::default()), opts).await;
-    (engine.drain().await.expect("drain"), metrics)
+    (drain_in_time(&engine).await, metrics)
 }
 
 async fn budget_left(env: &TestEnv) -> i64 {
@@ -153,7 +163,7 @@ async fn entries_mysql_refuses_are_isolated_and_everything_else_is_stored_once_i
     let (engine, metrics) = env
         .engine(Arc::new(TableProcessor::default()), env.options())
         .await;
-    let summary = engine.drain().await.expect("drain");
+    let summary = drain_in_time(&engine).await;
 
     let expected: Vec<i64> = (0..50).filter(|s| *s != 20 && *s != 33).collect();
     assert_eq!(env.stored_seqs(0).await, expected, "stored once, in order");
@@ -222,7 +232,7 @@ async fn the_tracker_s_refused_entry_is_isolated_from_matomo_s_multi_row_inserts
         .await
         .expect("tracker starts");
     let (_, metrics) = matomo_worker::metrics::standalone();
-    let engine = matomo_worker::engine::Engine::new(
+    let engine = Engine::new(
         env.redis.clone(),
         mysql.clone(),
         Arc::new(tracker),
@@ -232,7 +242,7 @@ async fn the_tracker_s_refused_entry_is_isolated_from_matomo_s_multi_row_inserts
     )
     .await
     .expect("engine starts");
-    let summary = engine.drain().await.expect("drain");
+    let summary = drain_in_time(&engine).await;
 
     let mut conn = env.mysql.get_conn().await.expect("conn");
     let stored: Vec<String> = conn
