@@ -153,6 +153,7 @@ pub static SETTINGS: &[Setting] = &[
     s!("worker.idle_sleep", Kind::Secs, "Pause of a worker that found every shard empty or locked."),
     s!("worker.min_backoff", Kind::Secs, "First back-off after a transient failure."),
     s!("worker.max_backoff", Kind::Secs, "Longest back-off after transient failures."),
+    s!("worker.statement_timeout", Kind::Secs, "Limit of one statement in the worker's MySQL sessions (MariaDB max_statement_time; MySQL max_execution_time, which only limits SELECT); 0 turns it off. A timed-out statement is retried like a deadlock."),
     s!("log.format", Kind::Enum(&["text", "json"]), "Log line format."),
     s!("log.level", Kind::Str, "tracing EnvFilter directive, e.g. info or matomo_worker=debug,info."),
 ];

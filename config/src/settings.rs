@@ -418,6 +418,10 @@ pub struct WorkerConfig {
     /// Longest back-off after transient failures.
     #[serde(with = "humantime_secs")]
     pub max_backoff: Duration,
+    /// Limit of one statement in the worker's MySQL sessions (MariaDB `max_statement_time`,
+    /// MySQL `max_execution_time`, which only limits SELECT); zero turns it off.
+    #[serde(with = "humantime_secs")]
+    pub statement_timeout: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -430,6 +434,7 @@ impl Default for WorkerConfig {
             idle_sleep: Duration::from_millis(100),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -18,15 +18,24 @@ use crate::tracker::{Tracker, TrackerError};
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     /// Redis unreachable or refusing the credentials.
-    #[error("cannot connect to Redis at {url} (settings redis.host, redis.port, redis.database, redis.password): {source}")]
+    #[error(
+        "cannot connect to Redis at {url} (settings redis.host, redis.port, redis.database, redis.password): {source}"
+    )]
     Redis {
         /// The URL with the password redacted.
         url: String,
         /// The client's error.
         source: fred::error::Error,
     },
+    /// Redis Cluster is configured, which the engine cannot use.
+    #[error(
+        "redis.backend = cluster is not supported by matomo-worker: its lock and trim scripts touch the queue, lock, trimmed-batch and dead-letter keys, which lie in different hash slots (CROSSSLOT); use standalone or sentinel"
+    )]
+    ClusterUnsupported,
     /// MySQL unreachable or refusing the credentials.
-    #[error("cannot connect to MySQL at {url} (settings database.host, database.port, database.username, database.password, database.dbname): {source}")]
+    #[error(
+        "cannot connect to MySQL at {url} (settings database.host, database.port, database.username, database.password, database.dbname): {source}"
+    )]
     Mysql {
         /// The URL with the password redacted.
         url: String,
@@ -75,7 +84,30 @@ pub async fn connect_redis(
 /// The session settings Matomo's database adapter applies to every connection.
 pub const MATOMO_SQL_MODE: &str = "SET sql_mode = 'NO_AUTO_VALUE_ON_ZERO'";
 
-/// Connects to MySQL (with Matomo's session `sql_mode`) and checks the connection works.
+/// The statement that limits how long one statement of a session may run on a server whose
+/// `SELECT VERSION()` is `server_version`; `None` when `timeout` is zero (no limit).
+///
+/// MariaDB: `max_statement_time` in seconds, for every statement. MySQL: `max_execution_time`
+/// in milliseconds, which only limits read-only SELECTs (writes are bounded there by
+/// `innodb_lock_wait_timeout` only).
+pub fn statement_timeout_sql(server_version: &str, timeout: Duration) -> Option<String> {
+    if timeout.is_zero() {
+        None
+    } else if server_version.to_ascii_lowercase().contains("mariadb") {
+        Some(format!(
+            "SET SESSION max_statement_time = {}",
+            timeout.as_secs_f64()
+        ))
+    } else {
+        Some(format!(
+            "SET SESSION max_execution_time = {}",
+            timeout.as_millis().max(1)
+        ))
+    }
+}
+
+/// Connects to MySQL (with Matomo's session `sql_mode` and the worker's statement timeout,
+/// `worker.statement_timeout`) and checks the connection works.
 pub async fn connect_mysql(
     config: &tier_config::Config,
 ) -> Result<mysql_async::Pool, StartupError> {
@@ -93,8 +125,17 @@ pub async fn connect_mysql(
     // SQL_MODE), i.e. without STRICT_TRANS_TABLES: an out-of-range number is clamped and an
     // over-long string cut, with a warning. Without this, a server whose default is strict
     // (MariaDB's is) rejects rows PHP writes, e.g. a negative `visitor_seconds_since_order`.
+    let mut init = vec![MATOMO_SQL_MODE.to_owned()];
+    // The server flavour decides how the statement timeout is set.
+    let mut probe = mysql_async::Conn::new(opts.clone()).await.map_err(err)?;
+    let version: Option<String> = probe.query_first("SELECT VERSION()").await.map_err(err)?;
+    let _ = probe.disconnect().await;
+    let version = version.unwrap_or_default();
+    if let Some(sql) = statement_timeout_sql(&version, config.worker.statement_timeout) {
+        init.push(sql);
+    }
     let opts = mysql_async::OptsBuilder::from_opts(opts)
-        .init(vec![MATOMO_SQL_MODE.to_owned()])
+        .init(init)
         .pool_opts(mysql_async::PoolOpts::default().with_constraints(constraints));
     let pool = mysql_async::Pool::new(opts);
     let mut conn = pool.get_conn().await.map_err(err)?;
@@ -102,8 +143,11 @@ pub async fn connect_mysql(
     Ok(pool)
 }
 
-/// Connects to both.
+/// Connects to both, for the engine (`run`, `process`): refuses Redis Cluster first.
 pub async fn connect(config: &tier_config::Config) -> Result<Backends, StartupError> {
+    if config.redis.backend == tier_config::RedisBackend::Cluster {
+        return Err(StartupError::ClusterUnsupported);
+    }
     let redis = connect_redis(config).await?;
     let mysql = connect_mysql(config).await?;
     Ok(Backends {
@@ -166,6 +210,13 @@ pub async fn run(
         backends.mysql.clone(),
         shutdown.clone(),
     );
+    match crate::commands::check::eviction_warning(&backends.redis).await {
+        Ok(None) => {}
+        Ok(Some(risk)) => tracing::warn!("Redis maxmemory-policy: {risk}"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read Redis maxmemory-policy (CONFIG disabled?); make sure it is noeviction")
+        }
+    }
     let server = tokio::spawn(crate::http::serve(listener, http, shutdown.clone()));
     tracing::info!(
         %addr,
@@ -229,5 +280,28 @@ pub async fn process(
             () = tokio::time::sleep(sleep) => {}
             () = shutdown.cancelled() => return Ok(total),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_timeout_follows_the_server_flavour() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(
+            statement_timeout_sql("10.11.6-MariaDB-0+deb12u1", minute).as_deref(),
+            Some("SET SESSION max_statement_time = 60")
+        );
+        assert_eq!(
+            statement_timeout_sql("10.11.6-MariaDB", Duration::from_millis(1500)).as_deref(),
+            Some("SET SESSION max_statement_time = 1.5")
+        );
+        assert_eq!(
+            statement_timeout_sql("8.0.36", minute).as_deref(),
+            Some("SET SESSION max_execution_time = 60000")
+        );
+        assert_eq!(statement_timeout_sql("8.0.36", Duration::ZERO), None);
     }
 }

@@ -95,6 +95,45 @@ pub struct RequestLabels {
     pub outcome: RequestOutcome,
 }
 
+/// Why an entry went to the dead-letter list.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum DeadLetterReason {
+    /// Its bytes do not decode (neither zlib nor JSON).
+    Undecodable,
+    /// The tracker rejected it (a hit PHP would also fail on).
+    Rejected,
+    /// MySQL refused its values (isolated by bisecting the batch).
+    MysqlData,
+    /// Its batch kept failing transiently while MySQL answered, and it failed alone (isolated
+    /// by bisection, confirmed by the entries after it committing without it).
+    Suspect,
+    /// Decided by a worker that crashed before trimming; found in the progress marker.
+    Recovered,
+}
+
+/// Labels of dead-letter counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeadLetterLabels {
+    /// Reason.
+    pub reason: DeadLetterReason,
+}
+
+/// Why a batch was split in two.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum BisectCause {
+    /// MySQL refused a value of the batch (data error).
+    MysqlData,
+    /// The batch kept failing transiently while MySQL answered a health probe.
+    Suspect,
+}
+
+/// Labels of bisection counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BisectLabels {
+    /// Cause.
+    pub cause: BisectCause,
+}
+
 fn size_histogram() -> Histogram {
     Histogram::new(exponential_buckets(1.0, 2.0, 14))
 }
@@ -122,6 +161,10 @@ pub struct Metrics {
     pub retries: Counter,
     /// Errors talking to Redis or MySQL.
     pub errors: Family<ServiceLabels, Counter>,
+    /// Entries dead-lettered, by reason.
+    pub dead_lettered: Family<DeadLetterLabels, Counter>,
+    /// Batches (or parts of them) split in two to find an entry MySQL refuses.
+    pub bisections: Family<BisectLabels, Counter>,
     /// Entries waiting per queue (sampled).
     pub queue_length: Family<QueueLabels, Gauge>,
     /// Age of the oldest entry per queue in seconds (sampled).
@@ -144,6 +187,8 @@ impl Metrics {
             locks: Family::default(),
             retries: Counter::default(),
             errors: Family::default(),
+            dead_lettered: Family::default(),
+            bisections: Family::default(),
             queue_length: Family::default(),
             queue_lag: Family::default(),
             dead_letters: Family::default(),
@@ -191,6 +236,16 @@ impl Metrics {
             m.errors.clone(),
         );
         r.register(
+            "dead_lettered",
+            "Entries moved to a dead-letter list, by reason",
+            m.dead_lettered.clone(),
+        );
+        r.register(
+            "bisections",
+            "Batches split in two to isolate an entry MySQL refuses, by cause",
+            m.bisections.clone(),
+        );
+        r.register(
             "queue_length_entries",
             "Entries waiting per queue (sampled)",
             m.queue_length.clone(),
@@ -229,6 +284,20 @@ impl Metrics {
     /// Counts an error of `service`.
     pub fn error(&self, service: Service) {
         self.errors.get_or_create(&ServiceLabels { service }).inc();
+    }
+
+    /// Counts `n` dead letters with `reason`.
+    pub fn dead_letters(&self, reason: DeadLetterReason, n: usize) {
+        if n > 0 {
+            self.dead_lettered
+                .get_or_create(&DeadLetterLabels { reason })
+                .inc_by(n as u64);
+        }
+    }
+
+    /// Counts one bisection step.
+    pub fn bisection(&self, cause: BisectCause) {
+        self.bisections.get_or_create(&BisectLabels { cause }).inc();
     }
 
     /// Counts requests.
@@ -272,6 +341,8 @@ mod tests {
         m.entries(3, EntryOutcome::DeadLettered, 2);
         m.lock(LockEvent::Acquired);
         m.batch_size.observe(25.0);
+        m.dead_letters(DeadLetterReason::MysqlData, 1);
+        m.bisection(BisectCause::Suspect);
         let text = render(&registry);
         assert!(
             text.contains(
@@ -281,6 +352,14 @@ mod tests {
         );
         assert!(
             text.contains("matomo_worker_lock_events_total{event=\"Acquired\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("matomo_worker_dead_lettered_total{reason=\"MysqlData\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("matomo_worker_bisections_total{cause=\"Suspect\"} 1"),
             "{text}"
         );
         assert!(

@@ -7,11 +7,11 @@
 mod engine_support;
 
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use engine_support::TestEnv;
+use engine_support::{golden_dir, load_golden_state, TestEnv};
 use matomo_wire::{Params, RequestSet};
 use mysql_async::prelude::*;
 
@@ -23,13 +23,6 @@ const TABLES: [&str; 5] = [
     "log_conversion",
     "log_conversion_item",
 ];
-
-fn golden_dir() -> Option<PathBuf> {
-    let dir = tier_config::shared_dir()?.join("golden-php");
-    dir.join("matomo-state/config-data.sql")
-        .is_file()
-        .then_some(dir)
-}
 
 /// The first `n` corpus hits as queue entries, built the way ingest builds them.
 fn corpus_entries(dir: &Path, n: usize) -> Vec<Vec<u8>> {
@@ -68,16 +61,6 @@ fn corpus_entries(dir: &Path, n: usize) -> Vec<Vec<u8>> {
             matomo_wire::encode(&set)
         })
         .collect()
-}
-
-async fn load_golden_state(env: &TestEnv, dir: &Path) {
-    let mut conn = env.mysql.get_conn().await.expect("conn");
-    for file in ["matomo-state/schema.sql", "matomo-state/config-data.sql"] {
-        let sql = std::fs::read_to_string(dir.join(file)).expect("golden sql");
-        conn.query_drop(sql)
-            .await
-            .unwrap_or_else(|e| panic!("loading {file}: {e}"));
-    }
 }
 
 async fn counts(env: &TestEnv) -> Vec<u64> {

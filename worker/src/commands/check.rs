@@ -59,18 +59,16 @@ pub async fn run_checks(
         match config_get(redis, "maxmemory-policy").await {
             Ok(policy) => {
                 writeln!(out, "MaxMemory eviction policy: {policy}")?;
-                match policy.as_str() {
-                    "noeviction" => check(out, true, "eviction policy noeviction never drops queued hits", String::new())?,
-                    "allkeys-lru" => writeln!(
+                match eviction_risk(&policy) {
+                    None => check(
                         out,
-                        "WARN  allkeys-lru (QueuedTracking's advice) can evict queued hits when Redis is full; noeviction is safer"
+                        true,
+                        "eviction policy noeviction never drops queued hits",
+                        String::new(),
                     )?,
-                    other => check(
-                        out,
-                        false,
-                        "",
-                        format!("eviction policy {other} can evict queue lists or locks when memory is low; use noeviction"),
-                    )?,
+                    // QueuedTracking itself advises allkeys-lru: a warning, not a failure.
+                    Some(risk) if policy == "allkeys-lru" => writeln!(out, "WARN  {risk}")?,
+                    Some(risk) => check(out, false, "", risk)?,
                 }
             }
             Err(e) => writeln!(
@@ -227,6 +225,26 @@ pub async fn run_checks(
     Ok(ok)
 }
 
+/// What the eviction policy `policy` risks, `None` for `noeviction` (the only policy that never
+/// drops a queued hit, a lock or the engine's trim records).
+pub fn eviction_risk(policy: &str) -> Option<String> {
+    match policy {
+        "noeviction" => None,
+        "allkeys-lru" => Some(
+            "allkeys-lru (QueuedTracking's advice) can evict queued hits when Redis is full; noeviction is safer"
+                .into(),
+        ),
+        other => Some(format!(
+            "eviction policy {other} can evict queue lists or locks when memory is low; use noeviction"
+        )),
+    }
+}
+
+/// Reads Redis's `maxmemory-policy` and tells what it risks (see [`eviction_risk`]).
+pub async fn eviction_warning(redis: &Pool) -> Result<Option<String>, fred::error::Error> {
+    Ok(eviction_risk(&config_get(redis, "maxmemory-policy").await?))
+}
+
 async fn config_get(redis: &Pool, name: &str) -> Result<String, fred::error::Error> {
     let pair: Vec<String> = redis
         .next()
@@ -245,4 +263,16 @@ async fn mysql_version(mysql: &mysql_async::Pool) -> Result<String, mysql_async:
     let mut conn = mysql.get_conn().await?;
     let v: Option<String> = conn.query_first("SELECT VERSION()").await?;
     Ok(v.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::eviction_risk;
+
+    #[test]
+    fn only_noeviction_is_without_risk() {
+        assert_eq!(eviction_risk("noeviction"), None);
+        assert!(eviction_risk("allkeys-lru").is_some_and(|w| w.contains("noeviction is safer")));
+        assert!(eviction_risk("volatile-lru").is_some_and(|w| w.contains("volatile-lru")));
+    }
 }

@@ -7,13 +7,18 @@
 //! - [`deadletter`]: entries that can never be processed, with reason and original bytes.
 //! - [`processor`]: the seam to the tracker ([`BatchProcessor`]).
 //! - [`redis`]: connection, the engine's own key names and Lua scripts.
-//! - `shard`: the batch pipeline while one shard is held; `pool`: the worker tasks.
+//! - `shard`: recovery, reading and trimming while one shard is held; `batch`: one batch (and
+//!   its bisection, planned by `bisect`, when MySQL refuses it) over the entries in `hand`;
+//!   `pool`: the worker tasks.
 //!
 //! The engine never changes Matomo's tables itself and never trims an entry before the rows
 //! written for it are committed. See `docs/worker.md` for the exactly-once argument.
 
+mod batch;
+mod bisect;
 pub mod deadletter;
 pub mod error;
+mod hand;
 pub mod lock;
 mod pool;
 pub mod processor;
@@ -64,6 +69,10 @@ pub struct EngineOptions {
     pub max_batches_per_lock: usize,
     /// Work only on this queue (`process --queue-id`).
     pub only_queue: Option<u16>,
+    /// Consecutive transient failures of one span (deadlock, lock wait or statement timeout,
+    /// lost connection) after which, if MySQL answers `SELECT 1`, the span is treated as
+    /// suspect and bisected like a data error; 0 turns the suspect rule off.
+    pub suspect_after: u32,
     /// Test hook: after this many commits, stop before trimming and hang (so a test can kill
     /// the process between COMMIT and LTRIM). Set by the binary from
     /// `MATOMO_WORKER_TEST_PAUSE_AFTER_COMMIT`; never set in production.
@@ -85,6 +94,7 @@ impl EngineOptions {
             min_backoff: config.worker.min_backoff,
             max_backoff: config.worker.max_backoff,
             max_batches_per_lock: 100,
+            suspect_after: 5,
             only_queue: None,
             pause_after_commit: None,
         }

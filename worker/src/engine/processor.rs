@@ -22,10 +22,21 @@ pub struct SetResult {
 /// Why a batch could not be written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProcessError {
-    /// MySQL unreachable, deadlock, lock wait timeout…: the engine rolls back and retries the
-    /// same batch after a back-off. Nothing is lost.
+    /// Deadlock, lock wait or statement timeout, lost connection…: the engine rolls back and
+    /// retries the same batch after a back-off. Nothing is lost. When the same batch keeps
+    /// failing this way while MySQL answers a health probe, the engine treats it as suspect
+    /// and bisects it (see `docs/worker.md`).
     #[error("transient: {0}")]
     Transient(String),
+    /// MySQL cannot take work now, or its schema or privileges are wrong: rolled back and
+    /// retried after a back-off like `Transient`, but never blamed on an entry.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// MySQL refused a value without saying which entry it came from: the engine rolls back
+    /// and bisects the batch until the entry is isolated, then dead-letters it with this
+    /// message.
+    #[error("data refused: {0}")]
+    Data(String),
     /// Request set `index` (of the slice handed over) can never be processed. The engine rolls
     /// back, sets that entry aside (dead letter, or dropped without trace when `dead_letter` is
     /// false, as PHP leaves none) and re-runs the batch without it.
@@ -38,6 +49,21 @@ pub enum ProcessError {
         /// Keep it in the dead-letter list (false: drop it).
         dead_letter: bool,
     },
+}
+
+impl ProcessError {
+    /// The error for a failed MySQL statement, by the worker's one classification
+    /// ([`super::error::classify_mysql`]).
+    pub fn from_mysql(e: &mysql_async::Error) -> Self {
+        use super::error::{classify_mysql, MysqlFailure};
+        match classify_mysql(e) {
+            MysqlFailure::Contention => ProcessError::Transient(e.to_string()),
+            MysqlFailure::Unavailable | MysqlFailure::Setup => {
+                ProcessError::Unavailable(e.to_string())
+            }
+            MysqlFailure::Data => ProcessError::Data(e.to_string()),
+        }
+    }
 }
 
 /// Turns batches of decoded queue entries into rows.

@@ -7,23 +7,20 @@
 //! unchanged and the lock was renewed; a transient failure rolls back and retries the same
 //! batch; a poison entry is set aside and the rest of the batch goes on.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use fred::prelude::*;
-use matomo_wire::RequestSet;
-use mysql_async::TxOpts;
 
 use super::deadletter::DeadLetter;
 use super::error::EngineError;
 use super::lock::{Heartbeat, ShardLock};
-use super::processor::{BatchProcessor, ProcessError, SetResult};
-use super::progress::{batch_digest, new_batch_id, DeadLetterNote, Marker};
+use super::processor::BatchProcessor;
+use super::progress::{batch_digest, Marker};
 use super::redis::{dead_letter_key, trimmed_key};
 use super::{RunSummary, Shared};
-use crate::metrics::{EntryOutcome, LockEvent, RequestOutcome, Service};
+use crate::metrics::{DeadLetterReason, EntryOutcome, LockEvent, Service};
 
 /// Exponential back-off between retries of the same batch.
 pub(super) struct Backoff {
@@ -66,7 +63,7 @@ pub(super) fn head_is_due(head: &[u8], max_wait: Duration) -> bool {
 }
 
 /// Entries `start..start+count` of a queue list.
-async fn read_range<P: BatchProcessor>(
+pub(super) async fn read_range<P: BatchProcessor>(
     sh: &Shared<P>,
     queue_key: &str,
     start: usize,
@@ -82,32 +79,17 @@ async fn read_range<P: BatchProcessor>(
 
 /// One held shard.
 pub(super) struct ShardRun<'a, P: BatchProcessor> {
-    sh: &'a Shared<P>,
-    lock: Arc<ShardLock>,
-    queue: u16,
-    queue_key: String,
+    pub(super) sh: &'a Shared<P>,
+    pub(super) lock: Arc<ShardLock>,
+    pub(super) queue: u16,
+    pub(super) queue_key: String,
     /// The batch id the marker row must still carry when we commit the next batch.
-    expected_batch_id: String,
-    entries_total: u64,
+    pub(super) expected_batch_id: String,
+    pub(super) entries_total: u64,
     /// In a `Mutex` only so `&ShardRun` is `Send` whatever the cache type; accessed with
     /// `get_mut` (never locked).
-    cache: std::sync::Mutex<P::Cache>,
+    pub(super) cache: std::sync::Mutex<P::Cache>,
     pub(super) summary: RunSummary,
-}
-
-/// Outcome of one attempt at writing a batch.
-enum Attempt {
-    Committed {
-        marker: Marker,
-        results: Vec<SetResult>,
-        next: Option<Vec<Bytes>>,
-    },
-    Transient(String, Service),
-    Poison {
-        index: usize,
-        reason: String,
-        dead_letter: bool,
-    },
 }
 
 impl<'a, P: BatchProcessor> ShardRun<'a, P> {
@@ -176,7 +158,7 @@ impl<'a, P: BatchProcessor> ShardRun<'a, P> {
         Ok(())
     }
 
-    async fn read(&self, start: usize, count: usize) -> Result<Vec<Bytes>, EngineError> {
+    pub(super) async fn read(&self, start: usize, count: usize) -> Result<Vec<Bytes>, EngineError> {
         read_range(self.sh, &self.queue_key, start, count).await
     }
 
@@ -223,6 +205,7 @@ impl<'a, P: BatchProcessor> ShardRun<'a, P> {
             .entries(self.queue, EntryOutcome::AlreadyCommitted, len - dead);
         sh.metrics
             .entries(self.queue, EntryOutcome::DeadLettered, dead);
+        sh.metrics.dead_letters(DeadLetterReason::Recovered, dead);
         self.summary.already_committed += (len - dead) as u64;
         self.summary.dead_lettered += dead as u64;
         tracing::info!(queue = self.queue, batch = %marker.batch_id, len, "found a committed but untrimmed batch at the head; trimmed it without reprocessing");
@@ -231,7 +214,11 @@ impl<'a, P: BatchProcessor> ShardRun<'a, P> {
 
     /// Trims `entries` (the batch of `marker`) with the compare-lock script, pushing the
     /// batch's dead letters. `Ok(false)` when the lock is not ours any more.
-    async fn trim(&self, marker: &Marker, entries: &[Bytes]) -> Result<bool, EngineError> {
+    pub(super) async fn trim(
+        &self,
+        marker: &Marker,
+        entries: &[Bytes],
+    ) -> Result<bool, EngineError> {
         let sh = self.sh;
         let prefix = &sh.opts.key_prefix;
         let keys = vec![
@@ -278,246 +265,12 @@ impl<'a, P: BatchProcessor> ShardRun<'a, P> {
             }
         }
     }
-
-    /// Processes one batch to the end (committed and trimmed). Returns the read-ahead of the
-    /// next batch when it is a full one.
-    async fn process(&mut self, entries: Vec<Bytes>) -> Result<Option<Vec<Bytes>>, EngineError> {
-        let started = Instant::now();
-        let sh = self.sh;
-        let mut dead: Vec<DeadLetterNote> = Vec::new();
-        let mut positions: Vec<u32> = Vec::with_capacity(entries.len());
-        let mut sets: Vec<RequestSet> = Vec::with_capacity(entries.len());
-        for (i, entry) in entries.iter().enumerate() {
-            let index = u32::try_from(i).unwrap_or(u32::MAX);
-            match matomo_wire::decode(entry) {
-                Ok(set) => {
-                    positions.push(index);
-                    sets.push(set);
-                }
-                Err(e) => dead.push(DeadLetterNote {
-                    index,
-                    reason: format!("undecodable: {e}"),
-                }),
-            }
-        }
-        let mut dropped = 0usize;
-        let mut backoff = Backoff::new(sh.opts.min_backoff, sh.opts.max_backoff);
-        let digest = batch_digest(&entries);
-        let (marker, results, next) = loop {
-            if sh.shutdown.is_cancelled() {
-                return Err(EngineError::Shutdown);
-            }
-            if self.lock.is_lost() {
-                return Err(EngineError::LockLost { queue: self.queue });
-            }
-            match self.attempt(&entries, &digest, &sets, &dead).await? {
-                Attempt::Committed {
-                    marker,
-                    results,
-                    next,
-                } => break (marker, results, next),
-                Attempt::Transient(message, service) => {
-                    sh.metrics.retries.inc();
-                    sh.metrics.error(service);
-                    tracing::warn!(queue = self.queue, error = %message, "batch rolled back after a transient failure; retrying");
-                    self.cache = std::sync::Mutex::new(sh.processor.new_cache());
-                    backoff.sleep(sh).await?;
-                }
-                Attempt::Poison {
-                    index,
-                    reason,
-                    dead_letter,
-                } => {
-                    self.cache = std::sync::Mutex::new(sh.processor.new_cache());
-                    if index >= sets.len() {
-                        // A processor bug; retrying the same batch would loop forever.
-                        tracing::error!(queue = self.queue, index, "processor reported a poison index outside the batch; retrying after back-off");
-                        backoff.sleep(sh).await?;
-                        continue;
-                    }
-                    let position = positions.remove(index);
-                    sets.remove(index);
-                    tracing::warn!(queue = self.queue, position, reason = %reason, dead_letter, "request set can never be processed; setting it aside");
-                    if dead_letter {
-                        dead.push(DeadLetterNote {
-                            index: position,
-                            reason,
-                        });
-                        dead.sort_by_key(|n| n.index);
-                    } else {
-                        dropped += 1;
-                    }
-                }
-            }
-        };
-        let commits = sh.commits.fetch_add(1, Ordering::SeqCst) + 1;
-        if sh.opts.pause_after_commit == Some(commits) {
-            eprintln!(
-                "matomo-worker test hook: paused after commit {commits} (queue {})",
-                self.queue
-            );
-            std::future::pending::<()>().await;
-        }
-        if !self.trim(&marker, &entries).await? {
-            // Committed but not trimmed: the next holder of the lock trims it from the marker.
-            self.expected_batch_id = marker.batch_id;
-            return Err(EngineError::LockLost { queue: self.queue });
-        }
-        self.expected_batch_id = marker.batch_id.clone();
-        self.entries_total = marker.entries_total;
-
-        let n_dead = dead.len();
-        let processed = entries.len() - n_dead - dropped;
-        let (recorded, skipped) = results
-            .iter()
-            .fold((0, 0), |(r, s), x| (r + x.recorded, s + x.skipped));
-        let m = &sh.metrics;
-        m.entries(self.queue, EntryOutcome::Processed, processed);
-        m.entries(self.queue, EntryOutcome::DeadLettered, n_dead);
-        m.entries(self.queue, EntryOutcome::Dropped, dropped);
-        m.requests(RequestOutcome::Recorded, recorded);
-        m.requests(RequestOutcome::Skipped, skipped);
-        m.batch_size.observe(entries.len() as f64);
-        m.batch_duration.observe(started.elapsed().as_secs_f64());
-        self.summary.batches += 1;
-        self.summary.processed += processed as u64;
-        self.summary.dead_lettered += n_dead as u64;
-        self.summary.dropped += dropped as u64;
-        self.summary.requests_recorded += recorded as u64;
-        tracing::debug!(
-            queue = self.queue,
-            entries = entries.len(),
-            processed,
-            dead = n_dead,
-            dropped,
-            "batch committed and trimmed"
-        );
-        Ok(next.filter(|n| n.len() == sh.opts.batch_size))
-    }
-
-    /// One transaction: fence on the marker, process, write the marker, renew the lock, commit
-    /// (reading the next batch meanwhile).
-    async fn attempt(
-        &mut self,
-        entries: &[Bytes],
-        digest: &str,
-        sets: &[RequestSet],
-        dead: &[DeadLetterNote],
-    ) -> Result<Attempt, EngineError> {
-        let sh = self.sh;
-        let mut tx = match sh.mysql.start_transaction(TxOpts::default()).await {
-            Ok(tx) => tx,
-            Err(e) => return Ok(Attempt::Transient(e.to_string(), Service::Mysql)),
-        };
-        match sh
-            .progress
-            .check_in_tx(&mut tx, &self.queue_key, &self.expected_batch_id)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                let _ = tx.rollback().await;
-                return Err(EngineError::Fenced { queue: self.queue });
-            }
-            Err(e) => {
-                let _ = tx.rollback().await;
-                return Ok(Attempt::Transient(e.to_string(), Service::Mysql));
-            }
-        }
-        let results = if sets.is_empty() {
-            Vec::new()
-        } else {
-            let cache = self
-                .cache
-                .get_mut()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match sh.processor.process_batch(&mut tx, cache, sets).await {
-                Ok(results) => results,
-                Err(ProcessError::Transient(message)) => {
-                    let _ = tx.rollback().await;
-                    return Ok(Attempt::Transient(message, Service::Mysql));
-                }
-                Err(ProcessError::Poison {
-                    index,
-                    reason,
-                    dead_letter,
-                }) => {
-                    let _ = tx.rollback().await;
-                    return Ok(Attempt::Poison {
-                        index,
-                        reason,
-                        dead_letter,
-                    });
-                }
-            }
-        };
-        if results.len() != sets.len() {
-            tracing::warn!(
-                queue = self.queue,
-                sets = sets.len(),
-                results = results.len(),
-                "processor returned a result count different from the set count"
-            );
-        }
-        let marker = Marker {
-            batch_id: new_batch_id(),
-            batch_len: u32::try_from(entries.len()).unwrap_or(u32::MAX),
-            batch_digest: digest.to_owned(),
-            dead_letters: dead.to_vec(),
-            entries_total: self.entries_total + entries.len() as u64,
-        };
-        if let Err(e) = sh
-            .progress
-            .write_in_tx(&mut tx, &self.queue_key, &marker)
-            .await
-        {
-            let _ = tx.rollback().await;
-            return Ok(Attempt::Transient(e.to_string(), Service::Mysql));
-        }
-        // Commit only with a freshly renewed lock: a full TTL to finish the COMMIT.
-        match self.lock.extend().await {
-            Ok(true) => {}
-            Ok(false) => {
-                let _ = tx.rollback().await;
-                return Err(EngineError::LockLost { queue: self.queue });
-            }
-            Err(e) => {
-                let _ = tx.rollback().await;
-                return Ok(Attempt::Transient(e.to_string(), Service::Redis));
-            }
-        }
-        let batch = sh.opts.batch_size;
-        let queue_key = self.queue_key.as_str();
-        let read_ahead = async {
-            if entries.len() == batch {
-                read_range(sh, queue_key, batch, batch).await.ok()
-            } else {
-                None
-            }
-        };
-        let commit_started = Instant::now();
-        let (committed, next) = tokio::join!(tx.commit(), read_ahead);
-        sh.metrics
-            .commit_latency
-            .observe(commit_started.elapsed().as_secs_f64());
-        if let Err(e) = committed {
-            sh.metrics.error(Service::Mysql);
-            return Err(EngineError::CommitUncertain {
-                queue: self.queue,
-                message: e.to_string(),
-            });
-        }
-        Ok(Attempt::Committed {
-            marker,
-            results,
-            next,
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use matomo_wire::RequestSet;
 
     fn entry_at(time: i64) -> Vec<u8> {
         matomo_wire::encode(&RequestSet {

@@ -30,6 +30,8 @@ impl BatchProcessor for Tracker {
                 })
                 .collect()),
             Err(BatchError::Transient(message)) => Err(ProcessError::Transient(message)),
+            Err(BatchError::Unavailable(message)) => Err(ProcessError::Unavailable(message)),
+            Err(BatchError::Data(message)) => Err(ProcessError::Data(message)),
             Err(BatchError::Poison {
                 index,
                 reason,

@@ -60,9 +60,18 @@ pub enum TrackerError {
 /// Why a batch failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BatchError {
-    /// MySQL unreachable, deadlock, lock wait timeout…: roll back and retry the same batch later.
+    /// Deadlock, lock wait or statement timeout, lost connection…: roll back and retry the same
+    /// batch later (repeated failures while MySQL answers make the batch suspect).
     #[error("transient: {0}")]
     Transient(String),
+    /// MySQL cannot take work (down, read-only, too many connections) or its schema or
+    /// privileges are wrong: roll back and retry later; never blamed on an entry.
+    #[error("mysql unavailable: {0}")]
+    Unavailable(String),
+    /// MySQL refused a value of the batch, without saying which entry it came from (a data
+    /// error in a multi-row statement): the engine bisects the batch to find the entry.
+    #[error("mysql refused the batch's data: {0}")]
+    Data(String),
     /// Entry `index` can never be processed: roll back, set it aside, re-run without it.
     #[error("entry {index} cannot be processed: {reason}")]
     Poison {
@@ -77,7 +86,14 @@ pub enum BatchError {
 
 impl From<mysql_async::Error> for BatchError {
     fn from(e: mysql_async::Error) -> Self {
-        BatchError::Transient(e.to_string())
+        use crate::engine::error::{classify_mysql, MysqlFailure};
+        match classify_mysql(&e) {
+            MysqlFailure::Contention => BatchError::Transient(e.to_string()),
+            MysqlFailure::Unavailable | MysqlFailure::Setup => {
+                BatchError::Unavailable(e.to_string())
+            }
+            MysqlFailure::Data => BatchError::Data(e.to_string()),
+        }
     }
 }
 

@@ -215,6 +215,27 @@ impl Drop for TestEnv {
     }
 }
 
+/// The shared golden PHP state (`../shared/golden-php`: Matomo's schema, configuration data
+/// and the hit corpus), when present.
+pub fn golden_dir() -> Option<std::path::PathBuf> {
+    let dir = tier_config::shared_dir()?.join("golden-php");
+    dir.join("matomo-state/config-data.sql")
+        .is_file()
+        .then_some(dir)
+}
+
+/// Creates Matomo's tables (prefix `matomo_`) and the golden configuration rows (sites, goals,
+/// options…) in the test database.
+pub async fn load_golden_state(env: &TestEnv, dir: &std::path::Path) {
+    let mut conn = env.mysql.get_conn().await.expect("conn");
+    for file in ["matomo-state/schema.sql", "matomo-state/config-data.sql"] {
+        let sql = std::fs::read_to_string(dir.join(file)).expect("golden sql");
+        conn.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("loading {file}: {e}"));
+    }
+}
+
 /// A request set with one request `{idsite, rec, q, seq, url}` plus `extra`, as ingest writes
 /// it (with our entry id), encoded.
 pub fn entry(queue: u16, seq: i64, extra: &[(&str, &str)]) -> Vec<u8> {
@@ -345,7 +366,7 @@ impl TableProcessor {
                     ),
                 )
                 .await
-                .map_err(|e| ProcessError::Transient(e.to_string()))?;
+                .map_err(|e| ProcessError::from_mysql(&e))?;
                 recorded += 1;
                 if get("poison") == "1" {
                     return Err(ProcessError::Poison {
