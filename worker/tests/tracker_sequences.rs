@@ -131,6 +131,35 @@ async fn a_31_minute_gap_starts_a_new_visit() {
 }
 
 #[tokio::test]
+async fn a_visit_deleted_while_cached_is_not_brought_back() {
+    // GDPR tools and log purges may delete a visit the worker still has in its shard cache: the
+    // next hit updates nothing (as PHP's `UPDATE … WHERE idvisit = ?`), it never re-inserts it.
+    let db = setup(false).await;
+    let gone = "idsite=1&rec=1&url=http%3A%2F%2Fexample.com%2F&_id=dddddddddddddddd";
+    let kept = "idsite=1&rec=1&url=http%3A%2F%2Fexample.com%2Fb&_id=eeeeeeeeeeeeeeee";
+    // Another device, so the two visitors never share a visit by config id.
+    let kept_hit = |now| {
+        let mut set = hit(kept, now);
+        set.server
+            .insert("REMOTE_ADDR".into(), serde_json::Value::from("203.0.113.9"));
+        set
+    };
+    let mut cache = db.tracker.new_shard_cache();
+    db.batch(&mut cache, &[hit(gone, T0), kept_hit(T0)]).await;
+    let n: i64 = db.one("SELECT COUNT(*) FROM matomo_log_visit").await;
+    assert_eq!(n, 2);
+    db.rows("DELETE FROM matomo_log_visit WHERE idvisit = (SELECT MIN(idvisit) FROM (SELECT idvisit FROM matomo_log_visit) AS v)")
+        .await;
+    db.batch(&mut cache, &[hit(gone, T0 + 60), kept_hit(T0 + 60)])
+        .await;
+    let visits = db
+        .rows("SELECT visit_total_actions FROM matomo_log_visit")
+        .await;
+    assert_eq!(visits.len(), 1, "the deleted visit stays deleted");
+    assert_eq!(get::<i64>(&visits[0], "visit_total_actions"), 2);
+}
+
+#[tokio::test]
 async fn a_uid_login_mid_visit_keeps_the_visit_and_rekeys_the_visitor() {
     let db = setup(false).await;
     db.track(&[

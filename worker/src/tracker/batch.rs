@@ -1,7 +1,8 @@
 //! One batch, in four phases: read every request ([`super::prepare`]); resolve all action names
 //! and prefetch all unknown visitors with one query each; run the hits in queue order against
-//! in-memory visit state ([`super::hit`]); write everything with multi-row INSERTs and one
-//! multi-statement round trip of UPDATEs.
+//! in-memory visit state ([`super::hit`]); write everything with multi-row INSERTs, the final
+//! state of visits stored earlier with one multi-row upsert over rows locked first, and the few
+//! remaining single-row UPDATEs (carts, time spent) in one multi-statement round trip.
 //!
 //! The [`ShardCache`] keeps visits (and their cart items) between batches while the engine holds
 //! the shard lock; the engine throws it away after a rollback or a lost lock, because it then
@@ -643,12 +644,13 @@ async fn write(
     cache: &mut ShardCache,
     st: &BatchState,
 ) -> Result<(), BatchError> {
-    let mut uniq: Vec<usize> = Vec::new();
-    for &i in &st.touched {
-        if !uniq.contains(&i) {
-            uniq.push(i);
-        }
-    }
+    let mut seen: HashSet<usize> = HashSet::new();
+    let uniq: Vec<usize> = st
+        .touched
+        .iter()
+        .copied()
+        .filter(|i| seen.insert(*i))
+        .collect();
     let new_visits: Vec<usize> = uniq
         .iter()
         .copied()
@@ -682,6 +684,7 @@ async fn write(
             cache.by_idvisit.insert(ids[k], *i);
         }
     }
+    let inserted: HashSet<usize> = new_visits.iter().copied().collect();
     let idvisit = |cache: &ShardCache, i: usize| Val::Int(cache.visit(i).idvisit as i64);
     let action_rows: Vec<Vec<(&'static str, Val)>> = st
         .pending
@@ -733,29 +736,29 @@ async fn write(
     }
     write_items(t, tx, cache, st).await?;
     let table = t.table("log_visit");
+    let mut existing: Vec<usize> = Vec::new();
     for &i in &uniq {
         let v = cache.visit_mut(i);
         if let Some(LinkRef::Pending(a)) = v.last_idlink_va {
             v.last_idlink_va = action_ids.get(a).map(|id| LinkRef::Id(*id));
         }
-        let vals = v.columns(|l| match l {
-            LinkRef::Id(id) => Some(id),
-            LinkRef::Pending(_) => None,
-        });
-        let sets: Vec<(&str, Val)> = visit::COLUMNS[..visit::NCOLS]
-            .iter()
-            .copied()
-            .zip(vals)
-            .filter(|(c, _)| {
-                !matches!(
-                    *c,
-                    "idsite" | "config_id" | "location_ip" | "visit_first_action_time"
-                )
-            })
-            .collect();
-        stmts.push(sql::update_one(&table, "idvisit", v.idvisit as i64, &sets));
         v.dirty = false;
+        if !inserted.contains(&i) {
+            existing.push(i);
+            continue;
+        }
+        // Inserted above with its final state; only the link to an action of this batch was
+        // unknown then.
+        if let Some(LinkRef::Id(id)) = v.last_idlink_va {
+            stmts.push(sql::update_one(
+                &table,
+                "idvisit",
+                v.idvisit as i64,
+                &[("last_idlink_va", Val::Int(id as i64))],
+            ));
+        }
     }
+    update_existing_visits(tx, &table, cache, &existing).await?;
     let lva = t.table("log_link_visit_action");
     for (id, secs) in &st.time_spent_updates {
         stmts.push(sql::update_one(
@@ -766,6 +769,68 @@ async fn write(
         ));
     }
     run_statements(tx, &stmts).await
+}
+
+/// Writes the final state of visits stored before this batch: their rows are locked first
+/// (`SELECT … FOR UPDATE`), so a visit deleted meanwhile (GDPR tools, log purges) is left deleted —
+/// as PHP's `UPDATE … WHERE idvisit = ?` leaves it — and then every present one is updated by one
+/// multi-row statement instead of one `UPDATE` per visit. The columns PHP never changes on an
+/// existing visit (site, config id, IP, first action time) are not updated.
+async fn update_existing_visits(
+    tx: &mut Transaction<'static>,
+    table: &str,
+    cache: &ShardCache,
+    visits: &[usize],
+) -> Result<(), BatchError> {
+    const CHUNK: usize = 500;
+    let fixed = [
+        "idsite",
+        "config_id",
+        "location_ip",
+        "visit_first_action_time",
+    ];
+    let names: Vec<&str> = visit::COLUMNS[..visit::NCOLS]
+        .iter()
+        .copied()
+        .chain(["idvisit"])
+        .collect();
+    let update: Vec<&str> = visit::COLUMNS[..visit::NCOLS]
+        .iter()
+        .copied()
+        .filter(|c| !fixed.contains(c))
+        .collect();
+    for chunk in visits.chunks(CHUNK) {
+        let ids: Vec<String> = chunk
+            .iter()
+            .map(|i| cache.visit(*i).idvisit.to_string())
+            .collect();
+        let present: HashSet<u64> = tx
+            .query::<u64, _>(format!(
+                "SELECT idvisit FROM `{table}` WHERE idvisit IN ({}) FOR UPDATE",
+                ids.join(",")
+            ))
+            .await?
+            .into_iter()
+            .collect();
+        let rows: Vec<Vec<Val>> = chunk
+            .iter()
+            .map(|i| cache.visit(*i))
+            .filter(|v| present.contains(&v.idvisit))
+            .map(|v| {
+                let mut row = v.columns(|l| match l {
+                    LinkRef::Id(id) => Some(id),
+                    LinkRef::Pending(_) => None,
+                });
+                row.push(Val::Int(v.idvisit as i64));
+                row
+            })
+            .collect();
+        if !rows.is_empty() {
+            tx.query_drop(sql::multi_update_existing(table, &names, &rows, &update))
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 async fn write_items(

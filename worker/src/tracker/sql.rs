@@ -159,6 +159,27 @@ pub fn multi_insert(table: &str, ignore: bool, cols: &[&str], rows: &[Vec<Val>])
     sql
 }
 
+/// A multi-row upsert that updates existing rows: `INSERT INTO table (cols) VALUES (…),(…)
+/// ON DUPLICATE KEY UPDATE c = VALUES(c), …` for the columns in `update`. One statement for many
+/// rows costs the server far less than one `UPDATE` per row; callers make sure every row exists
+/// (and is locked), so nothing is ever inserted by it.
+pub fn multi_update_existing(
+    table: &str,
+    cols: &[&str],
+    rows: &[Vec<Val>],
+    update: &[&str],
+) -> String {
+    let mut sql = multi_insert(table, false, cols, rows);
+    sql.push_str(" ON DUPLICATE KEY UPDATE ");
+    for (i, c) in update.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "`{c}` = VALUES(`{c}`)");
+    }
+    sql
+}
+
 /// `UPDATE table SET a = …, b = … WHERE key = id`.
 pub fn update_one(table: &str, key: &str, id: i64, sets: &[(&str, Val)]) -> String {
     let mut sql = format!("UPDATE `{table}` SET ");
@@ -193,6 +214,20 @@ mod tests {
         s.clear();
         Val::Float(f64::NAN).render(&mut s);
         assert_eq!(s, "NULL");
+    }
+
+    #[test]
+    fn builds_multi_update_of_existing_rows() {
+        let sql = multi_update_existing(
+            "t",
+            &["a", "b", "id"],
+            &[vec![Val::Int(1), Val::Null, Val::Int(7)]],
+            &["b"],
+        );
+        assert_eq!(
+            sql,
+            "INSERT INTO `t` (`a`, `b`, `id`) VALUES (1,NULL,7) ON DUPLICATE KEY UPDATE `b` = VALUES(`b`)"
+        );
     }
 
     #[test]

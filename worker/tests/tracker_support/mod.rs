@@ -159,7 +159,8 @@ impl Db {
         self.batch(&mut cache, sets).await;
     }
 
-    async fn batch(&self, cache: &mut ShardCache, sets: &[RequestSet]) {
+    /// Processes `sets` as one batch with the caller's shard cache, committed.
+    pub async fn batch(&self, cache: &mut ShardCache, sets: &[RequestSet]) {
         let mut tx = self
             .pool
             .start_transaction(Default::default())
