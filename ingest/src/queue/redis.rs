@@ -5,14 +5,21 @@
 //! RPUSHes on its own connection, and answers each request with the result of its own commands.
 //! So throughput does not depend on round trips, and a request is answered only after Redis
 //! acknowledged its entries. Entries of one request keep their order (one pipeline, in order).
+//!
+//! Queue writes are never retried by the client library: the pool runs with
+//! `max_command_attempts = 1` and every pipeline with `fail_fast` and `max_attempts = 1`, so
+//! fred neither queues a write while disconnected nor re-sends one that was in flight when a
+//! connection dropped. A write is classified by what is known about it ([`EnqueueError`]): not
+//! sent (not connected), rejected by Redis (error replies), or outcome unknown (sent, no reply)
+//! — the last may have been stored once by Redis and is answered 503, never re-sent.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use fred::prelude::{
-    Builder, ClientLike as _, Config as FredConfig, ListInterface as _, Pool, ReconnectPolicy,
-    ServerConfig,
+    Builder, ClientLike as _, Config as FredConfig, ListInterface as _, Options, Pool,
+    ReconnectPolicy, ServerConfig,
 };
 use fred::types::Value as RedisValue;
 use futures::future::BoxFuture;
@@ -20,7 +27,7 @@ use futures::FutureExt as _;
 use tier_config::{RedisBackend, RedisConfig};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{EnqueueError, QueueEntry, Sink};
+use super::{EnqueueError, QueueEntry, Readiness, Sink};
 
 /// Most request jobs sent in one pipeline.
 pub const MAX_JOBS_PER_PIPELINE: usize = 512;
@@ -49,6 +56,29 @@ pub fn fred_config(cfg: &RedisConfig) -> FredConfig {
         fail_fast: true,
         ..FredConfig::default()
     }
+}
+
+/// Per-command options of every queue write: fail at once when not connected, never re-send.
+pub fn write_once_options(timeout: Duration) -> Options {
+    Options {
+        max_attempts: Some(1),
+        fail_fast: true,
+        timeout: Some(timeout),
+        ..Options::default()
+    }
+}
+
+/// Builds (does not connect) a pool whose commands are never re-sent after a connection loss.
+pub fn write_once_pool(cfg: &RedisConfig, size: usize) -> Result<Pool, String> {
+    Builder::from_config(fred_config(cfg))
+        .with_performance_config(|p| p.default_command_timeout = cfg.command_timeout)
+        .with_connection_config(|c| {
+            c.connection_timeout = cfg.command_timeout;
+            c.max_command_attempts = 1;
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+        .build_pool(size.max(1))
+        .map_err(|e| e.details().to_owned())
 }
 
 /// Connects once without retries, to report a wrong address or password at start-up.
@@ -85,12 +115,7 @@ pub struct RedisSink {
 impl RedisSink {
     /// Connects a pool of `cfg.pool_size` connections and starts one writer per connection.
     pub async fn connect(cfg: &RedisConfig, key_prefix: &str) -> Result<Self, String> {
-        let pool = Builder::from_config(fred_config(cfg))
-            .with_performance_config(|p| p.default_command_timeout = cfg.command_timeout)
-            .with_connection_config(|c| c.connection_timeout = cfg.command_timeout)
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
-            .build_pool(cfg.pool_size.max(1))
-            .map_err(|e| e.details().to_owned())?;
+        let pool = write_once_pool(cfg, cfg.pool_size)?;
         tokio::time::timeout(cfg.command_timeout + Duration::from_secs(1), pool.init())
             .await
             .map_err(|_| "connection timed out".to_owned())?
@@ -115,6 +140,22 @@ impl RedisSink {
             timeout: cfg.command_timeout,
             writers,
         })
+    }
+
+    /// Whether Redis answers a PING within `redis.command_timeout`.
+    pub async fn ping(&self) -> bool {
+        let ping = self.pool.next().ping::<String>(None);
+        matches!(tokio::time::timeout(self.timeout, ping).await, Ok(Ok(_)))
+    }
+
+    /// One connection of the pool, for the spool's replayer (same write-once settings).
+    pub fn client(&self) -> &fred::prelude::Client {
+        self.pool.next()
+    }
+
+    /// `redis.command_timeout`.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The key prefix entries are written under.
@@ -152,10 +193,13 @@ impl Sink for RedisSink {
         .boxed()
     }
 
-    fn is_healthy(&self) -> BoxFuture<'_, bool> {
+    fn readiness(&self) -> BoxFuture<'_, Readiness> {
         async move {
-            let ping = self.pool.next().ping::<String>(None);
-            matches!(tokio::time::timeout(self.timeout, ping).await, Ok(Ok(_)))
+            let redis = self.ping().await;
+            Readiness {
+                accepts: redis,
+                detail: format!("redis={redis}"),
+            }
         }
         .boxed()
     }
@@ -182,40 +226,76 @@ impl Writer {
     }
 
     async fn write(&self, jobs: Vec<Job>) {
+        if !self.client.is_connected() {
+            // Nothing is handed to fred while it is disconnected: these entries were certainly
+            // not stored and may go to the spool.
+            for job in jobs {
+                let _ = job
+                    .done
+                    .send(Err(EnqueueError::NotSent("disconnected".into())));
+            }
+            return;
+        }
         let pipeline = self.client.pipeline();
-        let mut queued_ok = true;
+        let once = pipeline.with_options(&write_once_options(self.timeout));
+        let mut buffered = true;
         let mut answers = Vec::with_capacity(jobs.len());
         for job in jobs {
             answers.push((job.entries.len(), job.done));
             for entry in job.entries {
                 let key = matomo_wire::queue_key(&self.prefix, entry.queue_id);
                 let value = RedisValue::Bytes(Bytes::from(entry.bytes));
-                let queued: Result<(), _> = pipeline.rpush(key, value).await;
-                queued_ok &= queued.is_ok();
+                let queued: Result<(), _> = once.rpush(key, value).await;
+                buffered &= queued.is_ok();
             }
         }
-        let results = if queued_ok {
-            match tokio::time::timeout(self.timeout, pipeline.try_all::<RedisValue>()).await {
-                Ok(results) => Ok(results),
-                Err(_) => Err(EnqueueError::Timeout),
+        let total: usize = answers.iter().map(|(n, _)| n).sum();
+        let results = if buffered {
+            // fred applies the same timeout; this one only guards against a stuck router.
+            let limit = self.timeout + Duration::from_millis(500);
+            match tokio::time::timeout(limit, pipeline.try_all::<RedisValue>()).await {
+                Ok(results) if results.len() == total => Ok(results),
+                Ok(results) => Err(EnqueueError::Unknown(
+                    results
+                        .into_iter()
+                        .find_map(|r| r.err())
+                        .map_or_else(|| "short pipeline reply".into(), |e| e.details().to_owned()),
+                )),
+                Err(_) => Err(EnqueueError::Unknown("timed out".into())),
             }
         } else {
-            Err(EnqueueError::Redis("could not queue the pipeline".into()))
+            Err(EnqueueError::NotSent(
+                "could not buffer the pipeline".into(),
+            ))
         };
         let mut offset = 0;
         for (n, done) in answers {
             let outcome = match &results {
-                Ok(results) => match results.get(offset..offset + n) {
-                    Some(mine) => match mine.iter().find_map(|r| r.as_ref().err()) {
-                        Some(e) => Err(EnqueueError::Redis(e.details().to_owned())),
-                        None => Ok(()),
-                    },
-                    None => Err(EnqueueError::Redis("missing pipeline results".into())),
-                },
+                Ok(results) => job_outcome(&results[offset..offset + n]),
                 Err(e) => Err(e.clone()),
             };
             offset += n;
             let _ = done.send(outcome);
         }
+    }
+}
+
+/// The outcome of one job from its commands' replies: all stored, none stored (every reply an
+/// error, e.g. OOM), or some of each — then retrying or spooling would duplicate the stored
+/// ones, so the outcome counts as unknown.
+fn job_outcome(replies: &[Result<RedisValue, fred::error::Error>]) -> Result<(), EnqueueError> {
+    let failed: Vec<&fred::error::Error> =
+        replies.iter().filter_map(|r| r.as_ref().err()).collect();
+    match failed.first() {
+        None => Ok(()),
+        Some(e) if failed.len() == replies.len() => {
+            Err(EnqueueError::Rejected(e.details().to_owned()))
+        }
+        Some(e) => Err(EnqueueError::Unknown(format!(
+            "{} of {} entries refused: {}",
+            failed.len(),
+            replies.len(),
+            e.details()
+        ))),
     }
 }
