@@ -142,6 +142,8 @@ pub static SETTINGS: &[Setting] = &[
     s!("ingest.spool.redis_deadline", Kind::Secs, "How long a Redis write may take before the hit is spooled instead."),
     s!("ingest.redis_memory_high_bytes", Kind::UInt(U64), "Redis used_memory above which hits go to the spool; 0 disables the guard."),
     s!("ingest.redis_memory_low_bytes", Kind::UInt(U64), "Redis used_memory below which spooling stops."),
+    s!("ingest.redis_queue_high_entries", Kind::UInt(U64), "Entries in all queue lists above which hits go to the spool; 0 disables this guard."),
+    s!("ingest.redis_queue_low_entries", Kind::UInt(U64), "Entries in all queue lists below which spooling stops."),
     s!("ingest.shutdown_grace", Kind::Secs, "On shutdown, how long /readyz fails while hits are still served."),
     s!("worker.listen", Kind::Addr, "Address serving the worker's /healthz, /readyz and /metrics."),
     s!("worker.pool_size", Kind::UInt(4096), "Worker tasks in this process (each holds one shard lock at a time)."),

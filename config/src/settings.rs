@@ -300,6 +300,11 @@ pub struct IngestConfig {
     pub redis_memory_high_bytes: u64,
     /// Low watermark of the Redis memory guard.
     pub redis_memory_low_bytes: u64,
+    /// Redis guard on queue lengths: above this many entries in all queue lists together, hits
+    /// go to the spool until they fall to `redis_queue_low_entries`. 0 disables it.
+    pub redis_queue_high_entries: u64,
+    /// Low watermark of the queue-length guard.
+    pub redis_queue_low_entries: u64,
     /// On shutdown, how long `/readyz` fails while the node still serves, so load balancers
     /// stop sending before the listener closes.
     #[serde(with = "humantime_secs")]
@@ -320,6 +325,8 @@ impl Default for IngestConfig {
             spool: SpoolConfig::default(),
             redis_memory_high_bytes: 0,
             redis_memory_low_bytes: 0,
+            redis_queue_high_entries: 0,
+            redis_queue_low_entries: 0,
             shutdown_grace: Duration::from_secs(2),
         }
     }
