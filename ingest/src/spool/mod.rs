@@ -59,9 +59,24 @@ struct Shared {
     entries: u64,
     /// Bytes of all segment files.
     bytes: u64,
+    /// Set when the writer refused a request for lack of room; cleared by the next successful
+    /// write or replayed batch.
+    full: bool,
 }
 
 impl Shared {
+    /// Bytes not yet replayed: what counts against `max_bytes`. (Segments before the cursor's
+    /// are deleted as the cursor passes them; the replayed head of the cursor's segment stays on
+    /// disk until that segment is passed too, so the folder can hold up to one segment more.)
+    fn pending_bytes(&self) -> u64 {
+        let consumed = if self.segments.contains_key(&self.cursor.segment) {
+            self.cursor.offset
+        } else {
+            0
+        };
+        self.bytes.saturating_sub(consumed)
+    }
+
     fn end(&self) -> Position {
         self.segments
             .iter()
@@ -116,6 +131,7 @@ impl Spool {
             segments,
             cursor,
             entries,
+            full: false,
         };
         if entries > 0 {
             tracing::info!(entries, dir = %dir.display(), "spool holds entries from a previous run; replaying when Redis is healthy");
@@ -189,7 +205,8 @@ impl Spool {
 
     /// Whether the spool has room for more (it may still refuse a large request).
     pub fn has_room(&self) -> bool {
-        self.lock().bytes < self.max_bytes
+        let shared = self.lock();
+        !shared.full && shared.pending_bytes() < self.max_bytes
     }
 
     /// Reads the next batch to replay (blocking file I/O).
@@ -209,6 +226,7 @@ impl Spool {
         let passed: Vec<u64> = {
             let mut shared = self.lock();
             shared.cursor = batch.end;
+            shared.full = false;
             shared.entries = shared.entries.saturating_sub(batch.records.len() as u64);
             let newest = shared.end().segment;
             shared
@@ -328,7 +346,7 @@ impl Writer {
         let mut failed = false;
         let mut pending = 0u64;
         let mut entries = 0u64;
-        let used = self.lock_shared().bytes;
+        let used = self.lock_shared().pending_bytes();
         for job in jobs {
             if failed {
                 let _ = job
@@ -342,6 +360,7 @@ impl Writer {
             }
             if used + pending + buf.len() as u64 > self.max_bytes {
                 self.metrics.full();
+                self.lock_shared().full = true;
                 let _ = job.done.send(Err(EnqueueError::SpoolFull));
                 continue;
             }
@@ -410,6 +429,9 @@ impl Writer {
             .insert(self.appender.segment, self.appender.len);
         shared.bytes += bytes;
         shared.entries += entries;
+        if entries > 0 {
+            shared.full = false;
+        }
         self.metrics
             .state(shared.bytes, shared.entries, shared.segments.len() as u64);
     }

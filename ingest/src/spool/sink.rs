@@ -326,16 +326,14 @@ impl Replayer {
                 .await
                 .map_err(|e| e.details().to_owned())?;
         } else {
-            let pipeline = client.pipeline();
-            let once = pipeline.with_options(&write_once_options(self.redis.timeout()));
             for (_, record) in &batch.records {
                 let key = matomo_wire::queue_key(prefix, record.queue_id);
-                let () = once
-                    .rpush(key, RedisValue::Bytes(Bytes::from(record.bytes.clone())))
+                let value = RedisValue::Bytes(Bytes::from(record.bytes.clone()));
+                let _: i64 = once
+                    .rpush(key, value)
                     .await
                     .map_err(|e| e.details().to_owned())?;
             }
-            let _: Vec<RedisValue> = pipeline.all().await.map_err(|e| e.details().to_owned())?;
         }
         Ok(())
     }
