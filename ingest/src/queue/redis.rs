@@ -167,7 +167,7 @@ impl Sink for RedisSink {
                 once.rpush::<i64, _, _>(key, value)
             });
             let replies = futures::future::join_all(writes).await;
-            outcome(&replies)
+            outcome(&replies, client.is_connected())
         }
         .boxed()
     }
@@ -184,14 +184,23 @@ impl Sink for RedisSink {
     }
 }
 
-/// What is known about one failed write.
-fn classify(error: &FredError) -> EnqueueError {
+/// What is known about one failed write; `connected` is fred's connection state when the
+/// replies were in.
+///
+/// A write that fred had written to a connection that then died is failed by fred with an IO
+/// error *before* it leaves the connected state. So a timeout seen while fred is not connected
+/// belongs to a write still queued inside fred behind the reconnect: never written, and — its
+/// timeout flag is set — never written later either.
+fn classify(error: &FredError, connected: bool) -> EnqueueError {
     let details = error.details().to_owned();
     match error.kind() {
         // fred's fail-fast check refuses before anything is queued.
         ErrorKind::Canceled if details == "Connection closed unexpectedly." => {
             EnqueueError::NotSent(details)
         }
+        ErrorKind::Timeout if !connected => EnqueueError::NotSent(format!(
+            "{details} (queued behind a reconnect, never written)"
+        )),
         ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled => EnqueueError::Unknown(details),
         _ if is_error_reply(&details) => EnqueueError::Rejected(details),
         _ => EnqueueError::Unknown(details),
@@ -208,10 +217,10 @@ fn is_error_reply(details: &str) -> bool {
 /// The outcome of one request's writes: all stored; none stored and none possibly stored (each
 /// refused or not sent); otherwise unknown — retrying or spooling then could duplicate the
 /// entries Redis may have stored.
-fn outcome(replies: &[Result<i64, FredError>]) -> Result<(), EnqueueError> {
+fn outcome(replies: &[Result<i64, FredError>], connected: bool) -> Result<(), EnqueueError> {
     let errors: Vec<EnqueueError> = replies
         .iter()
-        .filter_map(|r| r.as_ref().err().map(classify))
+        .filter_map(|r| r.as_ref().err().map(|e| classify(e, connected)))
         .collect();
     let Some(first) = errors.first() else {
         return Ok(());
@@ -239,34 +248,44 @@ mod tests {
             ErrorKind::Unknown,
             "OOM command not allowed when used memory > 'maxmemory'.",
         );
-        assert!(matches!(classify(&oom), EnqueueError::Rejected(_)));
+        assert!(matches!(classify(&oom, true), EnqueueError::Rejected(_)));
         let loading = FredError::new(ErrorKind::Unknown, "LOADING Redis is loading");
-        assert!(matches!(classify(&loading), EnqueueError::Rejected(_)));
+        assert!(matches!(
+            classify(&loading, true),
+            EnqueueError::Rejected(_)
+        ));
         let io = FredError::new(ErrorKind::IO, "Connection Closed");
-        assert!(matches!(classify(&io), EnqueueError::Unknown(_)));
+        assert!(matches!(classify(&io, false), EnqueueError::Unknown(_)));
         let timeout = FredError::new(ErrorKind::Timeout, "Request timed out.");
-        assert!(matches!(classify(&timeout), EnqueueError::Unknown(_)));
+        assert!(matches!(classify(&timeout, true), EnqueueError::Unknown(_)));
+        assert!(matches!(
+            classify(&timeout, false),
+            EnqueueError::NotSent(_)
+        ));
         let made_up = FredError::new(ErrorKind::Unknown, "Too many failed write attempts.");
-        assert!(matches!(classify(&made_up), EnqueueError::Unknown(_)));
+        assert!(matches!(classify(&made_up, true), EnqueueError::Unknown(_)));
         let fail_fast = FredError::new(ErrorKind::Canceled, "Connection closed unexpectedly.");
-        assert!(matches!(classify(&fail_fast), EnqueueError::NotSent(_)));
+        assert!(matches!(
+            classify(&fail_fast, true),
+            EnqueueError::NotSent(_)
+        ));
     }
 
     #[test]
     fn a_partly_stored_request_is_unknown() {
         let oom = || Err(FredError::new(ErrorKind::Unknown, "OOM no"));
-        assert!(outcome(&[Ok(1), Ok(2)]).is_ok());
+        assert!(outcome(&[Ok(1), Ok(2)], true).is_ok());
         assert!(matches!(
-            outcome(&[oom(), oom()]),
+            outcome(&[oom(), oom()], true),
             Err(EnqueueError::Rejected(_))
         ));
         assert!(matches!(
-            outcome(&[Ok(1), oom()]),
+            outcome(&[Ok(1), oom()], true),
             Err(EnqueueError::Unknown(_))
         ));
         let io = Err(FredError::new(ErrorKind::IO, "closed"));
         assert!(matches!(
-            outcome(&[oom(), io]),
+            outcome(&[oom(), io], true),
             Err(EnqueueError::Unknown(_))
         ));
     }
