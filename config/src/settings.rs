@@ -298,12 +298,12 @@ pub struct IngestConfig {
     /// Redis memory guard: above `high` bytes of `used_memory` hits go to the spool until it
     /// falls below `low`. 0 disables the guard.
     pub redis_memory_high_bytes: u64,
-    /// Low watermark of the Redis memory guard.
+    /// Low watermark of the Redis memory guard (0: the high watermark).
     pub redis_memory_low_bytes: u64,
     /// Redis guard on queue lengths: above this many entries in all queue lists together, hits
     /// go to the spool until they fall to `redis_queue_low_entries`. 0 disables it.
     pub redis_queue_high_entries: u64,
-    /// Low watermark of the queue-length guard.
+    /// Low watermark of the queue-length guard (0: the high watermark).
     pub redis_queue_low_entries: u64,
     /// On shutdown, how long `/readyz` fails while the node still serves, so load balancers
     /// stop sending before the listener closes.

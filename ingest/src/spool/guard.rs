@@ -38,11 +38,14 @@ impl Budget {
     /// The budget configured in `config`.
     pub fn from_config(config: &Config) -> Self {
         let i = &config.ingest;
+        // An unset low watermark means "the high one" (no hysteresis), not "0", which would
+        // never be reached again.
+        let low = |low: u64, high: u64| if low == 0 { high } else { low };
         Self {
             memory_high: i.redis_memory_high_bytes,
-            memory_low: i.redis_memory_low_bytes,
+            memory_low: low(i.redis_memory_low_bytes, i.redis_memory_high_bytes),
             queue_high: i.redis_queue_high_entries,
-            queue_low: i.redis_queue_low_entries,
+            queue_low: low(i.redis_queue_low_entries, i.redis_queue_high_entries),
         }
     }
 
@@ -116,7 +119,9 @@ pub async fn run(
             return;
         }
     };
-    let _connection = client.init().await;
+    if let Err(error) = client.init().await {
+        tracing::warn!(%error, "redis guard: cannot connect; the guard retries every second");
+    }
     let keys: Vec<String> = (0..config.queue.num_queue_workers.max(1))
         .map(|id| matomo_wire::queue_key(&config.queue.key_prefix, id))
         .collect();
@@ -226,6 +231,16 @@ mod tests {
         assert!(!b.over(true, 50, 5));
         assert!(!Budget::default().enabled());
         assert!(!Budget::default().over(false, u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn an_unset_low_watermark_is_the_high_one() {
+        let mut config = Config::default();
+        config.ingest.redis_memory_high_bytes = 100;
+        let b = Budget::from_config(&config);
+        assert_eq!(b.memory_low, 100);
+        assert!(b.over(false, 100, 0));
+        assert!(!b.over(true, 100, 0), "resumes at the high watermark");
     }
 
     #[test]

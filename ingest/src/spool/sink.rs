@@ -45,6 +45,8 @@ const REPLAY_RECORDS: usize = 512;
 const REPLAY_BYTES: usize = 4 * 1024 * 1024;
 /// Pause of the replayer when there is nothing to do or Redis is down.
 const IDLE: Duration = Duration::from_millis(100);
+/// Pause after a failed replay batch.
+const REPLAY_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Pushes the records of a batch that are after the marker, then moves the marker.
 /// KEYS[1] = marker, KEYS[i+1] = queue of record i; ARGV[2i-1] = position key, ARGV[2i] = entry.
@@ -275,6 +277,8 @@ impl Replayer {
                 Err(error) => {
                     tracing::warn!(%error, "spool replay failed; retrying when Redis is healthy");
                     self.gate.redis_down.store(true, Ordering::Relaxed);
+                    // Redis may answer PING but refuse writes (OOM): do not spin.
+                    pause = REPLAY_BACKOFF;
                 }
             }
         }
