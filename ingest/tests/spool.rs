@@ -7,7 +7,7 @@
 //!   queues hold exactly what a run without the outage queued;
 //! - over the memory high watermark → spooled; back under the low one → replayed;
 //! - a corrupt record in the middle of a segment and a half-written tail → skipped / cut, with
-//!   counts, the rest replayed;
+//!   counts, the rest replayed; a replay re-sent after a lost cursor write is not queued twice;
 //! - spool full → 503 with a clear body and a metric.
 
 mod support;
@@ -341,6 +341,27 @@ async fn corrupt_record_and_truncated_tail_are_skipped_and_the_rest_replayed() {
     );
     // The node keeps serving: new hits go straight to Redis.
     hits_ok(&http, &node, 100..103).await;
+    let before = tags(&queued_requests(&node).await);
+
+    // A crash between the replay script and the cursor write: stop the node without clearing
+    // Redis, move the cursor back to the start of segment 2 (as if its last write was lost) and
+    // start again. The replay marker makes the re-sent records no-ops.
+    let config = node.config.clone();
+    let mut node = node;
+    node.shutdown.cancel();
+    if let Some(task) = node.task.take() {
+        let stopped = tokio::time::timeout(Duration::from_secs(10), task).await;
+        assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
+    }
+    drop(node);
+    std::fs::write(dir.join("cursor"), "2 0\n").expect("rewind the cursor");
+    let node = Node::start(config).await;
+    wait_until_replayed(&http, &node).await;
+    assert_eq!(
+        tags(&queued_requests(&node).await),
+        before,
+        "records re-sent after a lost cursor write are not queued twice"
+    );
     // The replay marker lives under the test's key prefix in the shared Redis: delete it too.
     let node_id = std::fs::read_to_string(dir.join("node-id")).expect("node id");
     let marker = format!(
