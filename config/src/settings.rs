@@ -345,7 +345,8 @@ pub struct SpoolConfig {
     /// Period of the `interval` fsync policy.
     #[serde(with = "humantime_secs")]
     pub fsync_interval: Duration,
-    /// How long a Redis write may take before the hit is spooled instead.
+    /// A Redis write slower than this sends the following hits to the spool until Redis answers
+    /// a PING within it (the slow write itself keeps its own outcome: it cannot be recalled).
     #[serde(with = "humantime_secs")]
     pub redis_deadline: Duration,
 }
