@@ -3,35 +3,37 @@
 //!
 //! - [`record`]: the checksummed record format (pure);
 //! - [`store`]: segment files, the persisted read cursor, recovery on open;
-//! - [`Spool`] (here): the append path — one writer thread that group-commits appends (one write
-//!   and, under `fsync = "always"`, one fsync for everything waiting) and answers each caller only
-//!   after its records are written (and synced) — plus the shared counters;
+//! - [`Spool`] (here): the append path and the shared counters; `writer`: the thread that
+//!   group-commits appends (one write and, under `fsync = "always"`, one fsync for everything
+//!   waiting) and answers each caller only after its records are written (and synced);
 //! - [`sink`]: [`SpoolingSink`], the [`crate::queue::Sink`] that decides between Redis and the
 //!   spool, and the replayer task;
 //! - [`guard`]: the Redis memory/queue-length guard;
 //! - [`metrics`]: the spool's and the guard's metrics.
 //!
 //! The spool never decides on its own to drop an acknowledged hit: a full spool refuses new ones
-//! (503), a corrupt record is skipped and counted, and nothing else is removed before the replay
-//! marker in Redis covers it.
+//! (503), a corrupt record is skipped and counted, and nothing else is removed before the
+//! replayer has pushed it to Redis.
 
 pub mod guard;
 pub mod metrics;
 pub mod record;
 pub mod sink;
 pub mod store;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tier_config::{FsyncPolicy, SpoolConfig};
 use tokio::sync::oneshot;
 
 pub use sink::SpoolingSink;
 use store::{Appender, Batch, Position, Recovered};
+use writer::Writer;
 
 use crate::queue::{EnqueueError, QueueEntry};
 use metrics::SpoolMetrics;
@@ -122,10 +124,25 @@ impl Spool {
         }
         let (segment, len) = match segments.iter().next_back() {
             Some((&n, &len)) => (n, len),
-            None => (1, 0),
+            None => (cursor.segment.max(1), 0),
         };
         let appender = Appender::open(dir, segment, len).map_err(open_error)?;
         segments.insert(segment, len);
+        // Keep the cursor inside what exists: a fresh folder starts at the first segment, and a
+        // cursor past the end (segment files removed by hand) must not hide new appends.
+        let first = segments.keys().next().copied().unwrap_or(segment);
+        let end = Position {
+            segment,
+            offset: len,
+        };
+        let cursor = if cursor.segment < first {
+            Position {
+                segment: first,
+                offset: 0,
+            }
+        } else {
+            cursor.min(end)
+        };
         let shared = Shared {
             bytes: segments.values().sum(),
             segments,
@@ -283,156 +300,67 @@ impl Drop for Spool {
     }
 }
 
-/// The writer thread: owns the newest segment.
-struct Writer {
-    appender: Appender,
-    shared: Arc<Mutex<Shared>>,
-    max_bytes: u64,
-    segment_target: u64,
-    policy: FsyncPolicy,
-    interval: Duration,
-    metrics: SpoolMetrics,
-    unsynced: bool,
-    last_sync: Instant,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Writer {
-    fn run(mut self, rx: std_mpsc::Receiver<AppendJob>) {
-        let tick = self.interval.max(Duration::from_millis(10));
-        loop {
-            let first = match rx.recv_timeout(tick) {
-                Ok(job) => job,
-                Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                    self.sync_if_due();
-                    continue;
-                }
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            let mut jobs = vec![first];
-            while let Ok(job) = rx.try_recv() {
-                jobs.push(job);
-                if jobs.len() >= 1024 {
-                    break;
-                }
-            }
-            self.write(jobs);
-        }
-        if self.unsynced && self.policy != FsyncPolicy::Never {
-            let _ = self.appender.sync();
+    fn entry(queue_id: u16, text: &str) -> QueueEntry {
+        QueueEntry {
+            queue_id,
+            bytes: text.as_bytes().to_vec(),
         }
     }
 
-    fn sync_if_due(&mut self) {
-        if self.unsynced
-            && self.policy == FsyncPolicy::Interval
-            && self.last_sync.elapsed() >= self.interval
-        {
-            match self.appender.sync() {
-                Ok(()) => {
-                    self.unsynced = false;
-                    self.last_sync = Instant::now();
-                }
-                Err(error) => tracing::warn!(%error, "spool fsync failed"),
-            }
-        }
+    #[tokio::test]
+    async fn append_read_commit_and_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = SpoolConfig::default();
+        let spool = Spool::open(&cfg, dir.path(), SpoolMetrics::default()).expect("open");
+        assert!(spool.is_empty(), "a fresh spool is empty");
+        spool
+            .append(vec![entry(1, "a"), entry(2, "b")])
+            .await
+            .expect("append");
+        spool.append(vec![entry(3, "c")]).await.expect("append");
+        assert!(!spool.is_empty());
+        assert_eq!(spool.entries(), 3);
+        let batch = spool.read_batch(2, 1 << 20).expect("read");
+        let got: Vec<&[u8]> = batch.records.iter().map(|(_, r)| &r.bytes[..]).collect();
+        assert_eq!(got, vec![&b"a"[..], b"b"]);
+        spool.commit(&batch).expect("commit");
+        assert_eq!(spool.entries(), 1);
+        spool.close();
+        drop(spool);
+
+        let spool = Spool::open(&cfg, dir.path(), SpoolMetrics::default()).expect("reopen");
+        assert_eq!(spool.entries(), 1, "the cursor survived");
+        let batch = spool.read_batch(10, 1 << 20).expect("read");
+        assert_eq!(batch.records.len(), 1);
+        assert_eq!(batch.records[0].1.queue_id, 3);
+        spool.commit(&batch).expect("commit");
+        assert!(spool.is_empty());
     }
 
-    /// Appends every job that fits, syncs once, publishes the new lengths (only then may the
-    /// replayer read them), and answers each job.
-    fn write(&mut self, jobs: Vec<AppendJob>) {
-        let start = (self.appender.segment, self.appender.len);
-        let mut sealed: Vec<(u64, u64)> = Vec::new();
-        let mut written = Vec::with_capacity(jobs.len());
-        let mut failed = false;
-        let mut pending = 0u64;
-        let mut entries = 0u64;
-        let used = self.lock_shared().pending_bytes();
-        for job in jobs {
-            if failed {
-                let _ = job
-                    .done
-                    .send(Err(EnqueueError::Spool("write failed".into())));
-                continue;
-            }
-            let mut buf = Vec::new();
-            for entry in &job.entries {
-                record::encode_into(&mut buf, entry.queue_id, &entry.bytes);
-            }
-            if used + pending + buf.len() as u64 > self.max_bytes {
-                self.metrics.full();
-                self.lock_shared().full = true;
-                let _ = job.done.send(Err(EnqueueError::SpoolFull));
-                continue;
-            }
-            if self.appender.len > 0 && self.appender.len + buf.len() as u64 > self.segment_target {
-                let old = (self.appender.segment, self.appender.len);
-                if let Err(e) = self.appender.roll(self.policy != FsyncPolicy::Never) {
-                    tracing::error!(error = %e, "spool segment roll failed");
-                    failed = true;
-                    let _ = job.done.send(Err(EnqueueError::Spool(e.to_string())));
-                    continue;
-                }
-                sealed.push(old);
-            }
-            if let Err(e) = self.appender.append(&buf) {
-                tracing::error!(error = %e, "spool write failed");
-                failed = true;
-                let _ = job.done.send(Err(EnqueueError::Spool(e.to_string())));
-                continue;
-            }
-            pending += buf.len() as u64;
-            entries += job.entries.len() as u64;
-            written.push(job.done);
-        }
-        if written.is_empty() {
-            return;
-        }
-        if self.policy == FsyncPolicy::Always {
-            if let Err(e) = self.appender.sync() {
-                tracing::error!(error = %e, "spool fsync failed; refusing the hits of this write");
-                // Cut the unsynced records off again so they are never replayed; across a
-                // segment roll that is not possible and they may still be replayed once.
-                if sealed.is_empty() && self.appender.segment == start.0 {
-                    let _ = self.appender.rewind(start.1);
-                } else {
-                    self.publish(&sealed, pending, 0);
-                }
-                for done in written {
-                    let _ = done.send(Err(EnqueueError::Spool(format!("fsync: {e}"))));
-                }
-                return;
-            }
-            self.last_sync = Instant::now();
-        } else {
-            self.unsynced = true;
-            self.sync_if_due();
-        }
-        self.publish(&sealed, pending, entries);
-        self.metrics.written(entries);
-        for done in written {
-            let _ = done.send(Ok(()));
-        }
-    }
-
-    fn lock_shared(&self) -> MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Makes what was written visible to the replayer and the counters.
-    fn publish(&self, sealed: &[(u64, u64)], bytes: u64, entries: u64) {
-        let mut shared = self.lock_shared();
-        for &(segment, len) in sealed {
-            shared.segments.insert(segment, len);
-        }
-        shared
-            .segments
-            .insert(self.appender.segment, self.appender.len);
-        shared.bytes += bytes;
-        shared.entries += entries;
-        if entries > 0 {
-            shared.full = false;
-        }
-        self.metrics
-            .state(shared.bytes, shared.entries, shared.segments.len() as u64);
+    #[tokio::test]
+    async fn a_full_spool_refuses_and_reports_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = SpoolConfig {
+            max_bytes: 100,
+            ..SpoolConfig::default()
+        };
+        let spool = Spool::open(&cfg, dir.path(), SpoolMetrics::default()).expect("open");
+        spool
+            .append(vec![entry(0, &"x".repeat(60))])
+            .await
+            .expect("fits");
+        let refused = spool.append(vec![entry(0, &"y".repeat(60))]).await;
+        assert!(
+            matches!(refused, Err(EnqueueError::SpoolFull)),
+            "{refused:?}"
+        );
+        assert!(!spool.has_room());
+        let batch = spool.read_batch(10, 1 << 20).expect("read");
+        spool.commit(&batch).expect("commit");
+        assert!(spool.has_room(), "replay frees the room");
     }
 }
