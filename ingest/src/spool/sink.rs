@@ -212,7 +212,9 @@ impl Sink for SpoolingSink {
 
     fn readiness(&self) -> BoxFuture<'_, Readiness> {
         async move {
-            let redis = self.redis.ping().await;
+            // While a failed write has marked Redis down (until the replayer's PING succeeds),
+            // answer at once instead of waiting for another PING to time out.
+            let redis = !self.gate.redis_down.load(Ordering::Relaxed) && self.redis.ping().await;
             let over = self.gate.over_budget.load(Ordering::Relaxed);
             let guard = if over { "over" } else { "ok" };
             match &self.spool {
