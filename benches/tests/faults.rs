@@ -3,7 +3,11 @@
 //! SIGKILL at random instants, Redis stopped and restarted, MariaDB killed and restarted, an
 //! ingest node drained and killed behind HAProxy, a MySQL table locked for seconds. After each
 //! fault the queues drain and every hit answered 2xx must be stored exactly once; each scenario
-//! prints `fault <name>: accepted N stored N lost N duplicated N`.
+//! prints `fault <name>: accepted N stored N lost N duplicated N (…)` and appends
+//! `scenario <name>: accepted A stored S lost L duplicated D` to the summary file
+//! (`MATOMO_FAULTS_SUMMARY`, else `<target>/fault-summary.txt`), which `deploy/local/test`
+//! prints at the end of its run, so the figures show in CI output even though cargo captures
+//! the output of passing tests.
 //!
 //! Needs `redis-server`, `redis-cli`, `mariadbd`, `mariadb-install-db` and `haproxy` on the PATH;
 //! a missing program fails the test with its name. Scenarios run one at a time (2-core CI).
@@ -68,6 +72,10 @@ impl Stack {
         services::start_ingest(self.path(), &self.config, name, port).await
     }
 
+    async fn ingest_with(&self, name: &str, port: u16, settings: &[String]) -> Proc {
+        services::start_ingest_with(self.path(), &self.config, name, port, settings).await
+    }
+
     async fn worker(&self, name: &str) -> Proc {
         services::start_worker(self.path(), &self.config, name).await
     }
@@ -91,6 +99,7 @@ impl Drop for Stack {
 /// accepted for the scenario to mean anything.
 fn verdict(name: &str, r: &Reconciliation, min_accepted: usize) {
     println!("{}", r.line(name));
+    record_summary(name, r);
     assert!(
         r.accepted >= min_accepted,
         "{name}: only {} hits accepted (expected at least {min_accepted})",
@@ -98,6 +107,37 @@ fn verdict(name: &str, r: &Reconciliation, min_accepted: usize) {
     );
     assert_eq!(r.lost, 0, "{name}: accepted hits lost");
     assert_eq!(r.duplicated, 0, "{name}: hits stored more than once");
+}
+
+/// Where the per-scenario lines go: `MATOMO_FAULTS_SUMMARY`, else `<target>/fault-summary.txt`.
+fn summary_path() -> PathBuf {
+    if let Ok(path) = std::env::var("MATOMO_FAULTS_SUMMARY") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // <target>/<profile>/deps/faults-<hash>
+    exe.ancestors()
+        .nth(3)
+        .map_or_else(std::env::temp_dir, std::path::Path::to_path_buf)
+        .join("fault-summary.txt")
+}
+
+/// Appends the scenario's line to the summary file (a failure to write is reported, not fatal).
+fn record_summary(name: &str, r: &Reconciliation) {
+    use std::io::Write as _;
+    let line = format!(
+        "scenario {name}: accepted {} stored {} lost {} duplicated {}\n",
+        r.accepted, r.stored, r.lost, r.duplicated
+    );
+    let path = summary_path();
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("cannot append to {}: {e}", path.display());
+    }
 }
 
 fn load_port(port: u16) -> Arc<AtomicU16> {
@@ -165,6 +205,52 @@ async fn redis_down_and_up(name: &str, letter: char, kill: bool) {
     assert!(
         r.refused + r.failed > 0,
         "every hit was accepted although Redis was down for 2 s (no spool is configured)"
+    );
+}
+
+/// Redis stopped for 3 s under load in front of an ingest node with a local spool: the node keeps
+/// answering, spools, and replays when Redis is back. Only writes already handed to the dying
+/// connection may be refused (503, outcome unknown: counted by the node), and every accepted hit
+/// is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_redis_down_with_spool() {
+    let _serial = SERIAL.lock().await;
+    let mut stack = Stack::start().await;
+    let port = services::free_port();
+    let spool = stack.path().join("spool");
+    let settings = [
+        format!("ingest.spool.dir={}", spool.display()),
+        "ingest.spool.fsync=always".to_owned(),
+    ];
+    let _ingest = stack.ingest_with("ingest", port, &settings).await;
+    let _worker = stack.worker("worker").await;
+
+    let (hits, rate) = (900, 100.0);
+    let ledger = Ledger::new('p', hits);
+    let sender = tokio::spawn(load::send(ledger.clone(), load_port(port), hits, rate));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stack.redis.stop().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stack.redis.restart().await;
+    sender.await.unwrap();
+    let r = stack.reconcile(&ledger).await;
+    let spooled = services::metric(port, "ingest_spool_written_entries_total").await;
+    let replayed = services::metric(port, "ingest_spool_replayed_entries_total").await;
+    let unknown = services::metric(port, "ingest_redis_unknown_outcome_writes_total").await;
+    println!(
+        "fault redis-down-spool: spooled {spooled:?} replayed {replayed:?} refused with unknown outcome {unknown:?}"
+    );
+    verdict("redis-down-spool", &r, hits * 9 / 10);
+    assert!(
+        spooled.unwrap_or(0.0) >= 100.0,
+        "Redis was down for 3 s at 100 hits/s but the spool took {spooled:?} entries"
+    );
+    assert_eq!(spooled, replayed, "every spooled entry was replayed");
+    assert_eq!(r.failed, 0, "requests failed while Redis was down");
+    assert!(
+        r.refused as f64 <= unknown.unwrap_or(0.0),
+        "{} hits refused, but only {unknown:?} writes had an unknown outcome",
+        r.refused
     );
 }
 

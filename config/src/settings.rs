@@ -325,8 +325,13 @@ pub struct IngestConfig {
     /// Redis memory guard: above `high` bytes of `used_memory` hits go to the spool until it
     /// falls below `low`. 0 disables the guard.
     pub redis_memory_high_bytes: u64,
-    /// Low watermark of the Redis memory guard.
+    /// Low watermark of the Redis memory guard (0: the high watermark).
     pub redis_memory_low_bytes: u64,
+    /// Redis guard on queue lengths: above this many entries in all queue lists together, hits
+    /// go to the spool until they fall to `redis_queue_low_entries`. 0 disables it.
+    pub redis_queue_high_entries: u64,
+    /// Low watermark of the queue-length guard (0: the high watermark).
+    pub redis_queue_low_entries: u64,
     /// On shutdown, how long `/readyz` fails while the node still serves, so load balancers
     /// stop sending before the listener closes.
     #[serde(with = "humantime_secs")]
@@ -347,6 +352,8 @@ impl Default for IngestConfig {
             spool: SpoolConfig::default(),
             redis_memory_high_bytes: 0,
             redis_memory_low_bytes: 0,
+            redis_queue_high_entries: 0,
+            redis_queue_low_entries: 0,
             shutdown_grace: Duration::from_secs(2),
         }
     }
@@ -365,7 +372,8 @@ pub struct SpoolConfig {
     /// Period of the `interval` fsync policy.
     #[serde(with = "humantime_secs")]
     pub fsync_interval: Duration,
-    /// How long a Redis write may take before the hit is spooled instead.
+    /// A Redis write slower than this sends the following hits to the spool until Redis answers
+    /// a PING within it (the slow write itself keeps its own outcome: it cannot be recalled).
     #[serde(with = "humantime_secs")]
     pub redis_deadline: Duration,
 }

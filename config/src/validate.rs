@@ -245,6 +245,12 @@ pub fn validate(
         i.redis_memory_low_bytes.to_string(),
         "must not exceed ingest.redis_memory_high_bytes",
     )?;
+    check(
+        i.redis_queue_low_entries <= i.redis_queue_high_entries,
+        "ingest.redis_queue_low_entries",
+        i.redis_queue_low_entries.to_string(),
+        "must not exceed ingest.redis_queue_high_entries",
+    )?;
     if let Some(dir) = &i.spool.dir {
         check(
             !dir.exists() || dir.is_dir(),

@@ -9,9 +9,10 @@
 //! - [`env`]: client IP (trusted proxies) and the `$_SERVER` variables a queued hit carries.
 //! - [`queue`]: routing to shards, the wire encoding, and the [`queue::Sink`] that makes a hit
 //!   durable (Redis, pipelined across concurrent requests).
+//! - [`spool`]: the local disk spool in front of Redis, its replayer, and the Redis memory guard.
 //! - [`metrics`]: the Prometheus registry.
 //!
-//! A response goes out only after the sink acknowledged the hit.
+//! A response goes out only after the sink acknowledged the hit (Redis or the spool has it).
 #![deny(missing_docs)]
 
 pub mod env;
@@ -21,6 +22,7 @@ pub mod parse;
 pub mod queue;
 pub mod server;
 pub mod sites;
+pub mod spool;
 pub mod validate;
 
 pub use server::{serve, StartupError};

@@ -41,6 +41,8 @@ pub enum Outcome {
     Timeout,
     /// Redis did not take the hit (503).
     Unavailable,
+    /// Redis could not take the hit and the spool was full (503).
+    SpoolFull,
     /// A static file was served.
     Served,
     /// A static file was not modified (304).
@@ -80,6 +82,8 @@ pub struct Metrics {
     enqueued: Family<QueueLabels, Counter>,
     sites_cached: Gauge,
     site_cache_errors: Counter,
+    /// The spool's and the Redis guard's metrics.
+    pub spool: crate::spool::metrics::SpoolMetrics,
 }
 
 impl Default for Metrics {
@@ -158,7 +162,9 @@ impl Metrics {
             "Failed refreshes of the site/token cache",
             site_cache_errors.clone(),
         );
+        let spool = crate::spool::metrics::SpoolMetrics::register(&mut registry);
         Self {
+            spool,
             registry,
             requests,
             hits_tracked,

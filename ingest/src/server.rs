@@ -1,10 +1,12 @@
 //! Start-up, the accept loop and graceful shutdown.
 //!
-//! [`serve`] connects Redis and MySQL (a failure is a [`StartupError`] naming the setting), loads
-//! the site cache, starts its refresher and the Redis writers, and serves HTTP/1.1 and HTTP/2 on
+//! [`serve`] connects Redis and MySQL (a failure is a [`StartupError`] naming the setting), opens
+//! the local spool when one is configured, loads the site cache, starts its refresher, the Redis
+//! writers, the spool replayer and the Redis guard, and serves HTTP/1.1 and HTTP/2 on
 //! the given listener with a header read timeout and a URL length limit. When `shutdown` is
 //! cancelled: `/readyz` starts failing, requests are still served for `ingest.shutdown_grace`,
-//! then the listener closes, in-flight requests finish, the writers flush, and `serve` returns.
+//! then the listener closes, in-flight requests finish, the writers and the spool flush, and
+//! `serve` returns.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -32,6 +34,7 @@ use crate::metrics::Metrics;
 use crate::queue::redis::{check_reachable, RedisSink};
 use crate::queue::Routing;
 use crate::sites::SiteCache;
+use crate::spool::{OpenError, Spool, SpoolingSink};
 
 /// Why the node could not start. Each renders as one line naming the setting or service.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +45,9 @@ pub enum StartupError {
     /// Bad proxy settings.
     #[error(transparent)]
     Proxy(#[from] ProxyConfigError),
+    /// The spool folder could not be opened.
+    #[error(transparent)]
+    Spool(#[from] OpenError),
     /// The listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
@@ -58,11 +64,24 @@ pub async fn serve(
 ) -> Result<(), StartupError> {
     let redis_err = |reason: String| tier_config::ConfigError::redis_failed(&config, reason);
     check_reachable(&config.redis).await.map_err(redis_err)?;
-    let sink = Arc::new(
-        RedisSink::connect(&config.redis, &config.queue.key_prefix)
-            .await
-            .map_err(redis_err)?,
-    );
+    let redis = RedisSink::connect(&config.redis, &config.queue.key_prefix)
+        .await
+        .map_err(redis_err)?;
+    let metrics = Arc::new(Metrics::new());
+    let spool = match &config.ingest.spool.dir {
+        Some(dir) => Some(Spool::open(
+            &config.ingest.spool,
+            dir,
+            metrics.spool.clone(),
+        )?),
+        None => None,
+    };
+    let sink = Arc::new(SpoolingSink::start(
+        redis,
+        spool,
+        &config,
+        metrics.spool.clone(),
+    ));
 
     let db = &config.database;
     let opts = mysql_async::OptsBuilder::default()
@@ -81,7 +100,6 @@ pub async fn serve(
         &db.tables_prefix,
         &config.matomo.salt,
     ));
-    let metrics = Arc::new(Metrics::new());
     let loaded = sites
         .refresh()
         .await
@@ -138,7 +156,7 @@ pub async fn serve(
     drop(state);
     match Arc::try_unwrap(sink) {
         Ok(sink) => sink.close().await,
-        Err(_) => tracing::warn!("queue writer still referenced at shutdown"),
+        Err(_) => tracing::warn!("queue sink still referenced at shutdown"),
     }
     let _ = pool.disconnect().await;
     tracing::info!("ingest node stopped");

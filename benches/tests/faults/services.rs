@@ -442,10 +442,24 @@ fn tier_command(binary: &str) -> Command {
 
 /// Starts `matomo-ingest` on `port`; returns once `/readyz` answers 200.
 pub async fn start_ingest(dir: &Path, config: &Path, name: &str, port: u16) -> Proc {
+    start_ingest_with(dir, config, name, port, &[]).await
+}
+
+/// [`start_ingest`] with extra settings (`key=value`, passed as `--set`).
+pub async fn start_ingest_with(
+    dir: &Path,
+    config: &Path,
+    name: &str,
+    port: u16,
+    settings: &[String],
+) -> Proc {
     let mut cmd = tier_command("matomo-ingest");
     cmd.arg("--config")
         .arg(config)
         .args(["--set", &format!("ingest.listen=127.0.0.1:{port}")]);
+    for setting in settings {
+        cmd.args(["--set", setting]);
+    }
     let proc = Proc::spawn(name, cmd, &dir.join(format!("{name}.log")));
     if let Err(e) = wait_for(name, Duration::from_secs(30), || async move {
         http_ok(port, "/readyz").await
@@ -512,6 +526,11 @@ pub async fn start_haproxy(dir: &Path, ingest1: u16, ingest2: u16) -> (Proc, u16
 
 /// True when `GET path` on 127.0.0.1:`port` answers 200.
 pub async fn http_ok(port: u16, path: &str) -> bool {
+    http_get(port, path).await.is_some()
+}
+
+/// The body of `GET path` on 127.0.0.1:`port` when it answers 200 within 2 s.
+pub async fn http_get(port: u16, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let attempt = async {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -519,12 +538,21 @@ pub async fn http_ok(port: u16, path: &str) -> bool {
             .ok()?;
         let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.ok()?;
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head).await.ok()?;
-        Some(head.starts_with(b"HTTP/1.1 200"))
+        let mut response = Vec::new();
+        s.read_to_end(&mut response).await.ok()?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
     };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), attempt).await,
-        Ok(Some(true))
-    )
+    tokio::time::timeout(Duration::from_secs(2), attempt)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The value of metric `name` (first sample) on the ingest node at `port`.
+pub async fn metric(port: u16, name: &str) -> Option<f64> {
+    let text = http_get(port, "/metrics").await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }

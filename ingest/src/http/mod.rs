@@ -3,7 +3,8 @@
 //! - `{prefix}*.php` (`matomo.php`, `piwik.php`, and any other `.php` under the prefix, as
 //!   operators rewrite them behind HAProxy) → [`tracker::handle`];
 //! - `{prefix}matomo.js`, `{prefix}piwik.js`, `{prefix}js/…` → [`static_files`], compressed;
-//! - `/healthz` (alive), `/readyz` (Redis answers, site cache loaded, not shutting down),
+//! - `/healthz` (alive), `/readyz` (Redis answers or the spool takes hits, site cache loaded,
+//!   not shutting down),
 //!   `/metrics` (Prometheus text).
 
 pub mod response;
@@ -128,9 +129,9 @@ async fn static_file(State(state): State<Arc<AppState>>, req: Request) -> Respon
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let accepting = state.accepting.load(Ordering::Relaxed);
     let cache = state.sites.snapshot().is_some();
-    let redis = accepting && state.sink.is_healthy().await;
-    let body = format!("accepting={accepting} site_cache={cache} redis={redis}\n");
-    let status = if accepting && cache && redis {
+    let sink = state.sink.readiness().await;
+    let body = format!("accepting={accepting} site_cache={cache} {}\n", sink.detail);
+    let status = if accepting && cache && sink.accepts {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

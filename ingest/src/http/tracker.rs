@@ -21,7 +21,7 @@ use super::AppState;
 use crate::env::{server_vars, tracker_cookies};
 use crate::metrics::{Endpoint, Outcome};
 use crate::parse::{self, BulkError};
-use crate::queue::{entries_for, random_entry_id, Envelope, QueueEntry, Routed};
+use crate::queue::{entries_for, random_entry_id, EnqueueError, Envelope, QueueEntry, Routed};
 use crate::sites::{Grant, Snapshot};
 use crate::validate::{validate, Accepted, Context};
 
@@ -203,10 +203,13 @@ async fn single(
     );
     if let Err(outcome) = enqueue(state, entries).await {
         metrics.request(Endpoint::Tracker, outcome);
-        return ctx.failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "tracking queue unavailable",
-        );
+        let reason = match outcome {
+            Outcome::SpoolFull => {
+                "tracking queue unavailable: Redis cannot take hits and the local spool is full"
+            }
+            _ => "tracking queue unavailable",
+        };
+        return ctx.failure(StatusCode::SERVICE_UNAVAILABLE, reason);
     }
     metrics.hits(1, 0);
     metrics.request(Endpoint::Tracker, Outcome::Queued);
@@ -297,7 +300,10 @@ async fn enqueue(state: &AppState, entries: Vec<QueueEntry>) -> Result<(), Outco
         }
         Err(error) => {
             state.metrics.redis_error(&error);
-            Err(Outcome::Unavailable)
+            Err(match error {
+                EnqueueError::SpoolFull => Outcome::SpoolFull,
+                _ => Outcome::Unavailable,
+            })
         }
     }
 }

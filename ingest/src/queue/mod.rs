@@ -6,8 +6,8 @@
 //! `Manager::addRequestSetToQueues` does), each with its own `tierEntryId`.
 //!
 //! [`Sink`] is the durability boundary: `enqueue` resolves only once the entries are stored
-//! (Redis acknowledged them). Today the only sink is [`redis::RedisSink`]; a local spool for
-//! Redis outages slots in behind the same trait.
+//! (Redis acknowledged them, or the local spool has them on disk). [`redis::RedisSink`] writes
+//! to Redis; [`crate::spool::SpoolingSink`] puts the local disk spool in front of it.
 
 pub mod codec;
 pub mod redis;
@@ -26,25 +26,57 @@ pub struct QueueEntry {
 }
 
 /// Why entries could not be stored. Transient: the client may retry.
+///
+/// The variants say what is known about the write: [`EnqueueError::NotSent`] and
+/// [`EnqueueError::Rejected`] mean Redis did not store the entries (they may go to the spool);
+/// [`EnqueueError::Unknown`] means the write reached the connection and its outcome is unknown —
+/// Redis may have stored it once, it is never sent again, and it must not be spooled either.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EnqueueError {
-    /// Redis refused or failed the write.
-    #[error("redis write failed: {0}")]
-    Redis(String),
-    /// The write did not finish in time.
-    #[error("redis write timed out")]
-    Timeout,
+    /// Redis was not connected; nothing was sent.
+    #[error("redis not connected: {0}")]
+    NotSent(String),
+    /// Redis answered every command with an error (e.g. OOM); nothing was stored.
+    #[error("redis refused the write: {0}")]
+    Rejected(String),
+    /// The write was sent but no reply came (connection lost, timeout): it may have been
+    /// stored once. It is never re-sent.
+    #[error("redis write outcome unknown: {0}")]
+    Unknown(String),
+    /// The local spool is full (`ingest.spool.max_bytes`).
+    #[error("local spool full")]
+    SpoolFull,
+    /// The local spool could not write.
+    #[error("local spool write failed: {0}")]
+    Spool(String),
     /// The node is shutting down and no longer writes.
     #[error("the queue writer has stopped")]
     Closed,
+}
+
+impl EnqueueError {
+    /// Whether Redis certainly did not store the entries, so they may be written elsewhere
+    /// (the spool) without risking a duplicate.
+    pub fn certainly_not_stored(&self) -> bool {
+        matches!(self, Self::NotSent(_) | Self::Rejected(_))
+    }
+}
+
+/// What `/readyz` reports about a sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// Whether the sink accepts hits now.
+    pub accepts: bool,
+    /// `key=value` words for the `/readyz` body, e.g. `redis=true spool=off`.
+    pub detail: String,
 }
 
 /// Where accepted entries go. `enqueue` resolves after the entries are durable.
 pub trait Sink: Send + Sync + 'static {
     /// Stores `entries` (in order per queue).
     fn enqueue(&self, entries: Vec<QueueEntry>) -> BoxFuture<'_, Result<(), EnqueueError>>;
-    /// Whether the backing store answers (for `/readyz`).
-    fn is_healthy(&self) -> BoxFuture<'_, bool>;
+    /// Whether the sink accepts hits, and what `/readyz` says about it.
+    fn readiness(&self) -> BoxFuture<'_, Readiness>;
 }
 
 /// Everything a request set shares: environment, token, receive time.

@@ -1,36 +1,35 @@
-//! The Redis sink: RPUSH to the QueuedTracking lists, batched across concurrent requests.
+//! The Redis sink: RPUSH to the QueuedTracking lists.
 //!
-//! Requests hand their entries to one of `redis.pool_size` writer tasks over a channel; a writer
-//! takes everything waiting (up to [`MAX_JOBS_PER_PIPELINE`] jobs), sends it as one pipeline of
-//! RPUSHes on its own connection, and answers each request with the result of its own commands.
-//! So throughput does not depend on round trips, and a request is answered only after Redis
-//! acknowledged its entries. Entries of one request keep their order (one pipeline, in order).
+//! Each entry is one RPUSH on one of `redis.pool_size` connections (round robin per request).
+//! fred writes the commands of concurrent requests back to back and flushes when its queue is
+//! empty, so under load they travel pipelined and throughput does not depend on round trips. A
+//! request is answered only after Redis acknowledged all its entries.
+//!
+//! Queue writes are never retried by the client library and never written late: the pool runs
+//! with `max_command_attempts = 1`, and every write with `fail_fast` (refused at once while fred
+//! is disconnected), `max_attempts = 1` (a command in flight when a connection drops is failed,
+//! not re-sent after the reconnect) and fred's own `timeout` (a command that timed out while
+//! still queued inside fred is dropped, never written afterwards — a tokio timeout around a
+//! pipeline would not do that). Each write is classified by what is known about it
+//! ([`EnqueueError`]): not sent (disconnected), rejected by Redis (an error reply such as OOM or
+//! LOADING), or outcome unknown (written, no reply) — the last may have been stored once by
+//! Redis and is answered 503, never re-sent.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use fred::error::{Error as FredError, ErrorKind};
 use fred::prelude::{
-    Builder, ClientLike as _, Config as FredConfig, ListInterface as _, Pool, ReconnectPolicy,
-    ServerConfig,
+    Builder, ClientLike as _, Config as FredConfig, ListInterface as _, Options, Pool,
+    ReconnectPolicy, ServerConfig,
 };
 use fred::types::Value as RedisValue;
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use tier_config::{RedisBackend, RedisConfig};
-use tokio::sync::{mpsc, oneshot};
 
-use super::{EnqueueError, QueueEntry, Sink};
-
-/// Most request jobs sent in one pipeline.
-pub const MAX_JOBS_PER_PIPELINE: usize = 512;
-/// Jobs that may wait for one writer before requests are held back.
-const CHANNEL_DEPTH: usize = 4096;
-
-struct Job {
-    entries: Vec<QueueEntry>,
-    done: oneshot::Sender<Result<(), EnqueueError>>,
-}
+use super::{EnqueueError, QueueEntry, Readiness, Sink};
 
 /// The Redis connection settings as fred needs them.
 pub fn fred_config(cfg: &RedisConfig) -> FredConfig {
@@ -49,6 +48,29 @@ pub fn fred_config(cfg: &RedisConfig) -> FredConfig {
         fail_fast: true,
         ..FredConfig::default()
     }
+}
+
+/// Per-command options of every queue write: fail at once when not connected, never re-send.
+pub fn write_once_options(timeout: Duration) -> Options {
+    Options {
+        max_attempts: Some(1),
+        fail_fast: true,
+        timeout: Some(timeout),
+        ..Options::default()
+    }
+}
+
+/// Builds (does not connect) a pool whose commands are never re-sent after a connection loss.
+pub fn write_once_pool(cfg: &RedisConfig, size: usize) -> Result<Pool, String> {
+    Builder::from_config(fred_config(cfg))
+        .with_performance_config(|p| p.default_command_timeout = cfg.command_timeout)
+        .with_connection_config(|c| {
+            c.connection_timeout = cfg.command_timeout;
+            c.max_command_attempts = 1;
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+        .build_pool(size.max(1))
+        .map_err(|e| e.details().to_owned())
 }
 
 /// Connects once without retries, to report a wrong address or password at start-up.
@@ -72,49 +94,45 @@ pub async fn check_reachable(cfg: &RedisConfig) -> Result<(), String> {
     result
 }
 
-/// The Redis sink. Dropping it lets the writers finish their queued jobs and stop.
+/// The Redis sink.
 pub struct RedisSink {
-    senders: Vec<mpsc::Sender<Job>>,
-    next: AtomicUsize,
     pool: Pool,
+    next: AtomicUsize,
     key_prefix: String,
     timeout: Duration,
-    writers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RedisSink {
-    /// Connects a pool of `cfg.pool_size` connections and starts one writer per connection.
+    /// Connects a pool of `cfg.pool_size` connections.
     pub async fn connect(cfg: &RedisConfig, key_prefix: &str) -> Result<Self, String> {
-        let pool = Builder::from_config(fred_config(cfg))
-            .with_performance_config(|p| p.default_command_timeout = cfg.command_timeout)
-            .with_connection_config(|c| c.connection_timeout = cfg.command_timeout)
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
-            .build_pool(cfg.pool_size.max(1))
-            .map_err(|e| e.details().to_owned())?;
+        let pool = write_once_pool(cfg, cfg.pool_size)?;
         tokio::time::timeout(cfg.command_timeout + Duration::from_secs(1), pool.init())
             .await
             .map_err(|_| "connection timed out".to_owned())?
             .map_err(|e| e.details().to_owned())?;
-        let mut senders = Vec::new();
-        let mut writers = Vec::new();
-        for client in pool.clients() {
-            let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-            senders.push(tx);
-            let writer = Writer {
-                client: client.clone(),
-                prefix: key_prefix.to_owned(),
-                timeout: cfg.command_timeout,
-            };
-            writers.push(tokio::spawn(writer.run(rx)));
-        }
         Ok(Self {
-            senders,
-            next: AtomicUsize::new(0),
             pool,
+            next: AtomicUsize::new(0),
             key_prefix: key_prefix.to_owned(),
             timeout: cfg.command_timeout,
-            writers,
         })
+    }
+
+    /// Whether Redis answers a PING within `redis.command_timeout`.
+    pub async fn ping(&self) -> bool {
+        let ping = self.pool.next().ping::<String>(None);
+        matches!(tokio::time::timeout(self.timeout, ping).await, Ok(Ok(_)))
+    }
+
+    /// One connection of the pool (same write-once settings), for the spool's replayer.
+    pub fn client(&self) -> &fred::prelude::Client {
+        let clients = self.pool.clients();
+        &clients[self.next.fetch_add(1, Ordering::Relaxed) % clients.len()]
+    }
+
+    /// `redis.command_timeout`.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The key prefix entries are written under.
@@ -122,12 +140,8 @@ impl RedisSink {
         &self.key_prefix
     }
 
-    /// Stops accepting jobs, waits for the writers to flush what they have, and disconnects.
-    pub async fn close(mut self) {
-        self.senders.clear();
-        for writer in self.writers.drain(..) {
-            let _ = writer.await;
-        }
+    /// Waits for commands in flight and disconnects.
+    pub async fn close(self) {
         let _ = self.pool.quit().await;
     }
 }
@@ -138,84 +152,141 @@ impl Sink for RedisSink {
             if entries.is_empty() {
                 return Ok(());
             }
-            if self.senders.is_empty() {
-                return Err(EnqueueError::Closed);
+            let client = self.client();
+            if !client.is_connected() {
+                // Nothing is handed to fred while it is disconnected: these entries were
+                // certainly not stored and may go to the spool.
+                return Err(EnqueueError::NotSent("disconnected".into()));
             }
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
-            let (done, answer) = oneshot::channel();
-            self.senders[i]
-                .send(Job { entries, done })
-                .await
-                .map_err(|_| EnqueueError::Closed)?;
-            answer.await.map_err(|_| EnqueueError::Closed)?
-        }
-        .boxed()
-    }
-
-    fn is_healthy(&self) -> BoxFuture<'_, bool> {
-        async move {
-            let ping = self.pool.next().ping::<String>(None);
-            matches!(tokio::time::timeout(self.timeout, ping).await, Ok(Ok(_)))
-        }
-        .boxed()
-    }
-}
-
-struct Writer {
-    client: fred::prelude::Client,
-    prefix: String,
-    timeout: Duration,
-}
-
-impl Writer {
-    async fn run(self, mut rx: mpsc::Receiver<Job>) {
-        while let Some(first) = rx.recv().await {
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_JOBS_PER_PIPELINE {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.write(jobs).await;
-        }
-    }
-
-    async fn write(&self, jobs: Vec<Job>) {
-        let pipeline = self.client.pipeline();
-        let mut queued_ok = true;
-        let mut answers = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            answers.push((job.entries.len(), job.done));
-            for entry in job.entries {
-                let key = matomo_wire::queue_key(&self.prefix, entry.queue_id);
+            let once = client.with_options(&write_once_options(self.timeout));
+            // Created in order and first polled in order by join_all, so the commands reach the
+            // connection in the request's order.
+            let writes = entries.into_iter().map(|entry| {
+                let key = matomo_wire::queue_key(&self.key_prefix, entry.queue_id);
                 let value = RedisValue::Bytes(Bytes::from(entry.bytes));
-                let queued: Result<(), _> = pipeline.rpush(key, value).await;
-                queued_ok &= queued.is_ok();
+                once.rpush::<i64, _, _>(key, value)
+            });
+            let replies = futures::future::join_all(writes).await;
+            outcome(&replies, client.is_connected())
+        }
+        .boxed()
+    }
+
+    fn readiness(&self) -> BoxFuture<'_, Readiness> {
+        async move {
+            let redis = self.ping().await;
+            Readiness {
+                accepts: redis,
+                detail: format!("redis={redis}"),
             }
         }
-        let results = if queued_ok {
-            match tokio::time::timeout(self.timeout, pipeline.try_all::<RedisValue>()).await {
-                Ok(results) => Ok(results),
-                Err(_) => Err(EnqueueError::Timeout),
-            }
-        } else {
-            Err(EnqueueError::Redis("could not queue the pipeline".into()))
-        };
-        let mut offset = 0;
-        for (n, done) in answers {
-            let outcome = match &results {
-                Ok(results) => match results.get(offset..offset + n) {
-                    Some(mine) => match mine.iter().find_map(|r| r.as_ref().err()) {
-                        Some(e) => Err(EnqueueError::Redis(e.details().to_owned())),
-                        None => Ok(()),
-                    },
-                    None => Err(EnqueueError::Redis("missing pipeline results".into())),
-                },
-                Err(e) => Err(e.clone()),
-            };
-            offset += n;
-            let _ = done.send(outcome);
+        .boxed()
+    }
+}
+
+/// What is known about one failed write; `connected` is fred's connection state when the
+/// replies were in.
+///
+/// A write that fred had written to a connection that then died is failed by fred with an IO
+/// error *before* it leaves the connected state. So a timeout seen while fred is not connected
+/// belongs to a write still queued inside fred behind the reconnect: never written, and — its
+/// timeout flag is set — never written later either.
+fn classify(error: &FredError, connected: bool) -> EnqueueError {
+    let details = error.details().to_owned();
+    match error.kind() {
+        // fred's fail-fast check refuses before anything is queued.
+        ErrorKind::Canceled if details == "Connection closed unexpectedly." => {
+            EnqueueError::NotSent(details)
         }
+        ErrorKind::Timeout if !connected => EnqueueError::NotSent(format!(
+            "{details} (queued behind a reconnect, never written)"
+        )),
+        ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled => EnqueueError::Unknown(details),
+        _ if is_error_reply(&details) => EnqueueError::Rejected(details),
+        _ => EnqueueError::Unknown(details),
+    }
+}
+
+/// Whether `details` is an error reply from Redis (`OOM …`, `LOADING …`, `ERR …`): its first
+/// word is an upper-case error code. Errors fred makes up itself are sentences.
+fn is_error_reply(details: &str) -> bool {
+    let code = details.split_whitespace().next().unwrap_or_default();
+    code.len() >= 2 && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// The outcome of one request's writes: all stored; none stored and none possibly stored (each
+/// refused or not sent); otherwise unknown — retrying or spooling then could duplicate the
+/// entries Redis may have stored.
+fn outcome(replies: &[Result<i64, FredError>], connected: bool) -> Result<(), EnqueueError> {
+    let errors: Vec<EnqueueError> = replies
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| classify(e, connected)))
+        .collect();
+    let Some(first) = errors.first() else {
+        return Ok(());
+    };
+    if errors.len() == replies.len() && errors.iter().all(EnqueueError::certainly_not_stored) {
+        return Err(first.clone());
+    }
+    match errors.iter().find(|e| !e.certainly_not_stored()) {
+        Some(unknown) => Err(unknown.clone()),
+        None => Err(EnqueueError::Unknown(format!(
+            "{} of {} entries stored, the rest refused: {first}",
+            replies.len() - errors.len(),
+            replies.len()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_error_replies_are_rejections_fred_errors_are_not() {
+        let oom = FredError::new(
+            ErrorKind::Unknown,
+            "OOM command not allowed when used memory > 'maxmemory'.",
+        );
+        assert!(matches!(classify(&oom, true), EnqueueError::Rejected(_)));
+        let loading = FredError::new(ErrorKind::Unknown, "LOADING Redis is loading");
+        assert!(matches!(
+            classify(&loading, true),
+            EnqueueError::Rejected(_)
+        ));
+        let io = FredError::new(ErrorKind::IO, "Connection Closed");
+        assert!(matches!(classify(&io, false), EnqueueError::Unknown(_)));
+        let timeout = FredError::new(ErrorKind::Timeout, "Request timed out.");
+        assert!(matches!(classify(&timeout, true), EnqueueError::Unknown(_)));
+        assert!(matches!(
+            classify(&timeout, false),
+            EnqueueError::NotSent(_)
+        ));
+        let made_up = FredError::new(ErrorKind::Unknown, "Too many failed write attempts.");
+        assert!(matches!(classify(&made_up, true), EnqueueError::Unknown(_)));
+        let fail_fast = FredError::new(ErrorKind::Canceled, "Connection closed unexpectedly.");
+        assert!(matches!(
+            classify(&fail_fast, true),
+            EnqueueError::NotSent(_)
+        ));
+    }
+
+    #[test]
+    fn a_partly_stored_request_is_unknown() {
+        let oom = || Err(FredError::new(ErrorKind::Unknown, "OOM no"));
+        assert!(outcome(&[Ok(1), Ok(2)], true).is_ok());
+        assert!(matches!(
+            outcome(&[oom(), oom()], true),
+            Err(EnqueueError::Rejected(_))
+        ));
+        assert!(matches!(
+            outcome(&[Ok(1), oom()], true),
+            Err(EnqueueError::Unknown(_))
+        ));
+        let io = Err(FredError::new(ErrorKind::IO, "closed"));
+        assert!(matches!(
+            outcome(&[oom(), io], true),
+            Err(EnqueueError::Unknown(_))
+        ));
     }
 }

@@ -145,8 +145,20 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts `serve` on 127.0.0.1:0 and waits until it answers.
+    /// Starts `serve` on 127.0.0.1:0 and waits until it answers; queues are read back from the
+    /// shared Redis (127.0.0.1:6379), also when the node talks to it through a proxy.
     pub async fn start(config: Config) -> Self {
+        Self::start_reading_from(config, "127.0.0.1", 6379).await
+    }
+
+    /// [`Node::start`] for a node on a test's own Redis: queues are read back from
+    /// `config.redis`.
+    pub async fn start_on_own_redis(config: Config) -> Self {
+        let (host, port) = (config.redis.host.clone(), config.redis.port);
+        Self::start_reading_from(config, &host, port).await
+    }
+
+    async fn start_reading_from(config: Config, host: &str, port: u16) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -157,7 +169,7 @@ impl Node {
             listener,
             shutdown.clone(),
         ));
-        let redis = redis_client().await;
+        let redis = redis_client_at(host, port).await;
         let base = format!("http://{addr}");
         let http = reqwest::Client::new();
         for _ in 0..100 {
@@ -238,12 +250,24 @@ impl Drop for Node {
 
 /// A Redis client for reading the lists back.
 pub async fn redis_client() -> fred::prelude::Client {
-    let client = fred::prelude::Builder::default_centralized()
+    redis_client_at("127.0.0.1", 6379).await
+}
+
+/// A Redis client for reading the lists back from `host:port` (a test's own Redis). It
+/// reconnects on its own after that Redis is restarted.
+pub async fn redis_client_at(host: &str, port: u16) -> fred::prelude::Client {
+    let config = fred::prelude::Config {
+        server: fred::prelude::ServerConfig::new_centralized(host, port),
+        ..fred::prelude::Config::default()
+    };
+    let client = fred::prelude::Builder::from_config(config)
+        .set_policy(fred::prelude::ReconnectPolicy::new_constant(0, 100))
         .build()
         .expect("client");
+    let hint = format!("Redis must be reachable at {host}:{port} for this test (CI starts it)");
     tokio::time::timeout(Duration::from_secs(5), client.init())
         .await
-        .expect("Redis must be reachable at 127.0.0.1:6379 for this test (CI starts it)")
-        .expect("Redis must be reachable at 127.0.0.1:6379 for this test (CI starts it)");
+        .expect(&hint)
+        .expect(&hint);
     client
 }
