@@ -6,6 +6,7 @@
 //! - `/healthz` (alive), `/readyz` (Redis answers, site cache loaded, not shutting down),
 //!   `/metrics` (Prometheus text).
 
+pub mod first_byte;
 pub mod response;
 pub mod static_files;
 pub mod tracker;
