@@ -231,13 +231,19 @@ async fn truncated_deep_and_non_utf8_bulk_bodies_get_a_clear_400() {
     let deep = format!("{{\"requests\":{}", "[".repeat(100_000));
     let r = post_bulk(&node, deep).await;
     not_json(r).await;
+    // Closed, the body is JSON: that one entry is invalid (too deep), a valid one beside it is
+    // tracked.
     let closed = format!(
-        "{{\"requests\":[{}{}]}}",
+        "{{\"requests\":[{}{},\"?idsite=1&rec=1&action_name=beside-deep\"]}}",
         "[".repeat(100_000),
         "]".repeat(100_000)
     );
     let r = post_bulk(&node, closed).await;
-    not_json(r).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.text().await.expect("text"),
+        r#"{"status":"success","tracked":1,"invalid":1}"#
+    );
     // Without the word "requests" a body is no bulk: a POST with no parameters gets the notice.
     let r = post_bulk(&node, "[".repeat(100_000)).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -259,14 +265,15 @@ async fn truncated_deep_and_non_utf8_bulk_bodies_get_a_clear_400() {
         r#"{"status":"success","tracked":1,"invalid":0}"#
     );
     let queued = queued(&node).await;
-    assert_eq!(queued.len(), 1);
+    let names: Vec<&Value> = queued.iter().map(|p| &p["action_name"]).collect();
+    assert_eq!(names, [&json!("beside-deep"), &json!("nested")]);
     assert_eq!(
-        queued[0]["x"].to_string(),
+        queued[1]["x"].to_string(),
         nested,
         "the nested value is queued unchanged"
     );
     serves_a_normal_hit(&node, "after-bad-json").await;
-    assert_eq!(queued_len(&node).await, 2, "nothing of the refused bodies");
+    assert_eq!(queued_len(&node).await, 3, "nothing of the refused bodies");
     finish(db, node).await;
 }
 
@@ -428,6 +435,13 @@ async fn bulk_mixing_valid_and_malformed_entries_queues_every_valid_one() {
         ["idsite", "rec"],
         "?idsite=2&rec=1&action_name=v4&_id=0000000000000004#frag",
     ]);
+    // An object entry of more than 1000 values.
+    let mut huge = json!({"idsite": 1, "rec": 1, "action_name": "huge"});
+    for k in 0..1500 {
+        huge[format!("k{k}")] = json!(k);
+    }
+    let mut requests = requests;
+    requests.as_array_mut().expect("list").push(huge);
     let r = post_bulk(
         &node,
         json!({"requests": requests, "token_auth": SUPER_TOKEN}).to_string(),
@@ -436,10 +450,10 @@ async fn bulk_mixing_valid_and_malformed_entries_queues_every_valid_one() {
     assert_eq!(r.status(), StatusCode::OK);
     // Indices count the entries PHP keeps ("not a url at all" is dropped): the bad idsites,
     // the short cid and the list entry (no idsite) are invalid; null and 42 are empty requests.
-    // The old cdt is fine with the super user's token.
+    // The old cdt is fine with the super user's token; the last, huge entry is invalid.
     assert_eq!(
         r.text().await.expect("text"),
-        r#"{"status":"success","tracked":8,"invalid":6,"invalid_indices":[1,3,4,5,10,12]}"#
+        r#"{"status":"success","tracked":8,"invalid":7,"invalid_indices":[1,3,4,5,10,12,14]}"#
     );
     let mut names: Vec<String> = queued(&node)
         .await

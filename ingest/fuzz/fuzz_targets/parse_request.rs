@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let mut requests = vec![params];
     if is_bulk_body(data) {
         if let Ok(bulk) = parse_bulk(data, 1000) {
-            requests.extend(bulk.requests);
+            requests.extend(bulk.requests.iter().filter_map(|e| e.params().ok()));
         }
     }
     let decoded = matomo_ingest_fuzz::encode_and_decode(&requests, "192.0.2.1", 16);

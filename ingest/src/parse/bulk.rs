@@ -6,23 +6,29 @@
 //! parameter map itself; any other value is an empty request (counted as tracked, records
 //! nothing). Entry indices in responses (`invalid_indices`) count the kept entries only, as PHP
 //! does. Pure; never panics.
+//!
+//! Memory stays a small multiple of the body: reading stops at the first entry over the limit,
+//! keys other than `requests`, `token_auth` and `send_image` are skipped without being built,
+//! and entries are kept as text ([`BulkEntry`]) for the handler to parse one at a time.
 
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::fmt;
 
 use matomo_wire::php::sanitize_input_value;
-use matomo_wire::Params;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::phpquery::parse_str;
+use super::bulk_entry::BulkEntry;
 
 /// A decoded bulk body.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct BulkBody {
-    /// The requests PHP keeps, in order (their index is the one `invalid_indices` reports).
-    pub requests: Vec<Params>,
+    /// The entries PHP keeps, in order (their index is the one `invalid_indices` reports),
+    /// still unparsed: [`BulkEntry::params`] reads one.
+    pub requests: Vec<BulkEntry>,
     /// `token_auth` of the body, sanitised as `Common::getRequestVar` returns it; `None` if absent.
     pub token_auth: Option<String>,
     /// `false` when the body says `"send_image": "0"` (the answer is then a 204).
@@ -102,13 +108,13 @@ pub fn parse_bulk(body: &[u8], max_requests: usize) -> Result<BulkBody, BulkErro
 /// What the top level of a bulk body holds, read without keeping anything else.
 #[derive(Default)]
 struct Fields {
-    requests: Vec<Params>,
+    requests: Vec<BulkEntry>,
     token_auth: Option<Value>,
     send_image: Option<Value>,
 }
 
-/// Reads the top-level value: an object's `requests` (bounded, each entry turned into its
-/// request as soon as it is read), `token_auth` and `send_image`; every other key, and any
+/// Reads the top-level value: an object's `requests` (bounded, each entry kept as text),
+/// `token_auth` and `send_image`; every other key, and any
 /// top level that is not an object, is parsed for validity and dropped (PHP: no requests).
 struct TopLevel<'a> {
     max_requests: usize,
@@ -194,91 +200,70 @@ impl Entries<'_> {
 }
 
 impl<'de> DeserializeSeed<'de> for Entries<'_> {
-    type Value = Vec<Params>;
+    type Value = Vec<BulkEntry>;
 
-    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Vec<Params>, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Vec<BulkEntry>, D::Error> {
         de.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Entries<'_> {
-    type Value = Vec<Params>;
+    type Value = Vec<BulkEntry>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Params>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<BulkEntry>, A::Error> {
         let mut requests = Vec::new();
         let mut count = 0;
-        while let Some(entry) = seq.next_element::<Value>()? {
+        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
             count += 1;
             self.over_limit(count)?;
-            requests.extend(entry_params(entry));
+            requests.extend(BulkEntry::from_raw(raw).map_err(de::Error::custom)?);
         }
         Ok(requests)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Params>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<BulkEntry>, A::Error> {
         // Keys matter here: a duplicate replaces the earlier entry in its position.
-        let mut entries = Params::new();
-        while let Some((key, entry)) = map.next_entry::<String, Value>()? {
-            entries.insert(key, entry);
-            self.over_limit(entries.len())?;
+        let mut entries: Vec<Box<RawValue>> = Vec::new();
+        let mut positions: HashMap<String, usize> = HashMap::new();
+        while let Some((key, raw)) = map.next_entry::<String, Box<RawValue>>()? {
+            match positions.get(&key) {
+                Some(&at) => entries[at] = raw,
+                None => {
+                    positions.insert(key, entries.len());
+                    entries.push(raw);
+                    self.over_limit(entries.len())?;
+                }
+            }
         }
-        Ok(entries
-            .into_iter()
-            .filter_map(|(_, e)| entry_params(e))
-            .collect())
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Vec<Params>, E> {
-        Ok(Vec::new())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Vec<Params>, E> {
-        Ok(Vec::new())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Vec<Params>, E> {
-        Ok(Vec::new())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Vec<Params>, E> {
-        Ok(Vec::new())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Vec<Params>, E> {
-        Ok(Vec::new())
-    }
-    fn visit_unit<E>(self) -> Result<Vec<Params>, E> {
-        Ok(Vec::new())
-    }
-}
-
-/// One entry as `Requests::initRequestsAndTokenAuth` turns it into a request, or `None` when
-/// PHP drops it (a string without a query part).
-fn entry_params(entry: Value) -> Option<Params> {
-    match entry {
-        Value::String(url) => {
-            let query = url_query(&url)?;
-            Some(parse_str(query.as_bytes()))
+        let mut requests = Vec::with_capacity(entries.len());
+        for raw in entries {
+            requests.extend(BulkEntry::from_raw(raw).map_err(de::Error::custom)?);
         }
-        Value::Object(map) => Some(map),
-        Value::Array(items) => Some(
-            items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| (i.to_string(), v))
-                .collect(),
-        ),
-        Value::Null | Value::Bool(_) | Value::Number(_) => Some(Params::new()),
+        Ok(requests)
     }
-}
 
-/// The query part of a URL as `parse_url($url)['query']` gives it — after the first `?` that
-/// comes before any `#`, up to the next `#` — when PHP's `!empty()` holds for it (neither `""`
-/// nor `"0"`).
-fn url_query(url: &str) -> Option<&str> {
-    let before_fragment = url.split('#').next().unwrap_or_default();
-    let query = &before_fragment[before_fragment.find('?')? + 1..];
-    (!query.is_empty() && query != "0").then_some(query)
+    fn visit_bool<E>(self, _: bool) -> Result<Vec<BulkEntry>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Vec<BulkEntry>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Vec<BulkEntry>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Vec<BulkEntry>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Vec<BulkEntry>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_unit<E>(self) -> Result<Vec<BulkEntry>, E> {
+        Ok(Vec::new())
+    }
 }
 
 /// `Common::getRequestVar($name, false, 'string', $json)`: a non-empty string or integer,
@@ -300,6 +285,10 @@ mod tests {
 
     use super::*;
 
+    fn as_json(entry: &BulkEntry) -> Value {
+        Value::Object(entry.params().expect("readable entry"))
+    }
+
     #[test]
     fn detection_needs_the_quoted_word_after_the_start() {
         assert!(is_bulk_body(br#"{"requests":[]}"#));
@@ -317,7 +306,7 @@ mod tests {
         let bulk = parse_bulk(body, 100).expect("parses");
         assert_eq!(bulk.token_auth.as_deref(), Some("abc"));
         assert!(bulk.send_image);
-        let as_json: Vec<Value> = bulk.requests.into_iter().map(Value::Object).collect();
+        let as_json: Vec<Value> = bulk.requests.iter().map(as_json).collect();
         assert_eq!(
             as_json,
             vec![
@@ -335,7 +324,7 @@ mod tests {
         // A `?` inside the fragment is no query; a query PHP's `empty()` calls empty is dropped.
         let body = br#"{"requests":["/m.php#frag?idsite=1","?0","?idsite=2#x?y=1","?00"]}"#;
         let bulk = parse_bulk(body, 10).expect("parses");
-        let as_json: Vec<Value> = bulk.requests.into_iter().map(Value::Object).collect();
+        let as_json: Vec<Value> = bulk.requests.iter().map(as_json).collect();
         assert_eq!(as_json, vec![json!({"idsite":"2"}), json!({"00":""})]);
     }
 
@@ -373,7 +362,7 @@ mod tests {
             10,
         )
         .unwrap();
-        let as_json: Vec<Value> = b.requests.into_iter().map(Value::Object).collect();
+        let as_json: Vec<Value> = b.requests.iter().map(as_json).collect();
         assert_eq!(as_json, vec![json!({"d":"1"}), json!({"c":"1"})]);
         // Anything else holds no requests.
         for body in [

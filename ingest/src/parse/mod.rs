@@ -1,13 +1,15 @@
 //! Pure parsing of what a client sends to `matomo.php` into Matomo tracking requests.
 //!
 //! - [`phpquery`]: PHP's `parse_str`, the way `$_GET`/`$_POST` are filled.
-//! - [`bulk`]: the JSON bulk body (`{"requests":[…],"token_auth":…}`).
+//! - [`bulk`]: the JSON bulk body (`{"requests":[…],"token_auth":…}`), whose entries
+//!   ([`bulk_entry`]) are parsed one at a time.
 //! - [`single_request`]: one hit, the query string merged with a form body (`$_GET + $_POST`).
 //!
 //! No I/O and no clock here: every function maps bytes to typed values or a clear error, so the
 //! parsers can be unit-, property- and fuzz-tested. The HTTP layer only wires them.
 
 pub mod bulk;
+pub mod bulk_entry;
 pub mod phpquery;
 #[cfg(test)]
 mod proptests;
@@ -15,6 +17,7 @@ mod proptests;
 use matomo_wire::Params;
 
 pub use bulk::{is_bulk_body, parse_bulk, BulkBody, BulkError};
+pub use bulk_entry::{BulkEntry, EntryTooLarge};
 pub use phpquery::parse_str;
 
 /// One hit's parameters: `$_GET + $_POST` — the query string's parameters first, then the form
