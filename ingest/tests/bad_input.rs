@@ -159,6 +159,13 @@ async fn oversized_bodies_and_urls_get_413_and_414() {
         "100k parameters in the URL: {:?}",
         a.head
     );
+    // Over 64 KiB the HTTP parser refuses the URI itself: 414, empty body.
+    let over_64k = format!(
+        "GET /matomo.php?idsite=1&x={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let a = raw::exchange(node.addr, over_64k.as_bytes(), LIMIT).await;
+    assert_eq!(a.status, Some(414), "{:?}", a.head);
     // Between our limit and the parser's: ours answers.
     let mid = format!(
         "GET /matomo.php?idsite=1&x={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
