@@ -238,19 +238,13 @@ async fn truncated_deep_and_non_utf8_bulk_bodies_get_a_clear_400() {
     let deep = format!("{{\"requests\":{}", "[".repeat(100_000));
     let r = post_bulk(&node, deep).await;
     not_json(r).await;
-    // Closed, the body is JSON: that one entry is invalid (too deep), a valid one beside it is
-    // tracked.
+    // Closed, it is JSON nested deeper than serde_json's limit (128): refused the same way.
     let closed = format!(
-        "{{\"requests\":[{}{},\"?idsite=1&rec=1&action_name=beside-deep\"]}}",
+        "{{\"requests\":[{}{},\"?idsite=1&rec=1\"]}}",
         "[".repeat(100_000),
         "]".repeat(100_000)
     );
-    let r = post_bulk(&node, closed).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(
-        r.text().await.expect("text"),
-        r#"{"status":"success","tracked":1,"invalid":1}"#
-    );
+    not_json(post_bulk(&node, closed).await).await;
     // Without the word "requests" a body is no bulk: a POST with no parameters gets the notice.
     let r = post_bulk(&node, "[".repeat(100_000)).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -272,15 +266,14 @@ async fn truncated_deep_and_non_utf8_bulk_bodies_get_a_clear_400() {
         r#"{"status":"success","tracked":1,"invalid":0}"#
     );
     let queued = queued(&node).await;
-    let names: Vec<&Value> = queued.iter().map(|p| &p["action_name"]).collect();
-    assert_eq!(names, [&json!("beside-deep"), &json!("nested")]);
+    assert_eq!(queued.len(), 1);
     assert_eq!(
-        queued[1]["x"].to_string(),
+        queued[0]["x"].to_string(),
         nested,
         "the nested value is queued unchanged"
     );
     serves_a_normal_hit(&node, "after-bad-json").await;
-    assert_eq!(queued_len(&node).await, 3, "nothing of the refused bodies");
+    assert_eq!(queued_len(&node).await, 2, "nothing of the refused bodies");
     finish(db, node).await;
 }
 

@@ -9,7 +9,8 @@
 //!
 //! Memory stays a small multiple of the body: reading stops at the first entry over the limit,
 //! keys other than `requests`, `token_auth` and `send_image` are skipped without being built,
-//! and entries are kept as text ([`BulkEntry`]) for the handler to parse one at a time.
+//! and entries are kept as text ([`BulkEntry`], object entries within a value budget) for the
+//! handler to parse one at a time.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -18,10 +19,9 @@ use std::fmt;
 
 use matomo_wire::php::sanitize_input_value;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::bulk_entry::BulkEntry;
+use super::bulk_entry::{BulkEntry, EntrySeed};
 
 /// A decoded bulk body.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -217,33 +217,30 @@ impl<'de> Visitor<'de> for Entries<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<BulkEntry>, A::Error> {
         let mut requests = Vec::new();
         let mut count = 0;
-        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+        while let Some(entry) = seq.next_element_seed(EntrySeed)? {
             count += 1;
             self.over_limit(count)?;
-            requests.extend(BulkEntry::from_raw(raw).map_err(de::Error::custom)?);
+            requests.extend(entry);
         }
         Ok(requests)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<BulkEntry>, A::Error> {
         // Keys matter here: a duplicate replaces the earlier entry in its position.
-        let mut entries: Vec<Box<RawValue>> = Vec::new();
+        let mut entries: Vec<Option<BulkEntry>> = Vec::new();
         let mut positions: HashMap<String, usize> = HashMap::new();
-        while let Some((key, raw)) = map.next_entry::<String, Box<RawValue>>()? {
+        while let Some(key) = map.next_key::<String>()? {
+            let entry = map.next_value_seed(EntrySeed)?;
             match positions.get(&key) {
-                Some(&at) => entries[at] = raw,
+                Some(&at) => entries[at] = entry,
                 None => {
                     positions.insert(key, entries.len());
-                    entries.push(raw);
+                    entries.push(entry);
                     self.over_limit(entries.len())?;
                 }
             }
         }
-        let mut requests = Vec::with_capacity(entries.len());
-        for raw in entries {
-            requests.extend(BulkEntry::from_raw(raw).map_err(de::Error::custom)?);
-        }
-        Ok(requests)
+        Ok(entries.into_iter().flatten().collect())
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<Vec<BulkEntry>, E> {

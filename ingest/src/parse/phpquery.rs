@@ -7,11 +7,14 @@
 //! duplicate wins; at most [`MAX_INPUT_VARS`] pairs are read (PHP's `max_input_vars`), and a
 //! name nested deeper than [`MAX_NESTING`] levels (`max_input_nesting_level`) is dropped together
 //! with whatever its base name held, as PHP drops it. Bytes that are not UTF-8 are read as
-//! ISO-8859-1, as Matomo does. Pure; never panics.
+//! ISO-8859-1, as Matomo does. A name that is (or nests) [`SERDE_RAW_VALUE_KEY`] is dropped.
+//! Pure; never panics.
 
 use matomo_wire::php::string_from_request_bytes;
 use matomo_wire::Params;
 use serde_json::Value;
+
+use super::SERDE_RAW_VALUE_KEY;
 
 /// PHP's default `max_input_vars`: pairs beyond it are ignored.
 pub const MAX_INPUT_VARS: usize = 1000;
@@ -80,6 +83,10 @@ fn register(out: &mut Params, raw_name: &[u8], value: Value) {
         return;
     }
     let base = string_from_request_bytes(&base).into_owned();
+    let reserved = |name: &[u8]| name == SERDE_RAW_VALUE_KEY.as_bytes();
+    if reserved(base.as_bytes()) || indexes.iter().flatten().any(|i| reserved(i)) {
+        return;
+    }
     let Some(indexes) = indexes else {
         // Nested deeper than `max_input_nesting_level`: PHP drops the pair and deletes what the
         // base name already held.
@@ -255,6 +262,15 @@ mod tests {
         // 100k unclosed groups: no recursion, no panic.
         let huge = format!("z{}=1&y=2", "[".repeat(100_000));
         assert_eq!(parse_str(huge.as_bytes()).len(), 2);
+    }
+
+    #[test]
+    fn the_serde_raw_value_key_is_dropped_at_any_depth() {
+        let input = format!(
+            "{k}=%7B%7D&a[{k}]=1&a[b]=2&{k}[x]=3&idsite=1",
+            k = SERDE_RAW_VALUE_KEY
+        );
+        assert_eq!(parsed(&input), json!({"a":{"b":"2"},"idsite":"1"}));
     }
 
     #[test]
