@@ -76,6 +76,34 @@ mod tests {
     use crate::parse::parse_bulk;
 
     #[test]
+    fn fuzz_crash_float_drifted_through_the_queue() {
+        // cargo fuzz (bulk) found: serde_json's default float parser rounds
+        // 5280832617179597E29 one ulp off, and the queue copy drifted further.
+        let body =
+            br#"{"requests":[{"idsite":1,"x":5280832617179597E29,"y":[8171040347354449221E2]}]}"#;
+        let bulk = parse_bulk(body, 10).expect("parses");
+        let params = bulk.requests[0].params().expect("readable");
+        assert_eq!(params["x"].as_f64(), Some(5.280832617179597e44));
+        assert_eq!(params["y"][0].as_f64(), Some(8.17104034735445e20));
+        let envelope = Envelope {
+            server: Params::new(),
+            cookie: Params::new(),
+            token_auth: None,
+            time: 1,
+        };
+        let routing = Routing {
+            num_queues: 1,
+            uid_overwrites_visitor_id: true,
+        };
+        let accept = |_: &Params| Checked::Accepted("192.0.2.1".into());
+        let (entries, _) = encode_bulk(&bulk.requests, &envelope, routing, accept, || {
+            "0".repeat(16)
+        });
+        let set = matomo_wire::decode(&entries[0].bytes).expect("decodes");
+        assert_eq!(set.requests, vec![params]);
+    }
+
+    #[test]
     fn large_bulks_are_encoded_in_order_in_chunks() {
         // 300 requests of 100 parameters, all to one queue: three chunks of 100.
         let query: Vec<String> = (0..98).map(|k| format!("k{k}=v")).collect();
