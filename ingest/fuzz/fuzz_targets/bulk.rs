@@ -11,7 +11,7 @@
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use matomo_ingest::parse::{is_bulk_body, parse_bulk, BulkError};
+use matomo_ingest::parse::{is_bulk_body, parse_bulk, BulkError, SERDE_RAW_VALUE_KEY};
 use matomo_wire::Params;
 use serde_json::{Map, Value};
 
@@ -73,6 +73,21 @@ fn leaf(leaf: &Leaf) -> Value {
     }
 }
 
+/// What the parser keeps of a value: everything but keys named `SERDE_RAW_VALUE_KEY`, which it
+/// drops at any depth.
+fn without_reserved(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(k, _)| k != SERDE_RAW_VALUE_KEY)
+                .map(|(k, v)| (k, without_reserved(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_reserved).collect()),
+        other => other,
+    }
+}
+
 /// The JSON value of an entry, and the request PHP keeps for it (`None`: dropped).
 fn entry(entry: &Entry) -> (Value, Option<Option<Map<String, Value>>>) {
     match entry {
@@ -95,7 +110,11 @@ fn entry(entry: &Entry) -> (Value, Option<Option<Map<String, Value>>>) {
         }
         Entry::Object(pairs) => {
             let map: Map<String, Value> = pairs.iter().map(|(k, v)| (k.clone(), leaf(v))).collect();
-            (Value::Object(map.clone()), Some(Some(map)))
+            let kept = match without_reserved(Value::Object(map.clone())) {
+                Value::Object(kept) => kept,
+                _ => Map::new(),
+            };
+            (Value::Object(map), Some(Some(kept)))
         }
         Entry::List(items) => (Value::Array(items.iter().map(leaf).collect()), Some(None)),
         Entry::Null => (Value::Null, Some(Some(Map::new()))),
