@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http::{HeaderMap, HeaderValue};
 use matomo_ingest::env::server_vars;
+use matomo_ingest::http::bulk_encode::{encode_bulk, Checked};
 use matomo_ingest::parse::{parse_bulk, single_request};
 use matomo_ingest::queue::{entries_for, Envelope, Routed, Routing};
 use matomo_ingest::sites::Snapshot;
@@ -112,17 +113,6 @@ fn bench(c: &mut Criterion) {
                 require_auth: true,
                 cdt_auth_threshold: 86_400,
             };
-            let routed: Vec<Routed<'_>> = bulk
-                .requests
-                .iter()
-                .inspect(|p| {
-                    validate(p, &ctx).expect("valid");
-                })
-                .map(|params| Routed {
-                    params,
-                    ip: "203.0.113.5",
-                })
-                .collect();
             let ip: IpAddr = "203.0.113.5".parse().expect("ip");
             let server = server_vars(ip, "POST", &headers, 1_800_000_000, false);
             let envelope = Envelope {
@@ -136,7 +126,14 @@ fn bench(c: &mut Criterion) {
                 uid_overwrites_visitor_id: true,
                 compression: EntryCompression::Default,
             };
-            entries_for(&routed, &envelope, routing, || "0123456789abcdef".into()).len()
+            let check = |p: &_| {
+                validate(p, &ctx).expect("valid");
+                Checked::Accepted("203.0.113.5".into())
+            };
+            let id = || "0123456789abcdef".into();
+            encode_bulk(&bulk.requests, &envelope, routing, check, id)
+                .0
+                .len()
         })
     });
     group.finish();

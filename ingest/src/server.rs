@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
 use crate::env::{ProxyConfigError, ProxyPolicy};
+use crate::http::first_byte::FirstByteDeadline;
 use crate::http::static_files::StaticFiles;
 use crate::http::{router, AppState, Settings};
 use crate::metrics::Metrics;
@@ -222,6 +223,7 @@ async fn accept_loop(
             let app = app.clone();
             async move { Ok::<_, std::convert::Infallible>(route(app, req, peer, max_url).await) }
         });
+        let stream = FirstByteDeadline::new(stream, state.settings.read_timeout);
         let conn =
             builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let conn = graceful.watch(conn.into_owned());

@@ -16,6 +16,7 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use matomo_wire::php::sanitize_input_value;
 use matomo_wire::{param_str, Params};
 
+use super::bulk_encode::{encode_bulk, Checked};
 use super::response::{self, Ctx};
 use super::AppState;
 use crate::env::{server_vars, tracker_cookies};
@@ -253,25 +254,23 @@ async fn bulk(state: &AppState, ctx: &Ctx, req: &Incoming, body: &[u8]) -> Respo
     let is_super_user =
         token.is_some_and(|t| snapshot.grant(t, None, req.via_post, req.now) == Grant::SuperUser);
     let context = req.context(state, &snapshot, token);
-    let mut invalid = Vec::new();
-    let mut accepted = Vec::new();
-    for (index, params) in parsed.requests.iter().enumerate() {
-        match validate(params, &context) {
-            Ok(_) if params.is_empty() => {}
-            Ok(ok) => accepted.push((params, req.routing_ip(params, &ok))),
-            Err(_) => invalid.push(index),
-        }
-    }
-    let tracked = parsed.requests.len() - invalid.len();
-    let routed: Vec<Routed<'_>> = accepted
-        .iter()
-        .map(|(params, ip)| Routed { params, ip })
-        .collect();
     let envelope = Envelope {
         token_auth: parsed.token_auth.clone(),
         ..req.envelope_base.clone()
     };
-    let entries = entries_for(&routed, &envelope, state.settings.routing, random_entry_id);
+    let check = |params: &Params| match validate(params, &context) {
+        Ok(_) if params.is_empty() => Checked::Empty,
+        Ok(ok) => Checked::Accepted(req.routing_ip(params, &ok).into_owned()),
+        Err(_) => Checked::Invalid,
+    };
+    let (entries, invalid) = encode_bulk(
+        &parsed.requests,
+        &envelope,
+        state.settings.routing,
+        check,
+        random_entry_id,
+    );
+    let tracked = parsed.requests.len() - invalid.len();
     if let Err(outcome) = enqueue(state, entries).await {
         metrics.request(Endpoint::Bulk, outcome);
         let json = response::bulk_json("error", 0, &invalid, is_super_user);

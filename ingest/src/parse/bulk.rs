@@ -6,18 +6,29 @@
 //! parameter map itself; any other value is an empty request (counted as tracked, records
 //! nothing). Entry indices in responses (`invalid_indices`) count the kept entries only, as PHP
 //! does. Pure; never panics.
+//!
+//! Memory stays a small multiple of the body: reading stops at the first entry over the limit,
+//! keys other than `requests`, `token_auth` and `send_image` are skipped without being built,
+//! and entries are kept as text ([`BulkEntry`], object entries within a value budget) for the
+//! handler to parse one at a time.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::fmt;
 
 use matomo_wire::php::sanitize_input_value;
-use matomo_wire::Params;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::phpquery::parse_str;
+use super::bulk_entry::{BulkEntry, EntrySeed};
 
 /// A decoded bulk body.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct BulkBody {
-    /// The requests PHP keeps, in order (their index is the one `invalid_indices` reports).
-    pub requests: Vec<Params>,
+    /// The entries PHP keeps, in order (their index is the one `invalid_indices` reports),
+    /// still unparsed: [`BulkEntry::params`] reads one.
+    pub requests: Vec<BulkEntry>,
     /// `token_auth` of the body, sanitised as `Common::getRequestVar` returns it; `None` if absent.
     pub token_auth: Option<String>,
     /// `false` when the body says `"send_image": "0"` (the answer is then a 204).
@@ -30,11 +41,10 @@ pub enum BulkError {
     /// Not JSON (PHP would silently track nothing; we say why).
     #[error("the bulk body is not valid JSON: {0}")]
     NotJson(String),
-    /// More entries than the configured maximum.
-    #[error("the bulk body has {got} requests, more than the {max} allowed")]
+    /// More entries than the configured maximum. Reading stops at the first entry over it, so
+    /// a body of millions of tiny entries never holds more than `max` of them in memory.
+    #[error("the bulk body has more than the {max} requests allowed")]
     TooManyRequests {
-        /// Entries sent.
-        got: usize,
         /// `ingest.max_bulk_requests`.
         max: usize,
     },
@@ -53,71 +63,204 @@ pub fn is_bulk_body(body: &[u8]) -> bool {
 
 /// Decodes a bulk body, refusing more than `max_requests` entries.
 pub fn parse_bulk(body: &[u8], max_requests: usize) -> Result<BulkBody, BulkError> {
-    let cleaned: Vec<u8> = body
-        .trim_ascii()
-        .iter()
-        .copied()
-        .filter(|&b| b != b'\n' && b != b'\r')
-        .collect();
-    let json: Value =
-        serde_json::from_slice(&cleaned).map_err(|e| BulkError::NotJson(e.to_string()))?;
-    let Value::Object(mut top) = json else {
-        // Valid JSON that is not an object holds no requests (PHP: `isset($json['requests'])`).
-        return Ok(BulkBody {
-            send_image: true,
-            ..BulkBody::default()
-        });
+    let trimmed = body.trim_ascii();
+    // `Common::sanitizeLineBreaks`; a copy only when there is something to remove.
+    let cleaned: Cow<'_, [u8]> = if trimmed.iter().any(|&b| b == b'\n' || b == b'\r') {
+        Cow::Owned(
+            trimmed
+                .iter()
+                .copied()
+                .filter(|&b| b != b'\n' && b != b'\r')
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(trimmed)
     };
-    let token_auth = top.get("token_auth").and_then(request_var_string);
-    let send_image = top
-        .get("send_image")
-        .and_then(request_var_string)
-        .is_none_or(|v| v != "0");
-    let entries: Vec<Value> = match top.remove("requests") {
-        Some(Value::Array(items)) => items,
-        Some(Value::Object(map)) => map.into_iter().map(|(_, v)| v).collect(),
-        _ => Vec::new(),
-    };
-    if entries.len() > max_requests {
-        return Err(BulkError::TooManyRequests {
-            got: entries.len(),
-            max: max_requests,
-        });
+    // PHP's json_decode refuses invalid UTF-8 anywhere, also in keys we skip without decoding.
+    let text = std::str::from_utf8(&cleaned)
+        .map_err(|e| BulkError::NotJson(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
+    let too_many = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let top = TopLevel {
+        max_requests,
+        too_many: &too_many,
     }
-    let requests = entries.into_iter().filter_map(entry_params).collect();
+    .deserialize(&mut de)
+    .and_then(|top| de.end().map(|()| top))
+    .map_err(|e| {
+        if too_many.get() {
+            BulkError::TooManyRequests { max: max_requests }
+        } else {
+            BulkError::NotJson(e.to_string())
+        }
+    })?;
     Ok(BulkBody {
-        requests,
-        token_auth,
-        send_image,
+        requests: top.requests,
+        token_auth: top.token_auth.as_ref().and_then(request_var_string),
+        send_image: top
+            .send_image
+            .as_ref()
+            .and_then(request_var_string)
+            .is_none_or(|v| v != "0"),
     })
 }
 
-/// One entry as `Requests::initRequestsAndTokenAuth` turns it into a request, or `None` when
-/// PHP drops it (a string without a query part).
-fn entry_params(entry: Value) -> Option<Params> {
-    match entry {
-        Value::String(url) => {
-            let query = url_query(&url)?;
-            Some(parse_str(query.as_bytes()))
-        }
-        Value::Object(map) => Some(map),
-        Value::Array(items) => Some(
-            items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| (i.to_string(), v))
-                .collect(),
-        ),
-        Value::Null | Value::Bool(_) | Value::Number(_) => Some(Params::new()),
+/// What the top level of a bulk body holds, read without keeping anything else.
+#[derive(Default)]
+struct Fields {
+    requests: Vec<BulkEntry>,
+    token_auth: Option<Value>,
+    send_image: Option<Value>,
+}
+
+/// Reads the top-level value: an object's `requests` (bounded, each entry kept as text),
+/// `token_auth` and `send_image`; every other key, and any
+/// top level that is not an object, is parsed for validity and dropped (PHP: no requests).
+struct TopLevel<'a> {
+    max_requests: usize,
+    too_many: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
+    type Value = Fields;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Fields, D::Error> {
+        de.deserialize_any(self)
     }
 }
 
-/// The non-empty query part of a URL as `parse_url($url)['query']` gives it: after the first
-/// `?`, up to the first `#`.
-fn url_query(url: &str) -> Option<&str> {
-    let after = &url[url.find('?')? + 1..];
-    let query = after.split('#').next().unwrap_or_default();
-    (!query.is_empty()).then_some(query)
+impl<'de> Visitor<'de> for TopLevel<'_> {
+    type Value = Fields;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                // A later duplicate wins, as in PHP's json_decode.
+                "requests" => {
+                    fields.requests = map.next_value_seed(Entries {
+                        max_requests: self.max_requests,
+                        too_many: self.too_many,
+                    })?;
+                }
+                "token_auth" => fields.token_auth = Some(map.next_value()?),
+                "send_image" => fields.send_image = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(fields)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Fields, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Fields::default())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Fields, E> {
+        Ok(Fields::default())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Fields, E> {
+        Ok(Fields::default())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Fields, E> {
+        Ok(Fields::default())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Fields, E> {
+        Ok(Fields::default())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Fields, E> {
+        Ok(Fields::default())
+    }
+    fn visit_unit<E>(self) -> Result<Fields, E> {
+        Ok(Fields::default())
+    }
+}
+
+/// Reads `requests`: a list (or an object, whose values count) of at most `max_requests`
+/// entries; any other value holds no requests.
+struct Entries<'a> {
+    max_requests: usize,
+    too_many: &'a Cell<bool>,
+}
+
+impl Entries<'_> {
+    fn over_limit<E: de::Error>(&self, count: usize) -> Result<(), E> {
+        if count > self.max_requests {
+            self.too_many.set(true);
+            return Err(E::custom("too many requests"));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Entries<'_> {
+    type Value = Vec<BulkEntry>;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Vec<BulkEntry>, D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Entries<'_> {
+    type Value = Vec<BulkEntry>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<BulkEntry>, A::Error> {
+        let mut requests = Vec::new();
+        let mut count = 0;
+        while let Some(entry) = seq.next_element_seed(EntrySeed)? {
+            count += 1;
+            self.over_limit(count)?;
+            requests.extend(entry);
+        }
+        Ok(requests)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<BulkEntry>, A::Error> {
+        // Keys matter here: a duplicate replaces the earlier entry in its position.
+        let mut entries: Vec<Option<BulkEntry>> = Vec::new();
+        let mut positions: HashMap<String, usize> = HashMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let entry = map.next_value_seed(EntrySeed)?;
+            match positions.get(&key) {
+                Some(&at) => entries[at] = entry,
+                None => {
+                    positions.insert(key, entries.len());
+                    entries.push(entry);
+                    self.over_limit(entries.len())?;
+                }
+            }
+        }
+        Ok(entries.into_iter().flatten().collect())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Vec<BulkEntry>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Vec<BulkEntry>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Vec<BulkEntry>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Vec<BulkEntry>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Vec<BulkEntry>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_unit<E>(self) -> Result<Vec<BulkEntry>, E> {
+        Ok(Vec::new())
+    }
 }
 
 /// `Common::getRequestVar($name, false, 'string', $json)`: a non-empty string or integer,
@@ -139,6 +282,10 @@ mod tests {
 
     use super::*;
 
+    fn as_json(entry: &BulkEntry) -> Value {
+        Value::Object(entry.params().expect("readable entry"))
+    }
+
     #[test]
     fn detection_needs_the_quoted_word_after_the_start() {
         assert!(is_bulk_body(br#"{"requests":[]}"#));
@@ -156,7 +303,7 @@ mod tests {
         let bulk = parse_bulk(body, 100).expect("parses");
         assert_eq!(bulk.token_auth.as_deref(), Some("abc"));
         assert!(bulk.send_image);
-        let as_json: Vec<Value> = bulk.requests.into_iter().map(Value::Object).collect();
+        let as_json: Vec<Value> = bulk.requests.iter().map(as_json).collect();
         assert_eq!(
             as_json,
             vec![
@@ -167,6 +314,15 @@ mod tests {
                 json!({"0":"a"}),
             ]
         );
+    }
+
+    #[test]
+    fn string_entries_keep_only_what_parse_url_calls_the_query() {
+        // A `?` inside the fragment is no query; a query PHP's `empty()` calls empty is dropped.
+        let body = br#"{"requests":["/m.php#frag?idsite=1","?0","?idsite=2#x?y=1","?00"]}"#;
+        let bulk = parse_bulk(body, 10).expect("parses");
+        let as_json: Vec<Value> = bulk.requests.iter().map(as_json).collect();
+        assert_eq!(as_json, vec![json!({"idsite":"2"}), json!({"00":""})]);
     }
 
     #[test]
@@ -184,6 +340,53 @@ mod tests {
     }
 
     #[test]
+    fn the_top_level_is_read_like_php_json_decode() {
+        // Other keys are skipped but must be valid JSON, UTF-8 included.
+        let b = parse_bulk(br#"{"x":{"y":[1,{"z":null}]},"requests":["?a=1"]}"#, 10).unwrap();
+        assert_eq!(b.requests.len(), 1);
+        assert_eq!(
+            parse_bulk(b"{\"requests\":[\"?a=1\"],\"x\":\"\xff\"}", 10),
+            Err(BulkError::NotJson("invalid UTF-8 at byte 26".into()))
+        );
+        assert!(matches!(
+            parse_bulk(br#"{"requests":["?a=1"]} trailing"#, 10),
+            Err(BulkError::NotJson(_))
+        ));
+        // A later duplicate key wins; `requests` as an object counts its values, and a
+        // duplicate entry key replaces the earlier entry in its place.
+        let b = parse_bulk(
+            br#"{"requests":["?a=1"],"requests":{"k":"?b=1","l":"?c=1","k":"?d=1"}}"#,
+            10,
+        )
+        .unwrap();
+        let as_json: Vec<Value> = b.requests.iter().map(as_json).collect();
+        assert_eq!(as_json, vec![json!({"d":"1"}), json!({"c":"1"})]);
+        // Anything else holds no requests.
+        for body in [
+            &br#"[{"requests":1}]"#[..],
+            br#"{"requests":"?a=1"}"#,
+            b"\"requests\" ",
+        ] {
+            assert_eq!(parse_bulk(body, 10).map(|b| b.requests.len()), Ok(0));
+        }
+    }
+
+    #[test]
+    fn reading_stops_at_the_first_entry_over_the_limit() {
+        // The rest of the body is not even looked at.
+        let mut body = b"{\"requests\":[".to_vec();
+        body.extend(std::iter::repeat_n(&b"0,"[..], 1_000_000).flatten());
+        assert_eq!(
+            parse_bulk(&body, 10),
+            Err(BulkError::TooManyRequests { max: 10 })
+        );
+        assert_eq!(
+            parse_bulk(br#"{"requests":{"a":1,"b":2,"c":3}}"#, 2),
+            Err(BulkError::TooManyRequests { max: 2 })
+        );
+    }
+
+    #[test]
     fn line_breaks_are_removed_before_decoding() {
         let b = parse_bulk(b"  {\"requests\":\r\n[\"?idsite=1\"]}\n", 10).expect("parses");
         assert_eq!(b.requests.len(), 1);
@@ -197,7 +400,7 @@ mod tests {
         ));
         assert_eq!(
             parse_bulk(br#"{"requests":["?a=1","?a=2","?a=3"]}"#, 2),
-            Err(BulkError::TooManyRequests { got: 3, max: 2 })
+            Err(BulkError::TooManyRequests { max: 2 })
         );
         assert_eq!(parse_bulk(b"[1]", 2).map(|b| b.requests.len()), Ok(0));
     }

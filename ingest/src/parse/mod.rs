@@ -1,20 +1,31 @@
 //! Pure parsing of what a client sends to `matomo.php` into Matomo tracking requests.
 //!
 //! - [`phpquery`]: PHP's `parse_str`, the way `$_GET`/`$_POST` are filled.
-//! - [`bulk`]: the JSON bulk body (`{"requests":[…],"token_auth":…}`).
+//! - [`bulk`]: the JSON bulk body (`{"requests":[…],"token_auth":…}`), whose entries
+//!   ([`bulk_entry`]) are parsed one at a time.
 //! - [`single_request`]: one hit, the query string merged with a form body (`$_GET + $_POST`).
 //!
 //! No I/O and no clock here: every function maps bytes to typed values or a clear error, so the
 //! parsers can be unit-, property- and fuzz-tested. The HTTP layer only wires them.
 
 pub mod bulk;
+pub mod bulk_entry;
 pub mod phpquery;
 #[cfg(test)]
 mod proptests;
 
 use matomo_wire::Params;
 
+/// A key serde_json treats specially when it is the first key of an object and its `raw_value`
+/// feature is on (axum turns it on for the whole workspace): the object is then replaced by the
+/// JSON its string value holds. A parameter of that name would let a client rewrite a request
+/// after edge validation, or make the entry undecodable, wherever a queue entry is decoded
+/// into a `serde_json::Value`. No Matomo parameter has this name, so the parsers drop it (at
+/// any depth) instead of queueing it.
+pub const SERDE_RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
+
 pub use bulk::{is_bulk_body, parse_bulk, BulkBody, BulkError};
+pub use bulk_entry::{BulkEntry, EntryTooLarge};
 pub use phpquery::parse_str;
 
 /// One hit's parameters: `$_GET + $_POST` — the query string's parameters first, then the form
@@ -55,6 +66,36 @@ mod tests {
             serde_json::Value::Object(p),
             json!({"idsite":"1","rec":"1","url":"http://a/"})
         );
+    }
+
+    #[test]
+    fn fuzz_crash_serde_raw_value_key_made_our_entry_undecodable() {
+        // cargo fuzz (parse_request) found: a parameter named like serde_json's internal raw
+        // value key, queued first in its object, made `decode` reparse its value as JSON.
+        use crate::queue::{entries_for, Envelope, Routed, Routing};
+        let params = single_request(SERDE_RAW_VALUE_KEY.as_bytes(), Some(b"idsite=1"));
+        assert_eq!(
+            serde_json::Value::Object(params.clone()),
+            json!({"idsite":"1"})
+        );
+        let envelope = Envelope {
+            server: Params::new(),
+            cookie: Params::new(),
+            token_auth: None,
+            time: 0,
+        };
+        let routing = Routing {
+            num_queues: 1,
+            uid_overwrites_visitor_id: true,
+            compression: crate::queue::EntryCompression::Default,
+        };
+        let routed = [Routed {
+            params: &params,
+            ip: "192.0.2.1",
+        }];
+        let entries = entries_for(&routed, &envelope, routing, || "0".repeat(16));
+        let set = matomo_wire::decode(&entries[0].bytes).expect("decodes");
+        assert_eq!(set.requests, vec![params]);
     }
 
     #[test]

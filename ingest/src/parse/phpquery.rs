@@ -4,13 +4,17 @@
 //! What PHP does, and so what we do: pairs split on `&`; `+` and `%XX` decoded in names and
 //! values; leading spaces of a name dropped; `.` and ` ` in the base name turned into `_`;
 //! `name[]` and `name[key]` build nested arrays (an unclosed `[` becomes `_`); a later
-//! duplicate wins; at most [`MAX_INPUT_VARS`] pairs and [`MAX_NESTING`] levels are read
-//! (PHP's `max_input_vars` and `max_input_nesting_level`). Bytes that are not UTF-8 are read as
-//! ISO-8859-1, as Matomo does. Pure; never panics.
+//! duplicate wins; at most [`MAX_INPUT_VARS`] pairs are read (PHP's `max_input_vars`), and a
+//! name nested deeper than [`MAX_NESTING`] levels (`max_input_nesting_level`) is dropped together
+//! with whatever its base name held, as PHP drops it. Bytes that are not UTF-8 are read as
+//! ISO-8859-1, as Matomo does. A name that is (or nests) [`SERDE_RAW_VALUE_KEY`] is dropped.
+//! Pure; never panics.
 
 use matomo_wire::php::string_from_request_bytes;
 use matomo_wire::Params;
 use serde_json::Value;
+
+use super::SERDE_RAW_VALUE_KEY;
 
 /// PHP's default `max_input_vars`: pairs beyond it are ignored.
 pub const MAX_INPUT_VARS: usize = 1000;
@@ -79,6 +83,16 @@ fn register(out: &mut Params, raw_name: &[u8], value: Value) {
         return;
     }
     let base = string_from_request_bytes(&base).into_owned();
+    let reserved = |name: &[u8]| name == SERDE_RAW_VALUE_KEY.as_bytes();
+    if reserved(base.as_bytes()) || indexes.iter().flatten().any(|i| reserved(i)) {
+        return;
+    }
+    let Some(indexes) = indexes else {
+        // Nested deeper than `max_input_nesting_level`: PHP drops the pair and deletes what the
+        // base name already held.
+        out.shift_remove(&base);
+        return;
+    };
     if indexes.is_empty() {
         out.insert(base, value);
         return;
@@ -94,8 +108,9 @@ fn register(out: &mut Params, raw_name: &[u8], value: Value) {
     insert_nested(slot, &indexes, value);
 }
 
-/// Splits `a.b[x][]` into the mangled base name `a_b` and the indexes `["x", ""]`.
-fn split_indexes(name: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+/// Splits `a.b[x][]` into the mangled base name `a_b` and the indexes `["x", ""]`; the indexes
+/// are `None` when there are more than [`MAX_NESTING`] groups.
+fn split_indexes(name: &[u8]) -> (Vec<u8>, Option<Vec<Vec<u8>>>) {
     let mut base = Vec::with_capacity(name.len());
     let mut i = 0;
     let mut indexes = Vec::new();
@@ -106,7 +121,10 @@ fn split_indexes(name: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
                 // Found the first index: parse the rest as a chain of [..] groups.
                 indexes.push(name[i + 1..i + 1 + close].to_vec());
                 let mut j = i + 1 + close + 1;
-                while j < name.len() && name[j] == b'[' && indexes.len() < MAX_NESTING {
+                while j < name.len() && name[j] == b'[' {
+                    if indexes.len() == MAX_NESTING {
+                        return (base, None);
+                    }
                     match name[j + 1..].iter().position(|&c| c == b']') {
                         Some(c) => {
                             indexes.push(name[j + 1..j + 1 + c].to_vec());
@@ -115,17 +133,17 @@ fn split_indexes(name: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
                         None => break,
                     }
                 }
-                return (base, indexes);
+                return (base, Some(indexes));
             }
             // An unclosed bracket: PHP turns it into `_` and keeps the rest literally.
             base.push(b'_');
             base.extend_from_slice(&name[i + 1..]);
-            return (base, indexes);
+            return (base, Some(indexes));
         }
         base.push(if b == b'.' || b == b' ' { b'_' } else { b });
         i += 1;
     }
-    (base, indexes)
+    (base, Some(indexes))
 }
 
 fn insert_nested(slot: &mut Value, indexes: &[Vec<u8>], value: Value) {
@@ -224,6 +242,35 @@ mod tests {
             parsed("a=%zz%4&b=caf%E9&c=%"),
             json!({"a":"%zz%4","b":"café","c":"%"})
         );
+    }
+
+    #[test]
+    fn names_nested_too_deep_are_dropped_with_their_base() {
+        // PHP's tests/basic/027.phpt, at the default limit of 64 levels.
+        let deep = "[]".repeat(MAX_NESTING + 1);
+        let input = format!("a=1&c=0&c{deep}=123&d=123&e[][]][]=3");
+        assert_eq!(
+            parsed(&input),
+            json!({"a":"1","d":"123","e":{"0":{"0":"3"}}})
+        );
+        let at_limit = parsed(&format!("c{}=x", "[]".repeat(MAX_NESTING)));
+        let mut level = &at_limit["c"];
+        for _ in 1..MAX_NESTING {
+            level = &level["0"];
+        }
+        assert_eq!(level["0"], json!("x"));
+        // 100k unclosed groups: no recursion, no panic.
+        let huge = format!("z{}=1&y=2", "[".repeat(100_000));
+        assert_eq!(parse_str(huge.as_bytes()).len(), 2);
+    }
+
+    #[test]
+    fn the_serde_raw_value_key_is_dropped_at_any_depth() {
+        let input = format!(
+            "{k}=%7B%7D&a[{k}]=1&a[b]=2&{k}[x]=3&idsite=1",
+            k = SERDE_RAW_VALUE_KEY
+        );
+        assert_eq!(parsed(&input), json!({"a":{"b":"2"},"idsite":"1"}));
     }
 
     #[test]
