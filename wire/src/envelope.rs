@@ -119,7 +119,7 @@ pub fn encode(set: &RequestSet) -> Vec<u8> {
 /// Decodes an entry written by PHP or by us: zlib-compressed or raw JSON.
 pub fn decode(bytes: &[u8]) -> Result<RequestSet, WireError> {
     let json = inflate_if_compressed(bytes)?;
-    let value: Value = serde_json::from_slice(&json).map_err(|e| WireError::Json(e.to_string()))?;
+    let value = crate::plain_json::from_slice(&json).map_err(|e| WireError::Json(e.to_string()))?;
     from_state(value)
 }
 
@@ -246,6 +246,21 @@ mod tests {
             time: 1794269759,
             entry_id: Some("0123456789abcdef".into()),
         }
+    }
+
+    #[test]
+    fn a_parameter_named_like_serde_raw_value_decodes_as_php_reads_it() {
+        // PHP's json_decode knows no special key; serde_json's Value (with its raw_value feature,
+        // on in the workspace build) would replace this request by `{"idsite":"9"}`.
+        let json = concat!(
+            r#"{"requests":[{"$serde_json::private::RawValue":"{\"idsite\":\"9\"}","idsite":"1"}],"#,
+            r#""env":{"server":{},"cookie":[]},"tokenAuth":false,"time":5}"#
+        );
+        let set = decode(json.as_bytes()).expect("decodes");
+        assert_eq!(
+            serde_json::Value::Object(set.requests[0].clone()),
+            json!({"$serde_json::private::RawValue": "{\"idsite\":\"9\"}", "idsite": "1"})
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod envelope;
 pub mod keys;
 pub mod php;
 pub mod phpjson;
+pub mod plain_json;
 
 pub use envelope::{decode, encode, entry_digest, param_str, Params, RequestSet, WireError};
 pub use keys::{
