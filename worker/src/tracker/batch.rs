@@ -36,6 +36,18 @@ pub struct ShardCache {
     by_idvisit: HashMap<u64, usize>,
     loaded_vid: HashSet<Key>,
     loaded_cfg: HashSet<Key>,
+    /// Per visit, its row as the database holds it (loaded or last written in this cache's
+    /// life), so a write sends only the columns that changed.
+    stored: HashMap<usize, Vec<Val>>,
+}
+
+/// A visit's row values ([`visit::COLUMNS`] order, first [`visit::NCOLS`]); a link to an
+/// action not written yet is NULL.
+fn row_of(v: &Visit) -> Vec<Val> {
+    v.columns(|l| match l {
+        LinkRef::Id(id) => Some(id),
+        LinkRef::Pending(_) => None,
+    })
 }
 
 impl ShardCache {
@@ -57,6 +69,7 @@ impl ShardCache {
             .push(i);
         if v.idvisit != 0 {
             self.by_idvisit.insert(v.idvisit, i);
+            self.stored.insert(i, row_of(&v));
         }
         self.visits.push(v);
         i
@@ -757,6 +770,8 @@ async fn write(
                 &[("last_idlink_va", Val::Int(id as i64))],
             ));
         }
+        let row = row_of(cache.visit(i));
+        cache.stored.insert(i, row);
     }
     update_existing_visits(tx, &table, cache, &existing).await?;
     let lva = t.table("log_link_visit_action");
@@ -774,32 +789,50 @@ async fn write(
 /// Writes the final state of visits stored before this batch: their rows are locked first
 /// (`SELECT … FOR UPDATE`), so a visit deleted meanwhile (GDPR tools, log purges) is left deleted —
 /// as PHP's `UPDATE … WHERE idvisit = ?` leaves it — and then every present one is updated by one
-/// multi-row statement instead of one `UPDATE` per visit. The columns PHP never changes on an
-/// existing visit (site, config id, IP, first action time) are not updated.
+/// multi-row statement instead of one `UPDATE` per visit. Only the columns that changed in some
+/// visit of the chunk are sent (against the row the cache last loaded or wrote); the columns PHP
+/// never changes on an existing visit (site, config id, IP, first action time) never are.
 async fn update_existing_visits(
     tx: &mut Transaction<'static>,
     table: &str,
-    cache: &ShardCache,
+    cache: &mut ShardCache,
     visits: &[usize],
 ) -> Result<(), BatchError> {
     const CHUNK: usize = 500;
+    /// `log_visit`'s NOT NULL columns without a default in Matomo's schema.
+    const REQUIRED: [&str; 7] = [
+        "idsite",
+        "idvisitor",
+        "visit_last_action_time",
+        "config_id",
+        "location_ip",
+        "visit_first_action_time",
+        "visit_total_time",
+    ];
     let fixed = [
         "idsite",
         "config_id",
         "location_ip",
         "visit_first_action_time",
     ];
-    let names: Vec<&str> = visit::COLUMNS[..visit::NCOLS]
-        .iter()
-        .copied()
-        .chain(["idvisit"])
-        .collect();
-    let update: Vec<&str> = visit::COLUMNS[..visit::NCOLS]
-        .iter()
-        .copied()
-        .filter(|c| !fixed.contains(c))
-        .collect();
+    let columns = &visit::COLUMNS[..visit::NCOLS];
     for chunk in visits.chunks(CHUNK) {
+        let rows: Vec<(usize, Vec<Val>)> =
+            chunk.iter().map(|&i| (i, row_of(cache.visit(i)))).collect();
+        let changed: Vec<usize> = (0..columns.len())
+            .filter(|&k| !fixed.contains(&columns[k]))
+            .filter(|&k| {
+                rows.iter().any(|(i, row)| {
+                    cache
+                        .stored
+                        .get(i)
+                        .is_none_or(|old| old.get(k) != row.get(k))
+                })
+            })
+            .collect();
+        if changed.is_empty() {
+            continue;
+        }
         let ids: Vec<String> = chunk
             .iter()
             .map(|i| cache.visit(*i).idvisit.to_string())
@@ -812,22 +845,34 @@ async fn update_existing_visits(
             .await?
             .into_iter()
             .collect();
-        let rows: Vec<Vec<Val>> = chunk
+        // The statement's INSERT half never applies (every row exists and is locked), but a
+        // strict sql_mode still wants a value for each NOT NULL column without a default.
+        let required: Vec<usize> = (0..columns.len())
+            .filter(|&k| REQUIRED.contains(&columns[k]) && !changed.contains(&k))
+            .collect();
+        let names: Vec<&str> = std::iter::once("idvisit")
+            .chain(changed.iter().chain(&required).map(|&k| columns[k]))
+            .collect();
+        let values: Vec<Vec<Val>> = rows
             .iter()
-            .map(|i| cache.visit(*i))
-            .filter(|v| present.contains(&v.idvisit))
-            .map(|v| {
-                let mut row = v.columns(|l| match l {
-                    LinkRef::Id(id) => Some(id),
-                    LinkRef::Pending(_) => None,
-                });
-                row.push(Val::Int(v.idvisit as i64));
-                row
+            .filter(|(i, _)| present.contains(&cache.visit(*i).idvisit))
+            .map(|(i, row)| {
+                std::iter::once(Val::Int(cache.visit(*i).idvisit as i64))
+                    .chain(changed.iter().chain(&required).map(|&k| row[k].clone()))
+                    .collect()
             })
             .collect();
-        if !rows.is_empty() {
-            tx.query_drop(sql::multi_update_existing(table, &names, &rows, &update))
-                .await?;
+        if !values.is_empty() {
+            tx.query_drop(sql::multi_update_existing(
+                table,
+                &names,
+                &values,
+                &names[1..=changed.len()],
+            ))
+            .await?;
+        }
+        for (i, row) in rows {
+            cache.stored.insert(i, row);
         }
     }
     Ok(())
