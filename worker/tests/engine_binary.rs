@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use engine_support::{golden_dir, load_golden_state, TestEnv};
+use engine_support::{golden_dir, golden_worker_command, load_golden_state, TestEnv};
 use matomo_wire::{Params, RequestSet};
 use mysql_async::prelude::*;
 
@@ -77,48 +77,13 @@ async fn counts(env: &TestEnv) -> Vec<u64> {
 }
 
 fn worker(env: &TestEnv, dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matomo-worker"));
-    cmd.arg("--matomo-config")
-        .arg(dir.join("matomo-state/config.ini.php"))
-        .args([
-            "--set",
-            "database.host=127.0.0.1",
-            "--set",
-            "database.port=3306",
-        ])
-        .args([
-            "--set",
-            "database.username=matomo",
-            "--set",
-            "database.password=matomo",
-        ])
-        .args([
-            "--set",
-            &format!("database.dbname={}", env.db),
-            "--set",
-            "database.tables_prefix=matomo_",
-        ])
-        .args([
-            "--set",
-            "redis.host=127.0.0.1",
-            "--set",
-            "redis.port=6379",
-            "--set",
-            "redis.database=0",
-        ])
-        .args([
-            "--set",
-            &format!("queue.key_prefix={}", env.prefix),
-            "--set",
-            "queue.num_queue_workers=1",
-        ])
-        .args([
-            "--set",
-            "queue.num_requests_to_process=10",
-            "--set",
-            "worker.lock_ttl=2",
-        ])
-        .args(["--set", "log.level=warn"]);
+    let mut cmd = golden_worker_command(env, dir);
+    cmd.args([
+        "--set",
+        "queue.num_requests_to_process=10",
+        "--set",
+        "worker.lock_ttl=2",
+    ]);
     // No --matomo-vendor: device detection and referrer lists do not matter for exactly-once,
     // and loading the detector three times would dominate the test's time.
     cmd

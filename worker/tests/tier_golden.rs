@@ -8,6 +8,7 @@
 //! installs them); skips with a message when the shared folder is absent.
 
 mod engine_support;
+mod golden_compare;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -100,35 +101,12 @@ async fn tier_round(mode: &str, bulk: Option<usize>) {
     server.await.expect("join ingest").expect("ingest served");
 
     // The worker binary drains the queue.
-    let out = Command::new(env!("CARGO_BIN_EXE_matomo-worker"))
-        .arg("--matomo-config")
-        .arg(dir.join("matomo-state/config.ini.php"))
+    let out = engine_support::golden_worker_command(&env, &dir)
         .arg("--matomo-vendor")
         .arg(shared.join("matomo-data/for-matomo-5.1"))
         .args(["--set", "matomo.device_detector=6.3"])
-        .args([
-            "--set",
-            "database.host=127.0.0.1",
-            "--set",
-            "database.port=3306",
-        ])
-        .args([
-            "--set",
-            "database.username=matomo",
-            "--set",
-            "database.password=matomo",
-        ])
-        .args(["--set", &format!("database.dbname={}", env.db)])
-        .args(["--set", "redis.host=127.0.0.1", "--set", "redis.port=6379"])
-        .args(["--set", "redis.database=0"])
-        .args(["--set", &format!("queue.key_prefix={}", env.prefix)])
-        .args([
-            "--set",
-            "queue.num_queue_workers=1",
-            "--set",
-            "queue.num_requests_to_process=100",
-        ])
-        .args(["--set", "log.level=warn", "process", "--once"])
+        .args(["--set", "queue.num_requests_to_process=100"])
+        .args(["process", "--once"])
         .output()
         .expect("run matomo-worker");
     assert!(
@@ -140,43 +118,11 @@ async fn tier_round(mode: &str, bulk: Option<usize>) {
     assert_eq!(env.queue_len(0).await, 0, "[{mode}] the queue was drained");
 
     // PHP's own tools compare the rows.
-    let cand = std::env::temp_dir().join(format!("{}-tier-{mode}.json", env.db));
-    let dump = Command::new("python3")
-        .arg(dir.join("dump.py"))
-        .args(["--host", "127.0.0.1", "--port", "3306", "--user", "matomo"])
-        .args([
-            "--password",
-            "matomo",
-            "--db",
-            &env.db,
-            "--prefix",
-            "matomo_",
-            "--out",
-        ])
-        .arg(&cand)
-        .output()
-        .expect("python3 dump.py");
+    let verdict = golden_compare::dump_and_compare(&dir, &env.db, &format!("tier-{mode}"));
     assert!(
-        dump.status.success(),
-        "dump.py failed: {}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    let compare = Command::new("python3")
-        .arg(dir.join("compare.py"))
-        .arg(dir.join("golden-get.json"))
-        .arg(&cand)
-        .args([
-            "--ignore-row",
-            r"options.fingerprint_salt:_(?!2026-11-(?:09|1[0-3])$)\d{4}-\d\d-\d\d$",
-        ])
-        .output()
-        .expect("python3 compare.py");
-    let _ = std::fs::remove_file(&cand);
-    let text = String::from_utf8_lossy(&compare.stdout);
-    println!("[tier, {mode}]\n{text}");
-    assert!(
-        compare.status.success(),
-        "[{mode}] the tier's rows differ from PHP's (see above)"
+        verdict.equal,
+        "[{mode}] the tier's rows differ from PHP's (fidelity {}%; see above)",
+        verdict.fidelity()
     );
 }
 

@@ -10,6 +10,8 @@
 //! Needs MariaDB on 127.0.0.1:3306 (user/password `matomo`) and fails clearly without it; skips
 //! with a message when the shared folder is absent.
 
+mod golden_compare;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -261,57 +263,10 @@ async fn run_golden(bulk: bool) {
     drop(conn);
     pool.disconnect().await.expect("disconnect");
 
-    let cand = std::env::temp_dir().join(format!("{db}.json"));
-    let out = Command::new("python3")
-        .arg(golden.join("dump.py"))
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "3306",
-            "--user",
-            "matomo",
-            "--password",
-            "matomo",
-            "--db",
-            &db,
-        ])
-        .args(["--prefix", "matomo_", "--out"])
-        .arg(&cand)
-        .output()
-        .expect("python3 dump.py");
+    let verdict = golden_compare::dump_and_compare(&golden, &db, mode);
+    let pct = verdict.fidelity();
     assert!(
-        out.status.success(),
-        "dump.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new("python3")
-        .arg(golden.join("compare.py"))
-        .arg(golden.join("golden-get.json"))
-        .arg(&cand)
-        .args([
-            "--ignore-row",
-            r"options.fingerprint_salt:_(?!2026-11-(?:09|1[0-3])$)\d{4}-\d\d-\d\d$",
-        ])
-        .output()
-        .expect("python3 compare.py");
-    let text = String::from_utf8_lossy(&out.stdout);
-    println!("[{mode}]\n{text}");
-    let _ = std::fs::remove_file(&cand);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("fidelity:"))
-        .expect("compare.py prints a fidelity line");
-    let pct: f64 = line
-        .trim_start_matches("fidelity:")
-        .trim()
-        .split('%')
-        .next()
-        .and_then(|s| s.trim().parse().ok())
-        .expect("fidelity percentage");
-    assert!(
-        out.status.success(),
+        verdict.equal,
         "[{mode}] rows differ from PHP's (fidelity {pct}%); see the differences above"
     );
 }

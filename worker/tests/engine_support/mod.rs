@@ -224,6 +224,33 @@ pub fn golden_dir() -> Option<std::path::PathBuf> {
         .then_some(dir)
 }
 
+/// The `matomo-worker` binary, configured from the golden state's `config.ini.php` (in golden
+/// folder `dir`) and pointed at `env`'s database (tables `matomo_*`) and Redis key prefix, one
+/// queue, warnings only. Callers add their own settings and the subcommand.
+pub fn golden_worker_command(env: &TestEnv, dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_matomo-worker"));
+    cmd.arg("--matomo-config")
+        .arg(dir.join("matomo-state/config.ini.php"));
+    let settings = [
+        "database.host=127.0.0.1".to_string(),
+        "database.port=3306".into(),
+        "database.username=matomo".into(),
+        "database.password=matomo".into(),
+        format!("database.dbname={}", env.db),
+        "database.tables_prefix=matomo_".into(),
+        "redis.host=127.0.0.1".into(),
+        "redis.port=6379".into(),
+        "redis.database=0".into(),
+        format!("queue.key_prefix={}", env.prefix),
+        "queue.num_queue_workers=1".into(),
+        "log.level=warn".into(),
+    ];
+    for setting in settings {
+        cmd.arg("--set").arg(setting);
+    }
+    cmd
+}
+
 /// Creates Matomo's tables (prefix `matomo_`) and the golden configuration rows (sites, goals,
 /// options…) in the test database.
 pub async fn load_golden_state(env: &TestEnv, dir: &std::path::Path) {
