@@ -123,8 +123,7 @@ fn bench(c: &mut Criterion) {
             };
             let routing = Routing {
                 num_queues: 16,
-                uid_overwrites_visitor_id: true,
-                compression: EntryCompression::Default,
+                ..Routing::default()
             };
             let check = |p: &_| {
                 validate(p, &ctx).expect("valid");

@@ -99,16 +99,10 @@ fn body(shape: &str) -> String {
 
 /// The envelope and routing of every measurement.
 fn envelope() -> (Envelope, Routing) {
-    let envelope = Envelope {
-        server: Params::new(),
-        cookie: Params::new(),
-        token_auth: None,
-        time: 0,
-    };
+    let envelope = Envelope::default();
     let routing = Routing {
         num_queues: 16,
-        uid_overwrites_visitor_id: true,
-        compression: matomo_ingest::queue::EntryCompression::Default,
+        ..Routing::default()
     };
     (envelope, routing)
 }

@@ -11,16 +11,10 @@ pub fn encode_and_decode(requests: &[Params], ip: &str, num_queues: u16) -> Vec<
         .iter()
         .map(|params| Routed { params, ip })
         .collect();
-    let envelope = Envelope {
-        server: Params::new(),
-        cookie: Params::new(),
-        token_auth: None,
-        time: 0,
-    };
+    let envelope = Envelope::default();
     let routing = Routing {
         num_queues,
-        uid_overwrites_visitor_id: true,
-        compression: matomo_ingest::queue::EntryCompression::Default,
+        ..Routing::default()
     };
     let mut decoded = Vec::new();
     for entry in entries_for(&routed, &envelope, routing, || "0000000000000000".into()) {

@@ -86,16 +86,10 @@ mod tests {
         assert_eq!(params["x"].as_f64(), Some(5.280832617179597e44));
         assert_eq!(params["y"][0].as_f64(), Some(8.17104034735445e20));
         let envelope = Envelope {
-            server: Params::new(),
-            cookie: Params::new(),
-            token_auth: None,
             time: 1,
+            ..Envelope::default()
         };
-        let routing = Routing {
-            num_queues: 1,
-            uid_overwrites_visitor_id: true,
-            compression: crate::queue::EntryCompression::Default,
-        };
+        let routing = Routing::default();
         let accept = |_: &Params| Checked::Accepted("192.0.2.1".into());
         let (entries, _) = encode_bulk(&bulk.requests, &envelope, routing, accept, || {
             "0".repeat(16)
@@ -117,16 +111,10 @@ mod tests {
         body["requests"][9] = json!(vec![0; 1500]);
         let bulk = parse_bulk(body.to_string().as_bytes(), 1000).expect("parses");
         let envelope = Envelope {
-            server: Params::new(),
-            cookie: Params::new(),
-            token_auth: None,
             time: 1,
+            ..Envelope::default()
         };
-        let routing = Routing {
-            num_queues: 1,
-            uid_overwrites_visitor_id: true,
-            compression: crate::queue::EntryCompression::Default,
-        };
+        let routing = Routing::default();
         let check = |p: &Params| match p.len() {
             0 => Checked::Empty,
             1 => Checked::Invalid,

@@ -78,17 +78,8 @@ mod tests {
             serde_json::Value::Object(params.clone()),
             json!({"idsite":"1"})
         );
-        let envelope = Envelope {
-            server: Params::new(),
-            cookie: Params::new(),
-            token_auth: None,
-            time: 0,
-        };
-        let routing = Routing {
-            num_queues: 1,
-            uid_overwrites_visitor_id: true,
-            compression: crate::queue::EntryCompression::Default,
-        };
+        let envelope = Envelope::default();
+        let routing = Routing::default();
         let routed = [Routed {
             params: &params,
             ip: "192.0.2.1",

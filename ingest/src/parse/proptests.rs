@@ -86,8 +86,7 @@ proptest! {
             &envelope,
             Routing {
                 num_queues,
-                uid_overwrites_visitor_id: true,
-                compression: tier_config::EntryCompression::Default,
+                ..Routing::default()
             },
             || { n += 1; format!("{n:016x}") },
         );

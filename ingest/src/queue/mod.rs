@@ -79,8 +79,9 @@ pub trait Sink: Send + Sync + 'static {
     fn readiness(&self) -> BoxFuture<'_, Readiness>;
 }
 
-/// Everything a request set shares: environment, token, receive time.
-#[derive(Debug, Clone)]
+/// Everything a request set shares: environment, token, receive time. The default is an empty
+/// environment, no token, time 0.
+#[derive(Debug, Clone, Default)]
 pub struct Envelope {
     /// `env.server`.
     pub server: Params,
@@ -101,6 +102,18 @@ pub struct Routing {
     pub uid_overwrites_visitor_id: bool,
     /// `queue.compression`.
     pub compression: EntryCompression,
+}
+
+impl Default for Routing {
+    /// QueuedTracking's and Matomo's defaults: one queue (`numQueueWorkers = 1`), `uid`
+    /// overwrites the visitor id, entries as PHP's `gzcompress` writes them.
+    fn default() -> Self {
+        Self {
+            num_queues: 1,
+            uid_overwrites_visitor_id: true,
+            compression: EntryCompression::Default,
+        }
+    }
 }
 
 /// One accepted request: its parameters and the IP the queue is chosen by (`cip` when
@@ -188,8 +201,7 @@ mod tests {
             &env,
             Routing {
                 num_queues: 16,
-                uid_overwrites_visitor_id: true,
-                compression: EntryCompression::Default,
+                ..Routing::default()
             },
             || {
                 n += 1;
