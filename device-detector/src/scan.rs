@@ -316,8 +316,12 @@ impl Scanner {
         None
     }
 
-    /// Compile errors of the individual patterns, as `(index, message)`.
+    /// Compile errors of the individual patterns, as `(index, message)`. Builds every chunk's
+    /// prefilter too, so nothing is left to compile on first use.
     pub(crate) fn check(&self) -> Vec<(usize, String)> {
+        for chunk in &self.chunks {
+            chunk.filter();
+        }
         self.patterns
             .iter()
             .enumerate()

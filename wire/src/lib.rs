@@ -9,6 +9,7 @@
 //! Nothing here does I/O; everything is property-tested for round trips.
 #![deny(missing_docs)]
 
+pub mod civil;
 mod entities;
 pub mod envelope;
 pub mod keys;
