@@ -4,9 +4,14 @@
 //! entries, then exactly the same rows are written again as raw multi-row INSERTs (500 rows per
 //! statement) into empty copies of the tables. Prints rows/s for both and their ratio.
 //!
+//! Each case runs with 1, then 2 shards (`TRACKER_BENCH_SHARDS`, default "1 2"): the hits are
+//! split by visitor id into that many queues processed concurrently, as a worker pool does, and
+//! the raw INSERTs are spread over as many concurrent connections.
+//!
 //! Needs MariaDB on 127.0.0.1:3306 (user/password `matomo`). Run: `cargo bench -p matomo-worker
 //! --bench tracker_throughput` (env `TRACKER_BENCH_HITS`, default 20000). Device detection is
-//! included when `../shared/matomo-data/for-matomo-5.1` exists (or `MATOMO_SHARED_DIR`).
+//! included when `../shared/matomo-data/for-matomo-5.1` exists (or `MATOMO_SHARED_DIR`); its
+//! patterns are compiled before timing, as a running worker has them.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -89,7 +94,12 @@ fn hits(n: usize, now: i64) -> Vec<RequestSet> {
             ("rec".into(), "1".into()),
             (
                 "_id".into(),
-                format!("{:016x}", 0xa000_0000_0000u64 + v as u64),
+                // Spread over the hex space like real visitor ids (the queue is picked from
+                // the first three hex digits).
+                format!(
+                    "{:016x}",
+                    (v as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ),
             ),
             (
                 "url".into(),
@@ -163,7 +173,9 @@ async fn raw_copy(
     pool: &mysql_async::Pool,
     from: &str,
     to: &str,
-) -> Result<(usize, f64), mysql_async::Error> {
+    connections: usize,
+    server: Option<&str>,
+) -> Result<(usize, f64, f64), mysql_async::Error> {
     let mut src = pool.get_conn().await?;
     let mut statements: Vec<String> = Vec::new();
     let mut rows_total = 0usize;
@@ -196,14 +208,62 @@ async fn raw_copy(
             statements.push(sql);
         }
     }
-    let mut dst = pool.get_conn().await?;
-    let started = Instant::now();
-    let mut tx = dst.start_transaction(Default::default()).await?;
-    for s in &statements {
-        tx.query_drop(s).await?;
+    drop(src);
+    // Statements dealt round-robin to `connections` concurrent transactions.
+    let mut lanes: Vec<Vec<String>> = vec![Vec::new(); connections];
+    for (i, s) in statements.into_iter().enumerate() {
+        lanes[i % connections].push(s);
     }
-    tx.commit().await?;
-    Ok((rows_total, started.elapsed().as_secs_f64()))
+    let mut conns = Vec::new();
+    for _ in 0..connections {
+        conns.push(pool.get_conn().await?);
+    }
+    let cpu0 = cpu_now(server);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (mut dst, lane) in conns.into_iter().zip(lanes) {
+        tasks.push(tokio::spawn(async move {
+            let mut tx = dst.start_transaction(Default::default()).await?;
+            for s in &lane {
+                tx.query_drop(s).await?;
+            }
+            tx.commit().await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("raw task")?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu1 = cpu_now(server);
+    Ok((rows_total, secs, (cpu1.0 - cpu0.0) + (cpu1.1 - cpu0.1)))
+}
+
+/// CPU seconds (user + system) used so far by process `pid` (Linux `/proc`), 0 elsewhere.
+fn cpu_secs(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// The MariaDB server's pid, when it runs on this machine.
+fn server_pid() -> Option<String> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        (name.chars().all(|c| c.is_ascii_digit()) && matches!(comm.trim(), "mariadbd" | "mysqld"))
+            .then_some(name)
+    })
+}
+
+/// CPU seconds of this process and of the MariaDB server.
+fn cpu_now(server: Option<&str>) -> (f64, f64) {
+    (cpu_secs("self"), server.map_or(0.0, cpu_secs))
 }
 
 async fn count_rows(conn: &mut mysql_async::Conn, db: &str) -> Result<usize, mysql_async::Error> {
@@ -217,19 +277,20 @@ async fn count_rows(conn: &mut mysql_async::Conn, db: &str) -> Result<usize, mys
     Ok(total)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let n: usize = std::env::var("TRACKER_BENCH_HITS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20_000);
+/// Rows/s of the tracker with `shards` queues processed concurrently (one task, connection
+/// and shard cache each, visitors split as QueuedTracking splits them), then of raw multi-row
+/// INSERTs of the same rows over as many concurrent connections.
+async fn run_case(
+    admin_pool: &mysql_async::Pool,
+    sets: &[RequestSet],
+    shards: usize,
+) -> (f64, f64) {
     let suffix = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
     let (db, raw) = (
         format!("mt_test_bench_{suffix}"),
         format!("mt_test_raw_{suffix}"),
     );
     let _guard = DropDatabases(vec![db.clone(), raw.clone()]);
-    let admin_pool = mysql_async::Pool::new("mysql://matomo:matomo@127.0.0.1:3306/");
     let mut admin = admin_pool
         .get_conn()
         .await
@@ -259,30 +320,87 @@ async fn main() {
     }
     let pool =
         mysql_async::Pool::new(format!("mysql://matomo:matomo@127.0.0.1:3306/{db}").as_str());
-    let tracker = Tracker::new(&config, pool.clone()).await.expect("tracker");
-    let sets = hits(n, chrono::Utc::now().timestamp());
-    let mut cache = tracker.new_shard_cache();
+    let tracker = std::sync::Arc::new(Tracker::new(&config, pool.clone()).await.expect("tracker"));
+    // A long-running worker compiles its device-detection patterns at start (`run` does it in
+    // the background); measure that state, not the one-time compilation.
+    tracker.warm_up().expect("device detection patterns");
+    let mut queues: Vec<Vec<RequestSet>> = vec![Vec::new(); shards];
+    for set in sets {
+        let vid = set.requests[0]
+            .get("_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let q = usize::from_str_radix(&vid[..3], 16).unwrap_or(0) % shards;
+        queues[q].push(set.clone());
+    }
+    let server = server_pid();
+    let cpu0 = cpu_now(server.as_deref());
     let started = Instant::now();
-    for chunk in sets.chunks(500) {
-        let mut tx = pool
-            .start_transaction(Default::default())
-            .await
-            .expect("tx");
-        tracker
-            .process_batch(&mut tx, &mut cache, chunk)
-            .await
-            .expect("batch");
-        tx.commit().await.expect("commit");
+    let mut tasks = Vec::new();
+    for queue in queues {
+        let (tracker, pool) = (tracker.clone(), pool.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut cache = tracker.new_shard_cache();
+            for chunk in queue.chunks(500) {
+                let mut tx = pool
+                    .start_transaction(Default::default())
+                    .await
+                    .expect("tx");
+                tracker
+                    .process_batch(&mut tx, &mut cache, chunk)
+                    .await
+                    .expect("batch");
+                tx.commit().await.expect("commit");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("shard task");
     }
     let tracker_secs = started.elapsed().as_secs_f64();
+    let cpu1 = cpu_now(server.as_deref());
     let rows = count_rows(&mut admin, &db).await.expect("count");
-    let (raw_rows, raw_secs) = raw_copy(&admin_pool, &db, &raw).await.expect("raw copy");
-    let t_rate = rows as f64 / tracker_secs;
-    let r_rate = raw_rows as f64 / raw_secs;
-    println!("tracker: {n} hits -> {rows} rows in {tracker_secs:.2}s = {t_rate:.0} rows/s ({:.0} hits/s)", n as f64 / tracker_secs);
-    println!("raw multi-row INSERT of the same rows: {raw_rows} rows in {raw_secs:.2}s = {r_rate:.0} rows/s");
-    println!("ratio tracker/raw: {:.2}", t_rate / r_rate);
+    let (raw_rows, raw_secs, raw_cpu) = raw_copy(admin_pool, &db, &raw, shards, server.as_deref())
+        .await
+        .expect("raw copy");
+    // CPU per row: what the machine spends, least disturbed by other load on it.
+    let t_cpu = (cpu1.0 - cpu0.0) + (cpu1.1 - cpu0.1);
+    println!(
+        "{shards} shard(s): CPU per row: tracker {:.1} µs (worker {:.1} + MariaDB {:.1}), raw INSERTs {:.1} µs (MariaDB); ratio {:.2}",
+        1e6 * t_cpu / rows as f64,
+        1e6 * (cpu1.0 - cpu0.0) / rows as f64,
+        1e6 * (cpu1.1 - cpu0.1) / rows as f64,
+        1e6 * raw_cpu / raw_rows as f64,
+        (raw_cpu / raw_rows as f64) / (t_cpu / rows as f64),
+    );
+    let (t_rate, r_rate) = (rows as f64 / tracker_secs, raw_rows as f64 / raw_secs);
+    let n = sets.len();
+    println!(
+        "{shards} shard(s): tracker {n} hits -> {rows} rows in {tracker_secs:.2}s = {t_rate:.0} rows/s ({:.0} hits/s); \
+         raw INSERTs over {shards} connection(s): {raw_rows} rows in {raw_secs:.2}s = {r_rate:.0} rows/s; ratio {:.2}",
+        n as f64 / tracker_secs,
+        t_rate / r_rate
+    );
     pool.disconnect().await.ok();
-    drop(admin);
+    (t_rate, r_rate)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = std::env::var("TRACKER_BENCH_HITS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000);
+    let shard_counts: Vec<usize> = std::env::var("TRACKER_BENCH_SHARDS")
+        .unwrap_or_else(|_| "1 2".into())
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .filter(|k| *k > 0)
+        .collect();
+    let admin_pool = mysql_async::Pool::new("mysql://matomo:matomo@127.0.0.1:3306/");
+    let sets = hits(n, chrono::Utc::now().timestamp());
+    for shards in shard_counts {
+        run_case(&admin_pool, &sets, shards).await;
+    }
     admin_pool.disconnect().await.ok();
 }

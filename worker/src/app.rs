@@ -157,18 +157,34 @@ pub async fn connect(config: &tier_config::Config) -> Result<Backends, StartupEr
     })
 }
 
-/// Builds the engine over the tracker core.
+/// Builds the engine over the tracker core; `warm_up`: compile the device-detection patterns
+/// in the background ([`Tracker::warm_up`]), for long-running workers.
 pub async fn tracker_engine(
     backends: &Backends,
     opts: EngineOptions,
+    warm_up: bool,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<Engine<Tracker>, StartupError> {
-    let tracker = Tracker::new(&backends.config, backends.mysql.clone()).await?;
+    let tracker = Arc::new(Tracker::new(&backends.config, backends.mysql.clone()).await?);
+    if warm_up {
+        // In the background: batches are processed meanwhile, compiling what they need.
+        let t = tracker.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            match t.warm_up() {
+                Ok(()) => tracing::info!(
+                    secs = started.elapsed().as_secs_f64(),
+                    "device detection patterns compiled"
+                ),
+                Err(e) => tracing::warn!(error = %e, "device detection patterns"),
+            }
+        });
+    }
     Ok(Engine::new(
         backends.redis.clone(),
         backends.mysql.clone(),
-        Arc::new(tracker),
+        tracker,
         opts,
         metrics,
         shutdown,
@@ -200,6 +216,7 @@ pub async fn run(
     let engine = tracker_engine(
         &backends,
         engine_options(&backends.config),
+        true,
         metrics,
         shutdown.clone(),
     )
@@ -243,7 +260,7 @@ pub async fn process(
     let (_, metrics) = crate::metrics::standalone();
     let mut opts = engine_options(&backends.config);
     opts.only_queue = queue_id;
-    let engine = tracker_engine(&backends, opts, metrics, shutdown.clone()).await?;
+    let engine = tracker_engine(&backends, opts, false, metrics, shutdown.clone()).await?;
     let mut total = RunSummary::default();
     let mut cycle = 0u64;
     loop {

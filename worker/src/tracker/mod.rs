@@ -123,6 +123,9 @@ pub struct Tracker {
     pub(crate) pool: mysql_async::Pool,
     pub(crate) snapshot: RwLock<(Arc<settings::Snapshot>, Instant)>,
     pub(crate) actions: log_action::ActionCache,
+    /// Fingerprint salts (`fingerprint_salt_<idsite>_<day>` options) already committed in
+    /// MySQL; they never change once written (kept at most [`SNAPSHOT_TTL`]).
+    pub(crate) salts: moka::sync::Cache<(u32, String), String>,
     pub(crate) lists: Arc<lists::ReferrerLists>,
     pub(crate) campaign: campaign::CampaignParams,
     pub(crate) geo: Option<Arc<location::GeoIpDb>>,
@@ -179,6 +182,12 @@ impl Tracker {
             pool,
             snapshot: RwLock::new((Arc::new(snap), Instant::now())),
             actions: moka::sync::Cache::new(200_000),
+            // Matomo deletes old salts; a day re-created after that is picked up again within
+            // the time to live, as configuration changes are within SNAPSHOT_TTL.
+            salts: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(SNAPSHOT_TTL)
+                .build(),
             lists: Arc::new(lists),
             campaign: campaign::CampaignParams::default(),
             consecutive_autoinc: mode.unwrap_or(1) != 2,
@@ -186,6 +195,18 @@ impl Tracker {
                 &config.matomo.tracker.exclude_requests,
             ),
         })
+    }
+
+    /// Compiles every device-detection pattern now instead of on first use, so the first
+    /// hits of a new user-agent family do not pay for it (seconds of CPU in all). Reports the
+    /// patterns PCRE rejects; those never match, exactly as when compiled lazily.
+    pub fn warm_up(&self) -> Result<(), TrackerError> {
+        match &self.devices {
+            Some(dd) => dd
+                .validate()
+                .map_err(|e| TrackerError::DataFiles(e.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// A fresh per-shard visitor cache.

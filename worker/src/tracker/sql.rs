@@ -8,8 +8,6 @@
 
 use std::fmt::Write;
 
-use chrono::{DateTime, Utc};
-
 /// One cell of a Matomo log row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Val {
@@ -94,7 +92,7 @@ impl Val {
             }
             Val::Time(t) => {
                 out.push('\'');
-                out.push_str(&datetime(*t));
+                push_datetime(out, *t);
                 out.push('\'');
             }
             Val::TimeOfDay(s) => {
@@ -118,10 +116,44 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 
 /// Unix seconds as Matomo's UTC datetime string `YYYY-MM-DD HH:MM:SS`.
 pub fn datetime(ts: i64) -> String {
-    DateTime::<Utc>::from_timestamp(ts, 0)
-        .unwrap_or_default()
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
+    let mut out = String::with_capacity(19);
+    push_datetime(&mut out, ts);
+    out
+}
+
+/// Appends [`datetime`] of `ts` to `out`. Written out by hand (civil date from day number)
+/// because it runs several times per hit; timestamps outside years 0–9999 are clamped to
+/// 1970-01-01 00:00:00 as chrono's `from_timestamp(..).unwrap_or_default()` does.
+pub fn push_datetime(out: &mut String, ts: i64) {
+    // 0000-01-01T00:00:00Z ..= 9999-12-31T23:59:59Z
+    const MIN: i64 = -62_167_219_200;
+    const MAX: i64 = 253_402_300_799;
+    let ts = if (MIN..=MAX).contains(&ts) { ts } else { 0 };
+    let days = ts.div_euclid(86_400);
+    let secs = ts.rem_euclid(86_400);
+    let (y, m, d) = matomo_wire::civil::civil_from_days(days);
+    let digits = |out: &mut String, v: i64, n: usize| {
+        let mut buf = [b'0'; 4];
+        let mut v = v;
+        for k in (0..n).rev() {
+            buf[k] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        for &b in &buf[..n] {
+            out.push(b as char);
+        }
+    };
+    digits(out, y, 4);
+    out.push('-');
+    digits(out, m, 2);
+    out.push('-');
+    digits(out, d, 2);
+    out.push(' ');
+    digits(out, secs / 3600, 2);
+    out.push(':');
+    digits(out, secs / 60 % 60, 2);
+    out.push(':');
+    digits(out, secs % 60, 2);
 }
 
 /// A multi-row `INSERT [IGNORE] INTO table (cols) VALUES (…),(…)` statement.
@@ -159,23 +191,35 @@ pub fn multi_insert(table: &str, ignore: bool, cols: &[&str], rows: &[Vec<Val>])
     sql
 }
 
-/// A multi-row upsert that updates existing rows: `INSERT INTO table (cols) VALUES (…),(…)
-/// ON DUPLICATE KEY UPDATE c = VALUES(c), …` for the columns in `update`. One statement for many
-/// rows costs the server far less than one `UPDATE` per row; callers make sure every row exists
-/// (and is locked), so nothing is ever inserted by it.
-pub fn multi_update_existing(
-    table: &str,
-    cols: &[&str],
-    rows: &[Vec<Val>],
-    update: &[&str],
-) -> String {
-    let mut sql = multi_insert(table, false, cols, rows);
-    sql.push_str(" ON DUPLICATE KEY UPDATE ");
-    for (i, c) in update.iter().enumerate() {
+/// One statement updating many existing rows by key: `UPDATE table AS t JOIN (SELECT … AS key,
+/// … AS c UNION ALL SELECT …) AS v ON t.key = v.key SET t.c = v.c, …`. `cols[0]` is the key and
+/// every row starts with its value. Rows whose key no longer exists (deleted meanwhile) are not
+/// matched, so nothing is ever inserted; the rows matched are locked by the statement itself.
+pub fn multi_update_join(table: &str, cols: &[&str], rows: &[Vec<Val>]) -> String {
+    let mut sql = String::with_capacity(96 + rows.len() * cols.len() * 12);
+    let _ = write!(sql, "UPDATE `{table}` AS t JOIN (");
+    for (r, row) in rows.iter().enumerate() {
+        sql.push_str(if r == 0 {
+            "SELECT "
+        } else {
+            " UNION ALL SELECT "
+        });
+        for (i, v) in row.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            v.render(&mut sql);
+            if r == 0 {
+                let _ = write!(sql, " AS `{}`", cols[i]);
+            }
+        }
+    }
+    let _ = write!(sql, ") AS v ON t.`{0}` = v.`{0}` SET ", cols[0]);
+    for (i, c) in cols[1..].iter().enumerate() {
         if i > 0 {
             sql.push_str(", ");
         }
-        let _ = write!(sql, "`{c}` = VALUES(`{c}`)");
+        let _ = write!(sql, "t.`{c}` = v.`{c}`");
     }
     sql
 }
@@ -199,6 +243,7 @@ pub fn update_one(table: &str, key: &str, id: i64, sets: &[(&str, Val)]) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
 
     #[test]
     fn renders_literals_without_escaping_problems() {
@@ -217,17 +262,41 @@ mod tests {
     }
 
     #[test]
-    fn builds_multi_update_of_existing_rows() {
-        let sql = multi_update_existing(
+    fn builds_multi_update_join() {
+        let sql = multi_update_join(
             "t",
-            &["a", "b", "id"],
-            &[vec![Val::Int(1), Val::Null, Val::Int(7)]],
-            &["b"],
+            &["id", "a", "b"],
+            &[
+                vec![Val::Int(7), Val::Int(1), Val::Null],
+                vec![Val::Int(9), Val::Int(2), Val::Str("x".into())],
+            ],
         );
         assert_eq!(
             sql,
-            "INSERT INTO `t` (`a`, `b`, `id`) VALUES (1,NULL,7) ON DUPLICATE KEY UPDATE `b` = VALUES(`b`)"
+            "UPDATE `t` AS t JOIN (SELECT 7 AS `id`,1 AS `a`,NULL AS `b` UNION ALL SELECT 9,2,_utf8mb4 X'78') \
+             AS v ON t.`id` = v.`id` SET t.`a` = v.`a`, t.`b` = v.`b`"
         );
+    }
+
+    #[test]
+    fn datetime_edges() {
+        assert_eq!(datetime(0), "1970-01-01 00:00:00");
+        assert_eq!(datetime(-1), "1969-12-31 23:59:59");
+        assert_eq!(datetime(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(datetime(253_402_300_799), "9999-12-31 23:59:59");
+        assert_eq!(datetime(253_402_300_800), "1970-01-01 00:00:00");
+        assert_eq!(datetime(i64::MIN), "1970-01-01 00:00:00");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn datetime_matches_chrono(ts in -62_167_219_200i64..=253_402_300_799) {
+            let expected = DateTime::<Utc>::from_timestamp(ts, 0)
+                .unwrap()
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string();
+            proptest::prop_assert_eq!(datetime(ts), expected);
+        }
     }
 
     #[test]
