@@ -17,18 +17,19 @@ use matomo_wire::php::string_from_request_bytes;
 use matomo_wire::Params;
 use serde_json::Value;
 
-/// Headers copied into `env.server` (as `HTTP_*`) when present.
-const COPIED_HEADERS: &[(&str, &str)] = &[
-    ("user-agent", "HTTP_USER_AGENT"),
-    ("accept-language", "HTTP_ACCEPT_LANGUAGE"),
-    ("referer", "HTTP_REFERER"),
-    ("host", "HTTP_HOST"),
-    ("x-purpose", "HTTP_X_PURPOSE"),
-    ("purpose", "HTTP_PURPOSE"),
-    ("sec-purpose", "HTTP_SEC_PURPOSE"),
-    ("x-moz", "HTTP_X_MOZ"),
-    ("via", "HTTP_VIA"),
-    ("dnt", "HTTP_DNT"),
+/// Headers copied into `env.server` (as `HTTP_*`) when present. Header names, not strings, so a
+/// lookup does not parse the name on every hit.
+static COPIED_HEADERS: [(HeaderName, &str); 10] = [
+    (http::header::USER_AGENT, "HTTP_USER_AGENT"),
+    (http::header::ACCEPT_LANGUAGE, "HTTP_ACCEPT_LANGUAGE"),
+    (http::header::REFERER, "HTTP_REFERER"),
+    (http::header::HOST, "HTTP_HOST"),
+    (HeaderName::from_static("x-purpose"), "HTTP_X_PURPOSE"),
+    (HeaderName::from_static("purpose"), "HTTP_PURPOSE"),
+    (HeaderName::from_static("sec-purpose"), "HTTP_SEC_PURPOSE"),
+    (HeaderName::from_static("x-moz"), "HTTP_X_MOZ"),
+    (http::header::VIA, "HTTP_VIA"),
+    (http::header::DNT, "HTTP_DNT"),
 ];
 
 /// Cookies the tracker reads: the ignore-visits cookie is added from the configuration.
@@ -136,10 +137,10 @@ pub fn server_vars(
     request_time: i64,
     https: bool,
 ) -> Params {
-    let mut server = Params::new();
+    let mut server = Params::with_capacity(8);
     server.insert("REMOTE_ADDR".into(), Value::String(client_ip.to_string()));
-    for (header, var) in COPIED_HEADERS {
-        if let Some(v) = headers.get(*header) {
+    for (header, var) in &COPIED_HEADERS {
+        if let Some(v) = headers.get(header) {
             server.insert((*var).into(), header_string(v.as_bytes()));
         }
     }

@@ -8,7 +8,7 @@
 //! - [`validate`]: the checks Matomo answers 400 for, against the cached [`sites`] tables.
 //! - [`env`]: client IP (trusted proxies) and the `$_SERVER` variables a queued hit carries.
 //! - [`queue`]: routing to shards, the wire encoding, and the [`queue::Sink`] that makes a hit
-//!   durable (Redis, pipelined across concurrent requests).
+//!   durable (Redis, one multi-value RPUSH per queue for the entries of concurrent requests).
 //! - [`spool`]: the local disk spool in front of Redis, its replayer, and the Redis memory guard.
 //! - [`metrics`]: the Prometheus registry.
 //!

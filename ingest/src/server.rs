@@ -196,8 +196,12 @@ async fn accept_loop(
         .timer(TokioTimer::new())
         .header_read_timeout(state.settings.read_timeout)
         .keep_alive(true);
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    // Cancelled when the listener closes: connections still waiting for their first byte close.
+    let closing = CancellationToken::new();
     let max_url = state.settings.max_url_bytes;
+    let read_timeout = state.settings.read_timeout;
     let stop_accepting = async {
         shutdown.cancelled().await;
         state.accepting.store(false, Ordering::Relaxed);
@@ -223,16 +227,27 @@ async fn accept_loop(
             let app = app.clone();
             async move { Ok::<_, std::convert::Infallible>(route(app, req, peer, max_url).await) }
         });
-        let stream = FirstByteDeadline::new(stream, state.settings.read_timeout);
-        let conn =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let conn = graceful.watch(conn.into_owned());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let closing = closing.clone();
         tokio::spawn(async move {
-            if let Err(error) = conn.await {
+            // Until the client sends its first byte the connection is only a socket and this
+            // small task: hyper's buffers and connection state are made when there is
+            // something to read, so silent connections cost little memory.
+            tokio::select! {
+                ready = stream.readable() => if ready.is_err() { return },
+                _ = tokio::time::sleep(read_timeout) => return,
+                _ = closing.cancelled() => return,
+            }
+            let stream = FirstByteDeadline::new(stream, read_timeout);
+            let conn =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            if let Err(error) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%error, "connection closed with an error");
             }
         });
     }
+    closing.cancel();
     drop(listener);
     tracing::info!("shutting down: listener closed, draining in-flight requests");
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())

@@ -1,5 +1,5 @@
 //! `queue.compression` end to end: for each mode, a hit sent to a running node is stored in Redis
-//! in that form (zlib at PHP's level, zlib level 1, or the JSON itself) and decodes — the way
+//! in that form (zlib at PHP's level, zlib from the quick encoder, or the JSON itself) and decodes — the way
 //! QueuedTracking's reader does, `gzuncompress` falling back to the raw bytes — to the same
 //! request set.
 
@@ -44,11 +44,15 @@ async fn every_compression_mode_stores_an_entry_php_reads() {
     let none = stored_entry(&db, EntryCompression::None).await;
     db.drop_db().await;
 
-    // zlib headers: level 6 (`78 9c`, gzcompress's default) and level 1 (`78 01`); raw JSON.
+    // zlib headers: level 6 (`78 9c`, gzcompress's default) and "fastest" (`78 01`, the quick
+    // encoder); raw JSON.
     assert_eq!(&default[..2], &[0x78, 0x9c]);
     assert_eq!(&fast[..2], &[0x78, 0x01]);
     assert_eq!(none.first(), Some(&b'{'));
-    assert!(fast.len() >= default.len() - 8, "level 1 is not smaller");
+    assert!(
+        fast.len() >= default.len() - 8,
+        "the quick encoder is not smaller"
+    );
     assert!(
         none.len() > default.len(),
         "the JSON is larger than its zlib"

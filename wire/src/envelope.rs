@@ -7,6 +7,7 @@
 //! both forms. Decoding never panics and never allocates without bound.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 
 use flate2::read::ZlibDecoder;
@@ -45,6 +46,19 @@ pub struct RequestSet {
     pub entry_id: Option<String>,
 }
 
+impl RequestSet {
+    /// Everything but the requests, borrowed (for [`write_state_json`]).
+    pub fn env(&self) -> StateEnv<'_> {
+        StateEnv {
+            server: &self.server,
+            cookie: &self.cookie,
+            token_auth: self.token_auth.as_deref(),
+            time: self.time,
+            entry_id: self.entry_id.as_deref(),
+        }
+    }
+}
+
 /// Why an entry could not be decoded. Permanent: the same bytes never decode.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
@@ -70,36 +84,62 @@ pub fn param_str<'a>(params: &'a Params, key: &str) -> Option<Cow<'a, str>> {
     }
 }
 
+/// Everything of a state but its requests, borrowed: what the ingest node has at hand when it
+/// writes an entry, so it need not copy parameters into a [`RequestSet`] first.
+#[derive(Debug, Clone, Copy)]
+pub struct StateEnv<'a> {
+    /// `env.server`.
+    pub server: &'a Params,
+    /// `env.cookie`.
+    pub cookie: &'a Params,
+    /// `tokenAuth` (`None` is PHP's `false`).
+    pub token_auth: Option<&'a str>,
+    /// `time`.
+    pub time: i64,
+    /// `tierEntryId`, when the entry carries one.
+    pub entry_id: Option<&'a str>,
+}
+
 /// Serialises the state exactly as PHP's `json_encode($requestSet->getState())` does, with our
 /// entry id as an extra key at the end.
 pub fn state_json(set: &RequestSet) -> String {
     let mut out = String::with_capacity(512);
+    write_state_json(&mut out, &set.requests, &set.env());
+    out
+}
+
+/// Appends the state of `requests` with `env` to `out`: the bytes [`state_json`] returns for the
+/// same request set (it is written by this function).
+pub fn write_state_json<'r>(
+    out: &mut String,
+    requests: impl IntoIterator<Item = &'r Params>,
+    env: &StateEnv<'_>,
+) {
     out.push_str("{\"requests\":[");
-    for (i, request) in set.requests.iter().enumerate() {
+    for (i, request) in requests.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        phpjson::write_map(&mut out, request);
+        phpjson::write_map(out, request);
     }
     out.push_str("],\"env\":{\"server\":");
-    phpjson::write_map(&mut out, &set.server);
+    phpjson::write_map(out, env.server);
     out.push_str(",\"cookie\":");
-    phpjson::write_map(&mut out, &set.cookie);
+    phpjson::write_map(out, env.cookie);
     out.push_str("},\"tokenAuth\":");
-    match &set.token_auth {
-        Some(token) => phpjson::write_str(&mut out, token),
+    match env.token_auth {
+        Some(token) => phpjson::write_str(out, token),
         None => out.push_str("false"),
     }
     out.push_str(",\"time\":");
-    out.push_str(&set.time.to_string());
-    if let Some(id) = &set.entry_id {
+    let _ = write!(out, "{}", env.time);
+    if let Some(id) = env.entry_id {
         out.push_str(",\"");
         out.push_str(ENTRY_ID_KEY);
         out.push_str("\":");
-        phpjson::write_str(&mut out, id);
+        phpjson::write_str(out, id);
     }
     out.push('}');
-    out
 }
 
 /// Encodes an entry as QueuedTracking stores it: `gzcompress(json_encode(state))`.

@@ -86,32 +86,64 @@ fn write_number(out: &mut String, n: &serde_json::Number) {
 }
 
 /// Appends `s` as a PHP-escaped JSON string.
+///
+/// Runs of characters written as they are (printable ASCII but `"`, `\\` and `/`) are copied
+/// in one piece; this is the hot loop of every queue entry.
 pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '/' => out.push_str("\\/"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || (c as u32) >= 0x80 => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
-            }
-            c => out.push(c),
+    let bytes = s.as_bytes();
+    let mut run_start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if (0x20..0x80).contains(&b) && b != b'"' && b != b'\\' && b != b'/' {
+            i += 1;
+            continue;
         }
+        out.push_str(&s[run_start..i]);
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'/' => "\\/",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            _ => "",
+        };
+        if escape.is_empty() {
+            // A control character or the first byte of a non-ASCII character (`i` is on a
+            // character boundary: every byte before it in this loop was ASCII or a whole
+            // character).
+            let c = s[i..].chars().next().unwrap_or('\u{fffd}');
+            let mut units = [0u16; 2];
+            for &unit in c.encode_utf16(&mut units).iter() {
+                push_u_escape(out, unit);
+            }
+            i += c.len_utf8().max(1);
+        } else {
+            out.push_str(escape);
+            i += 1;
+        }
+        run_start = i;
     }
+    out.push_str(&s[run_start..]);
     out.push('"');
+}
+
+/// Appends `\uXXXX` (lowercase hex), as PHP writes a UTF-16 code unit.
+fn push_u_escape(out: &mut String, unit: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push_str("\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(char::from(HEX[usize::from((unit >> shift) & 0xf)]));
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::any;
     use serde_json::json;
 
     use super::*;
@@ -122,6 +154,43 @@ mod tests {
         assert_eq!(to_string(&json!("é€😀")), r#""\u00e9\u20ac\ud83d\ude00""#);
         assert_eq!(to_string(&json!("q\"\\\n\t\u{1}")), r#""q\"\\\n\t\u0001""#);
         assert_eq!(to_string(&json!("\u{7f}")), "\"\u{7f}\"");
+    }
+
+    /// The escaping rules one character at a time, as PHP states them.
+    fn reference_escape(s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '/' => out.push_str("\\/"),
+                '\u{08}' => out.push_str("\\b"),
+                '\u{0c}' => out.push_str("\\f"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 || (c as u32) >= 0x80 => {
+                    let mut buf = [0u16; 2];
+                    for unit in c.encode_utf16(&mut buf) {
+                        out.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn runs_copied_whole_escape_as_char_by_char(s in any::<String>(), ascii in "[ -~]{0,40}") {
+            for input in [s.as_str(), ascii.as_str(), &format!("{ascii}{s}{ascii}")] {
+                let mut out = String::new();
+                write_str(&mut out, input);
+                proptest::prop_assert_eq!(out, reference_escape(input));
+            }
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 # wrk, and release builds:
 #   cargo build --release -p matomo-ingest --bin matomo-ingest --example bare_gif
 # Usage: ingest/benches/load/run.sh [DURATION_S] [CONNECTIONS] [ROUNDS]
-# Env: MODES="default fast none" — the queue.compression modes to compare (one ingest each).
+# Env: MODES="default fast none" — the queue.compression modes to compare (one ingest each);
+#      BASELINE_BIN=path — also run that matomo-ingest binary (e.g. a build of the previous
+#      commit) in each mode, as "<mode>_base", so a change is measured side by side with it.
 # Prints, per run, requests/s, latency and the server's CPU time per request; per mode, the
 # ratios against the bare server (requests/s and CPU per request) and Redis bytes per queued hit.
 set -euo pipefail
@@ -13,6 +15,11 @@ root="$(cd "$here/../../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}/release"
 duration="${1:-10}"; conns="${2:-64}"; rounds="${3:-2}"
 read -r -a modes <<<"${MODES:-default}"
+servers=()
+for mode in "${modes[@]}"; do
+  servers+=("$mode")
+  [[ -n "${BASELINE_BIN:-}" ]] && servers+=("${mode}_base")
+done
 mysql_args=(-h 127.0.0.1 -P 3306 -u matomo -pmatomo)
 db="mt_test_load_$RANDOM$RANDOM"
 prefix="loadtest_$RANDOM"
@@ -35,29 +42,32 @@ mysql "${mysql_args[@]}" "$db" 2>/dev/null -e "INSERT INTO matomo_site (idsite, 
 
 declare -A port pid_of
 n=0
-for mode in "${modes[@]}"; do
-  port[$mode]=$((18081 + n)); n=$((n + 1))
-  cat > "$work/ingest-$mode.toml" <<TOML
+for server in "${servers[@]}"; do
+  mode="${server%_base}"
+  bin="$target/matomo-ingest"
+  [[ "$server" == *_base ]] && bin="$BASELINE_BIN"
+  port[$server]=$((18081 + n)); n=$((n + 1))
+  cat > "$work/ingest-$server.toml" <<TOML
 [database]
 dbname = "$db"
 [queue]
-key_prefix = "${prefix}_${mode}:"
+key_prefix = "${prefix}_${server}:"
 num_queue_workers = 16
 compression = "$mode"
 [matomo]
 salt = "load-test-salt"
 [ingest]
-listen = "127.0.0.1:${port[$mode]}"
+listen = "127.0.0.1:${port[$server]}"
 [log]
 level = "warn"
 TOML
-  "$target/matomo-ingest" --config "$work/ingest-$mode.toml" & pid_of[$mode]=$!
-  pids+=("${pid_of[$mode]}")
+  "$bin" --config "$work/ingest-$server.toml" & pid_of[$server]=$!
+  pids+=("${pid_of[$server]}")
 done
 "$target/examples/bare_gif" 127.0.0.1:18090 >/dev/null & bare_pid=$!
 pids+=("$bare_pid")
-for mode in "${modes[@]}"; do
-  for _ in $(seq 50); do curl -sf "http://127.0.0.1:${port[$mode]}/readyz" >/dev/null && break; sleep 0.2; done
+for server in "${servers[@]}"; do
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:${port[$server]}/readyz" >/dev/null && break; sleep 0.2; done
 done
 curl -sf http://127.0.0.1:18090/ >/dev/null
 
@@ -80,17 +90,17 @@ run() { # name port pid → "rps cpu_us_per_request"
 
 declare -A rps_sum cpu_sum
 rps_sum[bare]=0; cpu_sum[bare]=0
-for mode in "${modes[@]}"; do rps_sum[$mode]=0; cpu_sum[$mode]=0; done
+for server in "${servers[@]}"; do rps_sum[$server]=0; cpu_sum[$server]=0; done
 for r in $(seq "$rounds"); do
   read -r rps cpu < <(run "bare_$r" 18090 "$bare_pid")
   rps_sum[bare]=$(echo "${rps_sum[bare]} + $rps" | bc); cpu_sum[bare]=$(echo "${cpu_sum[bare]} + $cpu" | bc)
-  for mode in "${modes[@]}"; do
-    read -r rps cpu < <(run "ingest_${mode}_$r" "${port[$mode]}" "${pid_of[$mode]}")
-    rps_sum[$mode]=$(echo "${rps_sum[$mode]} + $rps" | bc); cpu_sum[$mode]=$(echo "${cpu_sum[$mode]} + $cpu" | bc)
+  for server in "${servers[@]}"; do
+    read -r rps cpu < <(run "ingest_${server}_$r" "${port[$server]}" "${pid_of[$server]}")
+    rps_sum[$server]=$(echo "${rps_sum[$server]} + $rps" | bc); cpu_sum[$server]=$(echo "${cpu_sum[$server]} + $cpu" | bc)
   done
 done
 
-for mode in "${modes[@]}"; do
+for mode in "${servers[@]}"; do
   hits=0 bytes=0
   for q in $(seq 0 15); do
     key="${prefix}_${mode}:trackingQueueV1"; [[ $q -gt 0 ]] && key="${key}_$q"

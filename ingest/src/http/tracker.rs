@@ -44,9 +44,9 @@ pub async fn handle(state: Arc<AppState>, req: Request) -> Response {
     state.metrics.body_bytes(body.len());
     let request = Incoming::new(&state, &parts);
     if parse::is_bulk_body(&body) {
-        bulk(&state, &ctx, &request, &body).await
+        bulk(&state, &ctx, request, &body).await
     } else {
-        single(&state, &ctx, &request, &parts, &body).await
+        single(&state, &ctx, request, &parts, &body).await
     }
 }
 
@@ -151,7 +151,7 @@ async fn read_body(state: &AppState, parts: &Parts, body: Body) -> Result<Bytes,
 async fn single(
     state: &AppState,
     ctx: &Ctx,
-    req: &Incoming,
+    mut req: Incoming,
     parts: &Parts,
     body: &[u8],
 ) -> Response {
@@ -188,17 +188,14 @@ async fn single(
             return ctx.invalid(no_image);
         }
     };
+    req.envelope_base.token_auth = token;
     let ip = req.routing_ip(&params, &accepted);
-    let envelope = Envelope {
-        token_auth: token,
-        ..req.envelope_base.clone()
-    };
     let entries = entries_for(
         &[Routed {
             params: &params,
             ip: &ip,
         }],
-        &envelope,
+        &req.envelope_base,
         state.settings.routing,
         random_entry_id,
     );
@@ -217,7 +214,7 @@ async fn single(
     ctx.api_response(StatusCode::OK, no_image)
 }
 
-async fn bulk(state: &AppState, ctx: &Ctx, req: &Incoming, body: &[u8]) -> Response {
+async fn bulk(state: &AppState, ctx: &Ctx, mut req: Incoming, body: &[u8]) -> Response {
     let metrics = &state.metrics;
     let parsed = match parse::parse_bulk(body, state.settings.max_bulk_requests) {
         Ok(parsed) => parsed,
@@ -253,11 +250,9 @@ async fn bulk(state: &AppState, ctx: &Ctx, req: &Incoming, body: &[u8]) -> Respo
     let token = parsed.token_auth.as_deref();
     let is_super_user =
         token.is_some_and(|t| snapshot.grant(t, None, req.via_post, req.now) == Grant::SuperUser);
+    req.envelope_base.token_auth = parsed.token_auth.clone();
     let context = req.context(state, &snapshot, token);
-    let envelope = Envelope {
-        token_auth: parsed.token_auth.clone(),
-        ..req.envelope_base.clone()
-    };
+    let envelope = &req.envelope_base;
     let check = |params: &Params| match validate(params, &context) {
         Ok(_) if params.is_empty() => Checked::Empty,
         Ok(ok) => Checked::Accepted(req.routing_ip(params, &ok).into_owned()),
@@ -265,7 +260,7 @@ async fn bulk(state: &AppState, ctx: &Ctx, req: &Incoming, body: &[u8]) -> Respo
     };
     let (entries, invalid) = encode_bulk(
         &parsed.requests,
-        &envelope,
+        envelope,
         state.settings.routing,
         check,
         random_entry_id,

@@ -10,6 +10,8 @@
 //! ISO-8859-1, as Matomo does. A name that is (or nests) [`SERDE_RAW_VALUE_KEY`] is dropped.
 //! Pure; never panics.
 
+use std::borrow::Cow;
+
 use matomo_wire::php::string_from_request_bytes;
 use matomo_wire::Params;
 use serde_json::Value;
@@ -23,7 +25,9 @@ pub const MAX_NESTING: usize = 64;
 
 /// Parses `input` (without the leading `?`) as PHP's `parse_str` does.
 pub fn parse_str(input: &[u8]) -> Params {
-    let mut out = Params::new();
+    // Sized for every pair up front: no rehashing or regrowth while the map fills.
+    let pair_count = input.iter().filter(|&&b| b == b'&').count() + 1;
+    let mut out = Params::with_capacity(pair_count.min(MAX_INPUT_VARS));
     let pairs = input
         .split(|&b| b == b'&')
         .filter(|p| !p.is_empty())
@@ -33,12 +37,30 @@ pub fn parse_str(input: &[u8]) -> Params {
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &b""[..]),
         };
-        let key = url_decode(raw_key);
-        let value = url_decode(raw_value);
-        let value = string_from_request_bytes(&value).into_owned();
+        let key = url_decoded(raw_key);
+        let value = request_string(url_decoded(raw_value));
         register(&mut out, &key, Value::String(value));
     }
     out
+}
+
+/// [`url_decode`], borrowing `input` when there is nothing to decode (the common case).
+fn url_decoded(input: &[u8]) -> Cow<'_, [u8]> {
+    if input.iter().any(|&b| b == b'+' || b == b'%') {
+        Cow::Owned(url_decode(input))
+    } else {
+        Cow::Borrowed(input)
+    }
+}
+
+/// A decoded request value as a string (ISO-8859-1 when not UTF-8), reusing the decoded bytes'
+/// allocation when there is one.
+fn request_string(bytes: Cow<'_, [u8]>) -> String {
+    match bytes {
+        Cow::Borrowed(b) => string_from_request_bytes(b).into_owned(),
+        Cow::Owned(v) => String::from_utf8(v)
+            .unwrap_or_else(|e| string_from_request_bytes(e.as_bytes()).into_owned()),
+    }
 }
 
 /// PHP's `urldecode`: `+` is a space, `%XX` a byte; a malformed escape stays as it is.
@@ -110,7 +132,17 @@ fn register(out: &mut Params, raw_name: &[u8], value: Value) {
 
 /// Splits `a.b[x][]` into the mangled base name `a_b` and the indexes `["x", ""]`; the indexes
 /// are `None` when there are more than [`MAX_NESTING`] groups.
-fn split_indexes(name: &[u8]) -> (Vec<u8>, Option<Vec<Vec<u8>>>) {
+fn split_indexes(name: &[u8]) -> (Cow<'_, [u8]>, Option<Vec<Vec<u8>>>) {
+    if !name.iter().any(|&b| matches!(b, b'[' | b'.' | b' ')) {
+        // A plain name (nearly every tracking parameter): nothing to mangle or split.
+        return (Cow::Borrowed(name), Some(Vec::new()));
+    }
+    let (base, indexes) = split_bracketed(name);
+    (Cow::Owned(base), indexes)
+}
+
+/// [`split_indexes`] of a name that has brackets, dots or spaces.
+fn split_bracketed(name: &[u8]) -> (Vec<u8>, Option<Vec<Vec<u8>>>) {
     let mut base = Vec::with_capacity(name.len());
     let mut i = 0;
     let mut indexes = Vec::new();

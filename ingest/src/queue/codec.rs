@@ -1,37 +1,78 @@
 //! The entry encoder of the hot path: `matomo_wire::envelope::state_json`, compressed as
 //! `queue.compression` says, reusing one compressor per thread and level.
 //!
-//! With [`EntryCompression::Default`] the bytes are exactly what `matomo_wire::encode` (and PHP's
-//! `gzcompress`) produce (a test holds them equal), but without allocating and zeroing a fresh
-//! ~300 KB deflate state for every hit. `Fast` (zlib level 1) and `None` (the JSON itself) trade
-//! Redis memory for CPU; QueuedTracking's reader accepts both (`@gzuncompress`, falling back to
-//! the raw value). The JSON writer — the contract — stays in `matomo-wire`.
+//! With [`EntryCompression::Default`] the bytes are exactly what `matomo_wire::encode` (zlib at
+//! PHP's `gzcompress` level) produces (a test holds them equal), but without allocating a fresh
+//! ~300 KB deflate state for every hit. `Fast` ([`super::quick_zlib`]: zlib data from a small
+//! fixed-Huffman encoder) and `None` (the JSON itself) trade Redis memory for CPU;
+//! QueuedTracking's reader accepts both (`@gzuncompress`, falling back to the raw value). The
+//! JSON writer — the contract — stays in `matomo-wire`.
 
 use std::cell::RefCell;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
-use matomo_wire::envelope::state_json;
-use matomo_wire::RequestSet;
+use matomo_wire::envelope::{write_state_json, StateEnv};
+use matomo_wire::{Params, RequestSet};
 use tier_config::EntryCompression;
+
+/// Entries up to this size use [`quick_zlib`] in `Fast` mode (its positions are 32-bit; larger
+/// ones, which only a huge bulk makes, go through zlib level 1).
+const QUICK_MAX_BYTES: usize = 256 * 1024 * 1024;
 
 thread_local! {
     static COMPRESSOR: RefCell<Compress> = RefCell::new(Compress::new(Compression::default(), true));
     static FAST_COMPRESSOR: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), true));
+    /// The JSON of the entry being encoded, reused so its growth is paid once per thread.
+    static JSON: RefCell<String> = RefCell::new(String::with_capacity(4096));
 }
 
+/// The JSON buffer kept between entries is trimmed back to this after a larger entry.
+const KEPT_JSON_CAPACITY: usize = 64 * 1024;
+
 /// One queue entry for `set`: `gzcompress(json_encode(state))` (as `matomo_wire::encode`) by
-/// default, zlib level 1 with `Fast`, the JSON itself with `None`.
+/// default, [`super::quick_zlib`] (zlib data, less CPU) with `Fast`, the JSON itself with `None`.
 pub fn encode(set: &RequestSet, compression: EntryCompression) -> Vec<u8> {
-    let json = state_json(set);
+    encode_state(&set.requests, &set.env(), compression)
+}
+
+/// One queue entry for `requests` with `env`, without building a [`RequestSet`]: the same bytes
+/// as [`encode`] of the request set they make up.
+pub fn encode_state<'r>(
+    requests: impl IntoIterator<Item = &'r Params>,
+    env: &StateEnv<'_>,
+    compression: EntryCompression,
+) -> Vec<u8> {
+    JSON.with(|cell| {
+        // A nested call (none today) would find the buffer borrowed: use a fresh one then.
+        let mut fresh = String::new();
+        let mut kept = cell.try_borrow_mut();
+        let json = match kept.as_mut() {
+            Ok(kept) => &mut **kept,
+            Err(_) => &mut fresh,
+        };
+        json.clear();
+        write_state_json(json, requests, env);
+        let bytes = compress(json.as_bytes(), compression);
+        if json.capacity() > KEPT_JSON_CAPACITY {
+            json.clear();
+            json.shrink_to(KEPT_JSON_CAPACITY);
+        }
+        bytes
+    })
+}
+
+fn compress(input: &[u8], compression: EntryCompression) -> Vec<u8> {
     let compressor = match compression {
         EntryCompression::Default => &COMPRESSOR,
+        EntryCompression::Fast if input.len() <= QUICK_MAX_BYTES => {
+            return super::quick_zlib::compress(input)
+        }
         EntryCompression::Fast => &FAST_COMPRESSOR,
-        EntryCompression::None => return json.into_bytes(),
+        EntryCompression::None => return input.to_vec(),
     };
     compressor.with(|cell| {
         let mut compressor = cell.borrow_mut();
         compressor.reset();
-        let input = json.as_bytes();
         let mut out = Vec::with_capacity(input.len() / 2 + 64);
         loop {
             let consumed = compressor.total_in() as usize;
@@ -41,16 +82,32 @@ pub fn encode(set: &RequestSet, compression: EntryCompression) -> Vec<u8> {
             match compressor.compress_vec(&input[consumed..], &mut out, FlushCompress::Finish) {
                 Ok(Status::StreamEnd) => return out,
                 Ok(_) => out.reserve(out.capacity().max(256)),
-                // In-memory deflate with a valid state cannot fail; fall back to the wire crate's
+                // In-memory deflate with a valid state cannot fail; fall back to a fresh
                 // encoder rather than panic.
-                Err(_) => return matomo_wire::encode(set),
+                Err(_) => return fresh_zlib(input, compression),
             }
         }
     })
 }
 
+/// zlib with a one-off encoder (the fallback of [`compress`]).
+fn fresh_zlib(input: &[u8], compression: EntryCompression) -> Vec<u8> {
+    use std::io::Write as _;
+    let level = match compression {
+        EntryCompression::Fast => Compression::fast(),
+        _ => Compression::default(),
+    };
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), level);
+    match encoder.write_all(input) {
+        Ok(()) => encoder.finish().unwrap_or_else(|_| input.to_vec()),
+        // Writing into a Vec cannot fail; the raw JSON is a valid entry too.
+        Err(_) => input.to_vec(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use matomo_wire::envelope::state_json;
     use proptest::prelude::*;
     use serde_json::Value;
 

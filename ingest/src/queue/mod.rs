@@ -9,11 +9,14 @@
 //! (Redis acknowledged them, or the local spool has them on disk). [`redis::RedisSink`] writes
 //! to Redis; [`crate::spool::SpoolingSink`] puts the local disk spool in front of it.
 
+mod batch;
 pub mod codec;
+mod quick_zlib;
 pub mod redis;
 
 use futures::future::BoxFuture;
-use matomo_wire::{queue_id_for_visitor, visitor_id_for_queue, Params, RequestSet};
+use matomo_wire::envelope::StateEnv;
+use matomo_wire::{queue_id_for_visitor, visitor_id_for_queue, Params};
 pub use tier_config::EntryCompression;
 
 /// One encoded entry and the queue it goes to.
@@ -127,35 +130,49 @@ pub struct Routed<'a> {
 }
 
 /// Encodes `requests` into one entry per queue. `new_id` yields unique entry ids.
+///
+/// The entries are written straight from the borrowed parameters and envelope (nothing is
+/// copied into a [`matomo_wire::RequestSet`] first); the bytes are those of `matomo_wire::envelope::state_json`
+/// for the same request set.
 pub fn entries_for(
     requests: &[Routed<'_>],
     envelope: &Envelope,
     routing: Routing,
     mut new_id: impl FnMut() -> String,
 ) -> Vec<QueueEntry> {
-    let mut by_queue: Vec<(u16, Vec<Params>)> = Vec::new();
-    for r in requests {
-        let visitor = visitor_id_for_queue(r.params, r.ip, routing.uid_overwrites_visitor_id);
-        let queue_id = queue_id_for_visitor(&visitor, routing.num_queues);
-        match by_queue.iter_mut().find(|(q, _)| *q == queue_id) {
-            Some((_, list)) => list.push(r.params.clone()),
-            None => by_queue.push((queue_id, vec![r.params.clone()])),
+    let queue_of: Vec<u16> = requests
+        .iter()
+        .map(|r| {
+            let visitor = visitor_id_for_queue(r.params, r.ip, routing.uid_overwrites_visitor_id);
+            queue_id_for_visitor(&visitor, routing.num_queues)
+        })
+        .collect();
+    // Queues in the order of their first request, each once.
+    let mut queues: Vec<u16> = Vec::with_capacity(1);
+    for &queue_id in &queue_of {
+        if !queues.contains(&queue_id) {
+            queues.push(queue_id);
         }
     }
-    by_queue
+    queues
         .into_iter()
-        .map(|(queue_id, requests)| {
-            let set = RequestSet {
-                requests,
-                server: envelope.server.clone(),
-                cookie: envelope.cookie.clone(),
-                token_auth: envelope.token_auth.clone(),
+        .map(|queue_id| {
+            let id = new_id();
+            let env = StateEnv {
+                server: &envelope.server,
+                cookie: &envelope.cookie,
+                token_auth: envelope.token_auth.as_deref(),
                 time: envelope.time,
-                entry_id: Some(new_id()),
+                entry_id: Some(&id),
             };
+            let in_queue = requests
+                .iter()
+                .zip(&queue_of)
+                .filter(|(_, q)| **q == queue_id)
+                .map(|(r, _)| r.params);
             QueueEntry {
                 queue_id,
-                bytes: codec::encode(&set, routing.compression),
+                bytes: codec::encode_state(in_queue, &env, routing.compression),
             }
         })
         .collect()

@@ -1,9 +1,9 @@
 //! The Redis sink: RPUSH to the QueuedTracking lists.
 //!
-//! Each entry is one RPUSH on one of `redis.pool_size` connections (round robin per request).
-//! fred writes the commands of concurrent requests back to back and flushes when its queue is
-//! empty, so under load they travel pipelined and throughput does not depend on round trips. A
-//! request is answered only after Redis acknowledged all its entries.
+//! Requests hand their entries to one writer task per connection of `redis.pool_size` (round
+//! robin per request); a writer writes the entries of all requests waiting for it as one
+//! multi-value RPUSH per queue ([`super::batch`]). A request is answered only after Redis
+//! acknowledged all its entries.
 //!
 //! Queue writes are never retried by the client library and never written late: the pool runs
 //! with `max_command_attempts = 1`, and every write with `fail_fast` (refused at once while fred
@@ -18,17 +18,17 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use fred::error::{Error as FredError, ErrorKind};
 use fred::prelude::{
-    Builder, ClientLike as _, Config as FredConfig, ListInterface as _, Options, Pool,
-    ReconnectPolicy, ServerConfig,
+    Builder, ClientLike as _, Config as FredConfig, Options, Pool, ReconnectPolicy, ServerConfig,
 };
-use fred::types::Value as RedisValue;
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use tier_config::{RedisBackend, RedisConfig};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
+use super::batch::{run_writer, Job};
 use super::{EnqueueError, QueueEntry, Readiness, Sink};
 
 /// The Redis connection settings as fred needs them.
@@ -98,6 +98,10 @@ pub async fn check_reachable(cfg: &RedisConfig) -> Result<(), String> {
 pub struct RedisSink {
     pool: Pool,
     next: AtomicUsize,
+    /// One per connection: the job queues of the writer tasks.
+    writers: Vec<mpsc::UnboundedSender<Job>>,
+    writer_tasks: Vec<JoinHandle<()>>,
+    next_writer: AtomicUsize,
     key_prefix: String,
     timeout: Duration,
 }
@@ -110,9 +114,26 @@ impl RedisSink {
             .await
             .map_err(|_| "connection timed out".to_owned())?
             .map_err(|e| e.details().to_owned())?;
+        let (writers, writer_tasks) = pool
+            .clients()
+            .iter()
+            .map(|client| {
+                let (jobs, queued) = mpsc::unbounded_channel();
+                let task = tokio::spawn(run_writer(
+                    client.clone(),
+                    queued,
+                    key_prefix.to_owned(),
+                    cfg.command_timeout,
+                ));
+                (jobs, task)
+            })
+            .unzip();
         Ok(Self {
             pool,
             next: AtomicUsize::new(0),
+            writers,
+            writer_tasks,
+            next_writer: AtomicUsize::new(0),
             key_prefix: key_prefix.to_owned(),
             timeout: cfg.command_timeout,
         })
@@ -140,8 +161,13 @@ impl RedisSink {
         &self.key_prefix
     }
 
-    /// Waits for commands in flight and disconnects.
+    /// Lets the writers finish the jobs they have, waits for commands in flight and
+    /// disconnects.
     pub async fn close(self) {
+        drop(self.writers);
+        for task in self.writer_tasks {
+            let _ = task.await;
+        }
         let _ = self.pool.quit().await;
     }
 }
@@ -152,22 +178,17 @@ impl Sink for RedisSink {
             if entries.is_empty() {
                 return Ok(());
             }
-            let client = self.client();
-            if !client.is_connected() {
-                // Nothing is handed to fred while it is disconnected: these entries were
-                // certainly not stored and may go to the spool.
-                return Err(EnqueueError::NotSent("disconnected".into()));
+            let writer = &self.writers
+                [self.next_writer.fetch_add(1, Ordering::Relaxed) % self.writers.len()];
+            let (done, outcomes) = oneshot::channel();
+            if writer.send(Job { entries, done }).is_err() {
+                return Err(EnqueueError::Closed);
             }
-            let once = client.with_options(&write_once_options(self.timeout));
-            // Created in order and first polled in order by join_all, so the commands reach the
-            // connection in the request's order.
-            let writes = entries.into_iter().map(|entry| {
-                let key = matomo_wire::queue_key(&self.key_prefix, entry.queue_id);
-                let value = RedisValue::Bytes(Bytes::from(entry.bytes));
-                once.rpush::<i64, _, _>(key, value)
-            });
-            let replies = futures::future::join_all(writes).await;
-            outcome(&replies, client.is_connected())
+            match outcomes.await {
+                Ok(outcomes) => outcome(&outcomes),
+                // The writer is gone and may have sent the entries.
+                Err(_) => Err(EnqueueError::Unknown("the Redis writer stopped".into())),
+            }
         }
         .boxed()
     }
@@ -191,7 +212,7 @@ impl Sink for RedisSink {
 /// error *before* it leaves the connected state. So a timeout seen while fred is not connected
 /// belongs to a write still queued inside fred behind the reconnect: never written, and — its
 /// timeout flag is set — never written later either.
-fn classify(error: &FredError, connected: bool) -> EnqueueError {
+pub(super) fn classify(error: &FredError, connected: bool) -> EnqueueError {
     let details = error.details().to_owned();
     match error.kind() {
         // fred's fail-fast check refuses before anything is queued.
@@ -214,26 +235,23 @@ fn is_error_reply(details: &str) -> bool {
     code.len() >= 2 && code.bytes().all(|b| b.is_ascii_uppercase())
 }
 
-/// The outcome of one request's writes: all stored; none stored and none possibly stored (each
-/// refused or not sent); otherwise unknown — retrying or spooling then could duplicate the
-/// entries Redis may have stored.
-fn outcome(replies: &[Result<i64, FredError>], connected: bool) -> Result<(), EnqueueError> {
-    let errors: Vec<EnqueueError> = replies
-        .iter()
-        .filter_map(|r| r.as_ref().err().map(|e| classify(e, connected)))
-        .collect();
+/// The outcome of one request from the outcomes of its entries: all stored; none stored and
+/// none possibly stored (each refused or not sent); otherwise unknown — retrying or spooling
+/// then could duplicate the entries Redis may have stored.
+fn outcome(outcomes: &[Result<(), EnqueueError>]) -> Result<(), EnqueueError> {
+    let errors: Vec<&EnqueueError> = outcomes.iter().filter_map(|r| r.as_ref().err()).collect();
     let Some(first) = errors.first() else {
         return Ok(());
     };
-    if errors.len() == replies.len() && errors.iter().all(EnqueueError::certainly_not_stored) {
-        return Err(first.clone());
+    if errors.len() == outcomes.len() && errors.iter().all(|e| e.certainly_not_stored()) {
+        return Err((*first).clone());
     }
     match errors.iter().find(|e| !e.certainly_not_stored()) {
-        Some(unknown) => Err(unknown.clone()),
+        Some(unknown) => Err((*unknown).clone()),
         None => Err(EnqueueError::Unknown(format!(
             "{} of {} entries stored, the rest refused: {first}",
-            replies.len() - errors.len(),
-            replies.len()
+            outcomes.len() - errors.len(),
+            outcomes.len()
         ))),
     }
 }
@@ -273,20 +291,30 @@ mod tests {
 
     #[test]
     fn a_partly_stored_request_is_unknown() {
-        let oom = || Err(FredError::new(ErrorKind::Unknown, "OOM no"));
-        assert!(outcome(&[Ok(1), Ok(2)], true).is_ok());
+        let oom = || {
+            Err(classify(
+                &FredError::new(ErrorKind::Unknown, "OOM no"),
+                true,
+            ))
+        };
+        assert!(outcome(&[Ok(()), Ok(())]).is_ok());
         assert!(matches!(
-            outcome(&[oom(), oom()], true),
+            outcome(&[oom(), oom()]),
             Err(EnqueueError::Rejected(_))
         ));
         assert!(matches!(
-            outcome(&[Ok(1), oom()], true),
+            outcome(&[Ok(()), oom()]),
             Err(EnqueueError::Unknown(_))
         ));
-        let io = Err(FredError::new(ErrorKind::IO, "closed"));
+        let io = Err(classify(&FredError::new(ErrorKind::IO, "closed"), false));
         assert!(matches!(
-            outcome(&[oom(), io], true),
+            outcome(&[oom(), io]),
             Err(EnqueueError::Unknown(_))
+        ));
+        let not_sent = || Err(EnqueueError::NotSent("disconnected".into()));
+        assert!(matches!(
+            outcome(&[not_sent(), oom()]),
+            Err(EnqueueError::NotSent(_))
         ));
     }
 }

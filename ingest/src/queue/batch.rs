@@ -1,0 +1,165 @@
+//! Coalesced Redis writes: the entries of concurrent requests that are ready at the same moment
+//! go to Redis as one RPUSH per queue.
+//!
+//! Each connection of the pool has one writer task. A request hands its entries to a writer
+//! (round robin) as one [`Job`] and waits for the outcome of each of them. The writer takes the
+//! first job, then every job already waiting (up to [`BATCH_ENTRIES`] entries or about
+//! [`BATCH_BYTES`]), and writes them as one multi-value RPUSH per queue — the values in job order,
+//! and within a job in the request's order — all handed to fred in the same poll, so they leave
+//! in one flush. While that batch is in flight the next one gathers. Per hit this saves a fred
+//! command, a socket write on the busy path and a Redis command dispatch.
+//!
+//! A multi-value RPUSH is one command, executed atomically: all its values are stored or none.
+//! So every entry of a command gets that command's outcome, classified as before (stored, not
+//! sent, rejected, unknown: [`super::redis`]), and a request's outcome combines the outcomes of
+//! its entries exactly as when each entry was its own command. A writer never sends while fred
+//! is disconnected (the batch is "not sent") and never re-sends (write-once options).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use fred::prelude::{ClientLike as _, ListInterface as _};
+use fred::types::Value as RedisValue;
+use tokio::sync::{mpsc, oneshot};
+
+use super::redis::{classify, write_once_options};
+use super::{EnqueueError, QueueEntry};
+
+/// Most entries written in one batch.
+pub const BATCH_ENTRIES: usize = 512;
+/// A batch takes no more jobs once it holds this many entry bytes.
+pub const BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// The outcome of each entry of a job, in the job's order.
+pub type JobOutcome = Vec<Result<(), EnqueueError>>;
+
+/// One request's entries and where to send their outcomes.
+#[derive(Debug)]
+pub struct Job {
+    /// The entries, in the request's order.
+    pub entries: Vec<QueueEntry>,
+    /// Receives one outcome per entry.
+    pub done: oneshot::Sender<JobOutcome>,
+}
+
+/// Runs one writer on `client` until every sender of `jobs` is gone.
+pub async fn run_writer(
+    client: fred::prelude::Client,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    key_prefix: String,
+    timeout: Duration,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut entries = first.entries.len();
+        let mut bytes: usize = first.entries.iter().map(|e| e.bytes.len()).sum();
+        let mut batch = vec![first];
+        while entries < BATCH_ENTRIES && bytes < BATCH_BYTES {
+            let Ok(job) = jobs.try_recv() else { break };
+            entries += job.entries.len();
+            bytes += job.entries.iter().map(|e| e.bytes.len()).sum::<usize>();
+            batch.push(job);
+        }
+        write_batch(&client, batch, &key_prefix, timeout).await;
+    }
+}
+
+/// The RPUSH commands of a batch and, for each job, which command carries each of its entries.
+#[derive(Debug, Default, PartialEq)]
+struct Plan {
+    /// (queue, values) in the order each queue first appears.
+    commands: Vec<(u16, Vec<Bytes>)>,
+    /// Per job, per entry: the index of its command.
+    slots: Vec<Vec<usize>>,
+}
+
+fn plan(jobs: impl IntoIterator<Item = Vec<QueueEntry>>) -> Plan {
+    let mut plan = Plan::default();
+    for entries in jobs {
+        let mut job_slots = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let index = match plan.commands.iter().position(|(q, _)| *q == entry.queue_id) {
+                Some(index) => index,
+                None => {
+                    plan.commands.push((entry.queue_id, Vec::new()));
+                    plan.commands.len() - 1
+                }
+            };
+            plan.commands[index].1.push(Bytes::from(entry.bytes));
+            job_slots.push(index);
+        }
+        plan.slots.push(job_slots);
+    }
+    plan
+}
+
+async fn write_batch(
+    client: &fred::prelude::Client,
+    batch: Vec<Job>,
+    key_prefix: &str,
+    timeout: Duration,
+) {
+    let mut senders = Vec::with_capacity(batch.len());
+    let plan = plan(batch.into_iter().map(|job| {
+        senders.push(job.done);
+        job.entries
+    }));
+    let results: Vec<Result<(), EnqueueError>> = if client.is_connected() {
+        let once = client.with_options(&write_once_options(timeout));
+        // All commands are handed to fred in join_all's first poll, in order, so they reach the
+        // connection back to back and leave in one flush.
+        let writes = plan.commands.into_iter().map(|(queue_id, values)| {
+            let key = matomo_wire::queue_key(key_prefix, queue_id);
+            let values: Vec<RedisValue> = values.into_iter().map(RedisValue::Bytes).collect();
+            once.rpush::<i64, _, _>(key, values)
+        });
+        let replies = futures::future::join_all(writes).await;
+        let connected = client.is_connected();
+        replies
+            .iter()
+            .map(|reply| match reply {
+                Ok(_) => Ok(()),
+                Err(error) => Err(classify(error, connected)),
+            })
+            .collect()
+    } else {
+        // Nothing is handed to fred while it is disconnected: certainly not stored.
+        let not_sent = EnqueueError::NotSent("disconnected".into());
+        vec![Err(not_sent); plan.commands.len()]
+    };
+    for (job_slots, done) in plan.slots.into_iter().zip(senders) {
+        // A request that went away no longer waits for its outcome.
+        let _ = done.send(job_slots.iter().map(|&i| results[i].clone()).collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_command_per_queue_in_job_then_request_order() {
+        let entry = |queue_id, text: &str| QueueEntry {
+            queue_id,
+            bytes: text.into(),
+        };
+        let plan = plan([
+            vec![entry(3, "a1"), entry(0, "a2"), entry(3, "a3")],
+            vec![entry(0, "b1")],
+            vec![entry(7, "c1"), entry(3, "c2")],
+        ]);
+        let commands: Vec<(u16, Vec<&[u8]>)> = plan
+            .commands
+            .iter()
+            .map(|(q, values)| (*q, values.iter().map(|v| v.as_ref()).collect()))
+            .collect();
+        assert_eq!(
+            commands,
+            vec![
+                (3, vec![&b"a1"[..], b"a3", b"c2"]),
+                (0, vec![&b"a2"[..], b"b1"]),
+                (7, vec![&b"c1"[..]]),
+            ]
+        );
+        assert_eq!(plan.slots, vec![vec![0, 1, 0], vec![1], vec![2, 0]]);
+    }
+}
