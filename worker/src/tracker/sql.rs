@@ -121,9 +121,10 @@ pub fn datetime(ts: i64) -> String {
     out
 }
 
-/// Appends [`datetime`] of `ts` to `out`. Written out by hand (civil date from day number)
-/// because it runs several times per hit; timestamps outside years 0–9999 are clamped to
-/// 1970-01-01 00:00:00 as chrono's `from_timestamp(..).unwrap_or_default()` does.
+/// Appends [`datetime`] of `ts` to `out`, from the civil date of the day number (chrono's
+/// strftime parsed its format string on every call, several times per hit). Timestamps
+/// outside years 0–9999 become 1970-01-01 00:00:00, as chrono's
+/// `from_timestamp(..).unwrap_or_default()` made them.
 pub fn push_datetime(out: &mut String, ts: i64) {
     // 0000-01-01T00:00:00Z ..= 9999-12-31T23:59:59Z
     const MIN: i64 = -62_167_219_200;
@@ -132,28 +133,13 @@ pub fn push_datetime(out: &mut String, ts: i64) {
     let days = ts.div_euclid(86_400);
     let secs = ts.rem_euclid(86_400);
     let (y, m, d) = matomo_wire::civil::civil_from_days(days);
-    let digits = |out: &mut String, v: i64, n: usize| {
-        let mut buf = [b'0'; 4];
-        let mut v = v;
-        for k in (0..n).rev() {
-            buf[k] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-        for &b in &buf[..n] {
-            out.push(b as char);
-        }
-    };
-    digits(out, y, 4);
-    out.push('-');
-    digits(out, m, 2);
-    out.push('-');
-    digits(out, d, 2);
-    out.push(' ');
-    digits(out, secs / 3600, 2);
-    out.push(':');
-    digits(out, secs / 60 % 60, 2);
-    out.push(':');
-    digits(out, secs % 60, 2);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
 }
 
 /// A multi-row `INSERT [IGNORE] INTO table (cols) VALUES (…),(…)` statement.
