@@ -21,6 +21,10 @@ use matomo_worker::tracker::Tracker;
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
+/// The allocator `matomo-worker` runs with, so the bench measures what production runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TABLES: [&str; 5] = [
     "log_visit",
     "log_link_visit_action",

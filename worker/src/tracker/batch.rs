@@ -296,35 +296,46 @@ async fn pass(
         salt: &t.config.matomo.salt,
         snap,
         tracker: &t.config.matomo.tracker,
+        token_hashes: &t.token_hashes,
     };
     let mut outcome = BatchOutcome {
         sets: vec![SetOutcome::default(); sets.len()],
     };
-    let salts = load_salts(t, snap, tx, sets, &env).await?;
+    // Every request is read once (Request.php's constructor, PrivacyManager's manipulation)
+    // and that one reading serves all phases; `None`: unknown site, skipped.
+    let mut reqs: Vec<Vec<Option<Request<'_>>>> = sets
+        .iter()
+        .map(|set| {
+            set.requests
+                .iter()
+                .map(|params| Request::new(params, set, env.clone()).ok())
+                .collect()
+        })
+        .collect();
+    let salts = load_salts(t, snap, tx, &mut reqs).await?;
     let matchers = prepare::url_matchers(snap, &t.campaign);
 
     // Phase 1: read every request and collect what must be looked up.
     let mut prepared: Vec<Prepared> = Vec::new();
     let mut wanted: Vec<(ActionKey, Option<i64>)> = Vec::new();
     let mut orders: Vec<(u32, String)> = Vec::new();
-    for (si, set) in sets.iter().enumerate() {
+    for (si, set_reqs) in reqs.iter_mut().enumerate() {
         // Requests tracked without an exception so far (QueuedTracking's `$this->count`,
         // which an unknown site does not increment).
         let mut count = 0usize;
         let limit = keep.get(&si).copied().unwrap_or(usize::MAX);
-        for (pi, params) in set.requests.iter().enumerate() {
+        for (pi, slot) in set_reqs.iter_mut().enumerate() {
             if pi >= limit {
                 outcome.sets[si].skipped += 1;
                 continue;
             }
-            let Ok(mut req) = Request::new(params, set, env.clone()) else {
+            let Some(req) = slot.as_mut() else {
                 outcome.sets[si].skipped += 1;
                 continue;
             };
-            let prepared_one =
-                prepare::prepare(t, snap, &salts, &mut req, (si, pi), count, &matchers);
+            let prepared_one = prepare::prepare(t, snap, &salts, req, (si, pi), count, &matchers);
             let ids: Vec<u8> = std::mem::take(&mut req.failures);
-            failures.extend(ids.into_iter().map(|id| Failure::new(&req, id)));
+            failures.extend(ids.into_iter().map(|id| Failure::new(req, id)));
             match prepared_one {
                 Ok(Some(p)) => {
                     if let Some(spec) = &p.spec {
@@ -335,7 +346,7 @@ async fn pass(
                         );
                     }
                     if req.int("idgoal", -1) == 0 {
-                        collect_item_names(&req, &mut wanted);
+                        collect_item_names(req, &mut wanted);
                         let id = req.str("ec_id");
                         if !super::php::empty_str(&id) {
                             orders.push((p.idsite, id));
@@ -382,11 +393,10 @@ async fn pass(
         },
     };
     for p in &prepared {
-        let set = &sets[p.set];
-        let Ok(mut req) = Request::new(&set.requests[p.params], set, env.clone()) else {
+        let Some(req) = reqs[p.set][p.params].as_mut() else {
             continue;
         };
-        match hit::handle(&ctx, tx, cache, &mut st, &mut req, p).await {
+        match hit::handle(&ctx, tx, cache, &mut st, req, p).await {
             Ok(true) => outcome.sets[p.set].recorded += 1,
             Ok(false) => outcome.sets[p.set].skipped += 1,
             Err(HitError::Batch(e)) => return Err(e),
@@ -416,8 +426,7 @@ async fn load_salts(
     t: &Tracker,
     snap: &Snapshot,
     tx: &mut Transaction<'static>,
-    sets: &[matomo_wire::RequestSet],
-    env: &RequestEnv<'_>,
+    reqs: &mut [Vec<Option<Request<'_>>>],
 ) -> Result<SaltBook, BatchError> {
     let tr = &t.config.matomo.tracker;
     let mut book = SaltBook::default();
@@ -440,26 +449,19 @@ async fn load_salts(
     };
     let wall = chrono::Utc::now().timestamp();
     let mut sites_seen: HashSet<u32> = HashSet::new();
-    for set in sets {
-        for params in &set.requests {
-            let Ok(mut req) = Request::new(params, set, env.clone()) else {
-                continue;
-            };
-            let ts = req.timestamp().unwrap_or(req.now);
-            let tz = &req.site.timezone;
-            if day_salts_used {
-                add((req.idsite(), local_day(tz, ts)), &mut book);
-            }
-            // SitesManager::setTrackerCacheWebsite creates the salts of tomorrow, today,
-            // yesterday and the day before (wall clock, site time zone) for every site it
-            // builds a cache entry for.
-            if sites_seen.insert(req.idsite()) {
-                for days in [1, 0, -1, -2] {
-                    add(
-                        (req.idsite(), local_day(tz, wall + days * 86_400)),
-                        &mut book,
-                    );
-                }
+    let mut days_seen: HashSet<(u32, i64)> = HashSet::new();
+    for req in reqs.iter_mut().flatten().flatten() {
+        let ts = req.timestamp().unwrap_or(req.now);
+        let (idsite, zone) = (req.idsite(), req.site.zone);
+        if day_salts_used && days_seen.insert((idsite, zone.day_number(ts))) {
+            add((idsite, local_day(&zone, ts)), &mut book);
+        }
+        // SitesManager::setTrackerCacheWebsite creates the salts of tomorrow, today,
+        // yesterday and the day before (wall clock, site time zone) for every site it
+        // builds a cache entry for.
+        if sites_seen.insert(idsite) {
+            for days in [1, 0, -1, -2] {
+                add((idsite, local_day(&zone, wall + days * 86_400)), &mut book);
             }
         }
     }
@@ -859,16 +861,20 @@ async fn update_existing_visits(
     for chunk in visits.chunks(CHUNK) {
         let rows: Vec<(usize, Vec<Val>)> =
             chunk.iter().map(|&i| (i, row_of(cache.visit(i)))).collect();
+        // One pass over the rows: which columns differ from the stored row in any visit.
+        let mut differs = vec![false; columns.len()];
+        for (i, row) in &rows {
+            match cache.stored.get(i) {
+                None => differs.iter_mut().for_each(|d| *d = true),
+                Some(old) => {
+                    for (k, d) in differs.iter_mut().enumerate() {
+                        *d = *d || old.get(k) != row.get(k);
+                    }
+                }
+            }
+        }
         let changed: Vec<usize> = (0..columns.len())
-            .filter(|&k| !fixed.contains(&columns[k]))
-            .filter(|&k| {
-                rows.iter().any(|(i, row)| {
-                    cache
-                        .stored
-                        .get(i)
-                        .is_none_or(|old| old.get(k) != row.get(k))
-                })
-            })
+            .filter(|&k| differs[k] && !fixed.contains(&columns[k]))
             .collect();
         if changed.is_empty() {
             continue;
@@ -962,9 +968,8 @@ async fn remember_invalidations(
         let Some(site) = snap.sites.get(&p.idsite) else {
             continue;
         };
-        let day = local_day(&site.timezone, p.ts);
-        if day < local_day(&site.timezone, wall) {
-            days.insert((p.idsite, day));
+        if site.zone.day_number(p.ts) < site.zone.day_number(wall) {
+            days.insert((p.idsite, local_day(&site.zone, p.ts)));
         }
         let start = (p.ts - 86400).div_euclid(86400) * 86400;
         let cur = created.entry(p.idsite).or_insert(site.ts_created);

@@ -14,7 +14,7 @@ use super::dimensions;
 use super::goals::{self, ItemRow};
 use super::location;
 use super::log_action::ActionKey;
-use super::prepare::{ip_to_bytes, local_day, Prepared};
+use super::prepare::{ip_to_bytes, Prepared};
 use super::referrers::{
     ExistingReferrer, ReferrerDetector, ReferrerInfo, ReferrerRequest, SiteReferrerSettings,
 };
@@ -297,7 +297,7 @@ pub async fn handle(
     let uid = req.user_id();
     let found = find_visit(ctx, cache, req, p);
     let known = found.is_some();
-    let tz = req.site.timezone.clone();
+    let zone = req.site.zone;
     let ping = req.int("ping", 0) == 1;
     // PHP copies the known visit's properties (visit_first_action_time, used by
     // `visit_duration` goals) only when the request continues it by the rules below — a visit
@@ -309,7 +309,7 @@ pub async fn handle(
             req.int("new_visit", 0) != 0
                 || v.last <= now - standard
                 || (tr.create_new_visit_after_midnight
-                    && local_day(&tz, v.last) != local_day(&tz, now))
+                    && zone.day_number(v.last) != zone.day_number(now))
                 || (!tr.enable_userid_overwrites_visitorid
                     && v.user_id.as_deref().is_some_and(|u| !u.is_empty())
                     && uid

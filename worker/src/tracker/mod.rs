@@ -132,6 +132,7 @@ pub struct Tracker {
     pub(crate) devices: Option<Arc<matomo_device_detector::DeviceDetector>>,
     pub(crate) consecutive_autoinc: bool,
     pub(crate) exclude_rules: Vec<exclusion::RequestRule>,
+    pub(crate) token_hashes: request::TokenHashes,
 }
 
 impl Tracker {
@@ -194,6 +195,7 @@ impl Tracker {
             exclude_rules: exclusion::parse_exclude_requests(
                 &config.matomo.tracker.exclude_requests,
             ),
+            token_hashes: request::TokenHashes::default(),
         })
     }
 

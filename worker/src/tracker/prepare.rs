@@ -94,26 +94,58 @@ pub fn random_string_from(n: usize, alphabet: &[u8]) -> String {
         .collect()
 }
 
-fn timezone_offset(tz: &str, ts: i64) -> i64 {
-    if let Ok(z) = tz.parse::<chrono_tz::Tz>() {
-        use chrono::{Offset, TimeZone};
-        let utc = chrono::DateTime::from_timestamp(ts, 0)
-            .unwrap_or_default()
-            .naive_utc();
-        return i64::from(z.offset_from_utc_datetime(&utc).fix().local_minus_utc());
+/// A site's time zone, parsed once when the configuration snapshot is read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Zone {
+    /// An IANA zone (`Europe/Berlin`, `UTC`).
+    Named(chrono_tz::Tz),
+    /// Matomo's manual offsets (`UTC+5.5`, `UTC-3`) in seconds; also what an unknown name
+    /// becomes (0, as Matomo falls back to UTC).
+    Fixed(i64),
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        Zone::Fixed(0)
     }
-    // Matomo's manual offsets: "UTC+5.5", "UTC-3".
-    if let Some(rest) = tz.strip_prefix("UTC") {
-        if let Ok(h) = rest.parse::<f64>() {
-            return (h * 3600.0) as i64;
+}
+
+impl Zone {
+    /// The zone a `site.timezone` value names.
+    pub fn parse(tz: &str) -> Zone {
+        if let Ok(z) = tz.parse::<chrono_tz::Tz>() {
+            return Zone::Named(z);
+        }
+        match tz.strip_prefix("UTC").map(str::parse::<f64>) {
+            Some(Ok(h)) => Zone::Fixed((h * 3600.0) as i64),
+            _ => Zone::Fixed(0),
         }
     }
-    0
+
+    /// Seconds to add to UTC `ts` for the local time.
+    pub fn offset(&self, ts: i64) -> i64 {
+        match self {
+            Zone::Named(z) => {
+                use chrono::{Offset, TimeZone};
+                let utc = chrono::DateTime::from_timestamp(ts, 0)
+                    .unwrap_or_default()
+                    .naive_utc();
+                i64::from(z.offset_from_utc_datetime(&utc).fix().local_minus_utc())
+            }
+            Zone::Fixed(s) => *s,
+        }
+    }
+
+    /// The local day of `ts` as a day number (days since 1970-01-01), to compare days without
+    /// formatting them.
+    pub fn day_number(&self, ts: i64) -> i64 {
+        (ts + self.offset(ts)).div_euclid(86_400)
+    }
 }
 
 /// The site-local calendar day (`YYYY-MM-DD`) of `ts`.
-pub fn local_day(tz: &str, ts: i64) -> String {
-    sql::datetime(ts + timezone_offset(tz, ts))[..10].to_owned()
+pub fn local_day(zone: &Zone, ts: i64) -> String {
+    sql::datetime(ts + zone.offset(ts))[..10].to_owned()
 }
 
 /// `IPUtils::stringToBinaryIP` (0.0.0.0 when unparsable).
@@ -302,7 +334,7 @@ pub fn prepare(
     }
     let across_sites = tr.enable_fingerprinting_across_websites;
     let day_salt = if !across_sites && tr.create_new_visit_after_midnight {
-        let day = local_day(&req.site.timezone, ts);
+        let day = local_day(&req.site.zone, ts);
         format!("{}{day}", salts.salt(snap, idsite, &day))
     } else {
         String::new()
@@ -357,9 +389,10 @@ mod tests {
     fn local_days() {
         // 2026-11-10 03:00 UTC is still 2026-11-09 in New York.
         let ts = 1_794_279_600;
-        assert_eq!(local_day("UTC", ts), "2026-11-10");
-        assert_eq!(local_day("America/New_York", ts), "2026-11-09");
-        assert_eq!(local_day("UTC+5.5", ts), "2026-11-10");
+        let day = |tz: &str| local_day(&Zone::parse(tz), ts);
+        assert_eq!(day("UTC"), "2026-11-10");
+        assert_eq!(day("America/New_York"), "2026-11-09");
+        assert_eq!(day("UTC+5.5"), "2026-11-10");
     }
 
     #[test]

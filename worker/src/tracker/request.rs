@@ -35,6 +35,38 @@ pub struct RequestEnv<'a> {
     pub snap: &'a Snapshot,
     /// `[Tracker]` settings.
     pub tracker: &'a tier_config::TrackerSettings,
+    /// sha512(token . salt) of tokens already seen (hashing is most of a token check).
+    pub token_hashes: &'a TokenHashes,
+}
+
+/// Memo of `sha512(token . salt)` in hex, shared by a tracker's batches. Bounded: cleared
+/// whenever it reaches [`TokenHashes::CAPACITY`] tokens.
+#[derive(Debug, Default)]
+pub struct TokenHashes(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl TokenHashes {
+    /// Most tokens remembered at once.
+    pub const CAPACITY: usize = 1024;
+
+    /// `hex(sha512(token . salt))`, from the memo when the token was seen before.
+    pub fn hash(&self, token: &str, salt: &str) -> String {
+        let mut memo = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(h) = memo.get(token) {
+            return h.clone();
+        }
+        let mut h = sha2::Sha512::new();
+        h.update(token.as_bytes());
+        h.update(salt.as_bytes());
+        let hash = hex::encode(h.finalize());
+        if memo.len() >= Self::CAPACITY {
+            memo.clear();
+        }
+        memo.insert(token.to_owned(), hash.clone());
+        hash
+    }
 }
 
 /// One request of a RequestSet with its environment.
@@ -52,6 +84,8 @@ pub struct Request<'a> {
     /// The site of the request.
     pub site: &'a Site,
     authenticated: Option<bool>,
+    /// `getCurrentTimestamp()` once computed (it may check the token).
+    timestamp: Option<Result<i64, RequestError>>,
     /// Failures to remember in `tracking_failure` (idfailure).
     pub failures: Vec<u8>,
 }
@@ -95,6 +129,7 @@ impl<'a> Request<'a> {
             env,
             site,
             authenticated: None,
+            timestamp: None,
             failures: Vec::new(),
         };
         req.pseudonymise_ids();
@@ -196,10 +231,7 @@ impl<'a> Request<'a> {
         if token.is_empty() {
             return false;
         }
-        let mut h = sha2::Sha512::new();
-        h.update(token.as_bytes());
-        h.update(self.env.salt.as_bytes());
-        let hash = hex::encode(h.finalize());
+        let hash = self.env.token_hashes.hash(token, self.env.salt);
         let Some(row) = self.env.snap.tokens.get(&hash) else {
             return false;
         };
@@ -219,6 +251,15 @@ impl<'a> Request<'a> {
 
     /// `getCurrentTimestamp()`: `cdt`/`cdo` when valid (older than a day needs a token), else now.
     pub fn timestamp(&mut self) -> Result<i64, RequestError> {
+        if let Some(t) = &self.timestamp {
+            return t.clone();
+        }
+        let t = self.compute_timestamp();
+        self.timestamp = Some(t.clone());
+        t
+    }
+
+    fn compute_timestamp(&mut self) -> Result<i64, RequestError> {
         if !self.has("cdt") && !self.has("cdo") {
             return Ok(self.now);
         }

@@ -18,6 +18,8 @@ pub struct Site {
     pub idsite: u32,
     /// Time zone name (`UTC`, `America/New_York`, or `UTC+2`-style offsets).
     pub timezone: String,
+    /// `timezone`, parsed.
+    pub zone: super::prepare::Zone,
     /// main_url followed by every `site_url` alias.
     pub urls: Vec<String>,
     /// Whether the site has ecommerce enabled.
@@ -206,6 +208,7 @@ impl Snapshot {
             let site = Site {
                 idsite: n(0) as u32,
                 urls: vec![g(1)],
+                zone: super::prepare::Zone::parse(&g(2)),
                 timezone: g(2),
                 ecommerce: n(3) == 1,
                 sitesearch: n(4) == 1,
