@@ -391,6 +391,7 @@ async fn run_case(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    matomo_worker::allocator::tune();
     let n: usize = std::env::var("TRACKER_BENCH_HITS")
         .ok()
         .and_then(|s| s.parse().ok())

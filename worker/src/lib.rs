@@ -9,6 +9,7 @@
 //! - [`metrics`]: the Prometheus registry and typed metrics.
 //! - [`app`]: start-up (connections, clear errors naming the settings), `run` and `process`.
 
+pub mod allocator;
 pub mod app;
 pub mod commands;
 pub mod engine;

@@ -128,6 +128,7 @@ enum DeadLetterAction {
 }
 
 fn main() -> ExitCode {
+    matomo_worker::allocator::tune();
     // The common flags (--config, --matomo-config, --set, …) are accepted before or after the
     // subcommand: `matomo-worker run --config tier.toml` and `matomo-worker --config tier.toml run`.
     let matches = Cli::command()

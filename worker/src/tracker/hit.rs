@@ -325,17 +325,12 @@ pub async fn handle(
     let urlref = req.str("urlref");
     let no_exclusions = super::phpurl::ParamMatcher::default();
     let url_exclusions = ctx.matchers.get(&idsite).unwrap_or(&no_exclusions);
-    let excluded_referrers: Vec<String> = snap
-        .global_excluded_referrers
-        .iter()
-        .chain(req.site.excluded_referrers.iter())
-        .cloned()
-        .collect();
+    let lists = snap.exclusions(req.site);
     let site_settings = SiteReferrerSettings {
         idsite,
         exclude_unknown_urls: req.site.exclude_unknown_urls,
         keep_url_fragment: snap.keep_fragment(req.site),
-        excluded_referrers: &excluded_referrers,
+        excluded_referrers: &lists.referrers,
         url_exclusions,
     };
     let rreq = ReferrerRequest {

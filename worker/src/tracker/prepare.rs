@@ -267,16 +267,7 @@ pub fn prepare(
         .as_ref()
         .map(|dd| dd.detect_for_matomo(&ua, &client_hints(req)));
     let ip_bin = ip_to_bytes(&ip);
-    let ranges = exclusion::excluded_ip_ranges(
-        &req.site.excluded_ips.join(","),
-        &snap.global_excluded_ips.join(","),
-    );
-    let excluded_uas: Vec<String> = snap
-        .global_excluded_user_agents
-        .iter()
-        .chain(req.site.excluded_user_agents.iter())
-        .cloned()
-        .collect();
+    let lists = snap.exclusions(req.site);
     let via = req.server_str("HTTP_VIA").unwrap_or_default();
     let x_purpose = req.server_str("HTTP_X_PURPOSE").unwrap_or_default();
     let x_moz = req.server_str("HTTP_X_MOZ").unwrap_or_default();
@@ -288,9 +279,9 @@ pub fn prepare(
         rec_param: req.int("rec", 0),
         ip: &ip_bin,
         http_via: &via,
-        excluded_ips: &ranges,
+        excluded_ips: &lists.ip_ranges,
         user_agent: &ua,
-        excluded_user_agents: &excluded_uas,
+        excluded_user_agents: &lists.user_agents,
         spam_filter_enabled: true,
         spammers: &t.lists.spammers,
         urlref: &urlref,

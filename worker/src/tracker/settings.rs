@@ -164,6 +164,20 @@ pub struct Snapshot {
     pub global_search_category_parameters: Vec<String>,
     /// Global keep-url-fragment default.
     pub global_keep_url_fragment: bool,
+    /// Per site, its exclusion lists merged with the global ones (built by `load`).
+    pub exclusions: HashMap<u32, SiteExclusions>,
+}
+
+/// A site's exclusion lists merged with the global ones, as the tracker checks them on every
+/// request: built once per snapshot instead of per request.
+#[derive(Debug, Clone, Default)]
+pub struct SiteExclusions {
+    /// Excluded IP ranges, site then global (`VisitExcluded::getIpsToExclude`'s order).
+    pub ip_ranges: Vec<super::exclusion::IpRange>,
+    /// Excluded user agents, global then site.
+    pub user_agents: Vec<String>,
+    /// Excluded referrers, global then site.
+    pub referrers: Vec<String>,
 }
 
 /// Failure to read the configuration tables.
@@ -340,7 +354,38 @@ impl Snapshot {
             .await
             .map_err(err("access"))?;
         snap.writers = access.into_iter().collect();
+        snap.exclusions = snap
+            .sites
+            .values()
+            .map(|site| (site.idsite, snap.build_exclusions(site)))
+            .collect();
         Ok(snap)
+    }
+
+    /// `site`'s exclusion lists merged with the global ones (built when a snapshot not read
+    /// by `load` lacks them).
+    pub fn exclusions(&self, site: &Site) -> std::borrow::Cow<'_, SiteExclusions> {
+        match self.exclusions.get(&site.idsite) {
+            Some(e) => std::borrow::Cow::Borrowed(e),
+            None => std::borrow::Cow::Owned(self.build_exclusions(site)),
+        }
+    }
+
+    fn build_exclusions(&self, site: &Site) -> SiteExclusions {
+        let merged = |global: &[String], own: &[String]| -> Vec<String> {
+            global.iter().chain(own).cloned().collect()
+        };
+        SiteExclusions {
+            ip_ranges: super::exclusion::excluded_ip_ranges(
+                &site.excluded_ips.join(","),
+                &self.global_excluded_ips.join(","),
+            ),
+            user_agents: merged(
+                &self.global_excluded_user_agents,
+                &site.excluded_user_agents,
+            ),
+            referrers: merged(&self.global_excluded_referrers, &site.excluded_referrers),
+        }
     }
 
     /// The stored fingerprint salt for a site and day, if one exists.
