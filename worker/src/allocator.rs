@@ -41,10 +41,11 @@ mod tests {
         }
         // Before tuning: mimalloc's documented default purge delay (10 ms); after: ours.
         // SAFETY: reading an option.
-        let before: i64 = unsafe { ffi::mi_option_get(MI_OPTION_PURGE_DELAY) }.into();
-        assert!(before == 10 || before == PURGE_DELAY_MS, "got {before}");
+        let before = unsafe { ffi::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        let ours = PURGE_DELAY_MS as std::ffi::c_long;
+        assert!(before == 10 || before == ours, "got {before}");
         tune();
-        let after: i64 = unsafe { ffi::mi_option_get(MI_OPTION_PURGE_DELAY) }.into();
-        assert_eq!(after, PURGE_DELAY_MS);
+        let after = unsafe { ffi::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert_eq!(after, ours);
     }
 }
