@@ -5,9 +5,10 @@
 //! (round robin) as one [`Job`] and waits for the outcome of each of them. The writer takes the
 //! first job, then every job already waiting (up to [`BATCH_ENTRIES`] entries or about
 //! [`BATCH_BYTES`]), and writes them as one multi-value RPUSH per queue — the values in job order,
-//! and within a job in the request's order — all handed to fred in the same poll, so they leave
-//! in one flush. While that batch is in flight the next one gathers. Per hit this saves a fred
-//! command, a socket write on the busy path and a Redis command dispatch.
+//! and within a job in the request's order — all handed to fred in the same poll (fred may still
+//! flush each command on its own: its router runs on another worker thread and sees no command
+//! queued behind the current one). While that batch is in flight the next one gathers. Per hit
+//! this saves a fred command, a socket write and a Redis command dispatch.
 //!
 //! A multi-value RPUSH is one command, executed atomically: all its values are stored or none.
 //! So every entry of a command gets that command's outcome, classified as before (stored, not
@@ -132,7 +133,7 @@ async fn write_batch(
     let results: Vec<Result<(), EnqueueError>> = if client.is_connected() {
         let once = client.with_options(&write_once_options(timeout));
         // All commands are handed to fred in join_all's first poll, in order, so they reach the
-        // connection back to back and leave in one flush.
+        // connection back to back.
         let writes = plan.commands.into_iter().map(|(queue_id, values)| {
             let key = keys.get(queue_id);
             let values: Vec<RedisValue> = values.into_iter().map(RedisValue::Bytes).collect();
