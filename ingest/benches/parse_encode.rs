@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http::{HeaderMap, HeaderValue};
-use matomo_ingest::env::server_vars;
+use matomo_ingest::env::{ip_string, server_vars};
 use matomo_ingest::http::bulk_encode::{encode_bulk, Checked};
 use matomo_ingest::parse::{parse_bulk, single_request};
 use matomo_ingest::queue::{entries_for, Envelope, Routed, Routing};
@@ -58,7 +58,7 @@ fn one_hit(
     };
     validate(&params, &ctx).expect("valid");
     let ip: IpAddr = "203.0.113.5".parse().expect("ip");
-    let server = server_vars(ip, "GET", headers, 1_800_000_000, false);
+    let server = server_vars(&ip_string(ip), "GET", headers, 1_800_000_000, false);
     let envelope = Envelope {
         server,
         cookie: Default::default(),
@@ -114,7 +114,7 @@ fn bench(c: &mut Criterion) {
                 cdt_auth_threshold: 86_400,
             };
             let ip: IpAddr = "203.0.113.5".parse().expect("ip");
-            let server = server_vars(ip, "POST", &headers, 1_800_000_000, false);
+            let server = server_vars(&ip_string(ip), "POST", &headers, 1_800_000_000, false);
             let envelope = Envelope {
                 server,
                 cookie: Default::default(),

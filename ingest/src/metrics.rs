@@ -2,6 +2,7 @@
 //! values, and one method per event that records the metric (and, where useful, the log line)
 //! together. Names end in their unit; counters get `_total` from the encoder.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -10,6 +11,30 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+/// Variants of [`Endpoint`] and [`Outcome`], and the most queues: the sizes of the resolved
+/// counter tables (a value outside them takes the family's own lookup).
+const ENDPOINTS: usize = 3;
+const OUTCOMES: usize = 12;
+const MAX_QUEUES: usize = 4096;
+
+/// Increments the counter of `labels` in `family`, through its resolved copy in `slots[index]`
+/// when there is such a slot.
+fn inc_resolved<L>(
+    slots: &[OnceLock<Counter>],
+    index: usize,
+    family: &Family<L, Counter>,
+    labels: &L,
+) where
+    L: Clone + std::hash::Hash + Eq,
+{
+    match slots.get(index) {
+        Some(slot) => slot
+            .get_or_init(|| family.get_or_create(labels).clone())
+            .inc(),
+        None => family.get_or_create(labels).inc(),
+    };
+}
 
 /// Which endpoint answered.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -72,6 +97,9 @@ pub struct QueueLabels {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    /// The counters of `requests`, by endpoint and outcome, each resolved on first use: the hot
+    /// path skips the family's lock and label hash (and the series still appear only once used).
+    request_counters: Box<[OnceLock<Counter>]>,
     hits_tracked: Counter,
     hits_invalid: Counter,
     enqueue_seconds: Histogram,
@@ -80,6 +108,8 @@ pub struct Metrics {
     queued_bytes: Counter,
     redis_errors: Counter,
     enqueued: Family<QueueLabels, Counter>,
+    /// The counters of `enqueued`, by queue id, each resolved on first use.
+    enqueued_counters: Box<[OnceLock<Counter>]>,
     sites_cached: Gauge,
     site_cache_errors: Counter,
     /// The spool's and the Redis guard's metrics.
@@ -175,6 +205,8 @@ impl Metrics {
             queued_bytes,
             redis_errors,
             enqueued,
+            enqueued_counters: (0..MAX_QUEUES).map(|_| OnceLock::new()).collect(),
+            request_counters: (0..ENDPOINTS * OUTCOMES).map(|_| OnceLock::new()).collect(),
             sites_cached,
             site_cache_errors,
         }
@@ -182,9 +214,9 @@ impl Metrics {
 
     /// One answered request.
     pub fn request(&self, endpoint: Endpoint, outcome: Outcome) {
-        self.requests
-            .get_or_create(&RequestLabels { endpoint, outcome })
-            .inc();
+        let index = endpoint as usize * OUTCOMES + outcome as usize;
+        let labels = RequestLabels { endpoint, outcome };
+        inc_resolved(&self.request_counters, index, &self.requests, &labels);
     }
 
     /// Hits accepted and rejected by one request.
@@ -207,7 +239,13 @@ impl Metrics {
     pub fn enqueued(&self, entries: impl Iterator<Item = (u16, usize)>, elapsed: Duration) {
         self.enqueue_seconds.observe(elapsed.as_secs_f64());
         for (queue, bytes) in entries {
-            self.enqueued.get_or_create(&QueueLabels { queue }).inc();
+            let labels = QueueLabels { queue };
+            inc_resolved(
+                &self.enqueued_counters,
+                queue.into(),
+                &self.enqueued,
+                &labels,
+            );
             self.queued_bytes.inc_by(bytes as u64);
         }
     }
@@ -238,5 +276,39 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolved_counters_count_in_their_family_and_unused_series_stay_out() {
+        let metrics = Metrics::new();
+        metrics.request(Endpoint::Tracker, Outcome::Queued);
+        metrics.request(Endpoint::Tracker, Outcome::Queued);
+        metrics.request(Endpoint::Bulk, Outcome::Invalid);
+        metrics.enqueued([(0, 10), (4095, 5), (0, 1)].into_iter(), Duration::ZERO);
+        let text = metrics.encode();
+        assert!(
+            text.contains("ingest_requests_total{endpoint=\"Tracker\",outcome=\"Queued\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ingest_requests_total{endpoint=\"Bulk\",outcome=\"Invalid\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("outcome=\"Served\""), "{text}");
+        assert!(
+            text.contains("ingest_enqueued_entries_total{queue=\"0\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ingest_enqueued_entries_total{queue=\"4095\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("queue=\"1\""), "{text}");
+        assert!(text.contains("ingest_queued_bytes_total 16"), "{text}");
     }
 }

@@ -30,7 +30,7 @@ use tower::ServiceExt as _;
 use crate::env::{ProxyConfigError, ProxyPolicy};
 use crate::http::first_byte::FirstByteDeadline;
 use crate::http::static_files::StaticFiles;
-use crate::http::{router, AppState, Settings};
+use crate::http::{router, tracker, AppState, Settings};
 use crate::metrics::Metrics;
 use crate::queue::redis::{check_reachable, RedisSink};
 use crate::queue::Routing;
@@ -200,7 +200,6 @@ async fn accept_loop(
     let graceful = GracefulShutdown::new();
     // Cancelled when the listener closes: connections still waiting for their first byte close.
     let closing = CancellationToken::new();
-    let max_url = state.settings.max_url_bytes;
     let read_timeout = state.settings.read_timeout;
     let stop_accepting = async {
         shutdown.cancelled().await;
@@ -223,9 +222,11 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let state = state.clone();
         let service = tower::service_fn(move |req: Request<Incoming>| {
             let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(route(app, req, peer, max_url).await) }
+            let state = state.clone();
+            async move { Ok::<_, std::convert::Infallible>(route(app, state, req, peer).await) }
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -260,20 +261,52 @@ async fn accept_loop(
 
 async fn route(
     app: Router,
+    state: Arc<AppState>,
     req: Request<Incoming>,
     peer: SocketAddr,
-    max_url: usize,
 ) -> Response<Body> {
     let url_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
-    if url_len > max_url {
+    if url_len > state.settings.max_url_bytes {
         let mut r = Response::new(Body::from("request URI too long\n"));
         *r.status_mut() = StatusCode::URI_TOO_LONG;
         return r;
     }
-    let mut req = req.map(Body::new);
+    let req = req.map(Body::new);
+    if is_tracker_path(req.uri().path(), &state.settings.path_prefix) {
+        // The hot path: straight to the tracker, as the router's fallback would send it.
+        return tracker::handle_from(state, req, peer).await;
+    }
+    let mut req = req;
     req.extensions_mut().insert(ConnectInfo(peer));
     match app.oneshot(req).await {
         Ok(response) => response,
         Err(never) => match never {},
+    }
+}
+
+/// Whether the router would hand `path` to the tracker through its fallback: `.php` under the
+/// prefix, except under `{prefix}js/` (that route serves `.php` through the tracker too, but
+/// behind the static files' compression layer, so it stays with the router).
+fn is_tracker_path(path: &str, prefix: &str) -> bool {
+    path.ends_with(".php")
+        && path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| !rest.starts_with("js/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_tracker_path;
+
+    #[test]
+    fn tracker_paths_are_php_under_the_prefix_outside_js() {
+        assert!(is_tracker_path("/matomo.php", "/"));
+        assert!(is_tracker_path("/piwik.php", "/"));
+        assert!(is_tracker_path("/stats/matomo.php", "/stats/"));
+        assert!(is_tracker_path("/anything.php", "/"));
+        assert!(!is_tracker_path("/js/tracker.php", "/"));
+        assert!(!is_tracker_path("/matomo.php", "/stats/"));
+        assert!(!is_tracker_path("/matomo.js", "/"));
+        assert!(!is_tracker_path("/healthz", "/"));
     }
 }

@@ -19,15 +19,26 @@ use matomo_wire::{param_str, Params};
 use super::bulk_encode::{encode_bulk, Checked};
 use super::response::{self, Ctx};
 use super::AppState;
-use crate::env::{server_vars, tracker_cookies};
+use crate::env::{ip_string, server_vars, tracker_cookies};
 use crate::metrics::{Endpoint, Outcome};
 use crate::parse::{self, BulkError};
 use crate::queue::{entries_for, random_entry_id, EnqueueError, Envelope, QueueEntry, Routed};
 use crate::sites::{Grant, Snapshot};
 use crate::validate::{validate, Accepted, Context};
 
-/// `GET|POST|… /matomo.php` (and every other tracker path).
+/// `GET|POST|… /matomo.php` (and every other tracker path), behind the router: the peer address
+/// is the request's [`ConnectInfo`] (127.0.0.1 when there is none, as in handler tests).
 pub async fn handle(state: Arc<AppState>, req: Request) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)), |c| c.0);
+    handle_from(state, req, peer).await
+}
+
+/// [`handle`] for a request from `peer`. The accept loop calls it directly for tracker paths,
+/// without the router and the `ConnectInfo` extension: that is the hot path.
+pub async fn handle_from(state: Arc<AppState>, req: Request, peer: SocketAddr) -> Response {
     let (parts, body) = req.into_parts();
     if response::is_preflight(&parts.method, &parts.headers) {
         state.metrics.request(Endpoint::Tracker, Outcome::Preflight);
@@ -42,7 +53,7 @@ pub async fn handle(state: Arc<AppState>, req: Request) -> Response {
         }
     };
     state.metrics.body_bytes(body.len());
-    let request = Incoming::new(&state, &parts);
+    let request = Incoming::new(&state, &parts, peer);
     if parse::is_bulk_body(&body) {
         bulk(&state, &ctx, request, &body).await
     } else {
@@ -59,20 +70,22 @@ struct Incoming {
 }
 
 impl Incoming {
-    fn new(state: &AppState, parts: &Parts) -> Self {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)), |c| c.0);
-        let client_ip = state.proxy.client_ip(peer.ip(), &parts.headers);
+    fn new(state: &AppState, parts: &Parts, peer: SocketAddr) -> Self {
+        let client_ip = ip_string(state.proxy.client_ip(peer.ip(), &parts.headers));
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let https = parts.uri.scheme_str() == Some("https");
-        let server = server_vars(client_ip, parts.method.as_str(), &parts.headers, now, https);
+        let server = server_vars(
+            &client_ip,
+            parts.method.as_str(),
+            &parts.headers,
+            now,
+            https,
+        );
         let cookie = tracker_cookies(&parts.headers, &state.settings.ignore_cookie);
         Self {
-            client_ip: client_ip.to_string(),
+            client_ip,
             envelope_base: Envelope {
                 server,
                 cookie,
@@ -130,6 +143,10 @@ async fn read_body(state: &AppState, parts: &Parts, body: Body) -> Result<Bytes,
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
         return Err(TOO_LARGE);
+    }
+    if axum::body::HttpBody::is_end_stream(&body) {
+        // Nothing to read (a GET): no timer to arm.
+        return Ok(Bytes::new());
     }
     let collect = Limited::new(body, max).collect();
     match tokio::time::timeout(state.settings.read_timeout, collect).await {

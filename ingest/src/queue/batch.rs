@@ -5,9 +5,10 @@
 //! (round robin) as one [`Job`] and waits for the outcome of each of them. The writer takes the
 //! first job, then every job already waiting (up to [`BATCH_ENTRIES`] entries or about
 //! [`BATCH_BYTES`]), and writes them as one multi-value RPUSH per queue — the values in job order,
-//! and within a job in the request's order — all handed to fred in the same poll, so they leave
-//! in one flush. While that batch is in flight the next one gathers. Per hit this saves a fred
-//! command, a socket write on the busy path and a Redis command dispatch.
+//! and within a job in the request's order — all handed to fred in the same poll (fred may still
+//! flush each command on its own: its router runs on another worker thread and sees no command
+//! queued behind the current one). While that batch is in flight the next one gathers. Per hit
+//! this saves a fred command, a socket write and a Redis command dispatch.
 //!
 //! A multi-value RPUSH is one command, executed atomically: all its values are stored or none.
 //! So every entry of a command gets that command's outcome, classified as before (stored, not
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fred::prelude::{ClientLike as _, ListInterface as _};
-use fred::types::Value as RedisValue;
+use fred::types::{Key, Value as RedisValue};
 use tokio::sync::{mpsc, oneshot};
 
 use super::redis::{classify, write_once_options};
@@ -49,6 +50,7 @@ pub async fn run_writer(
     key_prefix: String,
     timeout: Duration,
 ) {
+    let mut keys = QueueKeys::new(key_prefix);
     while let Some(first) = jobs.recv().await {
         let mut entries = first.entries.len();
         let mut bytes: usize = first.entries.iter().map(|e| e.bytes.len()).sum();
@@ -59,7 +61,32 @@ pub async fn run_writer(
             bytes += job.entries.iter().map(|e| e.bytes.len()).sum::<usize>();
             batch.push(job);
         }
-        write_batch(&client, batch, &key_prefix, timeout).await;
+        write_batch(&client, batch, &mut keys, timeout).await;
+    }
+}
+
+/// The queue keys, each formatted once (a [`Key`] clone shares its bytes).
+struct QueueKeys {
+    prefix: String,
+    keys: Vec<Option<Key>>,
+}
+
+impl QueueKeys {
+    fn new(prefix: String) -> Self {
+        Self {
+            prefix,
+            keys: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, queue_id: u16) -> Key {
+        let index = usize::from(queue_id);
+        if index >= self.keys.len() {
+            self.keys.resize(index + 1, None);
+        }
+        self.keys[index]
+            .get_or_insert_with(|| Key::from(matomo_wire::queue_key(&self.prefix, queue_id)))
+            .clone()
     }
 }
 
@@ -95,7 +122,7 @@ fn plan(jobs: impl IntoIterator<Item = Vec<QueueEntry>>) -> Plan {
 async fn write_batch(
     client: &fred::prelude::Client,
     batch: Vec<Job>,
-    key_prefix: &str,
+    keys: &mut QueueKeys,
     timeout: Duration,
 ) {
     let mut senders = Vec::with_capacity(batch.len());
@@ -106,9 +133,9 @@ async fn write_batch(
     let results: Vec<Result<(), EnqueueError>> = if client.is_connected() {
         let once = client.with_options(&write_once_options(timeout));
         // All commands are handed to fred in join_all's first poll, in order, so they reach the
-        // connection back to back and leave in one flush.
+        // connection back to back.
         let writes = plan.commands.into_iter().map(|(queue_id, values)| {
-            let key = matomo_wire::queue_key(key_prefix, queue_id);
+            let key = keys.get(queue_id);
             let values: Vec<RedisValue> = values.into_iter().map(RedisValue::Bytes).collect();
             once.rpush::<i64, _, _>(key, values)
         });

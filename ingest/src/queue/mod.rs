@@ -178,9 +178,15 @@ pub fn entries_for(
         .collect()
 }
 
-/// A random 16-hex-digit entry id.
+/// A random 16-hex-digit entry id (lower case, zero-padded: `format!("{:016x}")` without the
+/// formatting machinery, one id per hit).
 pub fn random_entry_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = rand::random::<u64>();
+    (0..16)
+        .rev()
+        .map(|i| char::from(HEX[(n >> (i * 4)) as usize & 0xf]))
+        .collect()
 }
 
 #[cfg(test)]
