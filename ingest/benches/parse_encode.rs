@@ -16,8 +16,9 @@ use matomo_ingest::sites::Snapshot;
 use matomo_ingest::validate::{validate, Context};
 use tier_config::EntryCompression;
 
-const MODES: [(&str, EntryCompression); 3] = [
+const MODES: [(&str, EntryCompression); 4] = [
     ("default", EntryCompression::Default),
+    ("zlib", EntryCompression::Zlib),
     ("fast", EntryCompression::Fast),
     ("none", EntryCompression::None),
 ];

@@ -1,5 +1,6 @@
 //! `queue.compression` end to end: for each mode, a hit sent to a running node is stored in Redis
-//! in that form (zlib at PHP's level, zlib from the quick encoder, or the JSON itself) and decodes — the way
+//! in that form (zlib from the ingest's encoder, zlib at PHP's level, zlib from the greedy
+//! encoder, or the JSON itself) and decodes — the way
 //! QueuedTracking's reader does, `gzuncompress` falling back to the raw bytes — to the same
 //! request set.
 
@@ -40,25 +41,28 @@ fn php_read(bytes: &[u8]) -> Vec<u8> {
 async fn every_compression_mode_stores_an_entry_php_reads() {
     let db = TestDb::create().await;
     let default = stored_entry(&db, EntryCompression::Default).await;
+    let zlib = stored_entry(&db, EntryCompression::Zlib).await;
     let fast = stored_entry(&db, EntryCompression::Fast).await;
     let none = stored_entry(&db, EntryCompression::None).await;
     db.drop_db().await;
 
-    // zlib headers: level 6 (`78 9c`, gzcompress's default) and "fastest" (`78 01`, the quick
-    // encoder); raw JSON.
-    assert_eq!(&default[..2], &[0x78, 0x9c]);
+    // zlib headers: our encoder (`78 5e`), level 6 (`78 9c`, gzcompress's default) and
+    // "fastest" (`78 01`, the greedy encoder); raw JSON.
+    assert_eq!(&default[..2], &[0x78, 0x5e]);
+    assert_eq!(&zlib[..2], &[0x78, 0x9c]);
     assert_eq!(&fast[..2], &[0x78, 0x01]);
     assert_eq!(none.first(), Some(&b'{'));
     assert!(
-        fast.len() >= default.len() - 8,
-        "the quick encoder is not smaller"
+        default.len() <= zlib.len() + 8,
+        "the default encoder is about as small as zlib level 6"
     );
     assert!(
-        none.len() > default.len(),
-        "the JSON is larger than its zlib"
+        fast.len() >= zlib.len() - 8,
+        "the greedy encoder is not smaller"
     );
+    assert!(none.len() > zlib.len(), "the JSON is larger than its zlib");
 
-    let decoded: Vec<matomo_wire::RequestSet> = [&default, &fast, &none]
+    let decoded: Vec<matomo_wire::RequestSet> = [&default, &zlib, &fast, &none]
         .iter()
         .map(|bytes| {
             let json = php_read(bytes);
@@ -75,6 +79,7 @@ async fn every_compression_mode_stores_an_entry_php_reads() {
         .collect();
     assert_eq!(decoded[0], decoded[1]);
     assert_eq!(decoded[0], decoded[2]);
+    assert_eq!(decoded[0], decoded[3]);
     assert_eq!(
         decoded[0].requests[0]
             .get("action_name")

@@ -1,12 +1,14 @@
 //! The entry encoder of the hot path: `matomo_wire::envelope::state_json`, compressed as
 //! `queue.compression` says, reusing one compressor per thread and level.
 //!
-//! With [`EntryCompression::Default`] the bytes are exactly what `matomo_wire::encode` (zlib at
-//! PHP's `gzcompress` level) produces (a test holds them equal), but without allocating a fresh
-//! ~300 KB deflate state for every hit. `Fast` ([`super::quick_zlib`]: zlib data from a small
-//! fixed-Huffman encoder) and `None` (the JSON itself) trade Redis memory for CPU;
-//! QueuedTracking's reader accepts both (`@gzuncompress`, falling back to the raw value). The
-//! JSON writer — the contract — stays in `matomo-wire`.
+//! `Default` is zlib data from the ingest's own encoder ([`super::quick_zlib::compress`]:
+//! smaller than PHP's `gzcompress` output, for less CPU). With [`EntryCompression::Zlib`] the
+//! bytes are exactly what `matomo_wire::encode` (zlib at PHP's `gzcompress` level) produces (a
+//! test holds them equal), without allocating a fresh ~300 KB deflate state for every hit.
+//! `Fast` ([`super::quick_zlib::compress_fast`]: a greedy fixed-Huffman encoder) and `None`
+//! (the JSON itself) trade Redis memory for CPU; QueuedTracking's reader accepts every form
+//! (`@gzuncompress`, falling back to the raw value). The JSON writer — the contract — stays in
+//! `matomo-wire`.
 
 use std::cell::RefCell;
 
@@ -15,8 +17,8 @@ use matomo_wire::envelope::{write_state_json, StateEnv};
 use matomo_wire::{Params, RequestSet};
 use tier_config::EntryCompression;
 
-/// Entries up to this size use [`quick_zlib`] in `Fast` mode (its positions are 32-bit; larger
-/// ones, which only a huge bulk makes, go through zlib level 1).
+/// Entries up to this size use [`super::quick_zlib`] (its positions are 32-bit; larger ones,
+/// which only a huge bulk makes, go through zlib: level 6 for `Default`, 1 for `Fast`).
 const QUICK_MAX_BYTES: usize = 256 * 1024 * 1024;
 
 thread_local! {
@@ -29,8 +31,9 @@ thread_local! {
 /// The JSON buffer kept between entries is trimmed back to this after a larger entry.
 const KEPT_JSON_CAPACITY: usize = 64 * 1024;
 
-/// One queue entry for `set`: `gzcompress(json_encode(state))` (as `matomo_wire::encode`) by
-/// default, [`super::quick_zlib`] (zlib data, less CPU) with `Fast`, the JSON itself with `None`.
+/// One queue entry for `set`: zlib data of `json_encode(state)` from [`super::quick_zlib`] by
+/// default, `gzcompress(json_encode(state))` (as `matomo_wire::encode`) with `Zlib`, the
+/// greedy fixed-Huffman encoder's with `Fast`, the JSON itself with `None`.
 pub fn encode(set: &RequestSet, compression: EntryCompression) -> Vec<u8> {
     encode_state(&set.requests, &set.env(), compression)
 }
@@ -61,11 +64,15 @@ pub fn encode_state<'r>(
     })
 }
 
-fn compress(input: &[u8], compression: EntryCompression) -> Vec<u8> {
+/// `input` (an entry's JSON) compressed as `compression` says: the entry bytes of [`encode`].
+pub fn compress(input: &[u8], compression: EntryCompression) -> Vec<u8> {
     let compressor = match compression {
-        EntryCompression::Default => &COMPRESSOR,
-        EntryCompression::Fast if input.len() <= QUICK_MAX_BYTES => {
+        EntryCompression::Default if input.len() <= QUICK_MAX_BYTES => {
             return super::quick_zlib::compress(input)
+        }
+        EntryCompression::Default | EntryCompression::Zlib => &COMPRESSOR,
+        EntryCompression::Fast if input.len() <= QUICK_MAX_BYTES => {
+            return super::quick_zlib::compress_fast(input)
         }
         EntryCompression::Fast => &FAST_COMPRESSOR,
         EntryCompression::None => return input.to_vec(),
@@ -128,12 +135,12 @@ mod tests {
                 entry_id: Some("0123456789abcdef".into()),
                 ..RequestSet::default()
             };
-            let ours = encode(&set, EntryCompression::Default);
+            let ours = encode(&set, EntryCompression::Zlib);
             prop_assert_eq!(&ours, &matomo_wire::encode(&set));
             // Twice on the same thread: the reset leaves no state behind.
-            prop_assert_eq!(encode(&set, EntryCompression::Default), ours);
+            prop_assert_eq!(encode(&set, EntryCompression::Zlib), ours);
             // The other modes decode to the same request set.
-            for mode in [EntryCompression::Fast, EntryCompression::None] {
+            for mode in [EntryCompression::Default, EntryCompression::Fast, EntryCompression::None] {
                 let bytes = encode(&set, mode);
                 prop_assert_eq!(matomo_wire::decode(&bytes).ok(), Some(set.clone()));
                 prop_assert_eq!(encode(&set, mode), bytes);
@@ -155,15 +162,17 @@ mod tests {
             ..RequestSet::default()
         };
         assert_eq!(
-            encode(&set, EntryCompression::Default),
+            encode(&set, EntryCompression::Zlib),
             matomo_wire::encode(&set)
         );
-        let fast = encode(&set, EntryCompression::Fast);
-        assert_eq!(matomo_wire::decode(&fast).ok(), Some(set.clone()));
+        for mode in [EntryCompression::Default, EntryCompression::Fast] {
+            let bytes = encode(&set, mode);
+            assert_eq!(matomo_wire::decode(&bytes).ok(), Some(set.clone()));
+        }
     }
 
     #[test]
-    fn none_is_the_json_itself_and_fast_is_zlib() {
+    fn none_is_the_json_itself_and_the_others_are_zlib() {
         let set = RequestSet {
             requests: vec![[("idsite".to_string(), Value::from("1"))]
                 .into_iter()
@@ -175,8 +184,10 @@ mod tests {
             encode(&set, EntryCompression::None),
             state_json(&set).into_bytes()
         );
-        let fast = encode(&set, EntryCompression::Fast);
-        // zlib header: deflate, 32 KB window, level 1 ("fastest") in FLEVEL.
-        assert_eq!(&fast[..2], &[0x78, 0x01]);
+        // zlib headers: deflate, 32 KB window; FLEVEL 2 (PHP's level 6), 1 (our default
+        // encoder) and 0 ("fastest", the fixed-Huffman one).
+        assert_eq!(&encode(&set, EntryCompression::Zlib)[..2], &[0x78, 0x9C]);
+        assert_eq!(&encode(&set, EntryCompression::Default)[..2], &[0x78, 0x5E]);
+        assert_eq!(&encode(&set, EntryCompression::Fast)[..2], &[0x78, 0x01]);
     }
 }
