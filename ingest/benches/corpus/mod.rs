@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use matomo_ingest::env::server_vars;
+use matomo_ingest::env::{ip_string, server_vars};
 use matomo_ingest::parse::single_request;
 use matomo_ingest::queue::{entries_for, Envelope, Routed, Routing};
 use tier_config::EntryCompression;
@@ -88,7 +88,7 @@ fn entry(query: &str, headers: &HeaderMap, ip: &str, time: i64, entry_id: String
     let params = single_request(query.as_bytes(), None);
     let addr: IpAddr = ip.parse().expect("ip");
     let envelope = Envelope {
-        server: server_vars(addr, "GET", headers, time, false),
+        server: server_vars(&ip_string(addr), "GET", headers, time, false),
         cookie: Default::default(),
         token_auth: None,
         time,
