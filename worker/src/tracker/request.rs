@@ -138,9 +138,14 @@ impl<'a> Request<'a> {
             failures: Vec::new(),
             index: ParamIndex::default(),
         };
-        req.pseudonymise_ids();
+        // The index first: pseudonymising reads parameters. Once it rewrites one, `params`
+        // is owned and look-ups go to the map itself.
         if let Cow::Borrowed(p) = req.params {
             req.index = p.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        }
+        req.pseudonymise_ids();
+        if matches!(req.params, Cow::Owned(_)) {
+            req.index.clear();
         }
         Ok(req)
     }
