@@ -119,7 +119,10 @@ pub fn load_hit(counter: u64, host: &str) -> Vec<u8> {
         "Blog%20post%20%E2%80%93%20one",
         "Contact",
     ];
-    let id = format!("{:016x}", counter.wrapping_mul(2_654_435_761) % 0x7fff_ffff_ffff);
+    let id = format!(
+        "{:016x}",
+        counter.wrapping_mul(2_654_435_761) % 0x7fff_ffff_ffff
+    );
     let query = format!(
         "idsite=1&rec=1&r={counter}&action_name={}&url=http%3A%2F%2Fexample.com%2Fpage%2F{}\
          &urlref=https%3A%2F%2Fwww.google.com%2F&_id={id}&_idn=0&send_image=1&cookie=1&res=1920x1080&pv_id=abc123&h=12&m=30&s=5\
@@ -139,7 +142,10 @@ pub fn load_hit(counter: u64, host: &str) -> Vec<u8> {
         &h,
         "127.0.0.1",
         1_800_000_000 + counter as i64,
-        format!("{:016x}", counter.wrapping_mul(0x9e37_79b9_7f4a_7c15) % u64::MAX),
+        format!(
+            "{:016x}",
+            counter.wrapping_mul(0x9e37_79b9_7f4a_7c15) % u64::MAX
+        ),
     )
 }
 
