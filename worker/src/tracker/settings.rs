@@ -16,9 +16,7 @@ use serde_json::Value;
 pub struct Site {
     /// idsite.
     pub idsite: u32,
-    /// Time zone name (`UTC`, `America/New_York`, or `UTC+2`-style offsets).
-    pub timezone: String,
-    /// `timezone`, parsed.
+    /// The `timezone` column (`UTC`, `America/New_York`, or `UTC+2`-style offsets), parsed.
     pub zone: super::prepare::Zone,
     /// main_url followed by every `site_url` alias.
     pub urls: Vec<String>,
@@ -223,7 +221,6 @@ impl Snapshot {
                 idsite: n(0) as u32,
                 urls: vec![g(1)],
                 zone: super::prepare::Zone::parse(&g(2)),
-                timezone: g(2),
                 ecommerce: n(3) == 1,
                 sitesearch: n(4) == 1,
                 sitesearch_keyword_parameters: split_list(&g(5)),
