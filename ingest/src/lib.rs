@@ -11,10 +11,12 @@
 //!   durable (Redis, one multi-value RPUSH per queue for the entries of concurrent requests).
 //! - [`spool`]: the local disk spool in front of Redis, its replayer, and the Redis memory guard.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`allocator`]: start-up tuning of the binary's allocator (mimalloc).
 //!
 //! A response goes out only after the sink acknowledged the hit (Redis or the spool has it).
 #![deny(missing_docs)]
 
+pub mod allocator;
 pub mod env;
 pub mod http;
 pub mod metrics;

@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tier_config::Config;
+use tier_config::{CompressionSetting, Config, EntryCompression};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
@@ -68,6 +68,7 @@ pub async fn serve(
     let redis = RedisSink::connect(&config.redis, &config.queue.key_prefix)
         .await
         .map_err(redis_err)?;
+    let compression = entry_compression(config.queue.compression, &redis).await;
     let metrics = Arc::new(Metrics::new());
     let spool = match &config.ingest.spool.dir {
         Some(dir) => Some(Spool::open(
@@ -126,7 +127,7 @@ pub async fn serve(
             routing: Routing {
                 num_queues: config.queue.num_queue_workers.max(1),
                 uid_overwrites_visitor_id: tracker.enable_userid_overwrites_visitorid,
-                compression: config.queue.compression,
+                compression,
             },
         },
         sink: sink.clone(),
@@ -162,6 +163,24 @@ pub async fn serve(
     let _ = pool.disconnect().await;
     tracing::info!("ingest node stopped");
     Ok(())
+}
+
+/// `queue.compression`, with `auto` decided by the Redis the node writes to (logged either way).
+async fn entry_compression(setting: CompressionSetting, redis: &RedisSink) -> EntryCompression {
+    if let Some(mode) = setting.fixed() {
+        tracing::info!(compression = ?mode, "queue entries: as configured");
+        return mode;
+    }
+    let depth = match redis.list_compress_depth().await {
+        Ok(depth) => Some(depth),
+        Err(error) => {
+            tracing::info!(%error, "queue.compression = auto: cannot read Redis' list-compress-depth, assuming 0");
+            None
+        }
+    };
+    let mode = setting.resolve(depth);
+    tracing::info!(compression = ?mode, list_compress_depth = ?depth, "queue entries: chosen by queue.compression = auto");
+    mode
 }
 
 async fn refresh_loop(

@@ -4,18 +4,35 @@
 //! QueuedTracking's reader does, `gzuncompress` falling back to the raw bytes — to the same
 //! request set.
 
+//!
+//! `auto` runs against a Redis of its own (the fault suite's service helpers), whose
+//! `list-compress-depth` it sets: it picks the raw JSON when Redis compresses list nodes, our
+//! zlib encoder when it does not.
+
 mod support;
+
+#[path = "../../benches/tests/faults/services.rs"]
+#[allow(dead_code)]
+mod services;
 
 use std::io::Read as _;
 
 use support::{config, Node, TestDb};
-use tier_config::EntryCompression;
+use tier_config::{CompressionSetting, Config, EntryCompression};
 
 async fn stored_entry(db: &TestDb, compression: EntryCompression) -> Vec<u8> {
     let mut cfg = config(db);
+    cfg.queue.compression = compression.into();
+    stored_entry_with(cfg, Node::start).await
+}
+
+async fn stored_entry_with<F, Fut>(mut cfg: Config, start: F) -> Vec<u8>
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = Node>,
+{
     cfg.queue.num_queue_workers = 1;
-    cfg.queue.compression = compression;
-    let node = Node::start(cfg).await;
+    let node = start(cfg).await;
     let url = format!(
         "{}/matomo.php?idsite=1&rec=1&_id=0123456789abcdef&url=http%3A%2F%2Fexample.com%2F&action_name=Home",
         node.base
@@ -86,4 +103,46 @@ async fn every_compression_mode_stores_an_entry_php_reads() {
             .and_then(|v| v.as_str()),
         Some("Home")
     );
+}
+
+#[tokio::test]
+async fn auto_stores_json_only_where_redis_compresses_lists() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut redis = services::Redis::start(tmp.path()).await;
+    let db = TestDb::create().await;
+    let mut entries = Vec::new();
+    for depth in ["0", "1"] {
+        let set = services::redis_cli(redis.port, &["CONFIG", "SET", "list-compress-depth", depth]);
+        assert_eq!(
+            set.as_deref(),
+            Some("OK"),
+            "CONFIG SET list-compress-depth {depth}"
+        );
+        let mut cfg = config(&db);
+        cfg.redis.port = redis.port;
+        assert_eq!(
+            cfg.queue.compression,
+            CompressionSetting::Auto,
+            "auto is the default"
+        );
+        entries.push(stored_entry_with(cfg, Node::start_on_own_redis).await);
+        // A fixed mode is kept whatever Redis does.
+        let mut cfg = config(&db);
+        cfg.redis.port = redis.port;
+        cfg.queue.compression = EntryCompression::Zlib.into();
+        entries.push(stored_entry_with(cfg, Node::start_on_own_redis).await);
+    }
+    redis.stop().await;
+    db.drop_db().await;
+    assert_eq!(&entries[0][..2], &[0x78, 0x5e], "depth 0: our zlib encoder");
+    assert_eq!(&entries[1][..2], &[0x78, 0x9c], "zlib stays zlib");
+    assert_eq!(entries[2].first(), Some(&b'{'), "depth 1: the JSON itself");
+    assert_eq!(&entries[3][..2], &[0x78, 0x9c], "zlib stays zlib");
+    for entry in &entries {
+        let set = matomo_wire::decode(entry).expect("decodes");
+        assert_eq!(
+            set.requests[0].get("action_name").and_then(|v| v.as_str()),
+            Some("Home")
+        );
+    }
 }

@@ -11,6 +11,14 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Sets mimalloc's options before the first allocation (an ELF initialiser runs before Rust's
+/// runtime, which allocates before `main`); see [`matomo_ingest::allocator`].
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+#[used]
+#[link_section = ".init_array"]
+static TUNE_ALLOCATOR: extern "C" fn() = matomo_ingest::allocator::tune_before_main;
+
 /// The Matomo ingest node: a drop-in matomo.php that enqueues hits for the workers.
 #[derive(Debug, Parser)]
 #[command(name = "matomo-ingest", version)]
@@ -20,6 +28,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    #[cfg(not(target_os = "linux"))]
+    matomo_ingest::allocator::tune_before_main();
     let args = Args::parse();
     let config = match tier_config::load(&args.common) {
         Ok(config) => config,

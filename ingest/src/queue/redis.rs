@@ -107,6 +107,32 @@ pub struct RedisSink {
 }
 
 impl RedisSink {
+    /// Redis' `list-compress-depth` (`CONFIG GET`), or why it could not be read: managed Redis
+    /// services often refuse or rename `CONFIG`.
+    pub async fn list_compress_depth(&self) -> Result<u32, String> {
+        let command = fred::types::CustomCommand::new_static("CONFIG", None, false);
+        let reply: fred::types::Value = self
+            .pool
+            .next()
+            .custom(command, vec!["GET", "list-compress-depth"])
+            .await
+            .map_err(|e| e.details().to_owned())?;
+        let value = match &reply {
+            // RESP2: [name, value]; RESP3: {name: value}.
+            fred::types::Value::Array(items) if items.len() == 2 => items[1].as_string(),
+            fred::types::Value::Map(map) => map
+                .clone()
+                .inner()
+                .into_values()
+                .next()
+                .and_then(|v| v.as_string()),
+            _ => None,
+        };
+        value
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("unexpected reply to CONFIG GET list-compress-depth: {reply:?}"))
+    }
+
     /// Connects a pool of `cfg.pool_size` connections.
     pub async fn connect(cfg: &RedisConfig, key_prefix: &str) -> Result<Self, String> {
         let pool = write_once_pool(cfg, cfg.pool_size)?;

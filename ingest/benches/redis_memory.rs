@@ -1,0 +1,164 @@
+//! What a queued hit costs in Redis memory, per `queue.compression` mode and per Redis
+//! `list-compress-depth` (0: every list node stored as it is; 1: every node but the head and the
+//! tail compressed by Redis with LZF, which finds what consecutive entries share).
+//!
+//! `cargo bench -p matomo-ingest --bench redis_memory` (Redis at `REDIS_HOST:REDIS_PORT`,
+//! default 127.0.0.1:6379). For each depth and mode it pushes the realistic entries of `corpus`
+//! (the varied JavaScript-tracker hits four times over, then the load bench's hits) into a
+//! scratch list of its own, reads `MEMORY USAGE key SAMPLES 0` (every node counted) and deletes
+//! the list; Redis' own CPU time for the pushes and reads comes from its `INFO cpu`. The
+//! server's `list-compress-depth` is restored afterwards (it applies to lists created while it
+//! is set, so the scratch lists get the depth under test).
+
+mod corpus;
+
+use fred::prelude::{ClientLike as _, KeysInterface as _, ListInterface as _};
+use fred::types::{CustomCommand, Value};
+use matomo_ingest::queue::codec::compress;
+use tier_config::EntryCompression;
+
+const MODES: [(&str, EntryCompression); 4] = [
+    ("default", EntryCompression::Default),
+    ("zlib", EntryCompression::Zlib),
+    ("fast", EntryCompression::Fast),
+    ("none", EntryCompression::None),
+];
+
+/// Entries per RPUSH, as the node's writers batch them under load.
+const PUSH_CHUNK: usize = 8;
+
+async fn command(client: &fred::prelude::Client, name: &'static str, args: Vec<Value>) -> Value {
+    client
+        .custom(CustomCommand::new_static(name, None, false), args)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+async fn compress_depth(client: &fred::prelude::Client) -> String {
+    let reply = command(
+        client,
+        "CONFIG",
+        vec!["GET".into(), "list-compress-depth".into()],
+    )
+    .await;
+    match reply {
+        Value::Array(items) if items.len() == 2 => items[1].as_string().unwrap_or_default(),
+        other => panic!("CONFIG GET list-compress-depth: unexpected reply {other:?}"),
+    }
+}
+
+/// Redis' CPU time (user + system) so far, in microseconds, from `INFO cpu`.
+async fn redis_cpu_us(client: &fred::prelude::Client) -> f64 {
+    let info = command(client, "INFO", vec!["cpu".into()]).await;
+    let text = info.as_string().unwrap_or_default();
+    ["used_cpu_sys:", "used_cpu_user:"]
+        .iter()
+        .filter_map(|field| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .sum::<f64>()
+        * 1e6
+}
+
+/// Pushes `entries` into a fresh list and returns (bytes per entry, Redis CPU µs per entry).
+async fn measure(client: &fred::prelude::Client, key: &str, entries: &[Vec<u8>]) -> (f64, f64) {
+    let _: i64 = client.del(key).await.expect("del");
+    let cpu_before = redis_cpu_us(client).await;
+    for chunk in entries.chunks(PUSH_CHUNK) {
+        let values: Vec<Value> = chunk
+            .iter()
+            .map(|e| Value::Bytes(e.clone().into()))
+            .collect();
+        let _: i64 = client.rpush(key, values).await.expect("rpush");
+    }
+    // Read back the way a worker does (a batch from the head), so decompression is counted.
+    for start in (0..entries.len()).step_by(500) {
+        let _: Vec<Value> = client
+            .lrange(key, start as i64, start as i64 + 499)
+            .await
+            .expect("lrange");
+    }
+    let cpu = redis_cpu_us(client).await - cpu_before;
+    let usage = command(
+        client,
+        "MEMORY",
+        vec!["USAGE".into(), key.into(), "SAMPLES".into(), 0.into()],
+    )
+    .await;
+    let bytes = usage
+        .as_i64()
+        .unwrap_or_else(|| panic!("MEMORY USAGE: {usage:?}"));
+    let _: i64 = client.del(key).await.expect("del");
+    let n = entries.len() as f64;
+    (bytes as f64 / n, cpu / n)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let host = std::env::var("REDIS_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port: u16 = std::env::var("REDIS_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(6379);
+    let varied = corpus::varied_hits(500);
+    let load: Vec<Vec<u8>> = (1..=2000)
+        .map(|i| corpus::load_hit(i, "127.0.0.1:18081"))
+        .collect();
+    let corpora: [(&str, Vec<&Vec<u8>>); 2] = [
+        (
+            "varied JS-tracker hits (500, four times over)",
+            varied.iter().cycle().take(2000).collect(),
+        ),
+        ("load bench hits (hit.lua, 2000)", load.iter().collect()),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let config = fred::prelude::Config {
+            server: fred::prelude::ServerConfig::new_centralized(&host, port),
+            ..fred::prelude::Config::default()
+        };
+        let client = fred::prelude::Builder::from_config(config)
+            .build()
+            .expect("client");
+        client
+            .init()
+            .await
+            .unwrap_or_else(|e| panic!("Redis must be reachable at {host}:{port}: {e}"));
+        let saved = compress_depth(&client).await;
+        let prefix = format!("bench:redis-memory:{}", std::process::id());
+        for depth in ["0", "1"] {
+            command(
+                &client,
+                "CONFIG",
+                vec!["SET".into(), "list-compress-depth".into(), depth.into()],
+            )
+            .await;
+            for (corpus, entries) in &corpora {
+                for (mode, compression) in MODES {
+                    let encoded: Vec<Vec<u8>> =
+                        entries.iter().map(|e| compress(e, compression)).collect();
+                    let key = format!("{prefix}:{mode}:{depth}");
+                    let (bytes, cpu) = measure(&client, &key, &encoded).await;
+                    println!(
+                        "list-compress-depth {depth}, {corpus}, {mode}: {bytes:.0} B per hit, \
+                         Redis CPU {cpu:.2} us per hit (push + read)"
+                    );
+                }
+            }
+        }
+        command(
+            &client,
+            "CONFIG",
+            vec!["SET".into(), "list-compress-depth".into(), saved.into()],
+        )
+        .await;
+        let _ = client.quit().await;
+    });
+}
