@@ -137,39 +137,65 @@ static ESCAPES: [u8; 256] = {
 /// Appends `s` as a PHP-escaped JSON string.
 ///
 /// Runs of characters written as they are (printable ASCII but `"`, `\` and `/`) are copied
-/// in one piece, found through a byte table; this is the hot loop of every queue entry.
+/// in one piece, found eight bytes at a time ([`next_escape`]); this is the hot loop of every
+/// queue entry.
 pub fn write_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
     let bytes = s.as_bytes();
     let mut run_start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        let escape = ESCAPES[usize::from(bytes[i])];
-        if escape == 0 {
-            i += 1;
-            continue;
-        }
+    loop {
+        let i = next_escape(bytes, run_start);
         out.push_str(&s[run_start..i]);
+        let Some(&b) = bytes.get(i) else { break };
+        let escape = ESCAPES[usize::from(b)];
         if escape == b'u' {
             // A control character or the first byte of a non-ASCII character (`i` is on a
-            // character boundary: every byte before it in this loop was ASCII or a whole
-            // character).
+            // character boundary: every byte before it was copied as ASCII or escaped whole).
             let c = s[i..].chars().next().unwrap_or('\u{fffd}');
             let mut units = [0u16; 2];
             for &unit in c.encode_utf16(&mut units).iter() {
                 push_u_escape(out, unit);
             }
-            i += c.len_utf8().max(1);
+            run_start = i + c.len_utf8().max(1);
         } else {
             out.push('\\');
             out.push(char::from(escape));
-            i += 1;
+            run_start = i + 1;
         }
-        run_start = i;
     }
-    out.push_str(&s[run_start..]);
     out.push('"');
+}
+
+/// The index of the first byte at or after `from` that [`write_str`] escapes, or `bytes.len()`.
+///
+/// Eight bytes at a time (SWAR): a byte is flagged when its top bit is set (non-ASCII), when it
+/// is below 0x20, or when it equals `"`, `\` or `/`. The subtractions can flag a byte falsely
+/// only above (after) a truly flagged one, so the lowest flag is exact.
+fn next_escape(bytes: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut i = from;
+    while let Some(word) = bytes
+        .get(i..i + 8)
+        .and_then(|chunk| <[u8; 8]>::try_from(chunk).ok())
+    {
+        let w = u64::from_le_bytes(word);
+        let flags = (w & HIGH)
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
+            | zero_byte(w ^ (ONES * u64::from(b'"')))
+            | zero_byte(w ^ (ONES * u64::from(b'\\')))
+            | zero_byte(w ^ (ONES * u64::from(b'/')));
+        if flags != 0 {
+            return i + (flags.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    bytes[i.min(bytes.len())..]
+        .iter()
+        .position(|&b| ESCAPES[usize::from(b)] != 0)
+        .map_or(bytes.len(), |p| i + p)
 }
 
 /// Appends `\uXXXX` (lowercase hex), as PHP writes a UTF-16 code unit.
@@ -231,6 +257,39 @@ mod tests {
                 proptest::prop_assert_eq!(out, reference_escape(input));
             }
         }
+    }
+
+    #[test]
+    fn next_escape_finds_every_escaped_byte_at_every_position() {
+        for len in [1, 7, 8, 9, 16, 17] {
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[pos] = b;
+                    let expected = if ESCAPES[usize::from(b)] != 0 {
+                        pos
+                    } else {
+                        len
+                    };
+                    assert_eq!(
+                        next_escape(&bytes, 0),
+                        expected,
+                        "byte {b:#x} at {pos}/{len}"
+                    );
+                    // A later escaped byte does not hide an earlier one, nor the reverse.
+                    bytes[len - 1] = b'/';
+                    let first = if ESCAPES[usize::from(b)] != 0 {
+                        pos
+                    } else {
+                        len - 1
+                    };
+                    assert_eq!(next_escape(&bytes, 0), first, "byte {b:#x} at {pos}/{len}");
+                    assert_eq!(next_escape(&bytes, pos.min(len - 1)), first.max(pos));
+                }
+            }
+        }
+        assert_eq!(next_escape(b"", 0), 0);
+        assert_eq!(next_escape(b"abc", 3), 3);
     }
 
     #[test]
