@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http::{HeaderMap, HeaderValue};
 use matomo_ingest::env::{ip_string, server_vars};
 use matomo_ingest::http::bulk_encode::{encode_bulk, Checked};
-use matomo_ingest::parse::{parse_bulk, single_request};
+use matomo_ingest::parse::{parse_bulk, single_hit};
 use matomo_ingest::queue::{entries_for, Envelope, Routed, Routing};
 use matomo_ingest::sites::Snapshot;
 use matomo_ingest::validate::{validate, Context};
@@ -48,7 +48,7 @@ fn one_hit(
     query: &[u8],
     compression: EntryCompression,
 ) -> usize {
-    let params = single_request(query, None);
+    let params = single_hit(query, None);
     let ctx = Context {
         snapshot,
         token_auth: None,

@@ -7,14 +7,17 @@
 //! and the proxy headers are *not* copied, so a PHP worker sees the same IP we routed by.
 //!
 //! `env.server` is kept small (Redis memory is a target): only the variables Matomo's tracker
-//! reads. Pure functions of the request parts.
+//! reads. It is a flat list ([`ServerVars`]) borrowing the request's headers, written as the
+//! [`Params`] map of the same variables would be. Pure functions of the request parts.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use http::header::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 use matomo_wire::php::string_from_request_bytes;
-use matomo_wire::Params;
+use matomo_wire::{phpjson, Params, WritePhpArray};
 use serde_json::Value;
 
 /// Headers copied into `env.server` (as `HTTP_*`) when present. Header names, not strings, so a
@@ -151,35 +154,94 @@ pub fn ip_string(ip: IpAddr) -> String {
     out
 }
 
-/// Builds `env.server` for one HTTP request; `client_ip` as [`ip_string`] writes it.
-pub fn server_vars(
-    client_ip: &str,
-    method: &str,
-    headers: &HeaderMap,
-    request_time: i64,
-    https: bool,
-) -> Params {
-    let mut server = Params::with_capacity(8);
-    server.insert("REMOTE_ADDR".into(), Value::String(client_ip.to_owned()));
-    for (header, var) in &COPIED_HEADERS {
-        if let Some(v) = headers.get(header) {
-            server.insert((*var).into(), header_string(v.as_bytes()));
+/// `env.server`: PHP `$_SERVER` variables in order, names unique, values borrowing the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerVars<'h> {
+    vars: Vec<(Cow<'static, str>, ServerValue<'h>)>,
+}
+
+/// One `$_SERVER` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerValue<'h> {
+    /// A string (headers, `REMOTE_ADDR`, `REQUEST_METHOD`, …).
+    Str(Cow<'h, str>),
+    /// An integer (`REQUEST_TIME`).
+    Int(i64),
+}
+
+impl<'h> ServerVars<'h> {
+    /// Sets `name` to `value`: a new name goes last, a known one keeps its place (PHP's
+    /// `$_SERVER[$name] = $value`).
+    pub fn set(&mut self, name: impl Into<Cow<'static, str>>, value: ServerValue<'h>) {
+        let name = name.into();
+        match self.vars.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => *v = value,
+            None => self.vars.push((name, value)),
         }
     }
+
+    /// The same variables as a [`Params`] map.
+    pub fn to_params(&self) -> Params {
+        self.vars
+            .iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    ServerValue::Str(s) => Value::String(s.clone().into_owned()),
+                    ServerValue::Int(n) => Value::from(*n),
+                };
+                (name.clone().into_owned(), value)
+            })
+            .collect()
+    }
+}
+
+impl WritePhpArray for ServerVars<'_> {
+    fn write_php_array(&self, out: &mut String) {
+        let entries = self.vars.iter().map(|(name, value)| (&**name, value));
+        phpjson::write_entries(out, entries, |out, value| match value {
+            ServerValue::Str(s) => phpjson::write_str(out, s),
+            ServerValue::Int(n) => {
+                let _ = write!(out, "{n}");
+            }
+        });
+    }
+}
+
+/// Builds `env.server` for one HTTP request; `client_ip` as [`ip_string`] writes it.
+pub fn server_vars<'h>(
+    client_ip: &str,
+    method: &'h str,
+    headers: &'h HeaderMap,
+    request_time: i64,
+    https: bool,
+) -> ServerVars<'h> {
+    let mut vars = Vec::with_capacity(8);
+    let text = |bytes: &'h [u8]| ServerValue::Str(string_from_request_bytes(bytes));
+    vars.push((
+        Cow::Borrowed("REMOTE_ADDR"),
+        ServerValue::Str(Cow::Owned(client_ip.to_owned())),
+    ));
+    // The names pushed directly are distinct constants; only `sec-ch-ua*` names can repeat.
+    for (header, var) in &COPIED_HEADERS {
+        if let Some(v) = headers.get(header) {
+            vars.push((Cow::Borrowed(*var), text(v.as_bytes())));
+        }
+    }
+    let mut server = ServerVars { vars };
     for (name, value) in headers {
         if name.as_str().starts_with("sec-ch-ua") {
             let var = format!(
                 "HTTP_{}",
                 name.as_str().to_ascii_uppercase().replace('-', "_")
             );
-            server.insert(var, header_string(value.as_bytes()));
+            server.set(var, text(value.as_bytes()));
         }
     }
-    server.insert("REQUEST_METHOD".into(), Value::String(method.to_owned()));
+    server.set("REQUEST_METHOD", ServerValue::Str(Cow::Borrowed(method)));
     if https {
-        server.insert("HTTPS".into(), Value::String("on".into()));
+        server.set("HTTPS", ServerValue::Str(Cow::Borrowed("on")));
     }
-    server.insert("REQUEST_TIME".into(), Value::from(request_time));
+    server.set("REQUEST_TIME", ServerValue::Int(request_time));
     server
 }
 
@@ -287,10 +349,85 @@ mod tests {
         ]);
         let s = server_vars("1.2.3.4", "GET", &h, 99, false);
         assert_eq!(
-            Value::Object(s),
+            Value::Object(s.to_params()),
             json!({"REMOTE_ADDR":"1.2.3.4","HTTP_USER_AGENT":"UA/1","HTTP_ACCEPT_LANGUAGE":"de",
                    "HTTP_SEC_CH_UA_PLATFORM":"\"Linux\"","REQUEST_METHOD":"GET","REQUEST_TIME":99})
         );
+    }
+
+    /// `env.server` as a [`Params`] map, as the node built it before [`ServerVars`]: the
+    /// reference the flat list must write the same bytes as.
+    fn reference_server_vars(
+        client_ip: &str,
+        method: &str,
+        headers: &HeaderMap,
+        request_time: i64,
+        https: bool,
+    ) -> Params {
+        let mut server = Params::new();
+        server.insert("REMOTE_ADDR".into(), Value::String(client_ip.to_owned()));
+        for (header, var) in &COPIED_HEADERS {
+            if let Some(v) = headers.get(header) {
+                server.insert((*var).into(), header_string(v.as_bytes()));
+            }
+        }
+        for (name, value) in headers {
+            if name.as_str().starts_with("sec-ch-ua") {
+                let var = format!(
+                    "HTTP_{}",
+                    name.as_str().to_ascii_uppercase().replace('-', "_")
+                );
+                server.insert(var, header_string(value.as_bytes()));
+            }
+        }
+        server.insert("REQUEST_METHOD".into(), Value::String(method.to_owned()));
+        if https {
+            server.insert("HTTPS".into(), Value::String("on".into()));
+        }
+        server.insert("REQUEST_TIME".into(), Value::from(request_time));
+        server
+    }
+
+    #[test]
+    fn server_vars_write_what_the_map_wrote() {
+        let mut latin1 = HeaderMap::new();
+        latin1.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_bytes(b"caf\xe9/1 \"x\"").expect("value"),
+        );
+        latin1.append("sec-ch-ua-x", HeaderValue::from_static("1"));
+        latin1.append("sec-ch-ua_x", HeaderValue::from_static("2"));
+        latin1.append("sec-ch-ua-x", HeaderValue::from_static("3"));
+        latin1.append(
+            "sec-ch-ua",
+            HeaderValue::from_static("\"Chromium\";v=\"120\""),
+        );
+        let full = headers(&[
+            ("user-agent", "Mozilla/5.0 (X11; Linux x86_64)"),
+            ("accept-language", "en-US,en;q=0.9"),
+            ("referer", "https://example.com/a/b?c=d"),
+            ("host", "t.example.com"),
+            ("x-purpose", "preview"),
+            ("purpose", "prefetch"),
+            ("sec-purpose", "prefetch"),
+            ("x-moz", "prefetch"),
+            ("via", "1.1 proxy"),
+            ("dnt", "1"),
+            ("sec-ch-ua-mobile", "?0"),
+        ]);
+        for (h, method, https) in [
+            (&HeaderMap::new(), "GET", false),
+            (&latin1, "POST", true),
+            (&full, "GET", true),
+        ] {
+            for time in [0, -5, 1_800_000_000, i64::MAX] {
+                let (mut ours, mut theirs) = (String::new(), String::new());
+                server_vars("2001:db8::1", method, h, time, https).write_php_array(&mut ours);
+                let reference = reference_server_vars("2001:db8::1", method, h, time, https);
+                phpjson::write_map(&mut theirs, &reference);
+                assert_eq!(ours, theirs);
+            }
+        }
     }
 
     #[test]

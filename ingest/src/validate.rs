@@ -6,10 +6,11 @@
 //! valid token; `idsite` must be a positive integer (`Common::getRequestVar(..., 'int')`) naming
 //! a row of `site`; `cip` needs a valid token; for a recorded hit (`rec=1`) a `cid` must be 16
 //! characters. Everything else is left to the worker, which re-checks all of it. Pure: the
-//! caller passes the snapshot and the clock.
+//! caller passes the snapshot and the clock. Parameters are read through
+//! [`ParamLookup`], so a bulk request's map and a single hit's flat list are checked alike.
 
-use matomo_wire::php::sanitize_input_value;
-use matomo_wire::{param_str, Params};
+use matomo_wire::php::sanitized;
+use matomo_wire::ParamLookup;
 
 use crate::sites::{Grant, Snapshot};
 
@@ -60,7 +61,10 @@ pub struct Accepted {
 }
 
 /// Checks one request as Matomo's tracker would before recording it.
-pub fn validate(params: &Params, ctx: &Context<'_>) -> Result<Accepted, Rejection> {
+pub fn validate<P: ParamLookup + ?Sized>(
+    params: &P,
+    ctx: &Context<'_>,
+) -> Result<Accepted, Rejection> {
     if params.is_empty() {
         return Ok(Accepted {
             idsite: None,
@@ -80,14 +84,16 @@ pub fn validate(params: &Params, ctx: &Context<'_>) -> Result<Accepted, Rejectio
         }
     }
     let idsite = site?;
-    if param_str(params, "cip").is_some_and(|c| !c.is_empty() && c != "0")
+    if params
+        .param("cip")
+        .is_some_and(|c| !c.is_empty() && c != "0")
         && !authenticated(Ok(idsite))
     {
         return Err(Rejection::CipNeedsToken);
     }
     if php_int(params, "rec") == Some(1) {
-        if let Some(cid) = param_str(params, "cid") {
-            let cid = sanitize_input_value(&cid);
+        if let Some(cid) = params.param("cid") {
+            let cid = sanitized(cid);
             if !cid.is_empty() && cid.len() != 16 {
                 return Err(Rejection::CidLength);
             }
@@ -101,7 +107,11 @@ pub fn validate(params: &Params, ctx: &Context<'_>) -> Result<Accepted, Rejectio
 }
 
 /// Whether the request's token may track for its site (`Request::isAuthenticated`).
-fn is_authenticated(params: &Params, ctx: &Context<'_>, idsite: Option<u32>) -> bool {
+fn is_authenticated<P: ParamLookup + ?Sized>(
+    params: &P,
+    ctx: &Context<'_>,
+    idsite: Option<u32>,
+) -> bool {
     if !ctx.require_auth {
         return true;
     }
@@ -110,7 +120,7 @@ fn is_authenticated(params: &Params, ctx: &Context<'_>, idsite: Option<u32>) -> 
     let token = match ctx.token_auth.filter(|t| !t.is_empty()) {
         Some(t) => t,
         None => {
-            from_param = param_str(params, "token_auth").map(|t| sanitize_input_value(&t));
+            from_param = params.param("token_auth").map(sanitized);
             match from_param.as_deref() {
                 Some(t) if !t.is_empty() => t,
                 _ => return false,
@@ -123,9 +133,10 @@ fn is_authenticated(params: &Params, ctx: &Context<'_>, idsite: Option<u32>) -> 
 }
 
 /// The site id, checked against the snapshot.
-fn idsite(params: &Params, snapshot: &Snapshot) -> Result<u32, Rejection> {
+fn idsite<P: ParamLookup + ?Sized>(params: &P, snapshot: &Snapshot) -> Result<u32, Rejection> {
     let raw = || {
-        param_str(params, "idsite")
+        params
+            .param("idsite")
             .map(|s| s.into_owned())
             .unwrap_or_default()
     };
@@ -142,9 +153,8 @@ fn idsite(params: &Params, snapshot: &Snapshot) -> Result<u32, Rejection> {
 
 /// `Common::getRequestVar($name, 0, 'int', $params)`: the integer when the sanitised value equals
 /// its own integer cast (PHP 8 `==`), else `None` (the default).
-pub fn php_int(params: &Params, key: &str) -> Option<i64> {
-    let raw = param_str(params, key)?;
-    let value = sanitize_input_value(&raw);
+pub fn php_int<P: ParamLookup + ?Sized>(params: &P, key: &str) -> Option<i64> {
+    let value = sanitized(params.param(key)?);
     numeric_string(&value)
         .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
         .map(|f| f as i64)
@@ -186,8 +196,8 @@ fn numeric_string(s: &str) -> Option<f64> {
 /// `Request::getCustomTimestamp` for numeric `cdt`: the timestamp when it is valid (not in the
 /// future, not over 20 years old), else `None`. Non-numeric dates (PHP's `strtotime`) are left to
 /// the worker.
-fn custom_timestamp(params: &Params, now: i64) -> Option<i64> {
-    let cdt = param_str(params, "cdt").map(|v| sanitize_input_value(&v));
+fn custom_timestamp<P: ParamLookup + ?Sized>(params: &P, now: i64) -> Option<i64> {
+    let cdt = params.param("cdt").map(sanitized);
     let cdo = php_int(params, "cdo").unwrap_or(0);
     let cdt = match cdt.as_deref() {
         Some(v) if !php_empty(v) => numeric_string(v)? as i64,

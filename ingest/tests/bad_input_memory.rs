@@ -98,7 +98,7 @@ fn body(shape: &str) -> String {
 }
 
 /// The envelope and routing of every measurement.
-fn envelope() -> (Envelope, Routing) {
+fn envelope() -> (Envelope<'static>, Routing) {
     let envelope = Envelope::default();
     let routing = Routing {
         num_queues: 16,

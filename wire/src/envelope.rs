@@ -16,6 +16,7 @@ use flate2::Compression;
 use serde_json::{Map, Value};
 use sha1::{Digest as _, Sha1};
 
+use crate::params::WritePhpArray;
 use crate::phpjson;
 
 /// One raw Matomo tracking request: parameter name → value, in the order received. Values are
@@ -88,8 +89,8 @@ pub fn param_str<'a>(params: &'a Params, key: &str) -> Option<Cow<'a, str>> {
 /// writes an entry, so it need not copy parameters into a [`RequestSet`] first.
 #[derive(Debug, Clone, Copy)]
 pub struct StateEnv<'a> {
-    /// `env.server`.
-    pub server: &'a Params,
+    /// `env.server` (a [`Params`], or the ingest node's own flat list).
+    pub server: &'a dyn WritePhpArray,
     /// `env.cookie`.
     pub cookie: &'a Params,
     /// `tokenAuth` (`None` is PHP's `false`).
@@ -110,9 +111,9 @@ pub fn state_json(set: &RequestSet) -> String {
 
 /// Appends the state of `requests` with `env` to `out`: the bytes [`state_json`] returns for the
 /// same request set (it is written by this function).
-pub fn write_state_json<'r>(
+pub fn write_state_json<'r, R: WritePhpArray + ?Sized + 'r>(
     out: &mut String,
-    requests: impl IntoIterator<Item = &'r Params>,
+    requests: impl IntoIterator<Item = &'r R>,
     env: &StateEnv<'_>,
 ) {
     out.push_str("{\"requests\":[");
@@ -120,10 +121,10 @@ pub fn write_state_json<'r>(
         if i > 0 {
             out.push(',');
         }
-        phpjson::write_map(out, request);
+        request.write_php_array(out);
     }
     out.push_str("],\"env\":{\"server\":");
-    phpjson::write_map(out, env.server);
+    env.server.write_php_array(out);
     out.push_str(",\"cookie\":");
     phpjson::write_map(out, env.cookie);
     out.push_str("},\"tokenAuth\":");

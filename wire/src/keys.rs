@@ -5,11 +5,13 @@
 //! id) % numQueueWorkers`, the visitor id being the one Matomo's `Request::getVisitorId()` finds
 //! (user id hash, `cid`, `_id`) or, failing that, `md5` of the client IP.
 
+use std::borrow::Cow;
+
 use md5::{Digest as _, Md5};
 use sha1::Sha1;
 
-use crate::envelope::{param_str, Params};
-use crate::php::sanitize_input_value;
+use crate::params::ParamLookup;
+use crate::php::sanitized;
 
 /// Name of queue 0; the others append `_<id>`.
 pub const QUEUE_KEY_BASE: &str = "trackingQueueV1";
@@ -35,7 +37,11 @@ pub fn lock_key(prefix: &str, queue_id: u16) -> String {
 ///
 /// `uid_overwrites_visitor_id` is `[Tracker] enable_userid_overwrites_visitorid` (on by
 /// default). `ip` is the client IP string Matomo would use for the request.
-pub fn visitor_id_for_queue(params: &Params, ip: &str, uid_overwrites_visitor_id: bool) -> String {
+pub fn visitor_id_for_queue<P: ParamLookup + ?Sized>(
+    params: &P,
+    ip: &str,
+    uid_overwrites_visitor_id: bool,
+) -> String {
     if let Some(id) = forced_visitor_id(params, uid_overwrites_visitor_id) {
         return id;
     }
@@ -43,7 +49,10 @@ pub fn visitor_id_for_queue(params: &Params, ip: &str, uid_overwrites_visitor_id
 }
 
 /// `Request::getVisitorId()` without the IP fallback: `None` where PHP returns false or throws.
-fn forced_visitor_id(params: &Params, uid_overwrites_visitor_id: bool) -> Option<String> {
+fn forced_visitor_id<P: ParamLookup + ?Sized>(
+    params: &P,
+    uid_overwrites_visitor_id: bool,
+) -> Option<String> {
     if uid_overwrites_visitor_id {
         if let Some(uid) = sanitized_param(params, "uid") {
             let hash = hex::encode(Sha1::digest(uid.as_bytes()));
@@ -63,9 +72,8 @@ fn forced_visitor_id(params: &Params, uid_overwrites_visitor_id: bool) -> Option
 }
 
 /// A non-empty parameter after Matomo's sanitising (PHP's `getParam` returns '' for absent).
-fn sanitized_param(params: &Params, key: &str) -> Option<String> {
-    let raw = param_str(params, key)?;
-    let value = sanitize_input_value(&raw);
+fn sanitized_param<'p, P: ParamLookup + ?Sized>(params: &'p P, key: &str) -> Option<Cow<'p, str>> {
+    let value = sanitized(params.param(key)?);
     (!value.is_empty()).then_some(value)
 }
 
@@ -102,6 +110,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::Params;
 
     fn params(v: serde_json::Value) -> Params {
         v.as_object().cloned().unwrap_or_default()

@@ -30,6 +30,16 @@ pub fn sanitize_input_value(value: &str) -> String {
     htmlspecialchars(&no_nul).into_owned()
 }
 
+/// [`sanitize_input_value`] without a copy when there is nothing to change (no line break, NUL,
+/// `&`, quote, `<` or `>`: the common case for tracking parameters).
+pub fn sanitized(value: Cow<'_, str>) -> Cow<'_, str> {
+    if value.contains(['\n', '\r', '\0', '&', '"', '\'', '<', '>']) {
+        Cow::Owned(sanitize_input_value(&value))
+    } else {
+        value
+    }
+}
+
 /// PHP's `htmlspecialchars($s, ENT_QUOTES)` on valid UTF-8 (double encoding on).
 pub fn htmlspecialchars(value: &str) -> Cow<'_, str> {
     if !value.contains(['&', '"', '\'', '<', '>']) {
@@ -174,6 +184,31 @@ pub fn string_from_request_bytes(bytes: &[u8]) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sanitized_is_sanitize_input_value() {
+        for v in [
+            "",
+            "abc",
+            "a&amp;b",
+            "a\nb",
+            "x\0y",
+            "<b>",
+            "it's",
+            "caf\u{e9}",
+            "&#x1F600;",
+        ] {
+            assert_eq!(
+                sanitized(Cow::Borrowed(v)),
+                sanitize_input_value(v),
+                "{v:?}"
+            );
+        }
+        assert!(matches!(
+            sanitized(Cow::Borrowed("7cb66ae00cf4c764")),
+            Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn escapes_like_htmlspecialchars_ent_quotes() {

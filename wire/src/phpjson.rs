@@ -32,20 +32,37 @@ pub fn write_value(out: &mut String, value: &Value) {
 
 /// Appends a PHP array with string keys (or a list, when the keys are 0..n in order).
 pub fn write_map(out: &mut String, map: &Map<String, Value>) {
-    if is_php_list(map) {
-        write_list(out, map.values());
-        return;
-    }
-    out.push('{');
-    for (i, (k, v)) in map.iter().enumerate() {
+    write_entries(out, map.iter(), write_value);
+}
+
+/// Appends the PHP array of `entries` (key, value; in order, keys unique) as [`write_map`]
+/// writes the map of the same entries: a JSON list when the keys are exactly `"0"`, `"1"`, …,
+/// an object otherwise (`[]` when empty). `write_value` writes one value.
+pub fn write_entries<K, V, I>(
+    out: &mut String,
+    entries: I,
+    mut write_value: impl FnMut(&mut String, V),
+) where
+    K: AsRef<str>,
+    I: Iterator<Item = (K, V)> + Clone,
+{
+    let is_list = entries
+        .clone()
+        .enumerate()
+        .all(|(i, (k, _))| is_decimal_of(k.as_ref(), i));
+    let (open, close) = if is_list { ('[', ']') } else { ('{', '}') };
+    out.push(open);
+    for (i, (k, v)) in entries.enumerate() {
         if i > 0 {
             out.push(',');
         }
-        write_str(out, k);
-        out.push(':');
+        if !is_list {
+            write_str(out, k.as_ref());
+            out.push(':');
+        }
         write_value(out, v);
     }
-    out.push('}');
+    out.push(close);
 }
 
 fn write_list<'a>(out: &mut String, items: impl Iterator<Item = &'a Value>) {
@@ -59,12 +76,21 @@ fn write_list<'a>(out: &mut String, items: impl Iterator<Item = &'a Value>) {
     out.push(']');
 }
 
-/// PHP encodes an array as a JSON list when its keys are exactly 0, 1, …, n−1 in order
-/// (an empty array included).
-fn is_php_list(map: &Map<String, Value>) -> bool {
-    map.keys()
-        .enumerate()
-        .all(|(i, k)| k.parse::<usize>().ok() == Some(i) && k == &i.to_string())
+/// Whether `key` is `i` in decimal (`i.to_string()`), without allocating: PHP encodes an array
+/// as a JSON list when its keys are exactly 0, 1, …, n−1 in order (an empty array included).
+fn is_decimal_of(key: &str, i: usize) -> bool {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut n = i;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    key.as_bytes() == &digits[start..]
 }
 
 fn write_number(out: &mut String, n: &serde_json::Number) {
@@ -85,51 +111,91 @@ fn write_number(out: &mut String, n: &serde_json::Number) {
     }
 }
 
+/// How [`write_str`] writes each byte: `0` as it is, `b'u'` as `\uXXXX` (control characters;
+/// bytes of non-ASCII characters), any other value `\` followed by that byte.
+static ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            0x08 => b'b',
+            0x0c => b'f',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x00..=0x1f | 0x80..=0xff => b'u',
+            _ => 0,
+        };
+        b += 1;
+    }
+    table
+};
+
 /// Appends `s` as a PHP-escaped JSON string.
 ///
-/// Runs of characters written as they are (printable ASCII but `"`, `\\` and `/`) are copied
-/// in one piece; this is the hot loop of every queue entry.
+/// Runs of characters written as they are (printable ASCII but `"`, `\` and `/`) are copied
+/// in one piece, found eight bytes at a time ([`next_escape`]); this is the hot loop of every
+/// queue entry.
 pub fn write_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
     let bytes = s.as_bytes();
     let mut run_start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if (0x20..0x80).contains(&b) && b != b'"' && b != b'\\' && b != b'/' {
-            i += 1;
-            continue;
-        }
+    loop {
+        let i = next_escape(bytes, run_start);
         out.push_str(&s[run_start..i]);
-        let escape = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'/' => "\\/",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            _ => "",
-        };
-        if escape.is_empty() {
+        let Some(&b) = bytes.get(i) else { break };
+        let escape = ESCAPES[usize::from(b)];
+        if escape == b'u' {
             // A control character or the first byte of a non-ASCII character (`i` is on a
-            // character boundary: every byte before it in this loop was ASCII or a whole
-            // character).
+            // character boundary: every byte before it was copied as ASCII or escaped whole).
             let c = s[i..].chars().next().unwrap_or('\u{fffd}');
             let mut units = [0u16; 2];
             for &unit in c.encode_utf16(&mut units).iter() {
                 push_u_escape(out, unit);
             }
-            i += c.len_utf8().max(1);
+            run_start = i + c.len_utf8().max(1);
         } else {
-            out.push_str(escape);
-            i += 1;
+            out.push('\\');
+            out.push(char::from(escape));
+            run_start = i + 1;
         }
-        run_start = i;
     }
-    out.push_str(&s[run_start..]);
     out.push('"');
+}
+
+/// The index of the first byte at or after `from` that [`write_str`] escapes, or `bytes.len()`.
+///
+/// Eight bytes at a time (SWAR): a byte is flagged when its top bit is set (non-ASCII), when it
+/// is below 0x20, or when it equals `"`, `\` or `/`. The subtractions can flag a byte falsely
+/// only above (after) a truly flagged one, so the lowest flag is exact.
+fn next_escape(bytes: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut i = from;
+    while let Some(word) = bytes
+        .get(i..i + 8)
+        .and_then(|chunk| <[u8; 8]>::try_from(chunk).ok())
+    {
+        let w = u64::from_le_bytes(word);
+        let flags = (w & HIGH)
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
+            | zero_byte(w ^ (ONES * u64::from(b'"')))
+            | zero_byte(w ^ (ONES * u64::from(b'\\')))
+            | zero_byte(w ^ (ONES * u64::from(b'/')));
+        if flags != 0 {
+            return i + (flags.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    bytes[i.min(bytes.len())..]
+        .iter()
+        .position(|&b| ESCAPES[usize::from(b)] != 0)
+        .map_or(bytes.len(), |p| i + p)
 }
 
 /// Appends `\uXXXX` (lowercase hex), as PHP writes a UTF-16 code unit.
@@ -191,6 +257,39 @@ mod tests {
                 proptest::prop_assert_eq!(out, reference_escape(input));
             }
         }
+    }
+
+    #[test]
+    fn next_escape_finds_every_escaped_byte_at_every_position() {
+        for len in [1, 7, 8, 9, 16, 17] {
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[pos] = b;
+                    let expected = if ESCAPES[usize::from(b)] != 0 {
+                        pos
+                    } else {
+                        len
+                    };
+                    assert_eq!(
+                        next_escape(&bytes, 0),
+                        expected,
+                        "byte {b:#x} at {pos}/{len}"
+                    );
+                    // A later escaped byte does not hide an earlier one, nor the reverse.
+                    bytes[len - 1] = b'/';
+                    let first = if ESCAPES[usize::from(b)] != 0 {
+                        pos
+                    } else {
+                        len - 1
+                    };
+                    assert_eq!(next_escape(&bytes, 0), first, "byte {b:#x} at {pos}/{len}");
+                    assert_eq!(next_escape(&bytes, pos.min(len - 1)), first.max(pos));
+                }
+            }
+        }
+        assert_eq!(next_escape(b"", 0), 0);
+        assert_eq!(next_escape(b"abc", 3), 3);
     }
 
     #[test]

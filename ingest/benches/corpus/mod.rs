@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use matomo_ingest::env::{ip_string, server_vars};
-use matomo_ingest::parse::single_request;
+use matomo_ingest::parse::single_hit;
 use matomo_ingest::queue::{entries_for, Envelope, Routed, Routing};
 use tier_config::EntryCompression;
 
@@ -85,7 +85,7 @@ const RES: [&str; 5] = ["1920x1080", "390x844", "1440x900", "2560x1440", "412x91
 
 /// The JSON state of one hit, as the ingest writes it (compression `none`).
 fn entry(query: &str, headers: &HeaderMap, ip: &str, time: i64, entry_id: String) -> Vec<u8> {
-    let params = single_request(query.as_bytes(), None);
+    let params = single_hit(query.as_bytes(), None);
     let addr: IpAddr = ip.parse().expect("ip");
     let envelope = Envelope {
         server: server_vars(&ip_string(addr), "GET", headers, time, false),

@@ -3,13 +3,16 @@
 //!
 //! Checked on every input, beyond "no panic": at most `max_input_vars` pairs are read from each
 //! part; names are never empty; the query string wins over the form; arrays nest no deeper than
-//! `max_input_nesting_level`; the encoded entry decodes back to exactly the parsed request.
+//! `max_input_nesting_level`; the encoded entry decodes back to exactly the parsed request; the
+//! handler's flat path (`single_hit`) holds the same parameters, in the same order, and writes
+//! the same entry bytes.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use matomo_ingest::parse::phpquery::{MAX_INPUT_VARS, MAX_NESTING};
-use matomo_ingest::parse::{parse_str, single_request};
+use matomo_ingest::parse::{parse_str, single_hit, single_request};
+use matomo_ingest::queue::{entries_for, Envelope, Routed, Routing};
 use serde_json::Value;
 
 /// A query string and an optional form body, each built from name/value pieces so that array
@@ -74,4 +77,21 @@ fuzz_target!(|input: Input| {
     let decoded =
         matomo_ingest_fuzz::encode_and_decode(std::slice::from_ref(&merged), "192.0.2.1", 7);
     assert_eq!(decoded, vec![matomo_ingest_fuzz::php_json(&merged)]);
+
+    let hit = single_hit(&query, form.as_deref());
+    let ordered = |p: &matomo_wire::Params| {
+        p.iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ordered(&hit.to_params()), ordered(&merged), "flat path differs");
+    let (envelope, routing) = (Envelope::default(), Routing::default());
+    let ip = "192.0.2.1";
+    let flat = entries_for(&[Routed { params: &hit, ip }], &envelope, routing, || {
+        "0000000000000000".into()
+    });
+    let map = entries_for(&[Routed { params: &merged, ip }], &envelope, routing, || {
+        "0000000000000000".into()
+    });
+    assert_eq!(flat, map, "flat path writes other bytes");
 });

@@ -29,7 +29,7 @@ pub enum Checked {
 /// whose parameters cannot be read included). `new_id` yields unique entry ids.
 pub fn encode_bulk(
     requests: &[BulkEntry],
-    envelope: &Envelope,
+    envelope: &Envelope<'_>,
     routing: Routing,
     mut check: impl FnMut(&Params) -> Checked,
     mut new_id: impl FnMut() -> String,

@@ -14,7 +14,7 @@ use http::request::Parts;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use matomo_wire::php::sanitize_input_value;
-use matomo_wire::{param_str, Params};
+use matomo_wire::{ParamLookup, Params};
 
 use super::bulk_encode::{encode_bulk, Checked};
 use super::response::{self, Ctx};
@@ -61,16 +61,16 @@ pub async fn handle_from(state: Arc<AppState>, req: Request, peer: SocketAddr) -
     }
 }
 
-/// What every hit of one HTTP request shares.
-struct Incoming {
+/// What every hit of one HTTP request shares (`env.server` borrows the request's headers).
+struct Incoming<'h> {
     client_ip: String,
-    envelope_base: Envelope,
+    envelope_base: Envelope<'h>,
     via_post: bool,
     now: i64,
 }
 
-impl Incoming {
-    fn new(state: &AppState, parts: &Parts, peer: SocketAddr) -> Self {
+impl<'h> Incoming<'h> {
+    fn new(state: &AppState, parts: &'h Parts, peer: SocketAddr) -> Self {
         let client_ip = ip_string(state.proxy.client_ip(peer.ip(), &parts.headers));
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -114,12 +114,12 @@ impl Incoming {
     }
 
     /// The IP a request is routed by: an authenticated `cip`, else the client IP.
-    fn routing_ip<'a>(
+    fn routing_ip<'a, P: ParamLookup + ?Sized>(
         &'a self,
-        params: &'a Params,
+        params: &'a P,
         accepted: &Accepted,
     ) -> std::borrow::Cow<'a, str> {
-        match param_str(params, "cip") {
+        match params.param("cip") {
             Some(cip) if accepted.authenticated && !cip.is_empty() => cip,
             _ => std::borrow::Cow::Borrowed(self.client_ip.as_str()),
         }
@@ -168,7 +168,7 @@ async fn read_body(state: &AppState, parts: &Parts, body: Body) -> Result<Bytes,
 async fn single(
     state: &AppState,
     ctx: &Ctx,
-    mut req: Incoming,
+    mut req: Incoming<'_>,
     parts: &Parts,
     body: &[u8],
 ) -> Response {
@@ -178,7 +178,7 @@ async fn single(
         .and_then(|v| v.to_str().ok())
         .is_some_and(parse::is_form_content_type);
     let query = parts.uri.query().unwrap_or_default().as_bytes();
-    let params = parse::single_request(query, is_form.then_some(body));
+    let params = parse::single_hit(query, is_form.then_some(body));
     let no_image = parse::wants_no_image(&params);
     let metrics = &state.metrics;
     if !state.settings.record_statistics {
@@ -193,7 +193,8 @@ async fn single(
         metrics.request(Endpoint::Tracker, Outcome::Unavailable);
         return ctx.failure(StatusCode::SERVICE_UNAVAILABLE, "site cache not loaded yet");
     };
-    let token = param_str(&params, "token_auth")
+    let token = params
+        .param("token_auth")
         .map(|t| sanitize_input_value(&t))
         .filter(|t| !t.is_empty());
     let accepted = match validate(&params, &req.context(state, &snapshot, token.as_deref())) {
@@ -231,7 +232,7 @@ async fn single(
     ctx.api_response(StatusCode::OK, no_image)
 }
 
-async fn bulk(state: &AppState, ctx: &Ctx, mut req: Incoming, body: &[u8]) -> Response {
+async fn bulk(state: &AppState, ctx: &Ctx, mut req: Incoming<'_>, body: &[u8]) -> Response {
     let metrics = &state.metrics;
     let parsed = match parse::parse_bulk(body, state.settings.max_bulk_requests) {
         Ok(parsed) => parsed,

@@ -4,17 +4,22 @@
 //! - [`bulk`]: the JSON bulk body (`{"requests":[…],"token_auth":…}`), whose entries
 //!   ([`bulk_entry`]) are parsed one at a time.
 //! - [`single_request`]: one hit, the query string merged with a form body (`$_GET + $_POST`).
+//! - [`single_hit`]: the same hit as the handler reads it: a flat, borrowed list ([`flat`])
+//!   unless a name is a PHP array, then [`single_request`]'s map.
 //!
 //! No I/O and no clock here: every function maps bytes to typed values or a clear error, so the
 //! parsers can be unit-, property- and fuzz-tested. The HTTP layer only wires them.
 
 pub mod bulk;
 pub mod bulk_entry;
+pub mod flat;
 pub mod phpquery;
 #[cfg(test)]
 mod proptests;
 
-use matomo_wire::Params;
+use std::borrow::Cow;
+
+use matomo_wire::{ParamLookup, Params, WritePhpArray};
 
 /// A key serde_json treats specially when it is the first key of an object and its `raw_value`
 /// feature is on (axum turns it on for the whole workspace): the object is then replaced by the
@@ -26,7 +31,69 @@ pub const SERDE_RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
 
 pub use bulk::{is_bulk_body, parse_bulk, BulkBody, BulkError};
 pub use bulk_entry::{BulkEntry, EntryTooLarge};
+pub use flat::HitParams;
 pub use phpquery::parse_str;
+
+/// One hit's parameters as the single-hit path holds them. Both forms read and encode the same
+/// as [`single_request`]'s map of the same request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hit<'a> {
+    /// No PHP array among the names (nearly every hit): a flat list borrowing the request.
+    Flat(HitParams<'a>),
+    /// Some name is a PHP array (`a[b]=…`): [`single_request`]'s map.
+    Nested(Params),
+}
+
+impl Hit<'_> {
+    /// The same parameters as [`single_request`]'s map.
+    pub fn to_params(&self) -> Params {
+        match self {
+            Hit::Flat(flat) => flat.to_params(),
+            Hit::Nested(params) => params.clone(),
+        }
+    }
+}
+
+impl ParamLookup for Hit<'_> {
+    fn param(&self, key: &str) -> Option<Cow<'_, str>> {
+        match self {
+            Hit::Flat(flat) => flat.param(key),
+            Hit::Nested(params) => params.param(key),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Hit::Flat(flat) => flat.is_empty(),
+            Hit::Nested(params) => params.is_empty(),
+        }
+    }
+}
+
+impl WritePhpArray for Hit<'_> {
+    fn write_php_array(&self, out: &mut String) {
+        match self {
+            Hit::Flat(flat) => flat.write_php_array(out),
+            Hit::Nested(params) => params.write_php_array(out),
+        }
+    }
+}
+
+/// [`single_request`] for the handler: the flat list when neither part has a PHP array name
+/// (nor more than [`flat::FLAT_MAX_PAIRS`] pairs), else the map.
+pub fn single_hit<'a>(query: &'a [u8], form: Option<&'a [u8]>) -> Hit<'a> {
+    if let Some(mut params) = flat::parse_flat(query) {
+        match form.map(flat::parse_flat) {
+            None => return Hit::Flat(params),
+            Some(Some(form)) => {
+                params.merge_form(form);
+                return Hit::Flat(params);
+            }
+            Some(None) => {}
+        }
+    }
+    Hit::Nested(single_request(query, form))
+}
 
 /// One hit's parameters: `$_GET + $_POST` — the query string's parameters first, then the form
 /// body's parameters whose names the query string does not have (the query string wins).
@@ -49,8 +116,8 @@ pub fn is_form_content_type(content_type: &str) -> bool {
 }
 
 /// `$request['send_image'] === '0'` on `$_GET + $_POST`: the hit asked for a 204, not the GIF.
-pub fn wants_no_image(params: &Params) -> bool {
-    params.get("send_image").and_then(|v| v.as_str()) == Some("0")
+pub fn wants_no_image<P: ParamLookup + ?Sized>(params: &P) -> bool {
+    params.param("send_image").as_deref() == Some("0")
 }
 
 #[cfg(test)]

@@ -44,6 +44,20 @@ pub fn parse_str(input: &[u8]) -> Params {
     out
 }
 
+/// Where the name in a decoded raw name lies: it stops at a NUL byte, and leading spaces are
+/// skipped. An empty range means no name (the pair is ignored).
+pub(super) fn name_bounds(raw_name: &[u8]) -> std::ops::Range<usize> {
+    let end = raw_name
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(raw_name.len());
+    let start = raw_name[..end]
+        .iter()
+        .position(|&b| b != b' ')
+        .unwrap_or(end);
+    start..end
+}
+
 /// [`url_decode`], borrowing `input` when there is nothing to decode (the common case).
 fn url_decoded(input: &[u8]) -> Cow<'_, [u8]> {
     if input.iter().any(|&b| b == b'+' || b == b'%') {
@@ -56,10 +70,18 @@ fn url_decoded(input: &[u8]) -> Cow<'_, [u8]> {
 /// A decoded request value as a string (ISO-8859-1 when not UTF-8), reusing the decoded bytes'
 /// allocation when there is one.
 fn request_string(bytes: Cow<'_, [u8]>) -> String {
+    request_str(bytes).into_owned()
+}
+
+/// [`request_string`], borrowing what it can: valid UTF-8 that needed no decoding stays a
+/// slice of the request.
+pub(super) fn request_str(bytes: Cow<'_, [u8]>) -> Cow<'_, str> {
     match bytes {
-        Cow::Borrowed(b) => string_from_request_bytes(b).into_owned(),
-        Cow::Owned(v) => String::from_utf8(v)
-            .unwrap_or_else(|e| string_from_request_bytes(e.as_bytes()).into_owned()),
+        Cow::Borrowed(b) => string_from_request_bytes(b),
+        Cow::Owned(v) => Cow::Owned(
+            String::from_utf8(v)
+                .unwrap_or_else(|e| string_from_request_bytes(e.as_bytes()).into_owned()),
+        ),
     }
 }
 
@@ -90,13 +112,7 @@ fn hex_val(b: u8) -> Option<u8> {
 
 /// `php_register_variable_ex`: stores `value` under the (possibly bracketed) raw name.
 fn register(out: &mut Params, raw_name: &[u8], value: Value) {
-    // Names stop at a NUL byte, and leading spaces are skipped.
-    let raw_name = raw_name.split(|&b| b == 0).next().unwrap_or_default();
-    let start = raw_name
-        .iter()
-        .position(|&b| b != b' ')
-        .unwrap_or(raw_name.len());
-    let name = &raw_name[start..];
+    let name = &raw_name[name_bounds(raw_name)];
     if name.is_empty() {
         return;
     }
@@ -132,7 +148,7 @@ fn register(out: &mut Params, raw_name: &[u8], value: Value) {
 
 /// Splits `a.b[x][]` into the mangled base name `a_b` and the indexes `["x", ""]`; the indexes
 /// are `None` when there are more than [`MAX_NESTING`] groups.
-fn split_indexes(name: &[u8]) -> (Cow<'_, [u8]>, Option<Vec<Vec<u8>>>) {
+pub(super) fn split_indexes(name: &[u8]) -> (Cow<'_, [u8]>, Option<Vec<Vec<u8>>>) {
     if !name.iter().any(|&b| matches!(b, b'[' | b'.' | b' ')) {
         // A plain name (nearly every tracking parameter): nothing to mangle or split.
         return (Cow::Borrowed(name), Some(Vec::new()));

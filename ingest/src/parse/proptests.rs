@@ -1,13 +1,17 @@
 //! Property tests of the parsers and the encoding path: round trips through a query string,
-//! through a bulk body and through the queue encoding, and no panics on arbitrary bytes.
+//! through a bulk body and through the queue encoding, no panics on arbitrary bytes, and the
+//! single-hit path's flat list ([`super::single_hit`]) equal to the map path it replaces
+//! ([`super::single_request`]), parameters and entry bytes alike.
 
 use matomo_wire::Params;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use proptest::prelude::*;
 use serde_json::Value;
 
-use super::{parse_bulk, parse_str, single_request};
-use crate::queue::{entries_for, Envelope, Routed, Routing};
+use super::flat::{parse_flat, FLAT_MAX_PAIRS};
+use super::{parse_bulk, parse_str, single_hit, single_request, SERDE_RAW_VALUE_KEY};
+use crate::env::{ServerValue, ServerVars};
+use crate::queue::{entries_for, EntryCompression, Envelope, Routed, Routing};
 
 fn param_maps() -> impl Strategy<Value = Vec<(String, String)>> {
     proptest::collection::btree_map("[a-z_][a-z0-9_]{0,12}", any::<String>(), 0..12)
@@ -29,7 +33,111 @@ fn as_params(pairs: &[(String, String)]) -> Params {
         .collect()
 }
 
+/// Query strings made of the pieces PHP's `parse_str` treats specially: separators, escapes
+/// (valid, truncated, of `[`, NUL and non-UTF-8 bytes), brackets, dots, spaces, raw non-UTF-8
+/// bytes, names that repeat, digits (list keys) and the reserved serde key.
+fn tricky_queries() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        8 => prop::sample::select(vec!["a", "b", "idsite", "_id", "0", "1", "2", "cid", "x"])
+            .prop_map(|s| s.as_bytes().to_vec()),
+        4 => Just(b"&".to_vec()),
+        4 => Just(b"=".to_vec()),
+        1 => prop::sample::select(vec![
+            "%", "%4", "%41", "%5B", "%5d", "%2e", "%20", "%00", "%E9", "%C3%A9", "%zz", "%26",
+            "%3D", "+", "[", "]", "[]", ".", " ", "\0", "a[b]", "%5B%5D", SERDE_RAW_VALUE_KEY,
+        ])
+        .prop_map(|s| s.as_bytes().to_vec()),
+        1 => any::<u8>().prop_map(|b| vec![b]),
+    ];
+    proptest::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+}
+
+/// The map's entries in order (a `Params` comparison ignores the order).
+fn ordered(params: &Params) -> Vec<(String, Value)> {
+    params.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn envelope_for_tests() -> Envelope<'static> {
+    let mut server = ServerVars::default();
+    server.set("REMOTE_ADDR", ServerValue::Str("203.0.113.5".into()));
+    server.set(
+        "HTTP_USER_AGENT",
+        ServerValue::Str("Mozilla/5.0 (X11)".into()),
+    );
+    server.set("REQUEST_TIME", ServerValue::Int(1_800_000_000));
+    Envelope {
+        server,
+        cookie: Params::new(),
+        token_auth: Some("tok".into()),
+        time: 1_800_000_000,
+    }
+}
+
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn the_flat_parser_is_parse_str(query in tricky_queries()) {
+        let reference = parse_str(&query);
+        match parse_flat(&query) {
+            Some(flat) => prop_assert_eq!(ordered(&flat.to_params()), ordered(&reference)),
+            None => {
+                // Declined only for a PHP array name (a `[`, maybe escaped) or too many pairs.
+                let text = String::from_utf8_lossy(&query).to_ascii_lowercase();
+                prop_assert!(
+                    text.contains('[')
+                        || text.contains("%5b")
+                        || query.iter().filter(|&&b| b == b'&').count() >= FLAT_MAX_PAIRS
+                );
+            }
+        }
+        prop_assert_eq!(
+            ordered(&single_hit(&query, None).to_params()),
+            ordered(&reference)
+        );
+    }
+
+    #[test]
+    fn the_flat_merge_is_single_request(query in tricky_queries(), form in tricky_queries()) {
+        let hit = single_hit(&query, Some(&form));
+        let reference = single_request(&query, Some(&form));
+        prop_assert_eq!(ordered(&hit.to_params()), ordered(&reference));
+        prop_assert_eq!(
+            super::wants_no_image(&hit),
+            super::wants_no_image(&reference)
+        );
+    }
+
+    #[test]
+    fn flat_entries_are_the_bytes_of_the_map_path(
+        query in tricky_queries(),
+        pairs in param_maps(),
+        num_queues in 1u16..20,
+    ) {
+        let encoded = format!("{}&{}", encode(&pairs), String::from_utf8_lossy(&query));
+        for input in [&query[..], encoded.as_bytes()] {
+            let hit = single_hit(input, None);
+            let reference = single_request(input, None);
+            let envelope = envelope_for_tests();
+            for compression in [EntryCompression::None, EntryCompression::Zlib] {
+                let routing = Routing { num_queues, compression, ..Routing::default() };
+                let ours = entries_for(
+                    &[Routed { params: &hit, ip: "192.0.2.1" }],
+                    &envelope,
+                    routing,
+                    || "0123456789abcdef".into(),
+                );
+                let theirs = entries_for(
+                    &[Routed { params: &reference, ip: "192.0.2.1" }],
+                    &envelope,
+                    routing,
+                    || "0123456789abcdef".into(),
+                );
+                prop_assert_eq!(ours, theirs);
+            }
+        }
+    }
+
     #[test]
     fn query_strings_round_trip(pairs in param_maps()) {
         prop_assert_eq!(parse_str(encode(&pairs).as_bytes()), as_params(&pairs));
@@ -79,7 +187,7 @@ proptest! {
             .enumerate()
             .map(|(i, p)| Routed { params: p, ip: &ips[i % ips.len()] })
             .collect();
-        let envelope = Envelope { server: Params::new(), cookie: Params::new(), token_auth: None, time: 1 };
+        let envelope = Envelope { time: 1, ..Envelope::default() };
         let mut n = 0u64;
         let entries = entries_for(
             &routed,

@@ -14,7 +14,7 @@ use std::cell::RefCell;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 use matomo_wire::envelope::{write_state_json, StateEnv};
-use matomo_wire::{Params, RequestSet};
+use matomo_wire::{RequestSet, WritePhpArray};
 use tier_config::EntryCompression;
 
 /// Entries up to this size use [`super::quick_zlib`] (its positions are 32-bit; larger ones,
@@ -40,8 +40,8 @@ pub fn encode(set: &RequestSet, compression: EntryCompression) -> Vec<u8> {
 
 /// One queue entry for `requests` with `env`, without building a [`RequestSet`]: the same bytes
 /// as [`encode`] of the request set they make up.
-pub fn encode_state<'r>(
-    requests: impl IntoIterator<Item = &'r Params>,
+pub fn encode_state<'r, R: WritePhpArray + ?Sized + 'r>(
+    requests: impl IntoIterator<Item = &'r R>,
     env: &StateEnv<'_>,
     compression: EntryCompression,
 ) -> Vec<u8> {

@@ -16,8 +16,10 @@ pub mod redis;
 
 use futures::future::BoxFuture;
 use matomo_wire::envelope::StateEnv;
-use matomo_wire::{queue_id_for_visitor, visitor_id_for_queue, Params};
+use matomo_wire::{queue_id_for_visitor, visitor_id_for_queue, ParamLookup, Params, WritePhpArray};
 pub use tier_config::EntryCompression;
+
+use crate::env::ServerVars;
 
 /// One encoded entry and the queue it goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,9 +87,9 @@ pub trait Sink: Send + Sync + 'static {
 /// Everything a request set shares: environment, token, receive time. The default is an empty
 /// environment, no token, time 0.
 #[derive(Debug, Clone, Default)]
-pub struct Envelope {
-    /// `env.server`.
-    pub server: Params,
+pub struct Envelope<'h> {
+    /// `env.server` (borrowing the request's headers).
+    pub server: ServerVars<'h>,
     /// `env.cookie`.
     pub cookie: Params,
     /// `tokenAuth` (`None` is PHP's `false`).
@@ -120,11 +122,12 @@ impl Default for Routing {
 }
 
 /// One accepted request: its parameters and the IP the queue is chosen by (`cip` when
-/// authenticated, else the client IP).
-#[derive(Debug, Clone)]
-pub struct Routed<'a> {
+/// authenticated, else the client IP). The parameters are a [`Params`] map (bulk requests) or
+/// the single-hit path's [`crate::parse::Hit`].
+#[derive(Debug)]
+pub struct Routed<'a, P: ?Sized = Params> {
     /// Raw parameters, as received.
-    pub params: &'a Params,
+    pub params: &'a P,
     /// The IP string Matomo's `getIpString()` would return.
     pub ip: &'a str,
 }
@@ -134,9 +137,9 @@ pub struct Routed<'a> {
 /// The entries are written straight from the borrowed parameters and envelope (nothing is
 /// copied into a [`matomo_wire::RequestSet`] first); the bytes are those of `matomo_wire::envelope::state_json`
 /// for the same request set.
-pub fn entries_for(
-    requests: &[Routed<'_>],
-    envelope: &Envelope,
+pub fn entries_for<P: ParamLookup + WritePhpArray + ?Sized>(
+    requests: &[Routed<'_, P>],
+    envelope: &Envelope<'_>,
     routing: Routing,
     mut new_id: impl FnMut() -> String,
 ) -> Vec<QueueEntry> {
@@ -195,6 +198,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::env::ServerValue;
 
     fn p(v: serde_json::Value) -> Params {
         v.as_object().cloned().expect("object")
@@ -206,14 +210,18 @@ mod tests {
         let b1 = p(json!({"idsite":"1","_id":"0010000000000001","n":"2"}));
         let a2 = p(json!({"idsite":"1","_id":"0000000000000002","n":"3"}));
         let routed: Vec<Routed<'_>> = [&a1, &b1, &a2]
-            .iter()
+            .into_iter()
             .map(|params| Routed {
                 params,
                 ip: "1.2.3.4",
             })
             .collect();
         let env = Envelope {
-            server: p(json!({"REMOTE_ADDR":"1.2.3.4"})),
+            server: {
+                let mut server = ServerVars::default();
+                server.set("REMOTE_ADDR", ServerValue::Str("1.2.3.4".into()));
+                server
+            },
             cookie: Params::new(),
             token_auth: Some("tok".into()),
             time: 42,
