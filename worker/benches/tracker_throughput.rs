@@ -8,8 +8,10 @@
 //! split by visitor id into that many queues processed concurrently, as a worker pool does, and
 //! the raw INSERTs are spread over as many concurrent connections.
 //!
-//! Needs MariaDB on 127.0.0.1:3306 (user/password `matomo`). Run: `cargo bench -p matomo-worker
-//! --bench tracker_throughput` (env `TRACKER_BENCH_HITS`, default 20000). Device detection is
+//! Needs MariaDB on 127.0.0.1:3306 (user/password `matomo`; another port with env
+//! `TRACKER_BENCH_DB_PORT`, e.g. a private server started with `performance_schema=ON`). Run:
+//! `cargo bench -p matomo-worker --bench tracker_throughput` (env `TRACKER_BENCH_HITS`, default
+//! 20000). Device detection is
 //! included when `../shared/matomo-data/for-matomo-5.1` exists (or `MATOMO_SHARED_DIR`); its
 //! patterns are compiled before timing, as a running worker has them.
 
@@ -33,6 +35,14 @@ const TABLES: [&str; 5] = [
     "log_action",
 ];
 
+/// The MariaDB port the bench talks to (`TRACKER_BENCH_DB_PORT`, default 3306).
+fn db_port() -> u16 {
+    std::env::var("TRACKER_BENCH_DB_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3306)
+}
+
 fn shared_dir() -> PathBuf {
     std::env::var_os("MATOMO_SHARED_DIR")
         .map(PathBuf::from)
@@ -46,7 +56,9 @@ impl Drop for DropDatabases {
     fn drop(&mut self) {
         for db in &self.0 {
             let _ = std::process::Command::new("mariadb")
-                .args(["-h", "127.0.0.1", "-u", "matomo", "--password=matomo", "-e"])
+                .args(["-h", "127.0.0.1", "-u", "matomo", "--password=matomo"])
+                .arg(format!("--port={}", db_port()))
+                .arg("-e")
                 .arg(format!("DROP DATABASE IF EXISTS `{db}`"))
                 .output();
         }
@@ -255,14 +267,26 @@ fn cpu_secs(pid: &str) -> f64 {
     ticks / 100.0
 }
 
-/// The MariaDB server's pid, when it runs on this machine.
+/// The MariaDB server's pid, when it runs on this machine: the server started with
+/// `--port=<db_port>`, else the first one found.
 fn server_pid() -> Option<String> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
-        (name.chars().all(|c| c.is_ascii_digit()) && matches!(comm.trim(), "mariadbd" | "mysqld"))
-            .then_some(name)
-    })
+    let servers: Vec<(String, String)> = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            let cmdline = std::fs::read_to_string(e.path().join("cmdline")).unwrap_or_default();
+            (name.chars().all(|c| c.is_ascii_digit())
+                && matches!(comm.trim(), "mariadbd" | "mysqld"))
+            .then_some((name, cmdline))
+        })
+        .collect();
+    let flag = format!("--port={}", db_port());
+    let on_port = servers
+        .iter()
+        .find(|(_, cmdline)| cmdline.split('\0').any(|a| a == flag));
+    on_port.or(servers.first()).map(|(pid, _)| pid.clone())
 }
 
 /// CPU seconds of this process and of the MariaDB server.
@@ -298,7 +322,7 @@ async fn run_case(
     let mut admin = admin_pool
         .get_conn()
         .await
-        .expect("MariaDB on 127.0.0.1:3306 (matomo/matomo)");
+        .expect("MariaDB on 127.0.0.1 (matomo/matomo)");
     create_db(&mut admin, &db).await.expect("bench database");
     create_db(&mut admin, &raw).await.expect("raw database");
     let salt = "benchsalt";
@@ -322,8 +346,10 @@ async fn run_case(
     if vendor.is_dir() {
         config.matomo.vendor_dir = Some(vendor);
     }
-    let pool =
-        mysql_async::Pool::new(format!("mysql://matomo:matomo@127.0.0.1:3306/{db}").as_str());
+    config.database.port = db_port();
+    let pool = mysql_async::Pool::new(
+        format!("mysql://matomo:matomo@127.0.0.1:{}/{db}", db_port()).as_str(),
+    );
     let tracker = std::sync::Arc::new(Tracker::new(&config, pool.clone()).await.expect("tracker"));
     // A long-running worker compiles its device-detection patterns at start (`run` does it in
     // the background); measure that state, not the one-time compilation.
@@ -402,7 +428,8 @@ async fn main() {
         .filter_map(|s| s.parse().ok())
         .filter(|k| *k > 0)
         .collect();
-    let admin_pool = mysql_async::Pool::new("mysql://matomo:matomo@127.0.0.1:3306/");
+    let admin_pool =
+        mysql_async::Pool::new(format!("mysql://matomo:matomo@127.0.0.1:{}/", db_port()).as_str());
     let sets = hits(n, chrono::Utc::now().timestamp());
     for shards in shard_counts {
         run_case(&admin_pool, &sets, shards).await;

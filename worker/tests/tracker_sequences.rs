@@ -410,3 +410,43 @@ async fn cdt_with_and_without_token() {
         .await;
     assert_eq!(created, "2026-11-01 00:00:00");
 }
+
+/// CRC32("plumless") = CRC32("buckeroo"): the look-up by (type, hash) returns both rows, and
+/// each title must still get its own action (regression guard for the look-up form).
+#[tokio::test]
+async fn titles_with_the_same_crc32_get_their_own_actions() {
+    let db = setup(false).await;
+    let id = "&_id=abababababababab";
+    let titles = ["plumless", "buckeroo", "Plumless", "buckeroo", "plumless"];
+    let hits: Vec<_> = titles
+        .iter()
+        .enumerate()
+        .map(|(i, title)| {
+            hit(
+                &format!(
+                    "idsite=1&rec=1&url=http%3A%2F%2Fexample.com%2F{i}&action_name={title}{id}"
+                ),
+                T0 + 10 * i as i64,
+            )
+        })
+        .collect();
+    // One batch per hit: later batches find the earlier titles stored.
+    db.track(&hits).await;
+    let named: Vec<String> = db
+        .rows(
+            "SELECT a.name FROM matomo_log_link_visit_action l \
+             JOIN matomo_log_action a ON a.idaction = l.idaction_name ORDER BY l.idlink_va",
+        )
+        .await
+        .iter()
+        .map(|r| get(r, "name"))
+        .collect();
+    assert_eq!(named, titles);
+    let stored: Vec<String> = db
+        .rows("SELECT name FROM matomo_log_action WHERE type = 4 ORDER BY idaction")
+        .await
+        .iter()
+        .map(|r| get(r, "name"))
+        .collect();
+    assert_eq!(stored, ["plumless", "buckeroo", "Plumless"]);
+}

@@ -263,8 +263,8 @@ pub async fn run(
         match pass(t, snap, tx, cache, sets, &keep, &mut failures).await? {
             Pass::Done(outcome) => {
                 write_failures(t, tx, &failures).await?;
-                tx.query_drop(format!("RELEASE SAVEPOINT {SAVEPOINT}"))
-                    .await?;
+                // No RELEASE: the savepoint ends with the transaction, and a later batch in the
+                // same transaction replaces it by name; a round trip per batch saved.
                 return Ok(outcome);
             }
             Pass::Failed {
@@ -546,20 +546,17 @@ async fn stored_orders(
     if orders.is_empty() {
         return Ok(out);
     }
-    let cond: Vec<String> = orders
+    // A row constructor IN list: one range per order on `unique_idsite_idorder`, the same rows
+    // as `(idsite = … AND idorder = …) OR …` for less planning.
+    let pairs: Vec<String> = orders
         .iter()
-        .map(|(s, o)| {
-            format!(
-                "(idsite = {s} AND idorder = {})",
-                render(&Val::Str(o.clone()))
-            )
-        })
+        .map(|(s, o)| format!("({s},{})", render(&Val::Str(o.clone()))))
         .collect();
     let rows: Vec<(u32, String)> = tx
         .query(format!(
-            "SELECT idsite, idorder FROM `{}` WHERE {}",
+            "SELECT idsite, idorder FROM `{}` WHERE (idsite, idorder) IN ({})",
             t.table("log_conversion"),
-            cond.join(" OR ")
+            pairs.join(",")
         ))
         .await?;
     out.extend(rows);
@@ -746,6 +743,9 @@ async fn write(
             v.idvisit = ids[k];
             v.is_new = false;
             cache.by_idvisit.insert(ids[k], *i);
+            // A visit this cache created has no cart items but those it writes itself: a
+            // later ecommerce request of the visit needs no SELECT to learn that.
+            cache.items.entry(*i).or_default();
         }
     }
     let inserted: HashSet<usize> = new_visits.iter().copied().collect();
@@ -977,16 +977,24 @@ async fn remember_invalidations(
     }
     let mut days: Vec<_> = days.into_iter().collect();
     days.sort();
-    for (idsite, day) in days {
-        let name = format!(
-            "{}_report_to_invalidate_{idsite}_{day}_{}",
-            prepare::random_string(4),
-            std::process::id()
-        );
-        tx.query_drop(format!(
-            "INSERT IGNORE INTO `{}` (option_name, option_value, autoload) VALUES ({}, '1', 0)",
-            t.table("option"),
-            render(&Val::Str(name))
+    // One multi-row INSERT IGNORE for all of them (each name unique by its random prefix).
+    let rows: Vec<Vec<Val>> = days
+        .into_iter()
+        .map(|(idsite, day)| {
+            let name = format!(
+                "{}_report_to_invalidate_{idsite}_{day}_{}",
+                prepare::random_string(4),
+                std::process::id()
+            );
+            vec![Val::Str(name), Val::Str("1".into()), Val::Int(0)]
+        })
+        .collect();
+    if !rows.is_empty() {
+        tx.query_drop(sql::multi_insert(
+            &t.table("option"),
+            true,
+            &["option_name", "option_value", "autoload"],
+            &rows,
         ))
         .await?;
     }
