@@ -184,6 +184,9 @@ async fn redis_down_hits_are_spooled_and_replayed_in_order() {
     hits_ok(&http, &node, 90..120).await;
     wait_until_replayed(&http, &node).await;
     hits_ok(&http, &node, 120..150).await;
+    // A Redis write slower than `redis_deadline` (a loaded machine) sends the next hits to the
+    // spool again: acknowledged, and in Redis once replayed.
+    wait_until_replayed(&http, &node).await;
     let spooled = queued_requests(&node).await;
     assert!(metric(&http, &node, "ingest_spool_replayed_entries_total").await >= 60.0);
     assert_eq!(
@@ -201,6 +204,7 @@ async fn redis_down_hits_are_spooled_and_replayed_in_order() {
         .chain(90..150)
         .collect();
     hits_ok(&http, &reference, sent.iter().copied()).await;
+    wait_until_replayed(&http, &reference).await;
     let expected = queued_requests(&reference).await;
     reference.stop().await;
     assert_eq!(expected.iter().map(Vec::len).sum::<usize>(), sent.len());
@@ -234,6 +238,8 @@ async fn memory_guard_spools_above_high_and_replays_below_low() {
     config.ingest.redis_memory_low_bytes = base + 2 * 1024 * 1024;
     let node = Node::start_on_own_redis(config).await;
     hits_ok(&http, &node, 0..10).await;
+    // (A write slower than `redis_deadline` on a loaded machine spools; let that drain first.)
+    wait_until_replayed(&http, &node).await;
     assert_eq!(
         metric(&http, &node, "ingest_redis_guard_over_budget").await,
         0.0
@@ -341,6 +347,7 @@ async fn corrupt_record_and_truncated_tail_are_skipped_and_the_rest_replayed() {
     );
     // The node keeps serving: new hits go straight to Redis.
     hits_ok(&http, &node, 100..103).await;
+    wait_until_replayed(&http, &node).await;
     let before = tags(&queued_requests(&node).await);
 
     // A crash between the replay script and the cursor write: stop the node without clearing
