@@ -85,6 +85,13 @@ pub struct RequestLabels {
     pub outcome: Outcome,
 }
 
+/// Labels of `ingest_entry_compression`: the `queue.compression` mode in use.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CompressionLabels {
+    /// `default`, `zlib`, `fast` or `none`.
+    pub mode: &'static str,
+}
+
 /// Labels of `ingest_enqueued_entries_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
@@ -112,6 +119,7 @@ pub struct Metrics {
     enqueued_counters: Box<[OnceLock<Counter>]>,
     sites_cached: Gauge,
     site_cache_errors: Counter,
+    entry_compression: Family<CompressionLabels, Gauge>,
     /// The spool's and the Redis guard's metrics.
     pub spool: crate::spool::metrics::SpoolMetrics,
 }
@@ -192,6 +200,12 @@ impl Metrics {
             "Failed refreshes of the site/token cache",
             site_cache_errors.clone(),
         );
+        let entry_compression = Family::<CompressionLabels, Gauge>::default();
+        registry.register(
+            "entry_compression",
+            "The form of the queue entries this node writes (1 for the mode in use; queue.compression = auto picks it at start-up)",
+            entry_compression.clone(),
+        );
         let spool = crate::spool::metrics::SpoolMetrics::register(&mut registry);
         Self {
             spool,
@@ -209,7 +223,22 @@ impl Metrics {
             request_counters: (0..ENDPOINTS * OUTCOMES).map(|_| OnceLock::new()).collect(),
             sites_cached,
             site_cache_errors,
+            entry_compression,
         }
+    }
+
+    /// The entry form the node writes (set once at start-up).
+    pub fn entry_compression(&self, mode: tier_config::EntryCompression) {
+        use tier_config::EntryCompression as E;
+        let mode = match mode {
+            E::Default => "default",
+            E::Zlib => "zlib",
+            E::Fast => "fast",
+            E::None => "none",
+        };
+        self.entry_compression
+            .get_or_create(&CompressionLabels { mode })
+            .set(1);
     }
 
     /// One answered request.

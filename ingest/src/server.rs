@@ -70,6 +70,7 @@ pub async fn serve(
         .map_err(redis_err)?;
     let compression = entry_compression(config.queue.compression, &redis).await;
     let metrics = Arc::new(Metrics::new());
+    metrics.entry_compression(compression);
     let spool = match &config.ingest.spool.dir {
         Some(dir) => Some(Spool::open(
             &config.ingest.spool,

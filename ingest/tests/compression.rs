@@ -39,10 +39,26 @@ where
     );
     let answer = reqwest::get(url).await.expect("request");
     assert_eq!(answer.status(), 200);
+    let metrics = reqwest::get(format!("{}/metrics", node.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     let mut raw = node.raw_queue(0).await;
     node.stop().await;
     assert_eq!(raw.len(), 1, "one entry queued");
-    raw.remove(0)
+    let entry = raw.remove(0);
+    // /metrics names the form the entry has.
+    let mode = match entry.get(..2) {
+        Some([0x78, 0x5e]) => "default",
+        Some([0x78, 0x9c]) => "zlib",
+        Some([0x78, 0x01]) => "fast",
+        _ => "none",
+    };
+    let series = format!("ingest_entry_compression{{mode=\"{mode}\"}} 1");
+    assert!(metrics.contains(&series), "{series} in:\n{metrics}");
+    entry
 }
 
 /// PHP's reader: `@gzuncompress($value)`, the raw value when that yields nothing.
