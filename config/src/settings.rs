@@ -62,7 +62,9 @@ pub struct RedisConfig {
     pub backend: RedisBackend,
     /// Sentinel master name, for `backend = "sentinel"`.
     pub sentinel_master: String,
-    /// Connections in the client pool.
+    /// Connections in the client pool. An ingest node runs one writer per connection, and one
+    /// writer gathers the most entries per command (see `docs/ingest.md`, "Redis writes"); a
+    /// worker uses at least two per worker task plus two.
     pub pool_size: usize,
     /// Timeout for one command.
     #[serde(with = "humantime_secs")]
@@ -78,7 +80,7 @@ impl Default for RedisConfig {
             password: None,
             backend: RedisBackend::Standalone,
             sentinel_master: "mymaster".into(),
-            pool_size: 4,
+            pool_size: 1,
             command_timeout: Duration::from_secs(5),
         }
     }
