@@ -3,6 +3,7 @@
 //!
 //! Layout, outside in:
 //! - [`server`]: [`serve`] — start-up checks, the accept loop, graceful shutdown.
+//! - [`conn`]: the HTTP/1.1 connection (heads, bodies, answers; HTTP/2 handed to hyper).
 //! - [`http`]: router, the `matomo.php` handler, Matomo's exact responses, static JS, ops endpoints.
 //! - [`parse`]: pure parsing of query strings, form bodies and bulk JSON.
 //! - [`validate`]: the checks Matomo answers 400 for, against the cached [`sites`] tables.
@@ -17,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod allocator;
+pub mod conn;
 pub mod env;
 pub mod http;
 pub mod metrics;

@@ -2,35 +2,25 @@
 //!
 //! [`serve`] connects Redis and MySQL (a failure is a [`StartupError`] naming the setting), opens
 //! the local spool when one is configured, loads the site cache, starts its refresher, the Redis
-//! writers, the spool replayer and the Redis guard, and serves HTTP/1.1 and HTTP/2 on
-//! the given listener with a header read timeout and a URL length limit. When `shutdown` is
+//! writers, the spool replayer and the Redis guard, and serves HTTP/1.1 and HTTP/2 ([`conn`]) on
+//! the given listener. When `shutdown` is
 //! cancelled: `/readyz` starts failing, requests are still served for `ingest.shutdown_grace`,
 //! then the listener closes, in-flight requests finish, the writers and the spool flush, and
 //! `serve` returns.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::Router;
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tier_config::{CompressionSetting, Config, EntryCompression};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt as _;
+use tokio_util::task::TaskTracker;
 
+use crate::conn::{self, Shared};
 use crate::env::{ProxyConfigError, ProxyPolicy};
-use crate::http::first_byte::FirstByteDeadline;
 use crate::http::static_files::StaticFiles;
-use crate::http::{router, tracker, AppState, Settings};
+use crate::http::{router, AppState, Settings};
 use crate::metrics::Metrics;
 use crate::queue::redis::{check_reachable, RedisSink};
 use crate::queue::Routing;
@@ -146,14 +136,8 @@ pub async fn serve(
         shutdown.clone(),
     ));
     tracing::info!(addr = %listener.local_addr()?, "ingest node listening");
-    accept_loop(
-        listener,
-        router(state.clone()),
-        &state,
-        shutdown,
-        config.ingest.shutdown_grace,
-    )
-    .await;
+    let shared = Arc::new(Shared::new(router(state.clone()), state.clone()));
+    accept_loop(listener, shared, shutdown, config.ingest.shutdown_grace).await;
 
     refresher.abort();
     drop(state);
@@ -205,32 +189,23 @@ async fn refresh_loop(
 /// Accepts connections until `shutdown`, then drains them.
 async fn accept_loop(
     listener: TcpListener,
-    app: Router,
-    state: &Arc<AppState>,
+    shared: Arc<Shared>,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(state.settings.read_timeout)
-        .keep_alive(true);
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
-    // Cancelled when the listener closes: connections still waiting for their first byte close.
+    let connections = TaskTracker::new();
+    // Cancelled when the listener closes: idle connections close, busy ones after their answer.
     let closing = CancellationToken::new();
-    let read_timeout = state.settings.read_timeout;
     let stop_accepting = async {
         shutdown.cancelled().await;
-        state.accepting.store(false, Ordering::Relaxed);
+        shared.state.accepting.store(false, Ordering::Relaxed);
         tracing::info!(grace = ?grace, "shutting down: readiness fails, still serving");
         tokio::time::sleep(grace).await;
     };
     tokio::pin!(stop_accepting);
     loop {
         let (stream, peer) = tokio::select! {
-            _ = &mut stop_accepting => break,
+            () = &mut stop_accepting => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
@@ -241,92 +216,21 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let state = state.clone();
-        let service = tower::service_fn(move |req: Request<Incoming>| {
-            let app = app.clone();
-            let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(route(app, state, req, peer).await) }
-        });
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let closing = closing.clone();
-        tokio::spawn(async move {
-            // Until the client sends its first byte the connection is only a socket and this
-            // small task: hyper's buffers and connection state are made when there is
-            // something to read, so silent connections cost little memory.
-            tokio::select! {
-                ready = stream.readable() => if ready.is_err() { return },
-                _ = tokio::time::sleep(read_timeout) => return,
-                _ = closing.cancelled() => return,
-            }
-            let stream = FirstByteDeadline::new(stream, read_timeout);
-            let conn =
-                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            if let Err(error) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%error, "connection closed with an error");
-            }
-        });
+        connections.spawn(conn::serve_connection(
+            stream,
+            peer,
+            shared.clone(),
+            closing.clone(),
+        ));
     }
     closing.cancel();
     drop(listener);
+    connections.close();
     tracing::info!("shutting down: listener closed, draining in-flight requests");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait())
         .await
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish within {DRAIN_TIMEOUT:?}");
-    }
-}
-
-async fn route(
-    app: Router,
-    state: Arc<AppState>,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-) -> Response<Body> {
-    let url_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
-    if url_len > state.settings.max_url_bytes {
-        let mut r = Response::new(Body::from("request URI too long\n"));
-        *r.status_mut() = StatusCode::URI_TOO_LONG;
-        return r;
-    }
-    let req = req.map(Body::new);
-    if is_tracker_path(req.uri().path(), &state.settings.path_prefix) {
-        // The hot path: straight to the tracker, as the router's fallback would send it.
-        return tracker::handle_from(state, req, peer).await;
-    }
-    let mut req = req;
-    req.extensions_mut().insert(ConnectInfo(peer));
-    match app.oneshot(req).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    }
-}
-
-/// Whether the router would hand `path` to the tracker through its fallback: `.php` under the
-/// prefix, except under `{prefix}js/` (that route serves `.php` through the tracker too, but
-/// behind the static files' compression layer, so it stays with the router).
-fn is_tracker_path(path: &str, prefix: &str) -> bool {
-    path.ends_with(".php")
-        && path
-            .strip_prefix(prefix)
-            .is_some_and(|rest| !rest.starts_with("js/"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_tracker_path;
-
-    #[test]
-    fn tracker_paths_are_php_under_the_prefix_outside_js() {
-        assert!(is_tracker_path("/matomo.php", "/"));
-        assert!(is_tracker_path("/piwik.php", "/"));
-        assert!(is_tracker_path("/stats/matomo.php", "/stats/"));
-        assert!(is_tracker_path("/anything.php", "/"));
-        assert!(!is_tracker_path("/js/tracker.php", "/"));
-        assert!(!is_tracker_path("/matomo.php", "/stats/"));
-        assert!(!is_tracker_path("/matomo.js", "/"));
-        assert!(!is_tracker_path("/healthz", "/"));
     }
 }

@@ -7,11 +7,9 @@
 //!   not shutting down),
 //!   `/metrics` (Prometheus text).
 //!
-//! Also here: [`bulk_encode`] (a bulk's entries parsed, checked and encoded in bounded chunks)
-//! and [`first_byte`] (connections that never send a byte are closed after the read timeout).
+//! Also here: [`bulk_encode`] (a bulk's entries parsed, checked and encoded in bounded chunks).
 
 pub mod bulk_encode;
-pub mod first_byte;
 pub mod response;
 pub mod static_files;
 pub mod tracker;

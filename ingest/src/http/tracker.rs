@@ -47,10 +47,7 @@ pub async fn handle_from(state: Arc<AppState>, req: Request, peer: SocketAddr) -
     let ctx = Ctx::new(&parts.method, &parts.headers);
     let body = match read_body(&state, &parts, body).await {
         Ok(body) => body,
-        Err((status, outcome, reason)) => {
-            state.metrics.request(Endpoint::Tracker, outcome);
-            return ctx.failure(status, reason);
-        }
+        Err(refusal) => return refusal.answer(&state, &ctx),
     };
     state.metrics.body_bytes(body.len());
     let request = Incoming::new(&state, &parts, peer);
@@ -126,15 +123,49 @@ impl<'h> Incoming<'h> {
     }
 }
 
-type ReadError = (StatusCode, Outcome, &'static str);
+/// Why a request body was not read; the connection layer refuses bodies for the same reasons
+/// before a handler runs ([`BodyRefusal::respond`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRefusal {
+    /// Over `ingest.max_body_bytes` (413).
+    TooLarge,
+    /// Not complete within `ingest.read_timeout` (408).
+    Timeout,
+    /// Broken framing or a failed read (400).
+    Unreadable,
+}
+
+impl BodyRefusal {
+    fn answer(self, state: &AppState, ctx: &Ctx) -> Response {
+        let (status, outcome, reason) = match self {
+            Self::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Outcome::TooLarge,
+                "request body too large",
+            ),
+            Self::Timeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                Outcome::Timeout,
+                "request body read timed out",
+            ),
+            Self::Unreadable => (
+                StatusCode::BAD_REQUEST,
+                Outcome::Invalid,
+                "could not read the request body",
+            ),
+        };
+        state.metrics.request(Endpoint::Tracker, outcome);
+        ctx.failure(status, reason)
+    }
+
+    /// The tracker's answer to a request whose body was refused, counted in its metrics.
+    pub fn respond(self, state: &AppState, parts: &Parts) -> Response {
+        self.answer(state, &Ctx::new(&parts.method, &parts.headers))
+    }
+}
 
 /// Reads the body within `max_body_bytes` and `read_timeout`.
-async fn read_body(state: &AppState, parts: &Parts, body: Body) -> Result<Bytes, ReadError> {
-    const TOO_LARGE: ReadError = (
-        StatusCode::PAYLOAD_TOO_LARGE,
-        Outcome::TooLarge,
-        "request body too large",
-    );
+async fn read_body(state: &AppState, parts: &Parts, body: Body) -> Result<Bytes, BodyRefusal> {
     let max = state.settings.max_body_bytes;
     let declared = parts
         .headers
@@ -142,7 +173,7 @@ async fn read_body(state: &AppState, parts: &Parts, body: Body) -> Result<Bytes,
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return Err(TOO_LARGE);
+        return Err(BodyRefusal::TooLarge);
     }
     if axum::body::HttpBody::is_end_stream(&body) {
         // Nothing to read (a GET): no timer to arm.
@@ -150,18 +181,10 @@ async fn read_body(state: &AppState, parts: &Parts, body: Body) -> Result<Bytes,
     }
     let collect = Limited::new(body, max).collect();
     match tokio::time::timeout(state.settings.read_timeout, collect).await {
-        Err(_) => Err((
-            StatusCode::REQUEST_TIMEOUT,
-            Outcome::Timeout,
-            "request body read timed out",
-        )),
+        Err(_) => Err(BodyRefusal::Timeout),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(TOO_LARGE),
-        Ok(Err(_)) => Err((
-            StatusCode::BAD_REQUEST,
-            Outcome::Invalid,
-            "could not read the request body",
-        )),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyRefusal::TooLarge),
+        Ok(Err(_)) => Err(BodyRefusal::Unreadable),
     }
 }
 
