@@ -269,9 +269,12 @@ async fn exchange(
         head_only: parts.method == Method::HEAD,
         keep_alive,
     };
-    let response = shared
-        .route(Request::from_parts(parts, Body::from(body)), peer)
-        .await;
+    let body = if body.is_empty() {
+        Body::empty()
+    } else {
+        Body::from(body)
+    };
+    let response = shared.route(Request::from_parts(parts, body), peer).await;
     let shape = Shape {
         keep_alive: shape.keep_alive && !closing.is_cancelled(),
         ..shape

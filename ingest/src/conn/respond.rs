@@ -86,8 +86,12 @@ pub async fn write_response<W: AsyncWrite + Unpin>(
         return Ok(keep_alive);
     }
     if length.is_some_and(|n| n <= INLINE_BODY) {
-        let bytes = body.collect().await.map_err(io::Error::other)?.to_bytes();
-        buf.extend_from_slice(&bytes);
+        // In memory already for every tracker answer: one frame, appended to the head.
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.map_err(io::Error::other)?.into_data() {
+                buf.extend_from_slice(&data);
+            }
+        }
         out.write_all(&buf).await?;
         return Ok(keep_alive);
     }
