@@ -68,15 +68,38 @@ pub struct Prepared {
 pub struct SaltBook {
     /// (idsite, day) → salt, for days missing from the snapshot.
     pub known: HashMap<(u32, String), String>,
+    /// (idsite, day) → what [`SaltBook::salt`] answers, for the days of the batch, worked out
+    /// once ([`SaltBook::resolve`]) instead of parsing the snapshot's JSON option per request.
+    resolved: HashMap<(u32, String), String>,
 }
 
 impl SaltBook {
     /// The salt of a site and day (`FingerprintSalt::getSalt`); empty when unknown, which only
     /// happens for a day `batch::load_salts` did not see.
     pub fn salt(&self, snap: &Snapshot, idsite: u32, day: &str) -> String {
-        snap.fingerprint_salt(idsite, day)
-            .or_else(|| self.known.get(&(idsite, day.to_owned())).cloned())
+        let key = (idsite, day.to_owned());
+        if let Some(salt) = self.resolved.get(&key) {
+            return salt.clone();
+        }
+        self.lookup(snap, &key)
+    }
+
+    fn lookup(&self, snap: &Snapshot, key: &(u32, String)) -> String {
+        snap.fingerprint_salt(key.0, &key.1)
+            .or_else(|| self.known.get(key).cloned())
             .unwrap_or_default()
+    }
+
+    /// Works out the salts of `keys` once, as [`SaltBook::salt`] would.
+    pub fn resolve<'k>(
+        &mut self,
+        snap: &Snapshot,
+        keys: impl IntoIterator<Item = &'k (u32, String)>,
+    ) {
+        for key in keys {
+            let salt = self.lookup(snap, key);
+            self.resolved.insert(key.clone(), salt);
+        }
     }
 }
 
