@@ -217,16 +217,26 @@ pub fn config_ip<'a>(use_anonymized_ip: bool, ip: &'a str, ip_bin: &'a [u8]) -> 
 
 /// config_id: the first 8 bytes of the md5 of the configuration string.
 pub fn config_id(c: &ConfigParts<'_>) -> [u8; 8] {
+    // os browser version fla java 0 qt realp pdf wma 0 ag cookie, ip, lang (20 chars), salt,
+    // day salt, idsite — appended in place (this runs for every request).
     let [fla, java, qt, realp, pdf, wma, ag, cookie] = c.plugins;
-    let lang20: String = c.lang.chars().take(20).collect();
-    let site = c.idsite.map(|s| s.to_string()).unwrap_or_default();
-    let mut s = format!(
-        "{}{}{}{fla}{java}0{qt}{realp}{pdf}{wma}0{ag}{cookie}",
-        c.os, c.browser, c.version
-    )
-    .into_bytes();
+    let mut s = String::with_capacity(128);
+    s.push_str(c.os);
+    s.push_str(c.browser);
+    s.push_str(c.version);
+    for v in [fla, java, 0, qt, realp, pdf, wma, 0, ag, cookie] {
+        sql::push_int(&mut s, v);
+    }
+    let mut s = s.into_bytes();
     s.extend_from_slice(c.ip);
-    s.extend_from_slice(format!("{lang20}{}{}{site}", c.salt, c.day_salt).as_bytes());
+    let mut rest = String::with_capacity(96);
+    rest.extend(c.lang.chars().take(20));
+    rest.push_str(c.salt);
+    rest.push_str(c.day_salt);
+    if let Some(idsite) = c.idsite {
+        sql::push_int(&mut rest, i64::from(idsite));
+    }
+    s.extend_from_slice(rest.as_bytes());
     let d = md5::Md5::digest(&s);
     let mut out = [0u8; 8];
     out.copy_from_slice(&d[..8]);

@@ -105,7 +105,7 @@ impl Val {
 
 /// Appends the decimal form of `i` (what `{i}` formats, without the formatting machinery: a
 /// batch renders tens of thousands of integers).
-fn push_int(out: &mut String, i: i64) {
+pub fn push_int(out: &mut String, i: i64) {
     let mut buf = [0u8; 20];
     let mut n = i.unsigned_abs();
     let mut pos = buf.len();
