@@ -14,6 +14,10 @@ use crate::hints::ClientHints;
 /// practice (`&amp; &lt; &gt; &quot; &#039; &nbsp;`); other HTML 4 named entities are left as
 /// they are (they do not occur in real user agents).
 pub fn sanitize_input_value(value: &str) -> String {
+    // Nothing to remove, decode or escape (the common case): the value itself.
+    if !value.contains(['\n', '\r', '\0', '&', '"', '\'', '<', '>']) {
+        return value.to_owned();
+    }
     let cleaned: String = value
         .chars()
         .filter(|c| !matches!(c, '\n' | '\r' | '\0'))

@@ -4,18 +4,22 @@
 //! Matomo reads every tracking parameter through `getRequestVar`, so a value such as `revenue=4,20`
 //! or `e_v=1e3` is stored as PHP's casts make it (4 and 1000). Pure functions, no I/O.
 
-use matomo_wire::php::{html_entity_decode, htmlspecialchars};
+use matomo_wire::php::decode_then_escape;
 use serde_json::Value;
 
 /// `Common::sanitizeInputValues` for one string (no line-break removal: that is
 /// `sanitizeInputValue`, singular, used elsewhere): entities decoded, NUL removed, re-escaped.
 pub fn sanitize_string(value: &str) -> String {
-    if is_numeric(value) {
-        return value.to_owned();
+    sanitized_str(value).into_owned()
+}
+
+/// [`sanitize_string`] without a copy when nothing changes: only `&` (entities), NUL and
+/// `" ' < >` are ever rewritten, and a numeric string (returned as it is) holds none of them.
+pub fn sanitized_str(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['&', '\0', '"', '\'', '<', '>']) {
+        return std::borrow::Cow::Borrowed(value);
     }
-    let decoded = html_entity_decode(value);
-    let no_nul = decoded.replace('\0', "");
-    htmlspecialchars(&no_nul).into_owned()
+    std::borrow::Cow::Owned(decode_then_escape(value))
 }
 
 /// PHP 8 `is_numeric()` for a string: optional leading whitespace, sign, digits with an
@@ -128,24 +132,32 @@ pub fn raw_string(v: &Value) -> Option<String> {
     }
 }
 
+/// [`raw_string`] borrowed from a string value (the common case), owned otherwise.
+fn raw_str(v: &Value) -> Option<std::borrow::Cow<'_, str>> {
+    match v {
+        Value::String(s) => Some(std::borrow::Cow::Borrowed(s.as_str())),
+        other => raw_string(other).map(std::borrow::Cow::Owned),
+    }
+}
+
 /// `getRequestVar($name, '', 'string')`: None when absent or empty.
 pub fn request_string(v: Option<&Value>) -> Option<String> {
-    let raw = raw_string(v?)?;
+    let raw = raw_str(v?)?;
     if raw.is_empty() {
         return None;
     }
-    Some(sanitize_string(&raw))
+    Some(sanitized_str(&raw).into_owned())
 }
 
 /// `getRequestVar($name, $default, 'int')`.
 pub fn request_int(v: Option<&Value>, default: i64) -> i64 {
-    let Some(raw) = v.and_then(raw_string) else {
+    let Some(raw) = v.and_then(raw_str) else {
         return default;
     };
     if raw.is_empty() {
         return default;
     }
-    let value = sanitize_string(&raw);
+    let value = sanitized_str(&raw);
     let cast = php_intval(&value);
     // `$value == (string)(int)$value` under PHP 8 comparison rules.
     let ok = match parse_numeric(&value) {
@@ -162,7 +174,7 @@ pub fn request_int(v: Option<&Value>, default: i64) -> i64 {
 /// `getRequestVar($name, false, 'float')`: None when absent or empty; an invalid value becomes
 /// `settype(false, 'float')`, i.e. 0.
 pub fn request_float(v: Option<&Value>) -> Option<f64> {
-    let raw = v.and_then(raw_string)?;
+    let raw = v.and_then(raw_str)?;
     if raw.is_empty() {
         return None;
     }
@@ -171,13 +183,13 @@ pub fn request_float(v: Option<&Value>) -> Option<f64> {
 
 /// `getRequestVar($name, $default, 'float')` with a numeric default.
 pub fn request_float_or(v: Option<&Value>, default: f64) -> f64 {
-    let Some(raw) = v.and_then(raw_string) else {
+    let Some(raw) = v.and_then(raw_str) else {
         return default;
     };
     if raw.is_empty() {
         return default;
     }
-    let value = sanitize_string(&raw);
+    let value = sanitized_str(&raw);
     let compare = value.replace(',', ".");
     if !is_float_syntax(&compare) {
         return default;
@@ -271,6 +283,7 @@ pub fn php_trim(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use matomo_wire::php::{html_entity_decode, htmlspecialchars};
     use serde_json::json;
 
     #[test]
@@ -305,6 +318,20 @@ mod tests {
         );
         assert_eq!(request_string(Some(&json!("it's"))).unwrap(), "it&#039;s");
         assert_eq!(request_string(Some(&json!(""))), None);
+    }
+
+    proptest::proptest! {
+        /// The copy-free path returns what the whole sanitising (numeric strings as they are,
+        /// else entities decoded, NUL removed, re-escaped) returns.
+        #[test]
+        fn sanitized_str_is_the_full_sanitising(s in "[a-z0-9 .+eE&;#<>\"'\\x00-]{0,12}") {
+            let full = if is_numeric(&s) {
+                s.clone()
+            } else {
+                htmlspecialchars(&html_entity_decode(&s).replace('\0', "")).into_owned()
+            };
+            proptest::prop_assert_eq!(sanitized_str(&s).into_owned(), full);
+        }
     }
 
     #[test]

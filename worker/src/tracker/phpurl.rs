@@ -15,7 +15,9 @@
 //! - `is_look_like_url(&str) -> bool`
 //! - `php_regex(&str) -> Option<regex::Regex>`; `ParamMatcher::new(&[String])`
 
-use matomo_wire::php::sanitize_input_value;
+use std::borrow::Cow;
+
+use matomo_wire::php::sanitized;
 use regex::Regex;
 
 /// The parts `parse_url` returns; `None` is "key absent" in PHP's array (which differs from an
@@ -377,11 +379,11 @@ impl QueryParams {
         self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
-    fn slot(&mut self, name: &str) -> &mut QueryValue {
-        if let Some(i) = self.0.iter().position(|(n, _)| n == name) {
+    fn slot(&mut self, name: String) -> &mut QueryValue {
+        if let Some(i) = self.0.iter().position(|(n, _)| *n == name) {
             &mut self.0[i].1
         } else {
-            self.0.push((name.to_owned(), QueryValue::Flag));
+            self.0.push((name, QueryValue::Flag));
             let last = self.0.len() - 1;
             &mut self.0[last].1
         }
@@ -393,10 +395,11 @@ fn php_trim(s: &str) -> &str {
 }
 
 fn strip_list_suffix(name: &str) -> Option<&str> {
-    let lower = name.to_ascii_lowercase();
     for suffix in ["[]", "[%5d", "%5b]", "%5b%5d"] {
-        if lower.ends_with(suffix) {
-            return Some(&name[..name.len() - suffix.len()]);
+        // ASCII case-insensitively: the suffix's bytes are ASCII, so the cut is a char boundary.
+        let cut = name.len().checked_sub(suffix.len())?;
+        if name.as_bytes()[cut..].eq_ignore_ascii_case(suffix.as_bytes()) {
+            return Some(&name[..cut]);
         }
     }
     None
@@ -411,24 +414,22 @@ pub fn query_params(query: &str) -> QueryParams {
     }
     let q = query.strip_prefix('?').unwrap_or(query);
     let joined = format!("&{q}");
-    for part in php_trim(&joined).split('&') {
-        let (mut name, value) = match part.find('=') {
-            Some(p) => (part[..p].to_owned(), Some(part[p + 1..].to_owned())),
-            None => (part.to_owned(), None),
-        };
-        if !empty_str(&name) {
-            name = sanitize_input_value(&name);
+    // Names and values sanitised as Matomo does (a copy only where something changes).
+    let clean = |v: &str| -> String {
+        if empty_str(v) {
+            v.to_owned()
+        } else {
+            sanitized(Cow::Borrowed(v)).into_owned()
         }
-        let value = value.map(|v| {
-            if empty_str(&v) {
-                v
-            } else {
-                sanitize_input_value(&v)
-            }
-        });
+    };
+    for part in php_trim(&joined).split('&') {
+        let (name, value) = match part.find('=') {
+            Some(p) => (clean(&part[..p]), Some(clean(&part[p + 1..]))),
+            None => (clean(part), None),
+        };
         if let Some(base) = strip_list_suffix(&name).filter(|b| !empty_str(b)) {
             let base = base.to_owned();
-            let slot = out.slot(&base);
+            let slot = out.slot(base);
             if !matches!(slot, QueryValue::List(_)) {
                 *slot = QueryValue::List(Vec::new());
             }
@@ -436,7 +437,7 @@ pub fn query_params(query: &str) -> QueryParams {
                 l.push(value);
             }
         } else if !empty_str(&name) {
-            *out.slot(&name) = match value {
+            *out.slot(name) = match value {
                 Some(v) => QueryValue::Str(v),
                 None => QueryValue::Flag,
             };

@@ -68,15 +68,38 @@ pub struct Prepared {
 pub struct SaltBook {
     /// (idsite, day) → salt, for days missing from the snapshot.
     pub known: HashMap<(u32, String), String>,
+    /// (idsite, day) → what [`SaltBook::salt`] answers, for the days of the batch, worked out
+    /// once ([`SaltBook::resolve`]) instead of parsing the snapshot's JSON option per request.
+    resolved: HashMap<(u32, String), String>,
 }
 
 impl SaltBook {
     /// The salt of a site and day (`FingerprintSalt::getSalt`); empty when unknown, which only
     /// happens for a day `batch::load_salts` did not see.
     pub fn salt(&self, snap: &Snapshot, idsite: u32, day: &str) -> String {
-        snap.fingerprint_salt(idsite, day)
-            .or_else(|| self.known.get(&(idsite, day.to_owned())).cloned())
+        let key = (idsite, day.to_owned());
+        if let Some(salt) = self.resolved.get(&key) {
+            return salt.clone();
+        }
+        self.lookup(snap, &key)
+    }
+
+    fn lookup(&self, snap: &Snapshot, key: &(u32, String)) -> String {
+        snap.fingerprint_salt(key.0, &key.1)
+            .or_else(|| self.known.get(key).cloned())
             .unwrap_or_default()
+    }
+
+    /// Works out the salts of `keys` once, as [`SaltBook::salt`] would.
+    pub fn resolve<'k>(
+        &mut self,
+        snap: &Snapshot,
+        keys: impl IntoIterator<Item = &'k (u32, String)>,
+    ) {
+        for key in keys {
+            let salt = self.lookup(snap, key);
+            self.resolved.insert(key.clone(), salt);
+        }
     }
 }
 
@@ -194,16 +217,26 @@ pub fn config_ip<'a>(use_anonymized_ip: bool, ip: &'a str, ip_bin: &'a [u8]) -> 
 
 /// config_id: the first 8 bytes of the md5 of the configuration string.
 pub fn config_id(c: &ConfigParts<'_>) -> [u8; 8] {
+    // os browser version fla java 0 qt realp pdf wma 0 ag cookie, ip, lang (20 chars), salt,
+    // day salt, idsite — appended in place (this runs for every request).
     let [fla, java, qt, realp, pdf, wma, ag, cookie] = c.plugins;
-    let lang20: String = c.lang.chars().take(20).collect();
-    let site = c.idsite.map(|s| s.to_string()).unwrap_or_default();
-    let mut s = format!(
-        "{}{}{}{fla}{java}0{qt}{realp}{pdf}{wma}0{ag}{cookie}",
-        c.os, c.browser, c.version
-    )
-    .into_bytes();
+    let mut s = String::with_capacity(128);
+    s.push_str(c.os);
+    s.push_str(c.browser);
+    s.push_str(c.version);
+    for v in [fla, java, 0, qt, realp, pdf, wma, 0, ag, cookie] {
+        sql::push_int(&mut s, v);
+    }
+    let mut s = s.into_bytes();
     s.extend_from_slice(c.ip);
-    s.extend_from_slice(format!("{lang20}{}{}{site}", c.salt, c.day_salt).as_bytes());
+    let mut rest = String::with_capacity(96);
+    rest.extend(c.lang.chars().take(20));
+    rest.push_str(c.salt);
+    rest.push_str(c.day_salt);
+    if let Some(idsite) = c.idsite {
+        sql::push_int(&mut rest, i64::from(idsite));
+    }
+    s.extend_from_slice(rest.as_bytes());
     let d = md5::Md5::digest(&s);
     let mut out = [0u8; 8];
     out.copy_from_slice(&d[..8]);

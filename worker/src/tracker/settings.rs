@@ -397,7 +397,7 @@ impl Snapshot {
     /// PrivacyManager option as a boolean (PHP's `settype(…, 'boolean')`: '' and '0' are
     /// false), with Matomo's default.
     pub fn privacy_flag(&self, name: &str, default: bool) -> bool {
-        match self.options.get(&format!("PrivacyManager.{name}")) {
+        match self.privacy_option(name) {
             Some(v) => !(v.is_empty() || v == "0"),
             None => default,
         }
@@ -405,17 +405,29 @@ impl Snapshot {
 
     /// PrivacyManager option as an integer, with Matomo's default.
     pub fn privacy_int(&self, name: &str, default: i64) -> i64 {
-        self.options
-            .get(&format!("PrivacyManager.{name}"))
+        self.privacy_option(name)
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(default)
     }
 
     /// PrivacyManager option as a string (`anonymizeReferrer`), '' when unset.
     pub fn privacy_string(&self, name: &str) -> &str {
-        self.options
-            .get(&format!("PrivacyManager.{name}"))
-            .map_or("", String::as_str)
+        self.privacy_option(name).map_or("", String::as_str)
+    }
+
+    /// The `PrivacyManager.<name>` option; the key is put together on the stack (these are read
+    /// several times per request).
+    fn privacy_option(&self, name: &str) -> Option<&String> {
+        const PREFIX: &[u8] = b"PrivacyManager.";
+        let mut buf = [0u8; 96];
+        let n = PREFIX.len() + name.len();
+        if n > buf.len() {
+            return self.options.get(&format!("PrivacyManager.{name}"));
+        }
+        buf[..PREFIX.len()].copy_from_slice(PREFIX);
+        buf[PREFIX.len()..n].copy_from_slice(name.as_bytes());
+        // Both parts are UTF-8, so the whole is.
+        self.options.get(std::str::from_utf8(&buf[..n]).ok()?)
     }
 
     /// The `useridsalt` option (PrivacyManager's salt for pseudonymised user ids), if set.

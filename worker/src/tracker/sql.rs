@@ -66,9 +66,7 @@ impl Val {
     pub fn render(&self, out: &mut String) {
         match self {
             Val::Null => out.push_str("NULL"),
-            Val::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
+            Val::Int(i) => push_int(out, *i),
             Val::Float(f) => {
                 if f.is_finite() {
                     let _ = write!(out, "{f:?}");
@@ -105,12 +103,43 @@ impl Val {
     }
 }
 
+/// Appends the decimal form of `i` (what `{i}` formats, without the formatting machinery: a
+/// batch renders tens of thousands of integers).
+pub fn push_int(out: &mut String, i: i64) {
+    let mut buf = [0u8; 20];
+    let mut n = i.unsigned_abs();
+    let mut pos = buf.len();
+    loop {
+        pos -= 1;
+        buf[pos] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if i < 0 {
+        out.push('-');
+    }
+    push_ascii(out, &buf[pos..]);
+}
+
+/// Appends ASCII bytes built on the stack.
+fn push_ascii(out: &mut String, ascii: &[u8]) {
+    // Only ASCII digits, letters and punctuation reach here, which are UTF-8.
+    out.push_str(std::str::from_utf8(ascii).unwrap_or_default());
+}
+
+/// Appends `bytes` in upper-case hex, 64 bytes at a time through a stack buffer.
 fn push_hex(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     out.reserve(bytes.len() * 2);
-    for b in bytes {
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 15) as usize] as char);
+    let mut buf = [0u8; 128];
+    for chunk in bytes.chunks(64) {
+        for (k, b) in chunk.iter().enumerate() {
+            buf[2 * k] = HEX[(b >> 4) as usize];
+            buf[2 * k + 1] = HEX[(b & 15) as usize];
+        }
+        push_ascii(out, &buf[..2 * chunk.len()]);
     }
 }
 
@@ -133,18 +162,52 @@ pub fn push_datetime(out: &mut String, ts: i64) {
     let days = ts.div_euclid(86_400);
     let secs = ts.rem_euclid(86_400);
     let (y, m, d) = matomo_wire::civil::civil_from_days(days);
-    let _ = write!(
+    // Written digit by digit: the year is 0–9999 here, the rest below 100.
+    let y = y.clamp(0, 9999) as u32;
+    let digit = |v: u32| b'0' + (v % 10) as u8;
+    let two = |v: u32| [digit(v / 10), digit(v)];
+    let (mo, da) = (two(m as u32), two(d as u32));
+    let (h, mi, se) = (
+        two((secs / 3600) as u32),
+        two((secs / 60 % 60) as u32),
+        two((secs % 60) as u32),
+    );
+    push_ascii(
         out,
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
+        &[
+            digit(y / 1000),
+            digit(y / 100),
+            digit(y / 10),
+            digit(y),
+            b'-',
+            mo[0],
+            mo[1],
+            b'-',
+            da[0],
+            da[1],
+            b' ',
+            h[0],
+            h[1],
+            b':',
+            mi[0],
+            mi[1],
+            b':',
+            se[0],
+            se[1],
+        ],
     );
 }
 
-/// A multi-row `INSERT [IGNORE] INTO table (cols) VALUES (…),(…)` statement.
-pub fn multi_insert(table: &str, ignore: bool, cols: &[&str], rows: &[Vec<Val>]) -> String {
-    let mut sql = String::with_capacity(64 + rows.len() * cols.len() * 8);
+/// A multi-row `INSERT [IGNORE] INTO table (cols) VALUES (…),(…)` statement; each row yields
+/// its values in `cols` order (borrowed, so rows need not be copied to be rendered).
+pub fn multi_insert<'v, R: IntoIterator<Item = &'v Val>>(
+    table: &str,
+    ignore: bool,
+    cols: &[&str],
+    rows: impl IntoIterator<Item = R>,
+) -> String {
+    let rows = rows.into_iter();
+    let mut sql = String::with_capacity(64 + rows.size_hint().0 * cols.len() * 8);
     sql.push_str(if ignore {
         "INSERT IGNORE INTO `"
     } else {
@@ -161,12 +224,12 @@ pub fn multi_insert(table: &str, ignore: bool, cols: &[&str], rows: &[Vec<Val>])
         sql.push('`');
     }
     sql.push_str(") VALUES ");
-    for (r, row) in rows.iter().enumerate() {
+    for (r, row) in rows.enumerate() {
         if r > 0 {
             sql.push(',');
         }
         sql.push('(');
-        for (i, v) in row.iter().enumerate() {
+        for (i, v) in row.into_iter().enumerate() {
             if i > 0 {
                 sql.push(',');
             }
@@ -262,6 +325,31 @@ mod tests {
             "UPDATE `t` AS t JOIN (SELECT 7 AS `id`,1 AS `a`,NULL AS `b` UNION ALL SELECT 9,2,_utf8mb4 X'78') \
              AS v ON t.`id` = v.`id` SET t.`a` = v.`a`, t.`b` = v.`b`"
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn integers_render_as_formatted(i in proptest::num::i64::ANY) {
+            let mut s = String::new();
+            Val::Int(i).render(&mut s);
+            proptest::prop_assert_eq!(s, i.to_string());
+        }
+
+        #[test]
+        fn binaries_render_as_upper_hex(b in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let mut s = String::new();
+            push_hex(&mut s, &b);
+            proptest::prop_assert_eq!(s, hex::encode_upper(&b));
+        }
+    }
+
+    #[test]
+    fn integer_edges() {
+        for i in [0, -1, 9, 10, i64::MAX, i64::MIN] {
+            let mut s = String::new();
+            push_int(&mut s, i);
+            assert_eq!(s, i.to_string());
+        }
     }
 
     #[test]
