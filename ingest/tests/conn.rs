@@ -265,7 +265,12 @@ async fn idle_keep_alive_connections_close_when_shutdown_starts() {
 
 #[tokio::test]
 async fn http2_with_prior_knowledge_is_served() {
-    let (db, node) = start().await;
+    let db = TestDb::create().await;
+    let mut config = config(&db);
+    config.queue.num_queue_workers = 1;
+    // Small enough that an over-long URL fits hyper's HTTP/2 header limits.
+    config.ingest.max_url_bytes = 2048;
+    let node = Node::start(config).await;
     let tcp = connect(&node).await;
     let (client, connection) = h2::client::handshake(tcp).await.expect("handshake");
     tokio::spawn(connection);
@@ -287,6 +292,18 @@ async fn http2_with_prior_knowledge_is_served() {
         bytes.extend_from_slice(&chunk);
     }
     assert_eq!(bytes, GIF);
+
+    // The URL limit holds over HTTP/2 too.
+    let long = http::Request::get(format!(
+        "http://{}/matomo.php?idsite=1&rec=1&x={}",
+        node.addr,
+        "a".repeat(node.config.ingest.max_url_bytes)
+    ))
+    .body(())
+    .expect("request");
+    let mut client = client.ready().await.expect("ready");
+    let (answer, _) = client.send_request(long, true).expect("send");
+    assert_eq!(answer.await.expect("answer").status(), 414);
     drop(client);
     assert_eq!(queued_actions(&node).await, ["h2"]);
     finish(db, node).await;

@@ -79,18 +79,7 @@ fn write_list<'a>(out: &mut String, items: impl Iterator<Item = &'a Value>) {
 /// Whether `key` is `i` in decimal (`i.to_string()`), without allocating: PHP encodes an array
 /// as a JSON list when its keys are exactly 0, 1, …, n−1 in order (an empty array included).
 fn is_decimal_of(key: &str, i: usize) -> bool {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut n = i;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    key.as_bytes() == &digits[start..]
+    key == itoa::Buffer::new().format(i)
 }
 
 fn write_number(out: &mut String, n: &serde_json::Number) {

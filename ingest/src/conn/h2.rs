@@ -18,7 +18,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
+use super::head::HeadError;
+use super::{respond, Shared};
 
 /// The client connection preface of HTTP/2.
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -46,7 +47,14 @@ pub async fn serve(
 ) {
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(shared.route(req.map(Body::new), peer).await) }
+        async move {
+            let url_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+            if url_len > shared.limits.max_url {
+                let refused = HeadError::UriTooLong;
+                return Ok::<_, Infallible>(respond::plain(refused.status(), &refused.to_string()));
+            }
+            Ok(shared.route(req.map(Body::new), peer).await)
+        }
     });
     let io = TokioIo::new(Prefixed { read, stream });
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())

@@ -29,7 +29,7 @@ use axum::extract::ConnectInfo;
 use axum::Router;
 use bytes::{Buf as _, Bytes, BytesMut};
 use futures::FutureExt as _;
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, Version};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -69,11 +69,9 @@ impl Shared {
     }
 
     /// Answers one request: tracker paths go straight to the tracker, the rest to the router.
+    /// The URL is within `ingest.max_url_bytes` already (HTTP/1: [`head::take_head`]; HTTP/2:
+    /// [`h2::serve`]).
     pub async fn route(&self, req: Request<Body>, peer: SocketAddr) -> Response<Body> {
-        let url_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
-        if url_len > self.state.settings.max_url_bytes {
-            return respond::plain(StatusCode::URI_TOO_LONG, "request URI too long");
-        }
         if self.is_tracker_path(req.uri().path()) {
             return tracker::handle_from(self.state.clone(), req, peer).await;
         }
@@ -352,17 +350,8 @@ async fn read_more(
 
 /// The plain answer to a refused body outside the tracker.
 fn refused_body(refusal: BodyRefusal) -> Response<Body> {
-    match refusal {
-        BodyRefusal::TooLarge => {
-            respond::plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-        }
-        BodyRefusal::Timeout => {
-            respond::plain(StatusCode::REQUEST_TIMEOUT, "request body read timed out")
-        }
-        BodyRefusal::Unreadable => {
-            respond::plain(StatusCode::BAD_REQUEST, "could not read the request body")
-        }
-    }
+    let (status, reason) = refusal.status_and_reason();
+    respond::plain(status, reason)
 }
 
 /// Writes a refusal with `connection: close`, then reads and drops what the client is still

@@ -136,25 +136,23 @@ pub enum BodyRefusal {
 }
 
 impl BodyRefusal {
+    /// The status and the one-line reason every answer to this refusal carries.
+    pub fn status_and_reason(self) -> (StatusCode, &'static str) {
+        match self {
+            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+            Self::Timeout => (StatusCode::REQUEST_TIMEOUT, "request body read timed out"),
+            Self::Unreadable => (StatusCode::BAD_REQUEST, "could not read the request body"),
+        }
+    }
+
     fn answer(self, state: &AppState, ctx: &Ctx) -> Response {
-        let (status, outcome, reason) = match self {
-            Self::TooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Outcome::TooLarge,
-                "request body too large",
-            ),
-            Self::Timeout => (
-                StatusCode::REQUEST_TIMEOUT,
-                Outcome::Timeout,
-                "request body read timed out",
-            ),
-            Self::Unreadable => (
-                StatusCode::BAD_REQUEST,
-                Outcome::Invalid,
-                "could not read the request body",
-            ),
+        let outcome = match self {
+            Self::TooLarge => Outcome::TooLarge,
+            Self::Timeout => Outcome::Timeout,
+            Self::Unreadable => Outcome::Invalid,
         };
         state.metrics.request(Endpoint::Tracker, outcome);
+        let (status, reason) = self.status_and_reason();
         ctx.failure(status, reason)
     }
 

@@ -106,21 +106,7 @@ impl Val {
 /// Appends the decimal form of `i` (what `{i}` formats, without the formatting machinery: a
 /// batch renders tens of thousands of integers).
 pub fn push_int(out: &mut String, i: i64) {
-    let mut buf = [0u8; 20];
-    let mut n = i.unsigned_abs();
-    let mut pos = buf.len();
-    loop {
-        pos -= 1;
-        buf[pos] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if i < 0 {
-        out.push('-');
-    }
-    push_ascii(out, &buf[pos..]);
+    out.push_str(itoa::Buffer::new().format(i));
 }
 
 /// Appends ASCII bytes built on the stack.
