@@ -189,6 +189,11 @@ pub struct LoadArgs {
     /// A send later than this after its due time counts as late, ms.
     #[arg(long, value_name = "MS", default_value_t = 10.0)]
     pub late_ms: f64,
+    /// Hits due in the first SECS are sent, counted and reconciled like the others but left
+    /// out of the latency figures of the totals and targets (the per-second ones keep them):
+    /// the client opening its connections would otherwise set the p99 of a short run.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub warmup_secs: f64,
     /// Write the JSON result here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,

@@ -192,6 +192,7 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
     let mix = cli::parse_mix(load.mix.as_deref())?;
     let timeout = cli::secs("timeout", load.timeout)?;
     let late = cli::secs("late-ms", load.late_ms / 1000.0)?;
+    let warmup = cli::secs("warmup-secs", load.warmup_secs)?;
     let drain_timeout = cli::secs("drain-timeout", plan.stack.drain_timeout)?;
     let settle = cli::secs("settle-secs", plan.stack.settle_secs)?;
     if load.bulk_size == 0 {
@@ -291,6 +292,7 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
         timeout,
         max_in_flight: load.max_in_flight.max(1),
         late_threshold: late,
+        warmup,
         token_auth: load.token_auth.clone(),
         progress: !load.quiet,
     };

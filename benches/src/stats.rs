@@ -141,6 +141,8 @@ pub struct Stats {
     pub seconds: Vec<Second>,
     /// Sends later than this after their due time count as late.
     pub late_threshold: Duration,
+    /// Requests due before this count everywhere but in the latency of `targets` and `total`.
+    pub warmup: Duration,
 }
 
 impl Stats {
@@ -151,7 +153,15 @@ impl Stats {
             total: TargetStats::default(),
             seconds: Vec::new(),
             late_threshold,
+            warmup: Duration::ZERO,
         }
+    }
+
+    /// The same statistics, leaving requests due before `warmup` out of the latency of the
+    /// targets and the total.
+    pub fn with_warmup(mut self, warmup: Duration) -> Self {
+        self.warmup = warmup;
+        self
     }
 
     fn second(&mut self, at: Duration) -> &mut Second {
@@ -200,6 +210,7 @@ impl Stats {
                     Outcome::Failed(e) => ("error".to_owned(), 0, 0, Some(e.clone())),
                 };
                 let failed = hits - accepted.min(hits);
+                let measured = due >= self.warmup;
                 for t in [&mut self.targets[target], &mut self.total] {
                     t.requests += 1;
                     t.offered_hits += hits;
@@ -209,7 +220,9 @@ impl Stats {
                     t.failed_hits += failed;
                     t.late_requests += u64::from(late);
                     *t.outcomes.entry(class.clone()).or_default() += 1;
-                    record(&mut t.latency, done.saturating_sub(due));
+                    if measured {
+                        record(&mut t.latency, done.saturating_sub(due));
+                    }
                     if let Some(e) = &error {
                         if t.error_samples.len() < 5 && !t.error_samples.contains(e) {
                             t.error_samples.push(e.clone());

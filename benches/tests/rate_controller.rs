@@ -130,6 +130,7 @@ fn settings(urls: &[String], mode: Mode) -> LoadSettings {
         timeout: Duration::from_secs(5),
         max_in_flight: 500,
         late_threshold: Duration::from_millis(50),
+        warmup: Duration::ZERO,
         token_auth: None,
         progress: false,
     }

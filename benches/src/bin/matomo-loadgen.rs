@@ -10,8 +10,12 @@ use matomo_loadgen::{presets, session, validate};
 
 fn summary(r: &RunResult) {
     let t = &r.total;
+    let warmup = r.settings["load"]["warmup_secs"]
+        .as_f64()
+        .filter(|&w| w > 0.0)
+        .map_or(String::new(), |w| format!(" after the first {w} s"));
     eprintln!(
-        "accepted {} of {} offered hits ({:.1}/s), failed {}, dropped {}, late requests {}; latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+        "accepted {} of {} offered hits ({:.1}/s), failed {}, dropped {}, late requests {}; latency{warmup} p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
         t.accepted_hits, t.offered_hits, t.accepted_rate, t.failed_hits, t.dropped_hits, t.late_requests, t.latency.p50_ms, t.latency.p99_ms, t.latency.max_ms
     );
     let c = &r.reconciliation;

@@ -476,4 +476,26 @@ mod tests {
         assert_eq!(result.timeline[4].offered, 20);
         assert_eq!(result.timeline[4].failed, 10);
     }
+
+    #[test]
+    fn warmup_requests_count_but_leave_the_latency_alone() {
+        let mut stats =
+            Stats::new(1, Duration::from_millis(10)).with_warmup(Duration::from_secs(1));
+        // A slow start (connections being opened), then a steady 2 ms.
+        for ms in [0, 100, 900] {
+            done(&mut stats, ms, 200, 40);
+        }
+        for ms in [1_000, 1_500, 2_000] {
+            done(&mut stats, ms, 200, 2);
+        }
+        for t in [&stats.total, &stats.targets[0]] {
+            assert_eq!(t.accepted_hits, 6);
+            assert_eq!(t.requests, 6);
+            assert_eq!(t.latency.len(), 3);
+            assert_eq!(t.latency.max(), 2_000);
+        }
+        // The per-second figures keep every request.
+        assert_eq!(stats.seconds[0].latency.len(), 3);
+        assert_eq!(stats.seconds[0].latency.max() / 1_000, 40);
+    }
 }

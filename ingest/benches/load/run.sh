@@ -14,62 +14,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}/release"
 duration="${1:-10}"; conns="${2:-64}"; rounds="${3:-2}"
-read -r -a modes <<<"${MODES:-default}"
-servers=()
-for mode in "${modes[@]}"; do
-  servers+=("$mode")
-  [[ -n "${BASELINE_BIN:-}" ]] && servers+=("${mode}_base")
-done
-mysql_args=(-h 127.0.0.1 -P 3306 -u matomo -pmatomo)
-db="mt_test_load_$RANDOM$RANDOM"
-prefix="loadtest_$RANDOM"
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  redis-cli --scan --pattern "${prefix}*" | xargs -r redis-cli del >/dev/null || true
-  mysql "${mysql_args[@]}" -e "DROP DATABASE IF EXISTS \`$db\`" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-mysql "${mysql_args[@]}" -e "CREATE DATABASE \`$db\`" 2>/dev/null
-sed 's/{{prefix}}/matomo_/g' "$root/deploy/schema/matomo.sql" | mysql "${mysql_args[@]}" "$db" 2>/dev/null
-mysql "${mysql_args[@]}" "$db" 2>/dev/null -e "INSERT INTO matomo_site (idsite, name, main_url, ts_created, \
-  sitesearch_keyword_parameters, sitesearch_category_parameters, timezone, currency, excluded_ips, \
-  excluded_parameters, excluded_user_agents, excluded_referrers, \`group\`, \`type\`) VALUES \
-  (1, 'Load', 'http://example.com', NOW(), '', '', 'UTC', 'USD', '', '', '', '', '', 'website')"
-
-declare -A port pid_of
-n=0
-for server in "${servers[@]}"; do
-  mode="${server%_base}"
-  bin="$target/matomo-ingest"
-  [[ "$server" == *_base ]] && bin="$BASELINE_BIN"
-  port[$server]=$((18081 + n)); n=$((n + 1))
-  cat > "$work/ingest-$server.toml" <<TOML
-[database]
-dbname = "$db"
-[queue]
-key_prefix = "${prefix}_${server}:"
-num_queue_workers = 16
-compression = "$mode"
-[matomo]
-salt = "load-test-salt"
-[ingest]
-listen = "127.0.0.1:${port[$server]}"
-[log]
-level = "warn"
-TOML
-  "$bin" --config "$work/ingest-$server.toml" & pid_of[$server]=$!
-  pids+=("${pid_of[$server]}")
-done
-"$target/examples/bare_gif" 127.0.0.1:18090 >/dev/null & bare_pid=$!
-pids+=("$bare_pid")
-for server in "${servers[@]}"; do
-  for _ in $(seq 50); do curl -sf "http://127.0.0.1:${port[$server]}/readyz" >/dev/null && break; sleep 0.2; done
-done
-curl -sf http://127.0.0.1:18090/ >/dev/null
+default_modes=default
+source "$here/lib.sh"
+start_servers
 
 cpu_ticks() { # pid → user+system clock ticks so far
   awk '{print $14 + $15}' "/proc/$1/stat"
@@ -97,16 +44,12 @@ for r in $(seq "$rounds"); do
   for server in "${servers[@]}"; do
     read -r rps cpu < <(run "ingest_${server}_$r" "${port[$server]}" "${pid_of[$server]}")
     rps_sum[$server]=$(echo "${rps_sum[$server]} + $rps" | bc); cpu_sum[$server]=$(echo "${cpu_sum[$server]} + $cpu" | bc)
+    measure_and_empty "$server"
   done
 done
 
 for mode in "${servers[@]}"; do
-  hits=0 bytes=0
-  for q in $(seq 0 15); do
-    key="${prefix}_${mode}:trackingQueueV1"; [[ $q -gt 0 ]] && key="${key}_$q"
-    hits=$((hits + $(redis-cli llen "$key")))
-    bytes=$((bytes + $(redis-cli memory usage "$key" samples 0 | tr -d '\r' | sed 's/^$/0/')))
-  done
+  hits=${hits_of[$mode]} bytes=${bytes_of[$mode]}
   echo "compression=$mode: requests/s ratio ingest/bare = $(echo "scale=3; ${rps_sum[$mode]} / ${rps_sum[bare]}" | bc)," \
     "CPU per request ratio bare/ingest = $(echo "scale=3; ${cpu_sum[bare]} / ${cpu_sum[$mode]}" | bc)," \
     "mean server CPU per request $(echo "scale=1; ${cpu_sum[$mode]} / $rounds" | bc) us (bare $(echo "scale=1; ${cpu_sum[bare]} / $rounds" | bc) us)," \

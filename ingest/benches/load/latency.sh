@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Latency at a fixed open-model rate, matomo-ingest against the bare axum server answering the
+# same GIF: the servers pinned to CPU 0, the load generator to CPU 1, runs alternating, each
+# server's queues emptied after each of its runs (lib.sh). Latency is matomo-loadgen's, from
+# each hit's intended send time, leaving out the first WARMUP_S seconds (connections opening).
+# Needs what run.sh needs plus `cargo build --release -p matomo-loadgen`.
+# Usage: ingest/benches/load/latency.sh [RATE|half] [DURATION_S] [ROUNDS]
+#   RATE "half" (default): half the ingest's peak in the same layout, measured first with
+#   `wrk -t1 -c32` on CPU 1 (the first mode's server).
+# Env: MODES (default "auto") and BASELINE_BIN as in run.sh; WARMUP_S (default 2).
+# Prints each run's p50 / p99 / max and late sends, then the median p50 and p99 per server, the
+# Redis persistence in force and how many append-only-file rewrites Redis did during the runs
+# (each forks and writes the dataset on these same two cores).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../../.." && pwd)"
+target="${CARGO_TARGET_DIR:-$root/target}/release"
+rate="${1:-half}"; duration="${2:-10}"; rounds="${3:-3}"; warmup="${WARMUP_S:-2}"
+default_modes=auto
+server_cpus=0
+source "$here/lib.sh"
+start_servers
+
+if [[ "$rate" == half ]]; then
+  peak=$(taskset -c 1 wrk -t1 -c32 -d6s -s "$here/hit.lua" "http://127.0.0.1:${port[${servers[0]}]}" |
+    awk '/Requests\/sec/ {printf "%d", $2}')
+  measure_and_empty "${servers[0]}"
+  rate=$((peak / 2))
+  echo "peak of ingest_${servers[0]} with the servers on CPU 0 and wrk on CPU 1: $peak requests/s; rate $rate/s" >&2
+fi
+
+aof_rewrites() { redis-cli info persistence | tr -d '\r' | awk -F: '$1=="aof_rewrites" {print $2}'; }
+run() { # name port → "p50 p99"
+  local line
+  line=$(taskset -c 1 "$target/matomo-loadgen" run --target "http://127.0.0.1:$2/matomo.php" \
+    --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 --quiet \
+    --no-mysql --no-redis 2>&1 | grep '^accepted')
+  echo "$1 ${line#accepted }" >&2
+  sed -E 's/.* p50 ([0-9.]+) ms p99 ([0-9.]+) ms.*/\1 \2/' <<<"$line"
+}
+median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+declare -A p50s p99s
+rewrites_before=$(aof_rewrites)
+for r in $(seq "$rounds"); do
+  read -r p50 p99 < <(run "bare_$r" 18090)
+  p50s[bare]+="$p50 "; p99s[bare]+="$p99 "
+  for server in "${servers[@]}"; do
+    read -r p50 p99 < <(run "ingest_${server}_$r" "${port[$server]}")
+    p50s[$server]+="$p50 "; p99s[$server]+="$p99 "
+    measure_and_empty "$server"
+  done
+done
+rewrites=$(($(aof_rewrites) - rewrites_before))
+
+for server in bare "${servers[@]}"; do
+  echo "$server at $rate/s: median p50 $(tr ' ' '\n' <<<"${p50s[$server]}" | grep . | median) ms," \
+    "median p99 $(tr ' ' '\n' <<<"${p99s[$server]}" | grep . | median) ms over $rounds runs"
+done
+echo "Redis: appendonly $(redis-cli config get appendonly | tail -1)," \
+  "appendfsync $(redis-cli config get appendfsync | tail -1); $rewrites AOF rewrites during the runs"

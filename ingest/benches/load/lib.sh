@@ -1,0 +1,82 @@
+# Shared by run.sh and latency.sh (sourced, not run): a throwaway database and Redis key prefix,
+# one matomo-ingest per entry of `servers` (per mode of $MODES, else $default_modes: "<mode>"
+# runs this build with queue.compression = <mode>, and with $BASELINE_BIN set "<mode>_base"
+# runs that binary), and the bare axum server on
+# port 18090, all stopped and removed on exit. Set `server_cpus` (a taskset CPU list) to pin the
+# servers. Needs Redis and MariaDB (deploy/local/up) and the release builds named in run.sh.
+read -r -a modes <<<"${MODES:-$default_modes}"
+servers=()
+for mode in "${modes[@]}"; do
+  servers+=("$mode")
+  [[ -n "${BASELINE_BIN:-}" ]] && servers+=("${mode}_base")
+done
+mysql_args=(-h 127.0.0.1 -P 3306 -u matomo -pmatomo)
+db="mt_test_load_$RANDOM$RANDOM"
+prefix="loadtest_$RANDOM"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  redis-cli --scan --pattern "${prefix}*" | xargs -r redis-cli del >/dev/null || true
+  mysql "${mysql_args[@]}" -e "DROP DATABASE IF EXISTS \`$db\`" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+pinned() { # command… → becomes it (so `pinned … &` gives its pid), on $server_cpus when set
+  if [[ -n "${server_cpus:-}" ]]; then exec taskset -c "$server_cpus" "$@"; else exec "$@"; fi
+}
+
+start_servers() {
+  mysql "${mysql_args[@]}" -e "CREATE DATABASE \`$db\`" 2>/dev/null
+  sed 's/{{prefix}}/matomo_/g' "$root/deploy/schema/matomo.sql" | mysql "${mysql_args[@]}" "$db" 2>/dev/null
+  mysql "${mysql_args[@]}" "$db" 2>/dev/null -e "INSERT INTO matomo_site (idsite, name, main_url, ts_created, \
+    sitesearch_keyword_parameters, sitesearch_category_parameters, timezone, currency, excluded_ips, \
+    excluded_parameters, excluded_user_agents, excluded_referrers, \`group\`, \`type\`) VALUES \
+    (1, 'Load', 'http://example.com', NOW(), '', '', 'UTC', 'USD', '', '', '', '', '', 'website')"
+  declare -gA port pid_of
+  local n=0 server mode bin
+  for server in "${servers[@]}"; do
+    mode="${server%_base}"
+    bin="$target/matomo-ingest"
+    [[ "$server" == *_base ]] && bin="$BASELINE_BIN"
+    port[$server]=$((18081 + n)); n=$((n + 1))
+    cat > "$work/ingest-$server.toml" <<TOML
+[database]
+dbname = "$db"
+[queue]
+key_prefix = "${prefix}_${server}:"
+num_queue_workers = 16
+compression = "$mode"
+[matomo]
+salt = "load-test-salt"
+[ingest]
+listen = "127.0.0.1:${port[$server]}"
+[log]
+level = "warn"
+TOML
+    pinned "$bin" --config "$work/ingest-$server.toml" & pid_of[$server]=$!
+    pids+=("${pid_of[$server]}")
+  done
+  pinned "$target/examples/bare_gif" 127.0.0.1:18090 >/dev/null & bare_pid=$!
+  pids+=("$bare_pid")
+  for server in "${servers[@]}"; do
+    for _ in $(seq 50); do curl -sf "http://127.0.0.1:${port[$server]}/readyz" >/dev/null && break; sleep 0.2; done
+  done
+  curl -sf http://127.0.0.1:18090/ >/dev/null
+}
+
+# After each run of a server: add what the run queued (hits_of, bytes_of: Redis memory) and
+# empty its queues. Nothing drains them here, and a queue left to grow to millions of entries
+# makes Redis rewrite its append-only file over an ever larger dataset, a cost a drained
+# production queue does not have; emptied, every run meets the same Redis.
+declare -A hits_of bytes_of
+measure_and_empty() { # server
+  local q key
+  for q in $(seq 0 15); do
+    key="${prefix}_$1:trackingQueueV1"; [[ $q -gt 0 ]] && key="${key}_$q"
+    hits_of[$1]=$((${hits_of[$1]:-0} + $(redis-cli llen "$key")))
+    bytes_of[$1]=$((${bytes_of[$1]:-0} + $(redis-cli memory usage "$key" samples 0 | tr -d '\r' | sed 's/^$/0/')))
+    redis-cli unlink "$key" >/dev/null
+  done
+}
