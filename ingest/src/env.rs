@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use http::header::{HeaderMap, HeaderName};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 use matomo_wire::php::string_from_request_bytes;
 use matomo_wire::{phpjson, Params, WritePhpArray};
@@ -221,21 +221,30 @@ pub fn server_vars<'h>(
         Cow::Borrowed("REMOTE_ADDR"),
         ServerValue::Str(Cow::Owned(client_ip.to_owned())),
     ));
+    // One pass over the headers (a lookup per copied name would hash each name): the first
+    // value of each copied header, in table order below, and the client hints.
+    let mut copied: [Option<&'h HeaderValue>; COPIED_HEADERS.len()] = Default::default();
+    let mut hints = Vec::new();
+    for (name, value) in headers {
+        if let Some(slot) = COPIED_HEADERS.iter().position(|(header, _)| header == name) {
+            copied[slot].get_or_insert(value);
+        } else if name.as_str().starts_with("sec-ch-ua") {
+            hints.push((name, value));
+        }
+    }
     // The names pushed directly are distinct constants; only `sec-ch-ua*` names can repeat.
-    for (header, var) in &COPIED_HEADERS {
-        if let Some(v) = headers.get(header) {
+    for ((_, var), value) in COPIED_HEADERS.iter().zip(copied) {
+        if let Some(v) = value {
             vars.push((Cow::Borrowed(*var), text(v.as_bytes())));
         }
     }
     let mut server = ServerVars { vars };
-    for (name, value) in headers {
-        if name.as_str().starts_with("sec-ch-ua") {
-            let var = format!(
-                "HTTP_{}",
-                name.as_str().to_ascii_uppercase().replace('-', "_")
-            );
-            server.set(var, text(value.as_bytes()));
-        }
+    for (name, value) in hints {
+        let var = format!(
+            "HTTP_{}",
+            name.as_str().to_ascii_uppercase().replace('-', "_")
+        );
+        server.set(var, text(value.as_bytes()));
     }
     server.set("REQUEST_METHOD", ServerValue::Str(Cow::Borrowed(method)));
     if https {
@@ -336,6 +345,28 @@ mod tests {
     fn bad_proxy_settings_are_reported() {
         assert!(ProxyPolicy::new(&["nope".into()], &[]).is_err());
         assert!(ProxyPolicy::new(&[], &["X_FORWARDED_FOR".into()]).is_err());
+    }
+
+    #[test]
+    fn server_vars_take_the_first_copied_value_the_last_hint_in_a_fixed_order() {
+        let h = headers(&[
+            ("sec-ch-ua-model", "\"A\""),
+            ("dnt", "1"),
+            ("user-agent", "UA/1"),
+            ("user-agent", "UA/2"),
+            ("sec-ch-ua-model", "\"B\""),
+            ("referer", "https://r.example/"),
+        ]);
+        let mut json = String::new();
+        server_vars("1.2.3.4", "GET", &h, 7, false).write_php_array(&mut json);
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"REMOTE_ADDR":"1.2.3.4","HTTP_USER_AGENT":"UA\/1","#,
+                r#""HTTP_REFERER":"https:\/\/r.example\/","HTTP_DNT":"1","#,
+                r#""HTTP_SEC_CH_UA_MODEL":"\"B\"","REQUEST_METHOD":"GET","REQUEST_TIME":7}"#
+            )
+        );
     }
 
     #[test]

@@ -38,6 +38,13 @@ run() { # name port pid → "rps cpu_us_per_request"
 declare -A rps_sum cpu_sum
 rps_sum[bare]=0; cpu_sum[bare]=0
 for server in "${servers[@]}"; do rps_sum[$server]=0; cpu_sum[$server]=0; done
+# A short unmeasured run against each server first: a fresh process pays for its first page
+# faults, allocator arenas and connections, which would otherwise weigh on the first round.
+wrk -t2 -c"$conns" -d2s -s "$here/hit.lua" http://127.0.0.1:18090 >/dev/null
+for server in "${servers[@]}"; do
+  wrk -t2 -c"$conns" -d2s -s "$here/hit.lua" "http://127.0.0.1:${port[$server]}" >/dev/null
+  measure_and_empty "$server"; hits_of[$server]=0; bytes_of[$server]=0
+done
 for r in $(seq "$rounds"); do
   read -r rps cpu < <(run "bare_$r" 18090 "$bare_pid")
   rps_sum[bare]=$(echo "${rps_sum[bare]} + $rps" | bc); cpu_sum[bare]=$(echo "${cpu_sum[bare]} + $cpu" | bc)

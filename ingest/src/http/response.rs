@@ -45,14 +45,14 @@ impl Ctx {
     fn finish(
         &self,
         status: StatusCode,
-        headers: &[(header::HeaderName, HeaderValue)],
+        headers: impl IntoIterator<Item = (header::HeaderName, HeaderValue)>,
         body: Body,
     ) -> Response {
         let mut response = Response::new(body);
         *response.status_mut() = status;
         let h = response.headers_mut();
         for (name, value) in headers {
-            h.insert(name, value.clone());
+            h.insert(name, value);
         }
         if !self.is_get {
             let origin = self.origin.clone().unwrap_or(HeaderValue::from_static("*"));
@@ -65,36 +65,39 @@ impl Ctx {
         response
     }
 
-    fn no_store(&self) -> Vec<(header::HeaderName, HeaderValue)> {
-        if self.is_get {
-            vec![(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]
-        } else {
-            Vec::new()
-        }
+    /// `Cache-Control: no-store`, which Matomo sends with GET answers only.
+    fn no_store(&self) -> Option<(header::HeaderName, HeaderValue)> {
+        self.is_get
+            .then(|| (header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
     }
 
     /// `outputApiResponse`: the GIF with `status`, or a 204 when `send_image=0`.
     pub fn api_response(&self, status: StatusCode, no_image: bool) -> Response {
-        let mut headers = self.no_store();
+        let headers = self.no_store();
         if no_image {
-            return self.finish(StatusCode::NO_CONTENT, &headers, Body::empty());
+            return self.finish(StatusCode::NO_CONTENT, headers, Body::empty());
         }
-        headers.push((header::CONTENT_TYPE, HeaderValue::from_static("image/gif")));
-        self.finish(status, &headers, Body::from(GIF))
+        let gif = (header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
+        self.finish(status, headers.into_iter().chain([gif]), Body::from(GIF))
     }
 
     /// An invalid hit (Matomo's 400): the GIF and the notice, or only the notice with
     /// `send_image=0`.
     pub fn invalid(&self, no_image: bool) -> Response {
-        let mut headers = self.no_store();
+        let headers = self.no_store().into_iter();
         if no_image {
-            headers.push((header::CONTENT_TYPE, HeaderValue::from_static(HTML)));
-            return self.finish(StatusCode::BAD_REQUEST, &headers, Body::from(NOTICE));
+            let html = (header::CONTENT_TYPE, HeaderValue::from_static(HTML));
+            let headers = headers.chain([html]);
+            return self.finish(StatusCode::BAD_REQUEST, headers, Body::from(NOTICE));
         }
-        headers.push((header::CONTENT_TYPE, HeaderValue::from_static("image/gif")));
+        let gif = (header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
         let mut body = GIF.to_vec();
         body.extend_from_slice(NOTICE.as_bytes());
-        self.finish(StatusCode::BAD_REQUEST, &headers, Body::from(body))
+        self.finish(
+            StatusCode::BAD_REQUEST,
+            headers.chain([gif]),
+            Body::from(body),
+        )
     }
 
     /// Nothing to track: the notice, 200 for a bare GET and 400 otherwise.
@@ -105,7 +108,7 @@ impl Ctx {
             StatusCode::BAD_REQUEST
         };
         let headers = [(header::CONTENT_TYPE, HeaderValue::from_static(HTML))];
-        self.finish(status, &headers, Body::from(NOTICE))
+        self.finish(status, headers, Body::from(NOTICE))
     }
 
     /// A bulk answer: JSON with `status`, or 204 when the body said `send_image: 0`.
@@ -115,9 +118,9 @@ impl Ctx {
             HeaderValue::from_static("application/json"),
         )];
         if no_image && status == StatusCode::OK {
-            return self.finish(StatusCode::NO_CONTENT, &headers, Body::empty());
+            return self.finish(StatusCode::NO_CONTENT, headers, Body::empty());
         }
-        self.finish(status, &headers, Body::from(json))
+        self.finish(status, headers, Body::from(json))
     }
 
     /// A failure of ours (Redis down, cache not loaded, slow or oversized request): a short
@@ -127,7 +130,7 @@ impl Ctx {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         )];
-        self.finish(status, &headers, Body::from(format!("{reason}\n")))
+        self.finish(status, headers, Body::from(format!("{reason}\n")))
     }
 }
 

@@ -50,6 +50,9 @@ static CLASS: [u8; 256] = {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HitParams<'a> {
     pairs: Vec<Pair<'a>>,
+    /// One bit per [`tag_bit`] of the names held: a name whose bit is clear is not here, so
+    /// most lookups of an absent name and most new names skip the scan.
+    tags_seen: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,9 +77,17 @@ fn tag(name: &str) -> u32 {
     }
 }
 
+/// The bit of `tags_seen` for `tag`.
+fn tag_bit(tag: u32) -> u64 {
+    1 << (tag.wrapping_mul(0x9E37_79B9) >> 26)
+}
+
 impl<'a> HitParams<'a> {
     fn position(&self, name: &str) -> Option<usize> {
         let tag = tag(name);
+        if self.tags_seen & tag_bit(tag) == 0 {
+            return None;
+        }
         self.pairs
             .iter()
             .position(|p| p.tag == tag && p.name == name)
@@ -87,12 +98,17 @@ impl<'a> HitParams<'a> {
     fn set(&mut self, name: Cow<'a, str>, value: Cow<'a, str>) {
         match self.position(&name) {
             Some(i) => self.pairs[i].value = value,
-            None => self.pairs.push(Pair {
+            None => self.push(Pair {
                 tag: tag(&name),
                 name,
                 value,
             }),
         }
+    }
+
+    fn push(&mut self, pair: Pair<'a>) {
+        self.tags_seen |= tag_bit(pair.tag);
+        self.pairs.push(pair);
     }
 
     /// `$_GET + $_POST`: appends the form's parameters whose names `self` (the query string's)
@@ -104,7 +120,7 @@ impl<'a> HitParams<'a> {
                 .iter()
                 .any(|p| p.tag == pair.tag && p.name == pair.name);
             if !in_query {
-                self.pairs.push(pair);
+                self.push(pair);
             }
         }
     }
@@ -189,6 +205,7 @@ pub fn parse_flat(input: &[u8]) -> Option<HitParams<'_>> {
     };
     let mut out = HitParams {
         pairs: Vec::with_capacity(pair_count),
+        tags_seen: 0,
     };
     let mut start = 0;
     while start < input.len() {
