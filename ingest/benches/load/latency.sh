@@ -29,7 +29,6 @@ if [[ "$rate" == half ]]; then
   echo "peak of ingest_${servers[0]} with the servers on CPU 0 and wrk on CPU 1: $peak requests/s; rate $rate/s" >&2
 fi
 
-aof_rewrites() { redis-cli info persistence | tr -d '\r' | awk -F: '$1=="aof_rewrites" {print $2}'; }
 run() { # name port → "p50 p99"
   local line
   line=$(taskset -c 1 "$target/matomo-loadgen" run --target "http://127.0.0.1:$2/matomo.php" \

@@ -80,3 +80,7 @@ measure_and_empty() { # server
     redis-cli unlink "$key" >/dev/null
   done
 }
+
+# How many append-only-file rewrites Redis has done: each forks and writes the whole dataset on
+# the same two cores, so the scripts report how many fell into the measured runs.
+aof_rewrites() { redis-cli info persistence | tr -d '\r' | awk -F: '$1=="aof_rewrites" {print $2}'; }
