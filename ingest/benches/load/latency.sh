@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Latency at a fixed open-model rate, matomo-ingest against the bare axum server answering the
-# same GIF: the servers pinned to CPU 0, the load generator to CPU 1, runs alternating, each
+# same GIF: the servers and Redis pinned to CPU 0, the load generator to CPU 1, runs alternating, each
 # server's queues emptied after each of its runs (lib.sh). Latency is matomo-loadgen's, from
 # each hit's intended send time, leaving out the first WARMUP_S seconds (connections opening).
 # Needs what run.sh needs plus `cargo build --release -p matomo-loadgen`.
@@ -20,6 +20,12 @@ default_modes=auto
 server_cpus=0
 source "$here/lib.sh"
 start_servers
+# Redis is part of the server side: it runs on CPU 0 with the servers for the length of the
+# script (its rewrite children too), so the generator's CPU stays its own.
+redis_pid=$(redis-cli info server | tr -d '\r' | awk -F: '$1=="process_id" {print $2}')
+redis_cpus=$(taskset -p -c "$redis_pid" | awk '{print $NF}')
+taskset -a -p -c 0 "$redis_pid" >/dev/null
+trap 'taskset -a -p -c "$redis_cpus" "$redis_pid" >/dev/null; cleanup' EXIT
 
 if [[ "$rate" == half ]]; then
   peak=$(taskset -c 1 wrk -t1 -c32 -d6s -s "$here/hit.lua" "http://127.0.0.1:${port[${servers[0]}]}" |
