@@ -84,7 +84,11 @@ fn tag_bit(tag: u32) -> u64 {
 
 impl<'a> HitParams<'a> {
     fn position(&self, name: &str) -> Option<usize> {
-        let tag = tag(name);
+        self.position_tagged(name, tag(name))
+    }
+
+    /// [`Self::position`] of `name`, whose [`tag`] is `tag`.
+    fn position_tagged(&self, name: &str, tag: u32) -> Option<usize> {
         if self.tags_seen & tag_bit(tag) == 0 {
             return None;
         }
@@ -96,13 +100,10 @@ impl<'a> HitParams<'a> {
     /// Stores `value` under `name`: a new name goes last, a known one keeps its place and takes
     /// the new value (PHP's `$_GET[$name] = $value`).
     fn set(&mut self, name: Cow<'a, str>, value: Cow<'a, str>) {
-        match self.position(&name) {
+        let tag = tag(&name);
+        match self.position_tagged(&name, tag) {
             Some(i) => self.pairs[i].value = value,
-            None => self.push(Pair {
-                tag: tag(&name),
-                name,
-                value,
-            }),
+            None => self.push(Pair { tag, name, value }),
         }
     }
 
@@ -112,14 +113,11 @@ impl<'a> HitParams<'a> {
     }
 
     /// `$_GET + $_POST`: appends the form's parameters whose names `self` (the query string's)
-    /// does not have, in the form's order.
+    /// does not have, in the form's order. (The form's names are unique, so the ones appended
+    /// never match a later one.)
     pub fn merge_form(&mut self, form: HitParams<'a>) {
-        let known = self.pairs.len();
         for pair in form.pairs {
-            let in_query = self.pairs[..known]
-                .iter()
-                .any(|p| p.tag == pair.tag && p.name == pair.name);
-            if !in_query {
+            if self.position_tagged(&pair.name, pair.tag).is_none() {
                 self.push(pair);
             }
         }
