@@ -6,7 +6,9 @@
 //!
 //! Each case runs with 1, then 2 shards (`TRACKER_BENCH_SHARDS`, default "1 2"): the hits are
 //! split by visitor id into that many queues processed concurrently, as a worker pool does, and
-//! the raw INSERTs are spread over as many concurrent connections.
+//! the raw INSERTs are spread over as many concurrent connections. Each shard count runs twice
+//! (`TRACKER_BENCH_AHEAD`, default "0 1"): each batch read inline, then the next batch read
+//! ahead on a blocking thread while one is written, as the engine does.
 //!
 //! Needs MariaDB on 127.0.0.1:3306 (user/password `matomo`; another port with env
 //! `TRACKER_BENCH_DB_PORT`, e.g. a private server started with `performance_schema=ON`). Run:
@@ -312,6 +314,7 @@ async fn run_case(
     admin_pool: &mysql_async::Pool,
     sets: &[RequestSet],
     shards: usize,
+    read_ahead: bool,
 ) -> (f64, f64) {
     let suffix = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
     let (db, raw) = (
@@ -369,18 +372,30 @@ async fn run_case(
     let mut tasks = Vec::new();
     for queue in queues {
         let (tracker, pool) = (tracker.clone(), pool.clone());
+        let chunks: Vec<std::sync::Arc<[RequestSet]>> =
+            queue.chunks(500).map(std::sync::Arc::from).collect();
         tasks.push(tokio::spawn(async move {
             let mut cache = tracker.new_shard_cache();
-            for chunk in queue.chunks(500) {
+            let mut ahead = None;
+            for (k, chunk) in chunks.iter().enumerate() {
+                // As the engine does: the next batch is read ahead on a blocking thread while
+                // this one is written.
+                let next = chunks.get(k + 1).filter(|_| read_ahead).map(|next| {
+                    let (tracker, next) = (tracker.clone(), next.clone());
+                    tokio::task::spawn_blocking(move || tracker.read_ahead(&next))
+                });
                 let mut tx = pool
                     .start_transaction(Default::default())
                     .await
                     .expect("tx");
                 tracker
-                    .process_batch(&mut tx, &mut cache, chunk)
+                    .process_batch(&mut tx, &mut cache, chunk, ahead.take())
                     .await
                     .expect("batch");
                 tx.commit().await.expect("commit");
+                if let Some(next) = next {
+                    ahead = next.await.expect("read-ahead task");
+                }
             }
         }));
     }
@@ -396,7 +411,8 @@ async fn run_case(
     // CPU per row: what the machine spends, least disturbed by other load on it.
     let t_cpu = (cpu1.0 - cpu0.0) + (cpu1.1 - cpu0.1);
     println!(
-        "{shards} shard(s): CPU per row: tracker {:.1} µs (worker {:.1} + MariaDB {:.1}), raw INSERTs {:.1} µs (MariaDB); ratio {:.2}",
+        "{shards} shard(s), {}: CPU per row: tracker {:.1} µs (worker {:.1} + MariaDB {:.1}), raw INSERTs {:.1} µs (MariaDB); ratio {:.2}",
+        if read_ahead { "read-ahead" } else { "inline" },
         1e6 * t_cpu / rows as f64,
         1e6 * (cpu1.0 - cpu0.0) / rows as f64,
         1e6 * (cpu1.1 - cpu0.1) / rows as f64,
@@ -405,8 +421,9 @@ async fn run_case(
     );
     let (t_rate, r_rate) = (rows as f64 / tracker_secs, raw_rows as f64 / raw_secs);
     let n = sets.len();
+    let mode = if read_ahead { "read-ahead" } else { "inline" };
     println!(
-        "{shards} shard(s): tracker {n} hits -> {rows} rows in {tracker_secs:.2}s = {t_rate:.0} rows/s ({:.0} hits/s); \
+        "{shards} shard(s), {mode}: tracker {n} hits -> {rows} rows in {tracker_secs:.2}s = {t_rate:.0} rows/s ({:.0} hits/s); \
          raw INSERTs over {shards} connection(s): {raw_rows} rows in {raw_secs:.2}s = {r_rate:.0} rows/s; ratio {:.2}",
         n as f64 / tracker_secs,
         t_rate / r_rate
@@ -430,9 +447,17 @@ async fn main() {
         .collect();
     let admin_pool =
         mysql_async::Pool::new(format!("mysql://matomo:matomo@127.0.0.1:{}/", db_port()).as_str());
+    // "0 1": each case without, then with the next batch read ahead (the engine's way).
+    let modes: Vec<bool> = std::env::var("TRACKER_BENCH_AHEAD")
+        .unwrap_or_else(|_| "0 1".into())
+        .split_whitespace()
+        .map(|s| s != "0")
+        .collect();
     let sets = hits(n, chrono::Utc::now().timestamp());
     for shards in shard_counts {
-        run_case(&admin_pool, &sets, shards).await;
+        for &read_ahead in &modes {
+            run_case(&admin_pool, &sets, shards, read_ahead).await;
+        }
     }
     admin_pool.disconnect().await.ok();
 }

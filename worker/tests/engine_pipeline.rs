@@ -42,6 +42,11 @@ async fn order_within_a_queue_is_kept_across_batches_and_lock_hand_offs() {
     assert_eq!(ra.processed + rb.processed, 100);
     assert_eq!(env.queue_len(0).await, 0);
     assert_eq!(processor.overlaps.load(Ordering::SeqCst), 0);
+    // The second batch of each turn was read ahead while the first was written, and handed
+    // back with exactly its sets.
+    assert!(processor.read_aheads.load(Ordering::SeqCst) > 0);
+    assert!(processor.aheads_used.load(Ordering::SeqCst) > 0);
+    assert_eq!(processor.aheads_mismatched.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -121,6 +126,32 @@ async fn a_poison_entry_is_dead_lettered_while_its_neighbours_are_stored() {
     assert_eq!(dl.len(0).await.expect("len"), 1);
     assert_eq!(dl.purge(0).await.expect("purge"), 1);
     assert_eq!(dl.len(0).await.expect("len"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_read_ahead_is_written_without_its_read_ahead_once_an_entry_is_set_aside() {
+    // Batch 2 (entries 10..20) is read ahead while batch 1 is written; its poison entry makes
+    // the engine set it aside and write the rest again: the read-ahead made for all ten sets
+    // must not come back with nine.
+    let env = TestEnv::new(1, 10).await;
+    let entries: Vec<Vec<u8>> = (0..20)
+        .map(|seq| match seq {
+            13 => entry(0, seq, &[("poison", "1")]),
+            _ => entry(0, seq, &[]),
+        })
+        .collect();
+    env.push(0, &entries).await;
+    let processor = Arc::new(TableProcessor::default());
+    let (engine, _) = env.engine(processor.clone(), env.options()).await;
+    let summary = engine.drain().await.expect("drain");
+
+    let expected: Vec<i64> = (0..20).filter(|s| *s != 13).collect();
+    assert_eq!(env.stored_seqs(0).await, expected);
+    assert_eq!(summary.dead_lettered, 1);
+    assert_eq!(env.queue_len(0).await, 0);
+    assert_eq!(processor.read_aheads.load(Ordering::SeqCst), 1);
+    assert_eq!(processor.aheads_used.load(Ordering::SeqCst), 1);
+    assert_eq!(processor.aheads_mismatched.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

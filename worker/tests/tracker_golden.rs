@@ -232,7 +232,17 @@ async fn run_golden(bulk: bool) {
                 .start_transaction(Default::default())
                 .await
                 .expect("transaction");
-            match tracker.process_batch(&mut tx, &mut cache, &batch).await {
+            // GET batches are read ahead, as the engine reads a batch queued behind another;
+            // bulk ones are not, so both ways are held to PHP's rows.
+            let ahead = if bulk {
+                None
+            } else {
+                tracker.read_ahead(&batch)
+            };
+            match tracker
+                .process_batch(&mut tx, &mut cache, &batch, ahead)
+                .await
+            {
                 Ok(_) => {
                     tx.commit().await.expect("commit");
                     break;

@@ -16,7 +16,6 @@ use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mysql_async::prelude::Queryable as _;
 use mysql_async::TxOpts;
 
@@ -26,6 +25,7 @@ use super::hand::{Aside, InHand};
 use super::processor::{BatchProcessor, ProcessError, SetResult};
 use super::progress::{batch_digest, new_batch_id, Marker};
 use super::shard::{read_range, Backoff, ShardRun};
+use super::Shared;
 use crate::metrics::{BisectCause, DeadLetterReason, EntryOutcome, RequestOutcome, Service};
 
 /// How long the health probe (`SELECT 1`) may take before MySQL counts as not answering.
@@ -33,8 +33,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What became of a span.
 enum SpanOutcome {
-    /// Committed and trimmed; the read-ahead of the next batch when this span ended the batch.
-    Committed { next: Option<Vec<Bytes>> },
+    /// Committed and trimmed.
+    Committed,
     /// MySQL refused it (a data error, or a suspect run of transient failures).
     Refused { message: String, cause: BisectCause },
 }
@@ -44,7 +44,6 @@ enum Attempt {
     Committed {
         marker: Marker,
         results: Vec<SetResult>,
-        next: Option<Vec<Bytes>>,
     },
     /// Retry after a back-off; `suspect`: may count towards the suspect rule.
     Transient {
@@ -60,22 +59,77 @@ enum Attempt {
     },
 }
 
+/// The batch after the one in hand, read from the queue, decoded and read ahead by the
+/// processor while the one in hand was written.
+pub(super) struct Next<A> {
+    pub(super) hand: InHand,
+    pub(super) ahead: Option<A>,
+}
+
+/// Reads the full batch that starts at `start` of the queue (the entries after the batch in
+/// hand, which stays at the head until it is trimmed), then decodes it and lets the processor
+/// read it ahead on a blocking thread. `None` when fewer than a batch are queued there: the
+/// next turn reads the queue again.
+async fn look_ahead<P: BatchProcessor>(
+    sh: &Shared<P>,
+    queue_key: &str,
+    start: usize,
+) -> Option<Next<P::Ahead>> {
+    let batch = sh.opts.batch_size;
+    let entries = read_range(sh, queue_key, start, batch).await.ok()?;
+    if entries.len() != batch {
+        return None;
+    }
+    let processor = sh.processor.clone();
+    tokio::task::spawn_blocking(move || {
+        let hand = InHand::decode(entries);
+        let ahead = processor.read_ahead(&hand.sets);
+        Next { hand, ahead }
+    })
+    .await
+    .ok()
+}
+
 impl<P: BatchProcessor> ShardRun<'_, P> {
-    /// Processes one batch to the end (every entry committed or set aside, and trimmed).
-    /// Returns the read-ahead of the next batch when it is a full one.
+    /// Processes one batch to the end (every entry committed or set aside, and trimmed), with
+    /// the next batch read and read ahead meanwhile when this one is full. Returns that next
+    /// batch when this one was written to its end and the next is a full one.
     pub(super) async fn process(
         &mut self,
-        entries: Vec<Bytes>,
-    ) -> Result<Option<Vec<Bytes>>, EngineError> {
-        let mut hand = InHand::decode(entries);
+        hand: InHand,
+        ahead: Option<P::Ahead>,
+    ) -> Result<Option<Next<P::Ahead>>, EngineError> {
+        // `look` borrows only the shared state and its own copy of the queue key, so
+        // `write_batch` can have `self`.
+        let (sh, queue_key, len) = (self.sh, self.queue_key.clone(), hand.len());
+        let look = async move {
+            if len == sh.opts.batch_size {
+                look_ahead(sh, &queue_key, len).await
+            } else {
+                None
+            }
+        };
+        let (written, next) = tokio::join!(self.write_batch(hand, ahead), look);
+        Ok(if written? { next } else { None })
+    }
+
+    /// Writes the batch in hand to its end. `Ok(false)`: stopped early to read the queue again
+    /// (a suspect entry ends the batch).
+    async fn write_batch(
+        &mut self,
+        mut hand: InHand,
+        mut ahead: Option<P::Ahead>,
+    ) -> Result<bool, EngineError> {
         let mut plan = Bisect::new(hand.len());
         let mut suspect_rule = self.sh.opts.suspect_after > 0;
         // A suspect entry set aside but not yet confirmed by the entries after it committing.
         let mut unconfirmed: Option<(usize, String)> = None;
-        let mut next = None;
         while let Some(span) = plan.next_span() {
-            match self.write_span(&mut hand, &span, suspect_rule).await? {
-                SpanOutcome::Committed { next: n } => {
+            match self
+                .write_span(&mut hand, &span, suspect_rule, &mut ahead)
+                .await?
+            {
+                SpanOutcome::Committed => {
                     // The suspect's note committed with this span (normally together with
                     // the entries after it, which is the confirmation).
                     if let Some((position, message)) =
@@ -84,7 +138,6 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
                         self.log_isolated(position, BisectCause::Suspect, &message);
                     }
                     plan.committed(&span);
-                    next = n;
                 }
                 SpanOutcome::Refused { message, cause } => {
                     if let Some((position, _)) = unconfirmed.take() {
@@ -131,7 +184,7 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
                                     position,
                                     "a suspect entry ends the batch; re-reading the queue to confirm it"
                                 );
-                                return Ok(None);
+                                return Ok(false);
                             }
                             BisectCause::Suspect => {
                                 hand.set_aside(
@@ -152,8 +205,7 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
                 }
             }
         }
-        let batch = self.sh.opts.batch_size;
-        Ok(next.filter(|n: &Vec<Bytes>| n.len() == batch))
+        Ok(true)
     }
 
     /// The one log line per isolated culprit.
@@ -174,6 +226,7 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
         hand: &mut InHand,
         span: &Range<usize>,
         suspect_rule: bool,
+        ahead: &mut Option<P::Ahead>,
     ) -> Result<SpanOutcome, EngineError> {
         let started = Instant::now();
         let sh = self.sh;
@@ -186,15 +239,11 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
             if self.lock.is_lost() {
                 return Err(EngineError::LockLost { queue: self.queue });
             }
-            match self.attempt(hand, span).await? {
-                Attempt::Committed {
-                    marker,
-                    results,
-                    next,
-                } => {
+            match self.attempt(hand, span, ahead).await? {
+                Attempt::Committed { marker, results } => {
                     self.finish_span(hand, span, marker, &results, started)
                         .await?;
-                    return Ok(SpanOutcome::Committed { next });
+                    return Ok(SpanOutcome::Committed);
                 }
                 Attempt::Transient {
                     message,
@@ -338,12 +387,13 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
         Ok(())
     }
 
-    /// One transaction for `span`: fence on the marker, process, write the marker, renew the
-    /// lock, commit (reading the next batch meanwhile when the span ends a full batch).
+    /// One transaction for `span`: fence on the marker, process (with the read-ahead when the
+    /// span is the whole batch as it was read), write the marker, renew the lock, commit.
     async fn attempt(
         &mut self,
         hand: &InHand,
         span: &Range<usize>,
+        ahead: &mut Option<P::Ahead>,
     ) -> Result<Attempt, EngineError> {
         let sh = self.sh;
         let transient = |e: mysql_async::Error| Attempt::Transient {
@@ -378,7 +428,14 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
                 .cache
                 .get_mut()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match sh.processor.process_batch(&mut tx, cache, sets).await {
+            let ahead = ahead
+                .take()
+                .filter(|_| hand.pristine && *span == (0..hand.len()));
+            match sh
+                .processor
+                .process_batch(&mut tx, cache, sets, ahead)
+                .await
+            {
                 Ok(results) => results,
                 Err(e) => {
                     let _ = tx.rollback().await;
@@ -447,19 +504,8 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
                 });
             }
         }
-        let batch = sh.opts.batch_size;
-        let queue_key = self.queue_key.as_str();
-        // The list head is this span until it is trimmed; the next batch starts after it.
-        let ends_full_batch = span.end == hand.len() && hand.len() == batch;
-        let read_ahead = async {
-            if ends_full_batch {
-                read_range(sh, queue_key, span.len(), batch).await.ok()
-            } else {
-                None
-            }
-        };
         let commit_started = Instant::now();
-        let (committed, next) = tokio::join!(tx.commit(), read_ahead);
+        let committed = tx.commit().await;
         sh.metrics
             .commit_latency
             .observe(commit_started.elapsed().as_secs_f64());
@@ -470,10 +516,6 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
                 message: e.to_string(),
             });
         }
-        Ok(Attempt::Committed {
-            marker,
-            results,
-            next,
-        })
+        Ok(Attempt::Committed { marker, results })
     }
 }

@@ -26,6 +26,8 @@ pub(super) struct InHand {
     pub(super) sets: Vec<RequestSet>,
     pub(super) positions: Vec<usize>,
     pub(super) aside: Vec<Option<Aside>>,
+    /// No set was put aside or back since decoding: `sets` is what was read ahead.
+    pub(super) pristine: bool,
 }
 
 impl InHand {
@@ -52,6 +54,7 @@ impl InHand {
             sets,
             positions,
             aside,
+            pristine: true,
         }
     }
 
@@ -68,6 +71,7 @@ impl InHand {
 
     /// Sets entry `position` aside; its decoded set is no longer written.
     pub(super) fn set_aside(&mut self, position: usize, aside: Aside) {
+        self.pristine = false;
         if let Ok(k) = self.positions.binary_search(&position) {
             self.positions.remove(k);
             self.sets.remove(k);
@@ -80,6 +84,7 @@ impl InHand {
         let Some(aside) = self.aside[position].take() else {
             return;
         };
+        self.pristine = false;
         match matomo_wire::decode(&self.entries[position]) {
             Ok(set) => {
                 let k = self.positions.partition_point(|&p| p < position);

@@ -72,8 +72,21 @@ pub trait BatchProcessor: Send + Sync + 'static {
     /// cache). Thrown away after any rollback or lock loss.
     type Cache: Send + 'static;
 
+    /// Work on a batch done ahead of its turn (see [`BatchProcessor::read_ahead`]).
+    type Ahead: Send + 'static;
+
     /// A fresh per-shard cache.
     fn new_cache(&self) -> Self::Cache;
+
+    /// CPU work on the next batch that depends on no row any batch writes, done on a blocking
+    /// thread while the batch in front of it is written. The engine hands it to
+    /// [`BatchProcessor::process_batch`] with exactly these sets, on the first attempt only;
+    /// anything else (a retry, a bisected span, a set put aside) goes without. `None`: nothing
+    /// to do ahead.
+    fn read_ahead(&self, sets: &[RequestSet]) -> Option<Self::Ahead> {
+        let _ = sets;
+        None
+    }
 
     /// Writes the rows of `sets` (in queue order) through `tx`; one result per set, in order.
     fn process_batch<'a>(
@@ -81,5 +94,6 @@ pub trait BatchProcessor: Send + Sync + 'static {
         tx: &'a mut Transaction<'static>,
         cache: &'a mut Self::Cache,
         sets: &'a [RequestSet],
+        ahead: Option<Self::Ahead>,
     ) -> impl Future<Output = Result<Vec<SetResult>, ProcessError>> + Send + 'a;
 }

@@ -1,6 +1,6 @@
 //! The batch pipeline while one shard's lock is held: recover from the progress marker, then
 //! read → decode → process in one transaction with the marker → commit → trim, with the next
-//! batch read while the current one commits.
+//! batch read, decoded and read ahead by the processor while the current one is written.
 //!
 //! Invariants: an entry is trimmed only after the transaction holding its rows (or its dead
 //! letter decision) committed; a transaction is committed only after the marker row was found
@@ -13,8 +13,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use fred::prelude::*;
 
+use super::batch::Next;
 use super::deadletter::DeadLetter;
 use super::error::EngineError;
+use super::hand::InHand;
 use super::lock::{Heartbeat, ShardLock};
 use super::processor::BatchProcessor;
 use super::progress::{batch_digest, Marker};
@@ -135,25 +137,29 @@ impl<'a, P: BatchProcessor> ShardRun<'a, P> {
     async fn work_inner(&mut self, force_partial: bool) -> Result<(), EngineError> {
         self.recover().await?;
         let batch = self.sh.opts.batch_size;
-        let mut prefetched: Option<Vec<Bytes>> = None;
+        let mut next: Option<Next<P::Ahead>> = None;
         for _ in 0..self.sh.opts.max_batches_per_lock.max(1) {
             if self.sh.shutdown.is_cancelled() {
                 return Ok(());
             }
-            let entries = match prefetched.take() {
-                Some(entries) => entries,
-                None => self.read(0, batch).await?,
+            let (hand, ahead) = match next.take() {
+                // Always a full batch.
+                Some(next) => (next.hand, next.ahead),
+                None => {
+                    let entries = self.read(0, batch).await?;
+                    if entries.is_empty() {
+                        return Ok(());
+                    }
+                    if entries.len() < batch
+                        && !force_partial
+                        && !head_is_due(&entries[0], self.sh.opts.max_batch_wait)
+                    {
+                        return Ok(());
+                    }
+                    (InHand::decode(entries), None)
+                }
             };
-            if entries.is_empty() {
-                return Ok(());
-            }
-            if entries.len() < batch
-                && !force_partial
-                && !head_is_due(&entries[0], self.sh.opts.max_batch_wait)
-            {
-                return Ok(());
-            }
-            prefetched = self.process(entries).await?;
+            next = self.process(hand, ahead).await?;
         }
         Ok(())
     }

@@ -5,13 +5,18 @@ use matomo_wire::RequestSet;
 use mysql_async::Transaction;
 
 use super::processor::{BatchProcessor, ProcessError, SetResult};
-use crate::tracker::{BatchError, ShardCache, Tracker};
+use crate::tracker::{Ahead, BatchError, ShardCache, Tracker};
 
 impl BatchProcessor for Tracker {
     type Cache = ShardCache;
+    type Ahead = Ahead;
 
     fn new_cache(&self) -> ShardCache {
         self.new_shard_cache()
+    }
+
+    fn read_ahead(&self, sets: &[RequestSet]) -> Option<Ahead> {
+        Tracker::read_ahead(self, sets)
     }
 
     async fn process_batch<'a>(
@@ -19,8 +24,9 @@ impl BatchProcessor for Tracker {
         tx: &'a mut Transaction<'static>,
         cache: &'a mut ShardCache,
         sets: &'a [RequestSet],
+        ahead: Option<Ahead>,
     ) -> Result<Vec<SetResult>, ProcessError> {
-        match Tracker::process_batch(self, tx, cache, sets).await {
+        match Tracker::process_batch(self, tx, cache, sets, ahead).await {
             Ok(outcome) => Ok(outcome
                 .sets
                 .into_iter()

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use mysql_async::prelude::Queryable;
 use mysql_async::Transaction;
 
+use super::ahead::Ahead;
 use super::goals::ItemRow;
 use super::hit::{self, BatchState, HitCtx, HitError};
 use super::log_action::{self, ActionKey};
@@ -252,7 +253,10 @@ pub async fn run(
     tx: &mut Transaction<'static>,
     cache: &mut ShardCache,
     sets: &[matomo_wire::RequestSet],
+    ahead: Option<Ahead>,
 ) -> Result<BatchOutcome, BatchError> {
+    // Only a first pass may use a read-ahead: a later one keeps fewer requests of some set.
+    let mut ahead = ahead.filter(|a| a.fits(snap, sets));
     if cache.len() > MAX_CACHED_VISITS {
         *cache = ShardCache::default();
     }
@@ -260,7 +264,11 @@ pub async fn run(
     let mut failures: Vec<Failure> = Vec::new();
     tx.query_drop(format!("SAVEPOINT {SAVEPOINT}")).await?;
     loop {
-        match pass(t, snap, tx, cache, sets, &keep, &mut failures).await? {
+        let start = PassStart {
+            keep: &keep,
+            ahead: ahead.take(),
+        };
+        match pass(t, snap, tx, cache, sets, start, &mut failures).await? {
             Pass::Done(outcome) => {
                 write_failures(t, tx, &failures).await?;
                 // No RELEASE: the savepoint ends with the transaction, and a later batch in the
@@ -283,15 +291,24 @@ pub async fn run(
     }
 }
 
+/// What a pass starts from besides the batch.
+struct PassStart<'k> {
+    /// Sets cut short (set → requests kept) after a request PHP throws for.
+    keep: &'k HashMap<usize, usize>,
+    /// The batch's read-ahead (first pass only).
+    ahead: Option<Ahead>,
+}
+
 async fn pass(
     t: &Tracker,
     snap: &Snapshot,
     tx: &mut Transaction<'static>,
     cache: &mut ShardCache,
     sets: &[matomo_wire::RequestSet],
-    keep: &HashMap<usize, usize>,
+    start: PassStart<'_>,
     failures: &mut Vec<Failure>,
 ) -> Result<Pass, BatchError> {
+    let PassStart { keep, mut ahead } = start;
     let env = RequestEnv {
         salt: &t.config.matomo.salt,
         snap,
@@ -333,8 +350,27 @@ async fn pass(
                 outcome.sets[si].skipped += 1;
                 continue;
             };
-            let prepared_one = prepare::prepare(t, snap, &salts, req, (si, pi), count, &matchers);
-            let ids: Vec<u8> = std::mem::take(&mut req.failures);
+            let mut ids: Vec<u8> = std::mem::take(&mut req.failures);
+            let read = ahead
+                .as_mut()
+                .and_then(|a| a.reads.get_mut(si)?.get_mut(pi)?.take());
+            let prepared_one = match read {
+                Some(read) => {
+                    // The reading ahead made the same calls on its own copy of the request
+                    // (each failure kind is recorded once per request).
+                    for id in read.failures {
+                        if !ids.contains(&id) {
+                            ids.push(id);
+                        }
+                    }
+                    read.prepared
+                }
+                None => {
+                    let p = prepare::prepare(t, snap, &salts, req, (si, pi), count, &matchers);
+                    ids.append(&mut req.failures);
+                    p
+                }
+            };
             failures.extend(ids.into_iter().map(|id| Failure::new(req, id)));
             match prepared_one {
                 Ok(Some(p)) => {

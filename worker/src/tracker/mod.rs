@@ -19,6 +19,7 @@
 //! [`batch`] once their APIs land.
 
 pub mod actions;
+pub mod ahead;
 pub mod batch;
 pub mod campaign;
 pub mod dimensions;
@@ -44,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
+pub use ahead::Ahead;
 pub use batch::ShardCache;
 
 /// Failure to start the tracker.
@@ -246,14 +248,16 @@ impl Tracker {
     }
 
     /// Turns a batch of queue entries (in queue order) into Matomo rows written through `tx`.
+    /// `ahead`: the batch's [`Tracker::read_ahead`], when it was made (used only when it fits).
     pub async fn process_batch(
         &self,
         tx: &mut mysql_async::Transaction<'static>,
         cache: &mut ShardCache,
         sets: &[matomo_wire::RequestSet],
+        ahead: Option<Ahead>,
     ) -> Result<BatchOutcome, BatchError> {
         let snap = self.snapshot().await?;
-        batch::run(self, &snap, tx, cache, sets).await
+        batch::run(self, &snap, tx, cache, sets, ahead).await
     }
 
     /// Table name with the configured prefix.

@@ -301,8 +301,16 @@ pub fn request_set(queue: u16, seq: i64, extra: &[(&str, &str)]) -> RequestSet {
 /// A request with `poison=1` makes its set fail permanently (after its rows were written, so a
 /// missing rollback would show); `drop=1` likewise but without dead letter. Optional delay per
 /// batch, a number of transient failures to report first, and a per-queue in-flight check.
+/// Its read-ahead is the list of the sets' `seq` values, checked against the sets it is handed
+/// with.
 #[derive(Default)]
 pub struct TableProcessor {
+    /// Batches read ahead.
+    pub read_aheads: AtomicUsize,
+    /// Read-aheads handed back with the very sets they were made for.
+    pub aheads_used: AtomicUsize,
+    /// Read-aheads handed back with other sets (an engine bug).
+    pub aheads_mismatched: AtomicUsize,
     pub delay: Duration,
     pub transient_failures: AtomicUsize,
     pub calls: AtomicUsize,
@@ -342,21 +350,45 @@ impl TableProcessor {
 
 impl BatchProcessor for TableProcessor {
     type Cache = ();
+    type Ahead = Vec<Option<String>>;
 
     fn new_cache(&self) {}
+
+    fn read_ahead(&self, sets: &[RequestSet]) -> Option<Self::Ahead> {
+        self.read_aheads.fetch_add(1, Ordering::SeqCst);
+        Some(seqs(sets))
+    }
 
     async fn process_batch<'a>(
         &'a self,
         tx: &'a mut Transaction<'static>,
         _cache: &'a mut (),
         sets: &'a [RequestSet],
+        ahead: Option<Self::Ahead>,
     ) -> Result<Vec<SetResult>, ProcessError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        match ahead {
+            Some(a) if a == seqs(sets) => self.aheads_used.fetch_add(1, Ordering::SeqCst),
+            Some(_) => self.aheads_mismatched.fetch_add(1, Ordering::SeqCst),
+            None => 0,
+        };
         let queues = self.enter(sets);
         let result = self.write(tx, sets).await;
         self.leave(&queues);
         result
     }
+}
+
+/// The `seq` of each set's first request.
+fn seqs(sets: &[RequestSet]) -> Vec<Option<String>> {
+    sets.iter()
+        .map(|s| {
+            s.requests
+                .first()
+                .and_then(|r| matomo_wire::param_str(r, "seq"))
+                .map(|v| v.into_owned())
+        })
+        .collect()
 }
 
 impl TableProcessor {

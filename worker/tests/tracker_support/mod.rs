@@ -159,15 +159,17 @@ impl Db {
         self.batch(&mut cache, sets).await;
     }
 
-    /// Processes `sets` as one batch with the caller's shard cache, committed.
+    /// Processes `sets` as one batch with the caller's shard cache, committed. The batch is
+    /// read ahead first, as the engine does with a batch queued behind another.
     pub async fn batch(&self, cache: &mut ShardCache, sets: &[RequestSet]) {
+        let ahead = self.tracker.read_ahead(sets);
         let mut tx = self
             .pool
             .start_transaction(Default::default())
             .await
             .expect("tx");
         self.tracker
-            .process_batch(&mut tx, cache, sets)
+            .process_batch(&mut tx, cache, sets, ahead)
             .await
             .expect("batch");
         tx.commit().await.expect("commit");
