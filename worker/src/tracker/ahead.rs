@@ -14,7 +14,7 @@ use std::sync::Arc;
 use matomo_wire::RequestSet;
 
 use super::prepare::{self, local_day, Prepared, SaltBook};
-use super::request::{Request, RequestEnv, RequestError};
+use super::request::{Request, RequestError};
 use super::settings::Snapshot;
 use super::Tracker;
 
@@ -56,21 +56,7 @@ impl Tracker {
     /// itself.
     pub fn read_ahead(&self, sets: &[RequestSet]) -> Option<Ahead> {
         let snap = self.snapshot.read().map(|guard| guard.0.clone()).ok()?;
-        let env = RequestEnv {
-            salt: &self.config.matomo.salt,
-            snap: &snap,
-            tracker: &self.config.matomo.tracker,
-            token_hashes: &self.token_hashes,
-        };
-        let mut reqs: Vec<Vec<Option<Request<'_>>>> = sets
-            .iter()
-            .map(|set| {
-                set.requests
-                    .iter()
-                    .map(|params| Request::new(params, set, env.clone()).ok())
-                    .collect()
-            })
-            .collect();
+        let mut reqs = self.requests(&snap, sets);
         let salts = self.known_salts(&snap, &mut reqs)?;
         let matchers = prepare::url_matchers(&snap, &self.campaign);
         let reads = reqs

@@ -19,7 +19,7 @@ use super::hit::{self, BatchState, HitCtx, HitError};
 use super::log_action::{self, ActionKey};
 use super::prepare::{self, local_day, Prepared, SaltBook};
 use super::referrers::{ReferrerDetector, SiteUrlIndex};
-use super::request::{Request, RequestEnv};
+use super::request::Request;
 use super::settings::Snapshot;
 use super::sql::{self, Val};
 use super::visit::{self, LinkRef, Visit};
@@ -309,26 +309,12 @@ async fn pass(
     failures: &mut Vec<Failure>,
 ) -> Result<Pass, BatchError> {
     let PassStart { keep, mut ahead } = start;
-    let env = RequestEnv {
-        salt: &t.config.matomo.salt,
-        snap,
-        tracker: &t.config.matomo.tracker,
-        token_hashes: &t.token_hashes,
-    };
     let mut outcome = BatchOutcome {
         sets: vec![SetOutcome::default(); sets.len()],
     };
     // Every request is read once (Request.php's constructor, PrivacyManager's manipulation)
     // and that one reading serves all phases; `None`: unknown site, skipped.
-    let mut reqs: Vec<Vec<Option<Request<'_>>>> = sets
-        .iter()
-        .map(|set| {
-            set.requests
-                .iter()
-                .map(|params| Request::new(params, set, env.clone()).ok())
-                .collect()
-        })
-        .collect();
+    let mut reqs = t.requests(snap, sets);
     let salts = load_salts(t, snap, tx, &mut reqs).await?;
     let matchers = prepare::url_matchers(snap, &t.campaign);
 

@@ -261,6 +261,29 @@ impl Tracker {
     }
 
     /// Table name with the configured prefix.
+    /// Every request of `sets` read with `snap` (`Request.php`'s constructor); `None`: unknown
+    /// site, skipped.
+    pub(crate) fn requests<'a>(
+        &'a self,
+        snap: &'a settings::Snapshot,
+        sets: &'a [matomo_wire::RequestSet],
+    ) -> Vec<Vec<Option<request::Request<'a>>>> {
+        let env = request::RequestEnv {
+            salt: &self.config.matomo.salt,
+            snap,
+            tracker: &self.config.matomo.tracker,
+            token_hashes: &self.token_hashes,
+        };
+        sets.iter()
+            .map(|set| {
+                set.requests
+                    .iter()
+                    .map(|params| request::Request::new(params, set, env.clone()).ok())
+                    .collect()
+            })
+            .collect()
+    }
+
     pub(crate) fn table(&self, name: &str) -> String {
         format!("{}{}", self.prefix, name)
     }
