@@ -7,10 +7,15 @@
 # Usage: ingest/benches/load/latency.sh [RATE|half] [DURATION_S] [ROUNDS]
 #   RATE "half" (default): half the ingest's peak in the same layout, measured first with
 #   `wrk -t1 -c32` on CPU 1 (the first mode's server).
-# Env: MODES (default "auto") and BASELINE_BIN as in run.sh; WARMUP_S (default 2).
+# Env: MODES (default "auto") and BASELINE_BIN as in run.sh; WARMUP_S (default 2); DRAIN=1 keeps
+# each ingest's queues short during its runs, as workers keeping up do: every 0.1 s each queue
+# is trimmed to its last 500 entries (the LTRIM half of a worker's work, sent by one redis-cli
+# on the generator's CPU). Without it the queues grow for the whole run and Redis' append-only
+# file rewrites copy that backlog on the servers' core.
 # Prints each run's p50 / p99 / max and late sends, then the median p50 and p99 per server, the
-# Redis persistence in force and how many append-only-file rewrites Redis did during the runs
-# (each forks and writes the dataset on these same two cores).
+# Redis persistence in force, how many append-only-file rewrites Redis did during the runs
+# (each forks and writes the dataset on these same two cores) and Redis' own latency events of
+# 2 ms or more during the runs (its latency monitor: fork, aof-write, command…).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
@@ -25,7 +30,9 @@ start_servers
 redis_pid=$(redis-cli info server | tr -d '\r' | awk -F: '$1=="process_id" {print $2}')
 redis_cpus=$(taskset -p -c "$redis_pid" | awk '{print $NF}')
 taskset -a -p -c 0 "$redis_pid" >/dev/null
-trap 'taskset -a -p -c "$redis_cpus" "$redis_pid" >/dev/null; cleanup' EXIT
+monitor=$(redis-cli config get latency-monitor-threshold | tail -1)
+trap 'taskset -a -p -c "$redis_cpus" "$redis_pid" >/dev/null
+  redis-cli config set latency-monitor-threshold "$monitor" >/dev/null; cleanup' EXIT
 
 if [[ "$rate" == half ]]; then
   peak=$(taskset -c 1 wrk -t1 -c32 -d6s -s "$here/hit.lua" "http://127.0.0.1:${port[${servers[0]}]}" |
@@ -35,32 +42,57 @@ if [[ "$rate" == half ]]; then
   echo "peak of ingest_${servers[0]} with the servers on CPU 0 and wrk on CPU 1: $peak requests/s; rate $rate/s" >&2
 fi
 
-run() { # name port → "p50 p99"
-  local line
+drain() { # server → runs until killed
+  local q key
+  while sleep 0.1; do
+    for q in $(seq 0 15); do
+      key="${prefix}_$1:trackingQueueV1"; [[ $q -gt 0 ]] && key="${key}_$q"
+      echo "LTRIM $key -500 -1"
+    done
+  done | taskset -c 1 redis-cli >/dev/null
+}
+
+run() { # name port [server to drain] → "p50 p99"
+  local line drainer=""
+  if [[ -n "${3:-}" && "${DRAIN:-0}" == 1 ]]; then
+    drain "$3" & drainer=$!
+  fi
   line=$(taskset -c 1 "$target/matomo-loadgen" run --target "http://127.0.0.1:$2/matomo.php" \
     --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 --quiet \
     --no-mysql --no-redis 2>&1 | grep '^accepted')
+  if [[ -n "$drainer" ]]; then
+    pkill -P "$drainer" 2>/dev/null || true
+    kill "$drainer" 2>/dev/null || true
+    wait "$drainer" 2>/dev/null || true
+  fi
   echo "$1 ${line#accepted }" >&2
   sed -E 's/.* p50 ([0-9.]+) ms p99 ([0-9.]+) ms.*/\1 \2/' <<<"$line"
 }
 median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 declare -A p50s p99s
+redis-cli config set latency-monitor-threshold 2 >/dev/null
+redis-cli latency reset >/dev/null
 rewrites_before=$(aof_rewrites)
 for r in $(seq "$rounds"); do
   read -r p50 p99 < <(run "bare_$r" 18090)
   p50s[bare]+="$p50 "; p99s[bare]+="$p99 "
   for server in "${servers[@]}"; do
-    read -r p50 p99 < <(run "ingest_${server}_$r" "${port[$server]}")
+    read -r p50 p99 < <(run "ingest_${server}_$r" "${port[$server]}" "$server")
     p50s[$server]+="$p50 "; p99s[$server]+="$p99 "
     measure_and_empty "$server"
   done
 done
 rewrites=$(($(aof_rewrites) - rewrites_before))
+# event name, then its count of samples kept (≤ 160) and worst latency in ms.
+events=$(redis-cli --csv latency latest | tr -d '"' |
+  awk -F, '{printf "%s%s (latest %s ms, worst %s ms)", sep, $1, $3, $4; sep="; "}')
 
 for server in bare "${servers[@]}"; do
   echo "$server at $rate/s: median p50 $(tr ' ' '\n' <<<"${p50s[$server]}" | grep . | median) ms," \
     "median p99 $(tr ' ' '\n' <<<"${p99s[$server]}" | grep . | median) ms over $rounds runs"
 done
 echo "Redis: appendonly $(redis-cli config get appendonly | tail -1)," \
-  "appendfsync $(redis-cli config get appendfsync | tail -1); $rewrites AOF rewrites during the runs"
+  "appendfsync $(redis-cli config get appendfsync | tail -1); $rewrites AOF rewrites during the runs;" \
+  "queues $([[ "${DRAIN:-0}" == 1 ]] && echo "kept short (DRAIN=1)" || echo "left to grow during each run")"
+echo "Redis latency events ≥ 2 ms during the runs: ${events:-none}"

@@ -17,6 +17,8 @@ work="$(mktemp -d)"
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # Gone before the script ends, so a script started next finds the ports free.
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   redis-cli --scan --pattern "${prefix}*" | xargs -r redis-cli del >/dev/null || true
   mysql "${mysql_args[@]}" -e "DROP DATABASE IF EXISTS \`$db\`" 2>/dev/null || true
   rm -rf "$work"
