@@ -43,9 +43,13 @@ async fn order_within_a_queue_is_kept_across_batches_and_lock_hand_offs() {
     assert_eq!(env.queue_len(0).await, 0);
     assert_eq!(processor.overlaps.load(Ordering::SeqCst), 0);
     // The second batch of each turn was read ahead while the first was written, and handed
-    // back with exactly its sets.
-    assert!(processor.read_aheads.load(Ordering::SeqCst) > 0);
+    // back with exactly its sets; nothing is read ahead by the last turn before the lock is
+    // given back, so no read-ahead is wasted.
     assert!(processor.aheads_used.load(Ordering::SeqCst) > 0);
+    assert_eq!(
+        processor.read_aheads.load(Ordering::SeqCst),
+        processor.aheads_used.load(Ordering::SeqCst)
+    );
     assert_eq!(processor.aheads_mismatched.load(Ordering::SeqCst), 0);
 }
 

@@ -92,18 +92,19 @@ async fn look_ahead<P: BatchProcessor>(
 
 impl<P: BatchProcessor> ShardRun<'_, P> {
     /// Processes one batch to the end (every entry committed or set aside, and trimmed), with
-    /// the next batch read and read ahead meanwhile when this one is full. Returns that next
-    /// batch when this one was written to its end and the next is a full one.
+    /// the next batch read and read ahead meanwhile when this one is full and `look` is set.
+    /// Returns that next batch when this one was written to its end and the next is a full one.
     pub(super) async fn process(
         &mut self,
         hand: InHand,
         ahead: Option<P::Ahead>,
+        look: bool,
     ) -> Result<Option<Next<P::Ahead>>, EngineError> {
         // `look` borrows only the shared state and its own copy of the queue key, so
         // `write_batch` can have `self`.
         let (sh, queue_key, len) = (self.sh, self.queue_key.clone(), hand.len());
         let look = async move {
-            if len == sh.opts.batch_size {
+            if look && len == sh.opts.batch_size {
                 look_ahead(sh, &queue_key, len).await
             } else {
                 None

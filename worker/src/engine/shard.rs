@@ -138,7 +138,8 @@ impl<'a, P: BatchProcessor> ShardRun<'a, P> {
         self.recover().await?;
         let batch = self.sh.opts.batch_size;
         let mut next: Option<Next<P::Ahead>> = None;
-        for _ in 0..self.sh.opts.max_batches_per_lock.max(1) {
+        let turns = self.sh.opts.max_batches_per_lock.max(1);
+        for turn in 1..=turns {
             if self.sh.shutdown.is_cancelled() {
                 return Ok(());
             }
@@ -159,7 +160,8 @@ impl<'a, P: BatchProcessor> ShardRun<'a, P> {
                     (InHand::decode(entries), None)
                 }
             };
-            next = self.process(hand, ahead).await?;
+            // The last turn before the lock is given back reads nothing ahead.
+            next = self.process(hand, ahead, turn < turns).await?;
         }
         Ok(())
     }
