@@ -405,6 +405,14 @@ async fn run_case(
     let tracker_secs = started.elapsed().as_secs_f64();
     let cpu1 = cpu_now(server.as_deref());
     let rows = count_rows(&mut admin, &db).await.expect("count");
+    // Shards creating the same new action name in overlapping transactions each keep a row
+    // (the re-SELECT runs in the batch's REPEATABLE READ snapshot); one shard never does.
+    let duplicate_actions: Option<i64> = admin
+        .query_first(format!(
+            "SELECT COUNT(*) - COUNT(DISTINCT type, hash, name) FROM `{db}`.matomo_log_action"
+        ))
+        .await
+        .expect("log_action duplicates");
     let (raw_rows, raw_secs, raw_cpu) = raw_copy(admin_pool, &db, &raw, shards, server.as_deref())
         .await
         .expect("raw copy");
@@ -422,6 +430,10 @@ async fn run_case(
     let (t_rate, r_rate) = (rows as f64 / tracker_secs, raw_rows as f64 / raw_secs);
     let n = sets.len();
     let mode = if read_ahead { "read-ahead" } else { "inline" };
+    println!(
+        "{shards} shard(s), {mode}: log_action rows naming an action another row names too: {}",
+        duplicate_actions.unwrap_or(0)
+    );
     println!(
         "{shards} shard(s), {mode}: tracker {n} hits -> {rows} rows in {tracker_secs:.2}s = {t_rate:.0} rows/s ({:.0} hits/s); \
          raw INSERTs over {shards} connection(s): {raw_rows} rows in {raw_secs:.2}s = {r_rate:.0} rows/s; ratio {:.2}",
