@@ -16,6 +16,7 @@ use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use mysql_async::prelude::Queryable as _;
 use mysql_async::TxOpts;
 
@@ -24,7 +25,7 @@ use super::error::EngineError;
 use super::hand::{Aside, InHand};
 use super::processor::{BatchProcessor, ProcessError, SetResult};
 use super::progress::{batch_digest, new_batch_id, Marker};
-use super::shard::{read_range, Backoff, ShardRun};
+use super::shard::{Backoff, ShardRun};
 use super::Shared;
 use crate::metrics::{BisectCause, DeadLetterReason, EntryOutcome, RequestOutcome, Service};
 
@@ -66,20 +67,12 @@ pub(super) struct Next<A> {
     pub(super) ahead: Option<A>,
 }
 
-/// Reads the full batch that starts at `start` of the queue (the entries after the batch in
-/// hand, which stays at the head until it is trimmed), then decodes it and lets the processor
-/// read it ahead on a blocking thread. `None` when fewer than a batch are queued there: the
-/// next turn reads the queue again.
+/// Decodes `entries` (the next batch, read from the queue) and lets the processor read it
+/// ahead, on a blocking thread.
 async fn look_ahead<P: BatchProcessor>(
     sh: &Shared<P>,
-    queue_key: &str,
-    start: usize,
+    entries: Vec<Bytes>,
 ) -> Option<Next<P::Ahead>> {
-    let batch = sh.opts.batch_size;
-    let entries = read_range(sh, queue_key, start, batch).await.ok()?;
-    if entries.len() != batch {
-        return None;
-    }
     let processor = sh.processor.clone();
     tokio::task::spawn_blocking(move || {
         let hand = InHand::decode(entries);
@@ -100,14 +93,26 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
         ahead: Option<P::Ahead>,
         look: bool,
     ) -> Result<Option<Next<P::Ahead>>, EngineError> {
-        // `look` borrows only the shared state and its own copy of the queue key, so
-        // `write_batch` can have `self`.
-        let (sh, queue_key, len) = (self.sh, self.queue_key.clone(), hand.len());
+        // The next batch: the entries after the one in hand, which stays at the head until
+        // its first span is trimmed. Read (and answered) before anything of this batch can be
+        // trimmed, so the positions cannot move under the read. `None` when fewer than a batch
+        // are queued there: the next turn reads the queue again.
+        let batch = self.sh.opts.batch_size;
+        let following = if look && hand.len() == batch {
+            self.read(hand.len(), batch)
+                .await
+                .ok()
+                .filter(|entries| entries.len() == batch)
+        } else {
+            None
+        };
+        // Decoded and read ahead while this batch is written; `look` borrows only the shared
+        // state, so `write_batch` can have `self`.
+        let sh = self.sh;
         let look = async move {
-            if look && len == sh.opts.batch_size {
-                look_ahead(sh, &queue_key, len).await
-            } else {
-                None
+            match following {
+                Some(entries) => look_ahead(sh, entries).await,
+                None => None,
             }
         };
         let (written, next) = tokio::join!(self.write_batch(hand, ahead), look);
