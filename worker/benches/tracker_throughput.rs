@@ -418,9 +418,9 @@ async fn run_case(
         .expect("raw copy");
     // CPU per row: what the machine spends, least disturbed by other load on it.
     let t_cpu = (cpu1.0 - cpu0.0) + (cpu1.1 - cpu0.1);
+    let mode = if read_ahead { "read-ahead" } else { "inline" };
     println!(
-        "{shards} shard(s), {}: CPU per row: tracker {:.1} µs (worker {:.1} + MariaDB {:.1}), raw INSERTs {:.1} µs (MariaDB); ratio {:.2}",
-        if read_ahead { "read-ahead" } else { "inline" },
+        "{shards} shard(s), {mode}: CPU per row: tracker {:.1} µs (worker {:.1} + MariaDB {:.1}), raw INSERTs {:.1} µs (MariaDB); ratio {:.2}",
         1e6 * t_cpu / rows as f64,
         1e6 * (cpu1.0 - cpu0.0) / rows as f64,
         1e6 * (cpu1.1 - cpu0.1) / rows as f64,
@@ -429,7 +429,6 @@ async fn run_case(
     );
     let (t_rate, r_rate) = (rows as f64 / tracker_secs, raw_rows as f64 / raw_secs);
     let n = sets.len();
-    let mode = if read_ahead { "read-ahead" } else { "inline" };
     println!(
         "{shards} shard(s), {mode}: log_action rows naming an action another row names too: {}",
         duplicate_actions.unwrap_or(0)

@@ -14,6 +14,7 @@
 
 use std::ops::Range;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,7 +27,6 @@ use super::hand::{Aside, InHand};
 use super::processor::{BatchProcessor, ProcessError, SetResult};
 use super::progress::{batch_digest, new_batch_id, Marker};
 use super::shard::{Backoff, ShardRun};
-use super::Shared;
 use crate::metrics::{BisectCause, DeadLetterReason, EntryOutcome, RequestOutcome, Service};
 
 /// How long the health probe (`SELECT 1`) may take before MySQL counts as not answering.
@@ -70,10 +70,9 @@ pub(super) struct Next<A> {
 /// Decodes `entries` (the next batch, read from the queue) and lets the processor read it
 /// ahead, on a blocking thread.
 async fn look_ahead<P: BatchProcessor>(
-    sh: &Shared<P>,
+    processor: Arc<P>,
     entries: Vec<Bytes>,
 ) -> Option<Next<P::Ahead>> {
-    let processor = sh.processor.clone();
     tokio::task::spawn_blocking(move || {
         let hand = InHand::decode(entries);
         let ahead = processor.read_ahead(&hand.sets);
@@ -106,15 +105,10 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
         } else {
             None
         };
-        // Decoded and read ahead while this batch is written; `look` borrows only the shared
-        // state, so `write_batch` can have `self`.
-        let sh = self.sh;
-        let look = async move {
-            match following {
-                Some(entries) => look_ahead(sh, entries).await,
-                None => None,
-            }
-        };
+        // Decoded and read ahead while this batch is written; `look` owns what it needs, so
+        // `write_batch` can have `self`.
+        let processor = self.sh.processor.clone();
+        let look = async move { look_ahead(processor, following?).await };
         let (written, next) = tokio::join!(self.write_batch(hand, ahead), look);
         Ok(if written? { next } else { None })
     }
