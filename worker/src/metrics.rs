@@ -109,6 +109,9 @@ pub enum DeadLetterReason {
     Suspect,
     /// Decided by a worker that crashed before trimming; found in the progress marker.
     Recovered,
+    /// The processor panicked on it (isolated by bisection): a tracker bug this entry
+    /// triggers, kept so it can be replayed once fixed.
+    Panic,
 }
 
 /// Labels of dead-letter counters.
@@ -125,6 +128,8 @@ pub enum BisectCause {
     MysqlData,
     /// The batch kept failing transiently while MySQL answered a health probe.
     Suspect,
+    /// The processor panicked on the batch.
+    Panic,
 }
 
 /// Labels of bisection counters.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use engine_support::{entry, request_set, TableProcessor, TestEnv};
 use matomo_worker::engine::{DeadLetters, EngineOptions};
-use matomo_worker::metrics::{EntryLabels, EntryOutcome};
+use matomo_worker::metrics::{DeadLetterLabels, DeadLetterReason, EntryLabels, EntryOutcome};
 
 fn count(metrics: &matomo_worker::metrics::Metrics, queue: u16, outcome: EntryOutcome) -> u64 {
     metrics
@@ -156,6 +156,99 @@ async fn a_batch_read_ahead_is_written_without_its_read_ahead_once_an_entry_is_s
     assert_eq!(processor.read_aheads.load(Ordering::SeqCst), 1);
     assert_eq!(processor.aheads_used.load(Ordering::SeqCst), 1);
     assert_eq!(processor.aheads_mismatched.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tracker_panic_costs_only_the_entry_that_triggers_it() {
+    // Entry 4 panics the processor; entry 13 panics it both when its batch is read ahead and
+    // when it is written. Each is isolated by bisection and dead-lettered with the panic's
+    // message; every other entry is stored once, and the engine keeps working.
+    let env = TestEnv::new(1, 10).await;
+    let entries: Vec<Vec<u8>> = (0..20)
+        .map(|seq| match seq {
+            4 => entry(0, seq, &[("panic", "1")]),
+            13 => entry(0, seq, &[("panic_ahead", "1")]),
+            _ => entry(0, seq, &[]),
+        })
+        .collect();
+    env.push(0, &entries).await;
+    let processor = Arc::new(TableProcessor::default());
+    let (engine, metrics) = env.engine(processor.clone(), env.options()).await;
+    let summary = tokio::time::timeout(Duration::from_secs(60), engine.drain())
+        .await
+        .expect("drain ends: the panics are contained")
+        .expect("drain");
+
+    let expected: Vec<i64> = (0..20).filter(|s| *s != 4 && *s != 13).collect();
+    assert_eq!(env.stored_seqs(0).await, expected);
+    assert_eq!(env.queue_len(0).await, 0);
+    assert_eq!(summary.dead_lettered, 2);
+    assert_eq!(count(&metrics, 0, EntryOutcome::DeadLettered), 2);
+    let panics = metrics
+        .dead_lettered
+        .get_or_create(&DeadLetterLabels {
+            reason: DeadLetterReason::Panic,
+        })
+        .get();
+    assert_eq!(panics, 2);
+    let scripts = matomo_worker::engine::redis::Scripts::default();
+    let dl = DeadLetters::new(env.redis.clone(), scripts, env.prefix.clone());
+    let records = dl.list(0, 0, 10).await.expect("list");
+    let reasons: Vec<&str> = records.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "the tracker panicked on the entry: test: panic on seq 4",
+            "the tracker panicked on the entry: test: panic on seq 13"
+        ]
+    );
+    assert_eq!(records[0].entry().expect("bytes"), entries[4]);
+    assert_eq!(records[1].entry().expect("bytes"), entries[13]);
+
+    // The same engine drains what comes next.
+    env.push(0, &[entry(0, 20, &[])]).await;
+    engine.drain().await.expect("drain again");
+    assert_eq!(env.stored_seqs(0).await.last(), Some(&20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_task_that_panics_outside_a_batch_is_started_again() {
+    // The processor panics twice while the engine sets up a shard (outside the contained batch
+    // call): the pool's one task dies with the shard's lock held, is started again, waits for
+    // the lock to expire, and drains the queue; nothing lost, nothing twice.
+    let env = TestEnv::new(1, 5).await;
+    let opts = EngineOptions {
+        pool_size: 1,
+        lock_ttl: Duration::from_secs(1),
+        max_batch_wait: Duration::from_millis(100),
+        ..env.options()
+    };
+    let processor = Arc::new(TableProcessor::default());
+    processor.new_cache_panics.store(2, Ordering::SeqCst);
+    let (engine, _) = env.engine(processor.clone(), opts).await;
+    let runner = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.run().await })
+    };
+    let entries: Vec<Vec<u8>> = (0..12).map(|seq| entry(0, seq, &[])).collect();
+    env.push(0, &entries).await;
+    let started = Instant::now();
+    while env.stored_seqs(0).await.len() < 12 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the queue was not drained after the panics: {:?}",
+            env.stored_seqs(0).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(processor.new_cache_panics.load(Ordering::SeqCst), 0);
+    assert_eq!(env.stored_seqs(0).await, (0..12).collect::<Vec<i64>>());
+    engine.shutdown_token().cancel();
+    tokio::time::timeout(Duration::from_secs(5), runner)
+        .await
+        .expect("run stops on shutdown")
+        .expect("task")
+        .expect("run");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,16 +8,21 @@
 //! and it is trimmed off the head of the list before the next span is written. So bisection
 //! never weakens exactly-once; it only makes more, smaller transactions.
 //!
+//! A panic of the processor is contained per span like a data error: rolled back, bisected,
+//! and the entry that makes it panic alone dead-lettered (reason `Panic`).
+//!
 //! Never: dead-letter an entry that did not fail alone; blame entries for an error that says
 //! the server is down, read-only or misconfigured; commit a span before the one in front of it
 //! was trimmed.
 
 use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::FutureExt as _;
 use mysql_async::prelude::Queryable as _;
 use mysql_async::TxOpts;
 
@@ -58,6 +63,17 @@ enum Attempt {
         reason: String,
         dead_letter: bool,
     },
+    /// The processor panicked (the message); rolled back.
+    Panicked(String),
+}
+
+/// The text of a panic's payload (`panic!` with a literal or a formatted message).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// The batch after the one in hand, read from the queue, decoded and read ahead by the
@@ -73,13 +89,21 @@ async fn look_ahead<P: BatchProcessor>(
     processor: Arc<P>,
     entries: Vec<Bytes>,
 ) -> Option<Next<P::Ahead>> {
-    tokio::task::spawn_blocking(move || {
+    let read = tokio::task::spawn_blocking(move || {
         let hand = InHand::decode(entries);
         let ahead = processor.read_ahead(&hand.sets);
         Next { hand, ahead }
     })
-    .await
-    .ok()
+    .await;
+    // A panic here costs only the look ahead: the batch is read again at its turn, where a
+    // panic that repeats is contained and isolated like any other.
+    match read {
+        Ok(next) => Some(next),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the next batch ahead failed; it is read at its turn instead");
+            None
+        }
+    }
 }
 
 impl<P: BatchProcessor> ShardRun<'_, P> {
@@ -172,6 +196,19 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
                                         reason: format!("mysql refused the entry: {message}"),
                                         dead_letter: true,
                                         cause: DeadLetterReason::MysqlData,
+                                    },
+                                );
+                                self.log_isolated(position, cause, &message);
+                            }
+                            BisectCause::Panic => {
+                                hand.set_aside(
+                                    position,
+                                    Aside {
+                                        reason: format!(
+                                            "the tracker panicked on the entry: {message}"
+                                        ),
+                                        dead_letter: true,
+                                        cause: DeadLetterReason::Panic,
                                     },
                                 );
                                 self.log_isolated(position, cause, &message);
@@ -272,6 +309,15 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
                     return Ok(SpanOutcome::Refused {
                         message,
                         cause: BisectCause::MysqlData,
+                    });
+                }
+                Attempt::Panicked(message) => {
+                    // The cache may hold half a batch's changes; like a data error, the span
+                    // is bisected until the entry that makes the tracker panic is alone.
+                    self.reset_cache();
+                    return Ok(SpanOutcome::Refused {
+                        message,
+                        cause: BisectCause::Panic,
                     });
                 }
                 Attempt::Poison {
@@ -431,11 +477,27 @@ impl<P: BatchProcessor> ShardRun<'_, P> {
             let ahead = ahead
                 .take()
                 .filter(|_| hand.pristine && *span == (0..hand.len()));
-            match sh
-                .processor
-                .process_batch(&mut tx, cache, sets, ahead)
-                .await
-            {
+            // A panic in the processor is a bug some entry triggers: contained here, so it
+            // costs that entry (isolated and dead-lettered), never the shard or the pool.
+            let processed =
+                AssertUnwindSafe(sh.processor.process_batch(&mut tx, cache, sets, ahead))
+                    .catch_unwind()
+                    .await;
+            let processed = match processed {
+                Ok(processed) => processed,
+                Err(payload) => {
+                    let message = panic_message(payload.as_ref());
+                    tracing::error!(
+                        queue = self.queue,
+                        span = ?span,
+                        error = %message,
+                        "the tracker panicked on this span; rolled back, bisecting it to isolate the entry"
+                    );
+                    let _ = tx.rollback().await;
+                    return Ok(Attempt::Panicked(message));
+                }
+            };
+            match processed {
                 Ok(results) => results,
                 Err(e) => {
                     let _ = tx.rollback().await;

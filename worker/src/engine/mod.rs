@@ -178,17 +178,31 @@ struct Shared<P: BatchProcessor> {
 }
 
 impl<P: BatchProcessor> Shared<P> {
-    fn claim(&self, queue: u16) -> bool {
-        self.claimed
-            .lock()
-            .map(|mut set| set.insert(queue))
-            .unwrap_or(false)
+    /// Claims `queue` for the calling task until the returned guard is dropped — also when the
+    /// task unwinds from a panic, so a queue is never left claimed by a task that is gone.
+    /// `None`: another task of this process has it.
+    fn claim(&self, queue: u16) -> Option<Claim<'_, P>> {
+        let inserted = self.claimed().insert(queue);
+        // Built only when this call inserted it: dropping a guard releases the queue.
+        inserted.then(|| Claim { sh: self, queue })
     }
 
-    fn unclaim(&self, queue: u16) {
-        if let Ok(mut set) = self.claimed.lock() {
-            set.remove(&queue);
-        }
+    fn claimed(&self) -> std::sync::MutexGuard<'_, HashSet<u16>> {
+        self.claimed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A queue claimed by one task of this process; released on drop.
+struct Claim<'a, P: BatchProcessor> {
+    sh: &'a Shared<P>,
+    queue: u16,
+}
+
+impl<P: BatchProcessor> Drop for Claim<'_, P> {
+    fn drop(&mut self) {
+        self.sh.claimed().remove(&self.queue);
     }
 }
 

@@ -63,17 +63,42 @@ impl<P: BatchProcessor> Engine<P> {
         let tasks: Vec<_> = (0..self.shared.opts.pool_size)
             .map(|_| {
                 let shared = self.shared.clone();
-                tokio::spawn(async move { worker_task(shared, mode).await })
+                tokio::spawn(async move { supervised(shared, mode).await })
             })
             .collect();
         let mut total = RunSummary::default();
         for task in tasks {
             match task.await {
                 Ok(summary) => total.add(&summary),
-                Err(e) => tracing::error!(error = %e, "worker task failed"),
+                Err(e) => tracing::error!(error = %e, "a worker task supervisor failed"),
             }
         }
         Ok(total)
+    }
+}
+
+/// A worker task, started again when it panics while the pool runs. A panic of the processor
+/// is contained per batch (`batch.rs`); this is for one anywhere else in the engine: the task's
+/// lock heartbeat stops with it, its lock expires after its TTL, and its queue is taken up
+/// again from the last committed batch, so nothing is lost or written twice. A pause first, so
+/// a panic that repeats does not spin.
+async fn supervised<P: BatchProcessor>(sh: Arc<Shared<P>>, mode: Mode) -> RunSummary {
+    loop {
+        let shared = sh.clone();
+        match tokio::spawn(async move { worker_task(shared, mode).await }).await {
+            Ok(summary) => return summary,
+            Err(e) if e.is_panic() && mode == Mode::Continuous && !sh.shutdown.is_cancelled() => {
+                tracing::error!(error = %e, "a worker task panicked; starting it again in 1 s");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = sh.shutdown.cancelled() => return RunSummary::default(),
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a worker task failed");
+                return RunSummary::default();
+            }
+        }
     }
 }
 
@@ -137,19 +162,14 @@ async fn worker_task<P: BatchProcessor>(sh: Arc<Shared<P>>, mode: Mode) -> RunSu
 }
 
 fn others_work<P: BatchProcessor>(sh: &Shared<P>) -> bool {
-    sh.claimed
-        .lock()
-        .map(|set| !set.is_empty())
-        .unwrap_or(false)
+    !sh.claimed().is_empty()
 }
 
 async fn visit<P: BatchProcessor>(sh: &Shared<P>, queue: u16, len: u64, mode: Mode) -> Visit {
-    if !sh.claim(queue) {
+    let Some(_claim) = sh.claim(queue) else {
         return Visit::Pending;
-    }
-    let visit = visit_claimed(sh, queue, len, mode).await;
-    sh.unclaim(queue);
-    visit
+    };
+    visit_claimed(sh, queue, len, mode).await
 }
 
 async fn visit_claimed<P: BatchProcessor>(

@@ -26,6 +26,11 @@ pub enum RequestError {
     InvalidParameter(String),
 }
 
+/// Receipt times a request accepts: from Matomo's first-website date (`Date::FIRST_WEBSITE_TIMESTAMP`,
+/// 1991-08-06) to 9999-12-30 23:59:59 UTC, a day short of the end of MySQL's `DATETIME`, so that
+/// local times in any site timezone and the end of their day stay storable.
+pub const RECEIPT_TIME_RANGE: std::ops::RangeInclusive<i64> = 681_436_800..=253_402_214_399;
+
 /// Tracker-wide values a request needs besides its own parameters.
 #[derive(Debug, Clone)]
 pub struct RequestEnv<'a> {
@@ -115,6 +120,16 @@ impl<'a> Request<'a> {
                     params.to_mut().insert("url".into(), Value::String(r));
                 }
             }
+        }
+        // The receipt time comes from whoever filled the queue; every date this request
+        // produces is derived from it, so one outside what Matomo can store is refused here.
+        if !(RECEIPT_TIME_RANGE).contains(&set.time) {
+            return Err(RequestError::InvalidParameter(format!(
+                "the queue entry's receipt time {} is outside {}..={} (1991-08-06 to 9999-12-30)",
+                set.time,
+                RECEIPT_TIME_RANGE.start(),
+                RECEIPT_TIME_RANGE.end()
+            )));
         }
         let idsite = php::request_int(params.get("idsite"), 0);
         if idsite <= 0 || idsite > i64::from(u32::MAX) {
@@ -297,7 +312,9 @@ impl<'a> Request<'a> {
             return Ok(self.now);
         };
         if cdo != 0 {
-            t -= cdo.abs();
+            // Saturating: `cdo` may be any 64-bit integer (PHP's abs() of its smallest is a
+            // float, past any time anyway).
+            t = t.saturating_sub(cdo.saturating_abs());
         }
         if !(t <= self.now && t > self.now - 20 * 365 * 86400) {
             return Ok(self.now);
@@ -376,7 +393,9 @@ impl<'a> Request<'a> {
         }
         let id = self.str("_id");
         if id.len() >= 16 {
-            return Ok(hex8(&id[..16.min(id.len())]));
+            // The first 16 bytes, as PHP's substr; `hex8` takes them only when they are 16
+            // characters (anything else is not hex either), never cutting inside one.
+            return Ok(hex8(&id));
         }
         Ok(None)
     }
@@ -428,6 +447,7 @@ pub fn user_id_hash(uid: &str) -> String {
     hex::encode(h.finalize())[..16].to_owned()
 }
 
+/// The 8 bytes the first 16 hex digits of `s` encode; `None` when they are not 16 hex digits.
 fn hex8(s: &str) -> Option<[u8; 8]> {
     let bytes = hex::decode(s.get(..16)?).ok()?;
     bytes.try_into().ok()

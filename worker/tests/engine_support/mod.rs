@@ -299,7 +299,8 @@ pub fn request_set(queue: u16, seq: i64, extra: &[(&str, &str)]) -> RequestSet {
 
 /// A real processor: writes every request into `engine_hits` through the engine's transaction.
 /// A request with `poison=1` makes its set fail permanently (after its rows were written, so a
-/// missing rollback would show); `drop=1` likewise but without dead letter. Optional delay per
+/// missing rollback would show); `drop=1` likewise but without dead letter; `panic=1` panics
+/// there instead, and `panic_ahead=1` also panics reading its batch ahead. Optional delay per
 /// batch, a number of transient failures to report first, and a per-queue in-flight check.
 /// Its read-ahead is the list of the sets' `seq` values, checked against the sets it is handed
 /// with.
@@ -313,6 +314,8 @@ pub struct TableProcessor {
     pub aheads_mismatched: AtomicUsize,
     pub delay: Duration,
     pub transient_failures: AtomicUsize,
+    /// How many times `new_cache` panics before it works (a panic outside the batch).
+    pub new_cache_panics: AtomicUsize,
     pub calls: AtomicUsize,
     pub in_flight: Arc<Mutex<HashMap<String, usize>>>,
     pub overlaps: Arc<AtomicUsize>,
@@ -352,10 +355,21 @@ impl BatchProcessor for TableProcessor {
     type Cache = ();
     type Ahead = Vec<Option<String>>;
 
-    fn new_cache(&self) {}
+    fn new_cache(&self) {
+        let left = self.new_cache_panics.load(Ordering::SeqCst);
+        if left > 0 {
+            self.new_cache_panics.store(left - 1, Ordering::SeqCst);
+            panic!("test: new_cache panics");
+        }
+    }
 
     fn read_ahead(&self, sets: &[RequestSet]) -> Option<Self::Ahead> {
         self.read_aheads.fetch_add(1, Ordering::SeqCst);
+        let panics = sets
+            .iter()
+            .flat_map(|s| s.requests.iter())
+            .any(|r| matomo_wire::param_str(r, "panic_ahead").as_deref() == Some("1"));
+        assert!(!panics, "test: read-ahead panic");
         Some(seqs(sets))
     }
 
@@ -433,6 +447,9 @@ impl TableProcessor {
                         reason: "test: poison hit".into(),
                         dead_letter: true,
                     });
+                }
+                if get("panic") == "1" || get("panic_ahead") == "1" {
+                    panic!("test: panic on seq {}", get("seq"));
                 }
                 if get("drop") == "1" {
                     return Err(ProcessError::Poison {
