@@ -2,7 +2,8 @@
 //! `deploy/schema/matomo.sql` with two sites — 1 `http://example.com` (UTC, goal 1 "URL
 //! contains /thanks", revenue 5, site search on) and 2 `https://shop.example.org`
 //! (America/New_York, ecommerce) — a super-user token, IP anonymisation off, plus whatever
-//! configuration rows a test adds; a `Tracker` on it; GET-hit builders and row readers. The
+//! configuration rows a test adds; a `Tracker` on it over the worker's own connection pool
+//! (Matomo's session `sql_mode`); GET-hit builders and row readers. The
 //! database is dropped with the [`Db`].
 //!
 //! Needs MariaDB on 127.0.0.1:3306 (user/password `matomo`); fails clearly without it.
@@ -104,8 +105,10 @@ pub async fn setup_with(
         config.matomo.vendor_dir = vendor_dir();
     }
     configure(&mut config);
-    let pool =
-        mysql_async::Pool::new(format!("mysql://matomo:matomo@127.0.0.1:3306/{name}").as_str());
+    // As the worker connects: Matomo's session sql_mode (not strict), statement timeout.
+    let pool = matomo_worker::app::connect_mysql(&config)
+        .await
+        .expect("MariaDB on 127.0.0.1:3306 with user matomo/matomo");
     let tracker = Tracker::new(&config, pool.clone())
         .await
         .expect("tracker starts");
