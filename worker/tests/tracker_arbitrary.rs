@@ -10,11 +10,18 @@
 //!
 //! Needs MariaDB on 127.0.0.1:3306 (user/password `matomo`); fails clearly without it.
 
+mod engine_support;
 mod tracker_support;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use matomo_wire::{Params, RequestSet};
-use matomo_worker::tracker::BatchError;
+use matomo_worker::engine::{Engine, EngineOptions};
+use matomo_worker::metrics::{DeadLetterLabels, DeadLetterReason};
+use matomo_worker::tracker::{BatchError, Tracker};
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Value};
 use tracker_support::*;
@@ -401,4 +408,83 @@ async fn receipt_times_outside_matomos_range_are_refused_and_their_neighbours_st
     assert_eq!(skipped, [1, 1, 1, 1, 1, 1, 0]);
     let visits: i64 = db.one("SELECT COUNT(*) FROM matomo_log_visit").await;
     assert_eq!(visits, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_of_hostile_entries_drains_through_the_engine_with_nothing_set_aside() {
+    // 600 hostile entries (a fixed seed) and 6 undecodable ones in 4 queues, drained by the
+    // engine with the real tracker: batches of 25 keep each shard's cache across batches and
+    // read ahead. Every entry is stored or skipped as PHP would; the only dead letters are the
+    // undecodable entries; no batch is bisected.
+    let env = engine_support::TestEnv::new(4, 25).await;
+    {
+        let mut conn = env.mysql.get_conn().await.expect("connection");
+        load_state(&mut conn, FEATURES).await;
+    }
+    let mut config = env.config.clone();
+    config.matomo.salt = SALT.into();
+    config.matomo.vendor_dir = vendor_dir();
+    let pool = matomo_worker::app::connect_mysql(&config)
+        .await
+        .expect("MariaDB on 127.0.0.1:3306");
+    let tracker = Arc::new(Tracker::new(&config, pool.clone()).await.expect("tracker"));
+    let (_, metrics) = matomo_worker::metrics::standalone();
+    let engine = Engine::new(
+        env.redis.clone(),
+        pool.clone(),
+        tracker,
+        EngineOptions::from_config(&config),
+        metrics.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("engine");
+
+    let mut runner = TestRunner::deterministic();
+    let sets = proptest::collection::vec(set(), 600)
+        .new_tree(&mut runner)
+        .expect("entries")
+        .current();
+    for q in 0..4u16 {
+        let mut entries: Vec<Vec<u8>> = sets
+            .iter()
+            .skip(usize::from(q))
+            .step_by(4)
+            .map(matomo_wire::encode)
+            .collect();
+        if q < 3 {
+            entries.insert(entries.len() / 2, b"\x78\x9cnot zlib".to_vec());
+            entries.push(b"{\"requests\": 7}".to_vec());
+        }
+        env.push(q, &entries).await;
+    }
+    let summary = tokio::time::timeout(Duration::from_secs(300), engine.drain())
+        .await
+        .expect("the queues drain")
+        .expect("drain");
+    for q in 0..4u16 {
+        assert_eq!(env.queue_len(q).await, 0, "queue {q}");
+    }
+    let dead = |reason| {
+        metrics
+            .dead_lettered
+            .get_or_create(&DeadLetterLabels { reason })
+            .get()
+    };
+    assert_eq!(dead(DeadLetterReason::Undecodable), 6);
+    for reason in [
+        DeadLetterReason::Panic,
+        DeadLetterReason::MysqlData,
+        DeadLetterReason::Suspect,
+        DeadLetterReason::Rejected,
+    ] {
+        assert_eq!(dead(reason), 0, "{reason:?}");
+    }
+    assert_eq!(
+        summary.processed + summary.dead_lettered + summary.dropped,
+        606
+    );
+    assert!(summary.requests_recorded > 0, "{summary:?}");
+    eprintln!("{summary:?}");
+    pool.disconnect().await.ok();
 }

@@ -7,7 +7,8 @@
 # Usage: ingest/benches/load/latency.sh [RATE|half] [DURATION_S] [ROUNDS]
 #   RATE "half" (default): half the ingest's peak in the same layout, measured first with
 #   `wrk -t1 -c32` on CPU 1 (the first mode's server).
-# Env: MODES (default "auto") and BASELINE_BIN as in run.sh; WARMUP_S (default 2); DRAIN=1 keeps
+# Env: MODES (default "auto") and BASELINE_BIN as in run.sh; WARMUP_S (default 2); REDIS_CPU
+# (0, the default: with the servers; 1: with the generator, see below); DRAIN=1 keeps
 # each ingest's queues short during its runs, as workers keeping up do: every 0.1 s each queue
 # is trimmed to its last 500 entries (the LTRIM half of a worker's work, sent by one redis-cli
 # on the generator's CPU). Without it the queues grow for the whole run and Redis' append-only
@@ -26,10 +27,14 @@ server_cpus=0
 source "$here/lib.sh"
 start_servers
 # Redis is part of the server side: it runs on CPU 0 with the servers for the length of the
-# script (its rewrite children too), so the generator's CPU stays its own.
+# script (its rewrite children too), so the generator's CPU stays its own. REDIS_CPU=1 puts it
+# on the generator's CPU instead: the node's core is then its own, as in production where Redis
+# runs on other cores or machines (the generator and Redis share CPU 1, for both servers).
 redis_pid=$(redis-cli info server | tr -d '\r' | awk -F: '$1=="process_id" {print $2}')
 redis_cpus=$(taskset -p -c "$redis_pid" | awk '{print $NF}')
-taskset -a -p -c 0 "$redis_pid" >/dev/null
+redis_cpu="${REDIS_CPU:-0}"
+[[ "$redis_cpu" == 0 || "$redis_cpu" == 1 ]] || { echo "REDIS_CPU must be 0 or 1" >&2; exit 2; }
+taskset -a -p -c "$redis_cpu" "$redis_pid" >/dev/null
 monitor=$(redis-cli config get latency-monitor-threshold | tail -1)
 trap 'taskset -a -p -c "$redis_cpus" "$redis_pid" >/dev/null
   redis-cli config set latency-monitor-threshold "$monitor" >/dev/null; cleanup' EXIT
@@ -39,7 +44,7 @@ if [[ "$rate" == half ]]; then
     awk '/Requests\/sec/ {printf "%d", $2}')
   measure_and_empty "${servers[0]}"
   rate=$((peak / 2))
-  echo "peak of ingest_${servers[0]} with the servers on CPU 0 and wrk on CPU 1: $peak requests/s; rate $rate/s" >&2
+  echo "peak of ingest_${servers[0]} with the servers on CPU 0, Redis on CPU $redis_cpu and wrk on CPU 1: $peak requests/s; rate $rate/s" >&2
 fi
 
 drain() { # server → runs until killed

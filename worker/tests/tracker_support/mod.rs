@@ -66,6 +66,33 @@ pub async fn setup_with(
         .await
         .expect("create database");
     conn.query_drop(format!("USE `{name}`")).await.expect("use");
+    load_state(&mut conn, extra_sql).await;
+    drop(conn);
+    admin.disconnect().await.ok();
+    let mut config = tier_config::Config::default();
+    config.database.dbname = name.clone();
+    config.matomo.salt = SALT.into();
+    if with_vendor {
+        config.matomo.vendor_dir = vendor_dir();
+    }
+    configure(&mut config);
+    // As the worker connects: Matomo's session sql_mode (not strict), statement timeout.
+    let pool = matomo_worker::app::connect_mysql(&config)
+        .await
+        .expect("MariaDB on 127.0.0.1:3306 with user matomo/matomo");
+    let tracker = Tracker::new(&config, pool.clone())
+        .await
+        .expect("tracker starts");
+    Db {
+        name,
+        pool,
+        tracker,
+    }
+}
+
+/// Loads the standard state into the database `conn` uses: the schema, the two sites, goal,
+/// super-user token and options of [`setup`], then `extra_sql` (table prefix `matomo_`).
+pub async fn load_state(conn: &mut mysql_async::Conn, extra_sql: &str) {
     let schema = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/schema/matomo.sql"),
     )
@@ -95,27 +122,6 @@ pub async fn setup_with(
         conn.query_drop(extra_sql)
             .await
             .expect("extra configuration rows");
-    }
-    drop(conn);
-    admin.disconnect().await.ok();
-    let mut config = tier_config::Config::default();
-    config.database.dbname = name.clone();
-    config.matomo.salt = SALT.into();
-    if with_vendor {
-        config.matomo.vendor_dir = vendor_dir();
-    }
-    configure(&mut config);
-    // As the worker connects: Matomo's session sql_mode (not strict), statement timeout.
-    let pool = matomo_worker::app::connect_mysql(&config)
-        .await
-        .expect("MariaDB on 127.0.0.1:3306 with user matomo/matomo");
-    let tracker = Tracker::new(&config, pool.clone())
-        .await
-        .expect("tracker starts");
-    Db {
-        name,
-        pool,
-        tracker,
     }
 }
 
