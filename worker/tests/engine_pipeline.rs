@@ -182,6 +182,9 @@ async fn a_tracker_panic_costs_only_the_entry_that_triggers_it() {
     let expected: Vec<i64> = (0..20).filter(|s| *s != 4 && *s != 13).collect();
     assert_eq!(env.stored_seqs(0).await, expected);
     assert_eq!(env.queue_len(0).await, 0);
+    // The second batch was read ahead (and that read panicked), so nothing came of it.
+    assert_eq!(processor.read_aheads.load(Ordering::SeqCst), 1);
+    assert_eq!(processor.aheads_used.load(Ordering::SeqCst), 0);
     assert_eq!(summary.dead_lettered, 2);
     assert_eq!(count(&metrics, 0, EntryOutcome::DeadLettered), 2);
     let panics = metrics
@@ -249,6 +252,36 @@ async fn a_worker_task_that_panics_outside_a_batch_is_started_again() {
         .expect("run stops on shutdown")
         .expect("task")
         .expect("run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drain_whose_task_panics_outside_a_batch_fails_and_the_next_drain_finishes() {
+    // `process` must not report a partial drain as done: the drain fails with the panic, and
+    // once the dead task's lock expires the next drain stores every entry once.
+    let env = TestEnv::new(1, 5).await;
+    let opts = EngineOptions {
+        pool_size: 1,
+        lock_ttl: Duration::from_secs(1),
+        ..env.options()
+    };
+    let processor = Arc::new(TableProcessor::default());
+    processor.new_cache_panics.store(1, Ordering::SeqCst);
+    let (engine, _) = env.engine(processor.clone(), opts).await;
+    let entries: Vec<Vec<u8>> = (0..12).map(|seq| entry(0, seq, &[])).collect();
+    env.push(0, &entries).await;
+    let error = engine
+        .drain()
+        .await
+        .expect_err("the drain reports the panic");
+    assert!(
+        matches!(&error, matomo_worker::engine::EngineError::TaskPanicked(m) if m.contains("panic")),
+        "{error}"
+    );
+    assert_eq!(env.queue_len(0).await, 12);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    engine.drain().await.expect("drain");
+    assert_eq!(env.stored_seqs(0).await, (0..12).collect::<Vec<i64>>());
+    assert_eq!(env.queue_len(0).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

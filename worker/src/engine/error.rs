@@ -48,6 +48,10 @@ pub enum EngineError {
     /// Shutdown was requested while the operation waited.
     #[error("shutting down")]
     Shutdown,
+    /// A worker task of a draining run (`process`) panicked outside a batch; the other tasks
+    /// finished, and its queue is taken up by the next run once its lock expires.
+    #[error("a worker task panicked: {0}")]
+    TaskPanicked(String),
 }
 
 impl EngineError {
@@ -59,7 +63,7 @@ impl EngineError {
             | EngineError::Fenced { .. }
             | EngineError::CommitUncertain { .. } => true,
             EngineError::Mysql(e) => mysql_is_transient(e),
-            EngineError::Options(_) | EngineError::Shutdown => false,
+            EngineError::Options(_) | EngineError::Shutdown | EngineError::TaskPanicked(_) => false,
         }
     }
 }

@@ -67,13 +67,21 @@ impl<P: BatchProcessor> Engine<P> {
             })
             .collect();
         let mut total = RunSummary::default();
+        let mut panicked = None;
         for task in tasks {
             match task.await {
-                Ok(summary) => total.add(&summary),
-                Err(e) => tracing::error!(error = %e, "a worker task supervisor failed"),
+                Ok(Ok(summary)) => total.add(&summary),
+                Ok(Err(message)) => panicked = Some(message),
+                Err(e) => {
+                    tracing::error!(error = %e, "a worker task supervisor failed");
+                    panicked = Some(e.to_string());
+                }
             }
         }
-        Ok(total)
+        match panicked {
+            Some(message) => Err(EngineError::TaskPanicked(message)),
+            None => Ok(total),
+        }
     }
 }
 
@@ -81,22 +89,26 @@ impl<P: BatchProcessor> Engine<P> {
 /// is contained per batch (`batch.rs`); this is for one anywhere else in the engine: the task's
 /// lock heartbeat stops with it, its lock expires after its TTL, and its queue is taken up
 /// again from the last committed batch, so nothing is lost or written twice. A pause first, so
-/// a panic that repeats does not spin.
-async fn supervised<P: BatchProcessor>(sh: Arc<Shared<P>>, mode: Mode) -> RunSummary {
+/// a panic that repeats does not spin. A draining run is not restarted: `Err` with the panic,
+/// so `process` fails instead of reporting a partial drain as done.
+async fn supervised<P: BatchProcessor>(
+    sh: Arc<Shared<P>>,
+    mode: Mode,
+) -> Result<RunSummary, String> {
     loop {
         let shared = sh.clone();
         match tokio::spawn(async move { worker_task(shared, mode).await }).await {
-            Ok(summary) => return summary,
+            Ok(summary) => return Ok(summary),
             Err(e) if e.is_panic() && mode == Mode::Continuous && !sh.shutdown.is_cancelled() => {
                 tracing::error!(error = %e, "a worker task panicked; starting it again in 1 s");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    () = sh.shutdown.cancelled() => return RunSummary::default(),
+                    () = sh.shutdown.cancelled() => return Ok(RunSummary::default()),
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "a worker task failed");
-                return RunSummary::default();
+                return Err(e.to_string());
             }
         }
     }

@@ -123,7 +123,7 @@ impl<'a> Request<'a> {
         }
         // The receipt time comes from whoever filled the queue; every date this request
         // produces is derived from it, so one outside what Matomo can store is refused here.
-        if !(RECEIPT_TIME_RANGE).contains(&set.time) {
+        if !RECEIPT_TIME_RANGE.contains(&set.time) {
             return Err(RequestError::InvalidParameter(format!(
                 "the queue entry's receipt time {} is outside {}..={} (1991-08-06 to 9999-12-30)",
                 set.time,
