@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 /// Variants of [`Endpoint`] and [`Outcome`], and the most queues: the sizes of the resolved
 /// counter tables (a value outside them takes the family's own lookup).
 const ENDPOINTS: usize = 3;
-const OUTCOMES: usize = 12;
+const OUTCOMES: usize = 13;
 const MAX_QUEUES: usize = 4096;
 
 /// Increments the counter of `labels` in `family`, through its resolved copy in `slots[index]`
@@ -74,6 +74,8 @@ pub enum Outcome {
     NotModified,
     /// A static file does not exist (404).
     NotFound,
+    /// The handler panicked (a bug some request triggers): answered 500.
+    Panic,
 }
 
 /// Labels of `ingest_requests_total`.

@@ -38,6 +38,7 @@ use tower::ServiceExt as _;
 
 use crate::http::tracker::{self, BodyRefusal};
 use crate::http::AppState;
+use crate::metrics::{Endpoint, Outcome};
 use chunked::ChunkedDecoder;
 use head::{Framing, Head, HeadError, Limits};
 use respond::Shape;
@@ -71,16 +72,31 @@ impl Shared {
     /// Answers one request: tracker paths go straight to the tracker, the rest to the router.
     /// The URL is within `ingest.max_url_bytes` already (HTTP/1: [`head::take_head`]; HTTP/2:
     /// [`h2::serve`]).
+    /// A panic while answering (a bug some request triggers) becomes a 500 on the same
+    /// connection, counted as `outcome="panic"` and logged, instead of a reset connection.
     pub async fn route(&self, req: Request<Body>, peer: SocketAddr) -> Response<Body> {
-        if self.is_tracker_path(req.uri().path()) {
-            return tracker::handle_from(self.state.clone(), req, peer).await;
-        }
-        let mut req = req;
-        req.extensions_mut().insert(ConnectInfo(peer));
-        match self.app.clone().oneshot(req).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        }
+        let tracker_path = self.is_tracker_path(req.uri().path());
+        let answer = async move {
+            if tracker_path {
+                return tracker::handle_from(self.state.clone(), req, peer).await;
+            }
+            let mut req = req;
+            req.extensions_mut().insert(ConnectInfo(peer));
+            match self.app.clone().oneshot(req).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        };
+        contain(answer, |message| {
+            let endpoint = if tracker_path {
+                Endpoint::Tracker
+            } else {
+                Endpoint::Static
+            };
+            self.state.metrics.request(endpoint, Outcome::Panic);
+            tracing::error!(error = %message, "a request handler panicked; answered 500");
+        })
+        .await
     }
 
     /// Whether the router would hand `path` to the tracker through its fallback: `.php` under
@@ -92,6 +108,27 @@ impl Shared {
 
     fn read_timeout(&self) -> Duration {
         self.state.settings.read_timeout
+    }
+}
+
+/// Runs `answer`; when it panics, tells `on_panic` the panic's message and answers a plain 500.
+async fn contain(
+    answer: impl std::future::Future<Output = Response<Body>>,
+    on_panic: impl FnOnce(&str),
+) -> Response<Body> {
+    match std::panic::AssertUnwindSafe(answer).catch_unwind().await {
+        Ok(response) => response,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            on_panic(&message);
+            let mut response = Response::new(Body::from("Internal Server Error\n"));
+            *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        }
     }
 }
 
@@ -385,7 +422,35 @@ async fn answer_and_close(
 
 #[cfg(test)]
 mod tests {
-    use super::is_tracker_path;
+    use super::{contain, is_tracker_path};
+    use axum::body::Body;
+    use http::{Response, StatusCode};
+
+    #[tokio::test]
+    async fn a_panicking_answer_becomes_a_500_and_is_reported() {
+        let mut seen = None;
+        let response = contain(
+            async {
+                let n: usize = "x".len();
+                if n == 1 {
+                    panic!("bug for request {n}");
+                }
+                Response::new(Body::empty())
+            },
+            |message| seen = Some(message.to_owned()),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(seen.as_deref(), Some("bug for request 1"));
+
+        let mut called = false;
+        let ok = contain(async { Response::new(Body::from("fine")) }, |_| {
+            called = true
+        })
+        .await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert!(!called);
+    }
 
     #[test]
     fn tracker_paths_are_php_under_the_prefix_outside_js() {
