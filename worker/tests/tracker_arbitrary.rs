@@ -2,7 +2,8 @@
 //! panic. Entries are built from Matomo's own parameter names with hostile values (strings of
 //! any Unicode, huge and negative numbers, broken JSON for `ec_items`/`_cvar`/`uadata`, odd
 //! URLs, nested arrays and objects as a bulk entry can carry), odd `$_SERVER` variables (IPs,
-//! user agents, client hints, languages) and receipt times from the far past to the far future.
+//! user agents, client hints, languages), cookies (the ignore cookie among them), entry ids and
+//! receipt times from the far past to the far future.
 //! Each case is read ahead and processed as one batch, with device detection when the
 //! reference data is present, then committed (over the worker's own connections, with
 //! Matomo's session `sql_mode`): the only failure allowed is a set the tracker declares
@@ -241,19 +242,38 @@ fn set() -> impl Strategy<Value = RequestSet> {
         Just(Some(TOKEN.to_owned())),
         text().prop_map(Some),
     ];
+    // `env.cookie`: the ignore cookie (a valid one, `ignore=Kg==` being base64 of `*`, and
+    // broken ones) among others.
+    let cookie_value = prop_oneof![
+        1 => Just(Value::String("ignore=Kg==".into())),
+        1 => Just(Value::String("a=b:ignore=Kg".into())),
+        2 => value(),
+    ];
+    let cookie_name = prop_oneof![
+        2 => Just("matomo_ignore".to_owned()),
+        1 => Just("_pk_id.1.1fff".to_owned()),
+        1 => "\\PC{0,10}",
+    ];
+    let cookies = proptest::collection::vec((cookie_name, cookie_value), 0..3);
+    let entry_id = prop_oneof![Just(None), text().prop_map(Some)];
     (
         proptest::collection::vec(params(), 1..4),
         server(),
         time,
         token,
+        cookies,
+        entry_id,
     )
-        .prop_map(|(requests, server, time, token_auth)| RequestSet {
-            requests,
-            server,
-            time,
-            token_auth,
-            ..Default::default()
-        })
+        .prop_map(
+            |(requests, server, time, token_auth, cookies, entry_id)| RequestSet {
+                requests,
+                server,
+                cookie: cookies.into_iter().collect(),
+                time,
+                token_auth,
+                entry_id,
+            },
+        )
 }
 
 /// The tracker's outcome for one batch; a panic is turned into a failure by the runner.
