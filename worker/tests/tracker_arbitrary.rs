@@ -27,8 +27,8 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Value};
 use tracker_support::*;
 
-/// Parameter names the tracker reads (core, goals, ecommerce, events, contents, media-free
-/// performance, custom dimensions and variables, campaigns, overrides).
+/// Parameter names the tracker reads (core, goals, ecommerce, events, contents, performance
+/// timings, custom dimensions and variables, campaigns, overrides).
 const NAMES: &[&str] = &[
     "idsite",
     "rec",
