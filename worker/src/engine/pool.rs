@@ -3,12 +3,15 @@
 //! head waited `max_batch_wait`), drains it, gives the lock back and moves on. Processes on
 //! other machines cooperate through the Redis locks only.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fred::prelude::*;
+use futures::FutureExt as _;
 use rand::Rng as _;
 
+use super::batch::panic_message;
 use super::lock::ShardLock;
 use super::shard::{head_is_due, Backoff, ShardRun};
 use super::{BatchProcessor, Engine, EngineError, RunSummary, Shared};
@@ -96,19 +99,22 @@ async fn supervised<P: BatchProcessor>(
     mode: Mode,
 ) -> Result<RunSummary, String> {
     loop {
-        let shared = sh.clone();
-        match tokio::spawn(async move { worker_task(shared, mode).await }).await {
+        match AssertUnwindSafe(worker_task(sh.clone(), mode))
+            .catch_unwind()
+            .await
+        {
             Ok(summary) => return Ok(summary),
-            Err(e) if e.is_panic() && mode == Mode::Continuous && !sh.shutdown.is_cancelled() => {
-                tracing::error!(error = %e, "a worker task panicked; starting it again in 1 s");
+            Err(payload) => {
+                let message = format!("panicked: {}", panic_message(payload.as_ref()));
+                if mode != Mode::Continuous || sh.shutdown.is_cancelled() {
+                    tracing::error!(error = %message, "a worker task failed");
+                    return Err(message);
+                }
+                tracing::error!(error = %message, "a worker task panicked; starting it again in 1 s");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     () = sh.shutdown.cancelled() => return Ok(RunSummary::default()),
                 }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "a worker task failed");
-                return Err(e.to_string());
             }
         }
     }
