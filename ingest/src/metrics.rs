@@ -1,6 +1,10 @@
 //! The ingest node's telemetry: one prometheus-client registry, typed label sets with bounded
 //! values, and one method per event that records the metric (and, where useful, the log line)
 //! together. Names end in their unit; counters get `_total` from the encoder.
+//!
+//! Every series of a bounded label set (endpoint × outcome) exists from start-up at 0, so a
+//! rate or `increase()` sees the first occurrence of an outcome too (a series born at 1 has no
+//! earlier sample, and an alert on it would wait for the second).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -11,11 +15,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use strum::VariantArray;
 
-/// Variants of [`Endpoint`] and [`Outcome`], and the most queues: the sizes of the resolved
-/// counter tables (a value outside them takes the family's own lookup).
-const ENDPOINTS: usize = 3;
-const OUTCOMES: usize = 13;
+/// The most queues: the size of the resolved per-queue counter table (a queue id outside it
+/// takes the family's own lookup).
 const MAX_QUEUES: usize = 4096;
 
 /// Increments the counter of `labels` in `family`, through its resolved copy in `slots[index]`
@@ -37,7 +40,7 @@ fn inc_resolved<L>(
 }
 
 /// Which endpoint answered.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue, VariantArray)]
 pub enum Endpoint {
     /// A single hit to `matomo.php`.
     Tracker,
@@ -48,7 +51,7 @@ pub enum Endpoint {
 }
 
 /// How a request ended.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue, VariantArray)]
 pub enum Outcome {
     /// Accepted and queued (GIF, 204 or bulk JSON).
     Queued,
@@ -209,6 +212,15 @@ impl Metrics {
             entry_compression.clone(),
         );
         let spool = crate::spool::metrics::SpoolMetrics::register(&mut registry);
+        // In the order `request` indexes them: endpoint-major, each enum in declaration order.
+        let request_counters = Endpoint::VARIANTS
+            .iter()
+            .flat_map(|&endpoint| Outcome::VARIANTS.iter().map(move |&o| (endpoint, o)))
+            .map(|(endpoint, outcome)| {
+                let counter = requests.get_or_create(&RequestLabels { endpoint, outcome });
+                OnceLock::from(counter.clone())
+            })
+            .collect();
         Self {
             spool,
             registry,
@@ -222,7 +234,7 @@ impl Metrics {
             redis_errors,
             enqueued,
             enqueued_counters: (0..MAX_QUEUES).map(|_| OnceLock::new()).collect(),
-            request_counters: (0..ENDPOINTS * OUTCOMES).map(|_| OnceLock::new()).collect(),
+            request_counters,
             sites_cached,
             site_cache_errors,
             entry_compression,
@@ -245,7 +257,7 @@ impl Metrics {
 
     /// One answered request.
     pub fn request(&self, endpoint: Endpoint, outcome: Outcome) {
-        let index = endpoint as usize * OUTCOMES + outcome as usize;
+        let index = endpoint as usize * Outcome::VARIANTS.len() + outcome as usize;
         let labels = RequestLabels { endpoint, outcome };
         inc_resolved(&self.request_counters, index, &self.requests, &labels);
     }
@@ -315,31 +327,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resolved_counters_count_in_their_family_and_unused_series_stay_out() {
+    fn every_request_series_exists_from_the_start_and_counts_in_its_family() {
         let metrics = Metrics::new();
+        let fresh = metrics.encode();
+        let series = fresh
+            .lines()
+            .filter(|l| l.starts_with("ingest_requests_total{"))
+            .collect::<Vec<_>>();
+        assert_eq!(
+            series.len(),
+            Endpoint::VARIANTS.len() * Outcome::VARIANTS.len(),
+            "{fresh}"
+        );
+        assert!(series.iter().all(|l| l.ends_with("} 0")), "{fresh}");
+        assert!(
+            fresh.contains("ingest_requests_total{endpoint=\"Static\",outcome=\"Panic\"} 0"),
+            "{fresh}"
+        );
         metrics.request(Endpoint::Tracker, Outcome::Queued);
         metrics.request(Endpoint::Tracker, Outcome::Queued);
         metrics.request(Endpoint::Bulk, Outcome::Invalid);
+        metrics.request(Endpoint::Static, Outcome::Panic);
         metrics.enqueued([(0, 10), (4095, 5), (0, 1)].into_iter(), Duration::ZERO);
         let text = metrics.encode();
-        assert!(
-            text.contains("ingest_requests_total{endpoint=\"Tracker\",outcome=\"Queued\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("ingest_requests_total{endpoint=\"Bulk\",outcome=\"Invalid\"} 1"),
-            "{text}"
-        );
-        assert!(!text.contains("outcome=\"Served\""), "{text}");
-        assert!(
-            text.contains("ingest_enqueued_entries_total{queue=\"0\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("ingest_enqueued_entries_total{queue=\"4095\"} 1"),
-            "{text}"
-        );
+        for line in [
+            "ingest_requests_total{endpoint=\"Tracker\",outcome=\"Queued\"} 2",
+            "ingest_requests_total{endpoint=\"Bulk\",outcome=\"Invalid\"} 1",
+            "ingest_requests_total{endpoint=\"Static\",outcome=\"Panic\"} 1",
+            "ingest_requests_total{endpoint=\"Tracker\",outcome=\"Served\"} 0",
+            "ingest_enqueued_entries_total{queue=\"0\"} 2",
+            "ingest_enqueued_entries_total{queue=\"4095\"} 1",
+            "ingest_queued_bytes_total 16",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        // Per-queue series appear once used: their number is the operator's queue count.
         assert!(!text.contains("queue=\"1\""), "{text}");
-        assert!(text.contains("ingest_queued_bytes_total 16"), "{text}");
     }
 }

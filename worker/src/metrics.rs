@@ -1,7 +1,10 @@
 //! The worker's telemetry: one prometheus-client [`Registry`] with typed label sets.
 //!
 //! Names end in their unit (`_total`, `_seconds`, `_entries`). Label values are bounded: the
-//! queue id (at most 4096 queues) and small enums.
+//! queue id (at most 4096 queues) and small enums. Every series of a small enum (lock events,
+//! backend errors, dead-letter reasons, bisection causes, request outcomes) exists from start-up
+//! at 0, so a rate or `increase()` sees its first occurrence too: a series born at 1 has no
+//! earlier sample, and an alert on it would wait for the second.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -11,6 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use strum::VariantArray;
 
 /// What became of a queue entry.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -42,7 +46,7 @@ pub struct QueueLabels {
 }
 
 /// Lock events.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue, VariantArray)]
 pub enum LockEvent {
     /// Taken.
     Acquired,
@@ -64,7 +68,7 @@ pub struct LockLabels {
 }
 
 /// A backing service.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue, VariantArray)]
 pub enum Service {
     /// Redis.
     Redis,
@@ -80,7 +84,7 @@ pub struct ServiceLabels {
 }
 
 /// Request outcome inside processed sets.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue, VariantArray)]
 pub enum RequestOutcome {
     /// Recorded.
     Recorded,
@@ -96,7 +100,7 @@ pub struct RequestLabels {
 }
 
 /// Why an entry went to the dead-letter list.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue, VariantArray)]
 pub enum DeadLetterReason {
     /// Its bytes do not decode (neither zlib nor JSON).
     Undecodable,
@@ -122,7 +126,7 @@ pub struct DeadLetterLabels {
 }
 
 /// Why a batch was split in two.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue, VariantArray)]
 pub enum BisectCause {
     /// MySQL refused a value of the batch (data error).
     MysqlData,
@@ -265,6 +269,22 @@ impl Metrics {
             "Dead letters waiting per queue (sampled)",
             m.dead_letters.clone(),
         );
+        // Creating a series is what makes it exist; the handle returned is not needed.
+        for &event in LockEvent::VARIANTS {
+            let _ = m.locks.get_or_create(&LockLabels { event });
+        }
+        for &service in Service::VARIANTS {
+            let _ = m.errors.get_or_create(&ServiceLabels { service });
+        }
+        for &reason in DeadLetterReason::VARIANTS {
+            let _ = m.dead_lettered.get_or_create(&DeadLetterLabels { reason });
+        }
+        for &cause in BisectCause::VARIANTS {
+            let _ = m.bisections.get_or_create(&BisectLabels { cause });
+        }
+        for &outcome in RequestOutcome::VARIANTS {
+            let _ = m.requests.get_or_create(&RequestLabels { outcome });
+        }
         m
     }
 
@@ -369,6 +389,46 @@ mod tests {
         );
         assert!(
             text.contains("matomo_worker_batch_size_entries_bucket"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_small_enum_series_exists_from_the_start() {
+        let (registry, _m) = standalone();
+        let text = render(&registry);
+        let zero_series = |name: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(&format!("{name}{{")) && l.ends_with("} 0"))
+                .count()
+        };
+        for (name, variants) in [
+            ("matomo_worker_lock_events_total", LockEvent::VARIANTS.len()),
+            (
+                "matomo_worker_backend_errors_total",
+                Service::VARIANTS.len(),
+            ),
+            (
+                "matomo_worker_dead_lettered_total",
+                DeadLetterReason::VARIANTS.len(),
+            ),
+            (
+                "matomo_worker_bisections_total",
+                BisectCause::VARIANTS.len(),
+            ),
+            (
+                "matomo_worker_requests_total",
+                RequestOutcome::VARIANTS.len(),
+            ),
+        ] {
+            assert_eq!(zero_series(name), variants, "{name} in {text}");
+        }
+        assert!(
+            text.contains("matomo_worker_dead_lettered_total{reason=\"Panic\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("matomo_worker_backend_errors_total{service=\"Mysql\"} 0"),
             "{text}"
         );
     }
