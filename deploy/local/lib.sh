@@ -76,8 +76,12 @@ mysql_client() { command -v mariadb || command -v mysql; }
 db() { "$(mysql_client)" -h127.0.0.1 -P"$MYSQL_PORT" -u"$DB_USER" -p"$DB_PASSWORD" "$@"; }
 
 # Installs the Debian packages whose programs are missing (apt-get update once, only if needed).
+# Extra arguments `program:package` add programs to check (the test suite's tools).
 ensure_packages() {
-    local packages=()
+    local packages=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null || packages+=("${pair#*:}")
+    done
     # The servers' programs are needed even when Redis/MariaDB already answer: the
     # fault-injection suite (benches/tests/faults.rs) starts private instances it can kill.
     command -v redis-server >/dev/null || packages+=(redis-server)

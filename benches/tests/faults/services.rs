@@ -473,7 +473,11 @@ pub async fn start_ingest_with(
 
 /// Starts `matomo-worker run` on a free metrics port; returns once `/healthz` answers.
 pub async fn start_worker(dir: &Path, config: &Path, name: &str) -> Proc {
-    let port = free_port();
+    start_worker_on(dir, config, name, free_port()).await
+}
+
+/// [`start_worker`] with its `/metrics` on `port`.
+pub async fn start_worker_on(dir: &Path, config: &Path, name: &str, port: u16) -> Proc {
     let mut cmd = tier_command("matomo-worker");
     cmd.arg("run")
         .arg("--config")

@@ -1,0 +1,341 @@
+//! The files of `deploy/` an operator installs, checked as the tools that read them would:
+//! the systemd units (`systemd-analyze verify`, and `security` for their sandbox), the Prometheus
+//! configuration and alert rules (`promtool check`, and the rules' own unit tests), and every
+//! PromQL selector of the rules and of the Grafana dashboard against the series the real
+//! `matomo-ingest` and `matomo-worker` export — so a renamed metric, label or label value fails
+//! here instead of leaving an alert that can never fire or a panel that stays empty.
+//!
+//! Needs `systemd-analyze` and `promtool` (Debian packages `systemd` and `prometheus`, which
+//! `deploy/local/test` installs), and for the live check the suite's private Redis and MariaDB
+//! (`redis-server`, `mariadbd`, as the fault suite). A missing program fails with its name.
+
+#[allow(dead_code)] // The fault suite's services: this file uses some of them.
+#[path = "faults/services.rs"]
+mod services;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use promql_parser::label::MatchOp;
+use promql_parser::parser::Expr;
+use promql_parser::util::{walk_expr, ExprVisitor};
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// Runs `program args` in `dir`; its exit status and everything it printed.
+fn run(program: &str, args: &[&str], dir: &Path) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{program} must be installed (deploy/local/test installs it): {e}")
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn systemd_units_verify_cleanly_with_a_tight_sandbox() {
+    let units = deploy_dir().join("systemd");
+    let work = tempfile::tempdir().unwrap();
+    // `verify` also checks that ExecStart's binary exists: point it at any executable.
+    let binary = std::env::current_exe().unwrap();
+    for unit in ["matomo-ingest.service", "matomo-worker.service"] {
+        let text = std::fs::read_to_string(units.join(unit)).unwrap();
+        assert!(text.contains("ExecStart=/usr/local/bin/matomo-"), "{unit}");
+        let name = unit.trim_end_matches(".service");
+        let copy = text.replace(
+            &format!("/usr/local/bin/{name}"),
+            &binary.display().to_string(),
+        );
+        std::fs::write(work.path().join(unit), copy).unwrap();
+        let (ok, out) = run(
+            "systemd-analyze",
+            &["verify", "--man=no", &format!("./{unit}")],
+            work.path(),
+        );
+        // `verify` exits 0 on unknown keys and bad values; it only prints them.
+        assert!(ok && out.trim().is_empty(), "{unit}: {out}");
+        // Exposure 0–10 (shown as 1.5 for 15): "OK" ends at 2.0.
+        let (ok, out) = run(
+            "systemd-analyze",
+            &[
+                "security",
+                "--offline=yes",
+                "--threshold=20",
+                &format!("./{unit}"),
+            ],
+            work.path(),
+        );
+        assert!(ok, "{unit}: sandbox weaker than expected\n{out}");
+    }
+}
+
+#[test]
+fn prometheus_config_and_alert_rules_pass_promtool_and_their_tests() {
+    let dir = deploy_dir().join("monitoring");
+    for args in [
+        &["check", "config", "prometheus.yml"][..],
+        &["check", "rules", "alerts.yml"],
+        &["test", "rules", "alerts.test.yml"],
+    ] {
+        let (ok, out) = run("promtool", args, &dir);
+        assert!(ok, "promtool {}: {out}", args.join(" "));
+    }
+}
+
+/// One exported series: metric name and labels.
+#[derive(Debug)]
+struct Series {
+    name: String,
+    labels: HashMap<String, String>,
+}
+
+/// The series of a text exposition (`name{a="x",b="y"} value`); comments skipped.
+fn parse_exposition(text: &str) -> Vec<Series> {
+    let mut out = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let end = line.find(['{', ' ']).unwrap_or(line.len());
+        let name = line[..end].to_owned();
+        let mut labels = HashMap::new();
+        if line[end..].starts_with('{') {
+            let body = &line[end + 1..line.rfind('}').expect("closing brace")];
+            let mut rest = body;
+            while let Some((key, after)) = rest.split_once("=\"") {
+                let mut value = String::new();
+                let mut chars = after.char_indices();
+                let mut close = after.len();
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            if let Some((_, escaped)) = chars.next() {
+                                value.push(if escaped == 'n' { '\n' } else { escaped });
+                            }
+                        }
+                        '"' => {
+                            close = i;
+                            break;
+                        }
+                        c => value.push(c),
+                    }
+                }
+                labels.insert(key.trim_start_matches(',').to_owned(), value);
+                rest = &after[(close + 1).min(after.len())..];
+            }
+        }
+        out.push(Series { name, labels });
+    }
+    out
+}
+
+/// Every vector selector of an expression: metric name and label matchers.
+#[derive(Default)]
+struct Selectors(Vec<promql_parser::parser::VectorSelector>);
+
+impl ExprVisitor for Selectors {
+    type Error = ();
+    fn pre_visit(&mut self, expr: &Expr) -> Result<bool, ()> {
+        match expr {
+            Expr::VectorSelector(vs) => self.0.push(vs.clone()),
+            Expr::MatrixSelector(ms) => self.0.push(ms.vs.clone()),
+            _ => {}
+        }
+        Ok(true)
+    }
+}
+
+/// The PromQL of the alert rules and of the dashboard's panels, each with where it comes from.
+fn monitoring_expressions() -> Vec<(String, String)> {
+    let dir = deploy_dir().join("monitoring");
+    let mut out = Vec::new();
+    let rules: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join("alerts.yml")).unwrap()).unwrap();
+    for group in rules["groups"].as_sequence().expect("groups") {
+        for rule in group["rules"].as_sequence().expect("rules") {
+            let name = rule["alert"].as_str().expect("alert name");
+            let expr = rule["expr"].as_str().expect("expr");
+            out.push((format!("alert {name}"), expr.to_owned()));
+        }
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("grafana/matomo-tier.json")).unwrap(),
+    )
+    .unwrap();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let title = panel["title"].as_str().unwrap_or("?");
+            let expr = target["expr"].as_str().expect("expr");
+            // Grafana's interval variable; any duration parses the same way.
+            out.push((
+                format!("panel {title:?}"),
+                expr.replace("$__rate_interval", "5m"),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn grafana_dashboard_is_well_formed() {
+    let path = deploy_dir().join("monitoring/grafana/matomo-tier.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    assert!(
+        variables
+            .iter()
+            .any(|v| v["name"] == "datasource" && v["query"] == "prometheus"),
+        "a Prometheus data source variable"
+    );
+    let mut ids = std::collections::HashSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap();
+        assert!(ids.insert(panel["id"].as_u64().unwrap()), "{title}: id");
+        let grid = &panel["gridPos"];
+        let (x, w) = (grid["x"].as_u64().unwrap(), grid["w"].as_u64().unwrap());
+        assert!(
+            x + w <= 24 && grid["h"].as_u64().unwrap() > 0,
+            "{title}: gridPos"
+        );
+        if panel["type"] == "row" {
+            continue;
+        }
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{title}: no query");
+        for target in targets {
+            assert_eq!(target["datasource"]["uid"], "${datasource}", "{title}");
+        }
+    }
+}
+
+/// Labels Prometheus adds itself when it scrapes a target.
+const TARGET_LABELS: [&str; 2] = ["job", "instance"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_rules_and_dashboard_select_series_the_binaries_export() {
+    let dir = tempfile::Builder::new()
+        .prefix("matomo-deploy-files-")
+        .tempdir()
+        .unwrap();
+    let redis = services::Redis::start(dir.path()).await;
+    let mysql = services::Mysql::start(dir.path()).await;
+    const _: () = assert!(services::QUEUES <= 16, "the hits below reach 16 queues");
+    let config = dir.path().join("tier.toml");
+    std::fs::write(&config, services::tier_toml(redis.port, mysql.port)).unwrap();
+    let ingest_port = services::free_port();
+    let _ingest = services::start_ingest(dir.path(), &config, "ingest", ingest_port).await;
+    let worker_port = services::free_port();
+    let _worker = services::start_worker_on(dir.path(), &config, "worker", worker_port).await;
+
+    // Traffic that makes the per-queue series appear: hits on every queue (QueuedTracking
+    // shards by the first three hex digits of the visitor id), a bad one, a file.
+    for i in 0..16 {
+        let hit = format!(
+            "/matomo.php?idsite=1&rec=1&url=https%3A%2F%2Fwww.example.com%2F{i}&_id=00{i:x}{:013}",
+            0
+        );
+        assert!(
+            services::http_get(ingest_port, &hit).await.is_some(),
+            "{hit}"
+        );
+    }
+    let _ = services::http_get(ingest_port, "/matomo.php?idsite=99&rec=1").await;
+    let _ = services::http_get(ingest_port, "/matomo.js").await;
+    let processed = |text: &str| {
+        parse_exposition(text)
+            .iter()
+            .filter(|s| s.name == "matomo_worker_queue_entries_total")
+            .count()
+    };
+    let mut worker_text = String::new();
+    for _ in 0..100 {
+        worker_text = services::http_get(worker_port, "/metrics")
+            .await
+            .unwrap_or_default();
+        if processed(&worker_text) > 0 && worker_text.contains("matomo_worker_queue_lag_seconds{") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ingest_text = services::http_get(ingest_port, "/metrics").await.unwrap();
+    let mut series = parse_exposition(&ingest_text);
+    series.extend(parse_exposition(&worker_text));
+    assert!(
+        processed(&worker_text) > 0,
+        "nothing processed:\n{worker_text}"
+    );
+
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for (origin, expr) in monitoring_expressions() {
+        let parsed = match promql_parser::parser::parse(&expr) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                failures.push(format!("{origin}: does not parse: {e}"));
+                continue;
+            }
+        };
+        let mut selectors = Selectors::default();
+        walk_expr(&mut selectors, &parsed).unwrap();
+        for vs in selectors.0 {
+            let name = vs.name.clone().expect("selectors name their metric");
+            if name == "up" {
+                continue; // Prometheus' own series of every target.
+            }
+            checked += 1;
+            let matchers: Vec<_> = vs
+                .matchers
+                .matchers
+                .iter()
+                .filter(|m| m.name != "__name__" && !TARGET_LABELS.contains(&m.name.as_str()))
+                .collect();
+            let label = |s: &Series, key: &str| s.labels.get(key).cloned().unwrap_or_default();
+            let found = series
+                .iter()
+                .any(|s| s.name == name && matchers.iter().all(|m| m.is_match(&label(s, &m.name))));
+            if !found {
+                failures.push(format!("{origin}: no exported series matches {vs}"));
+            }
+            // `a|b|c` must name values that all exist: one existing value would match alone.
+            for m in matchers.iter().filter(|m| matches!(m.op, MatchOp::Re(_))) {
+                let plain = |v: &str| v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !m.value.split('|').all(plain) {
+                    continue;
+                }
+                for value in m.value.split('|') {
+                    let exists = series.iter().any(|s| {
+                        s.name == name
+                            && label(s, &m.name) == value
+                            && matchers
+                                .iter()
+                                .filter(|other| other.name != m.name)
+                                .all(|other| other.is_match(&label(s, &other.name)))
+                    });
+                    if !exists {
+                        failures.push(format!("{origin}: {name} has no {}={value:?}", m.name));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 40, "only {checked} selectors found");
+    assert!(
+        failures.is_empty(),
+        "{}\n\nexported:\n{ingest_text}{worker_text}",
+        failures.join("\n")
+    );
+    let mut redis = redis;
+    redis.stop().await;
+}
