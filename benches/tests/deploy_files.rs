@@ -2,8 +2,10 @@
 //! the systemd units (`systemd-analyze verify`, and `security` for their sandbox), the Prometheus
 //! configuration and alert rules (`promtool check`, and the rules' own unit tests), and every
 //! PromQL selector of the rules and of the Grafana dashboard against the series the real
-//! `matomo-ingest` and `matomo-worker` export — so a renamed metric, label or label value fails
-//! here instead of leaving an alert that can never fire or a panel that stays empty.
+//! `matomo-ingest` and `matomo-worker` export — so a renamed metric, label or label value (in a
+//! matcher, each value of an `a|b` alternation, or a `by (…)` grouping) fails here instead of
+//! leaving an alert that can never fire or a panel that stays empty. What an alert means is
+//! tested by `deploy/monitoring/alerts.test.yml` (promtool's rule tests).
 //!
 //! Needs `systemd-analyze` and `promtool` (Debian packages `systemd` and `prometheus`, which
 //! `deploy/local/test` installs), and for the live check the suite's private Redis and MariaDB
@@ -19,7 +21,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use promql_parser::label::MatchOp;
-use promql_parser::parser::Expr;
+use promql_parser::parser::{Expr, LabelModifier};
 use promql_parser::util::{walk_expr, ExprVisitor};
 
 fn deploy_dir() -> PathBuf {
@@ -140,16 +142,38 @@ fn parse_exposition(text: &str) -> Vec<Series> {
     out
 }
 
-/// Every vector selector of an expression: metric name and label matchers.
+/// Every vector selector of an expression (metric name and label matchers), and every
+/// `by (…)` grouping with the metrics it aggregates.
 #[derive(Default)]
-struct Selectors(Vec<promql_parser::parser::VectorSelector>);
+struct Selectors {
+    selectors: Vec<promql_parser::parser::VectorSelector>,
+    groupings: Vec<(Vec<String>, Vec<String>)>,
+}
+
+impl Selectors {
+    fn of(expr: &Expr) -> Self {
+        let mut found = Self::default();
+        walk_expr(&mut found, expr).unwrap();
+        found
+    }
+}
 
 impl ExprVisitor for Selectors {
     type Error = ();
     fn pre_visit(&mut self, expr: &Expr) -> Result<bool, ()> {
         match expr {
-            Expr::VectorSelector(vs) => self.0.push(vs.clone()),
-            Expr::MatrixSelector(ms) => self.0.push(ms.vs.clone()),
+            Expr::VectorSelector(vs) => self.selectors.push(vs.clone()),
+            Expr::MatrixSelector(ms) => self.selectors.push(ms.vs.clone()),
+            Expr::Aggregate(agg) => {
+                if let Some(LabelModifier::Include(labels)) = &agg.modifier {
+                    let metrics = Selectors::of(&agg.expr)
+                        .selectors
+                        .into_iter()
+                        .filter_map(|vs| vs.name)
+                        .collect();
+                    self.groupings.push((labels.labels.clone(), metrics));
+                }
+            }
             _ => {}
         }
         Ok(true)
@@ -173,7 +197,10 @@ fn monitoring_expressions() -> Vec<(String, String)> {
         &std::fs::read_to_string(dir.join("grafana/matomo-tier.json")).unwrap(),
     )
     .unwrap();
-    for panel in dashboard["panels"].as_array().expect("panels") {
+    let top = dashboard["panels"].as_array().expect("panels");
+    // A collapsed row keeps its panels inside it.
+    let nested = top.iter().filter_map(|p| p["panels"].as_array()).flatten();
+    for panel in top.iter().chain(nested) {
         for target in panel["targets"].as_array().into_iter().flatten() {
             let title = panel["title"].as_str().unwrap_or("?");
             let expr = target["expr"].as_str().expect("expr");
@@ -287,14 +314,33 @@ async fn alert_rules_and_dashboard_select_series_the_binaries_export() {
                 continue;
             }
         };
-        let mut selectors = Selectors::default();
-        walk_expr(&mut selectors, &parsed).unwrap();
-        for vs in selectors.0 {
+        let found = Selectors::of(&parsed);
+        for (labels, metrics) in &found.groupings {
+            for label in labels
+                .iter()
+                .filter(|l| !TARGET_LABELS.contains(&l.as_str()))
+            {
+                let carried = series
+                    .iter()
+                    .any(|s| metrics.contains(&s.name) && s.labels.contains_key(label));
+                if !carried {
+                    failures.push(format!(
+                        "{origin}: by ({label}): no series of {metrics:?} has it"
+                    ));
+                }
+            }
+        }
+        for vs in found.selectors {
             let name = vs.name.clone().expect("selectors name their metric");
             if name == "up" {
                 continue; // Prometheus' own series of every target.
             }
             checked += 1;
+            if !vs.matchers.or_matchers.is_empty() {
+                failures.push(format!(
+                    "{origin}: `or` matchers are not checked here: {vs}"
+                ));
+            }
             let matchers: Vec<_> = vs
                 .matchers
                 .matchers
@@ -312,6 +358,7 @@ async fn alert_rules_and_dashboard_select_series_the_binaries_export() {
             for m in matchers.iter().filter(|m| matches!(m.op, MatchOp::Re(_))) {
                 let plain = |v: &str| v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !m.value.split('|').all(plain) {
+                    failures.push(format!("{origin}: only `a|b` regexes are checked: {vs}"));
                     continue;
                 }
                 for value in m.value.split('|') {

@@ -109,8 +109,8 @@ pub struct QueueLabels {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    /// The counters of `requests`, by endpoint and outcome, each resolved on first use: the hot
-    /// path skips the family's lock and label hash (and the series still appear only once used).
+    /// The counters of `requests`, by endpoint and outcome, all created at start-up: the hot path
+    /// skips the family's lock and label hash.
     request_counters: Box<[OnceLock<Counter>]>,
     hits_tracked: Counter,
     hits_invalid: Counter,
