@@ -1,5 +1,6 @@
 //! The files of `deploy/` an operator installs, checked as the tools that read them would:
-//! the systemd units (`systemd-analyze verify`, and `security` for their sandbox), the Prometheus
+//! the systemd units (`systemd-analyze verify`, and `security` for their sandbox), the HAProxy
+//! drop-in (with Debian's unit, and `haproxy -c` of the configuration with its environment), the Prometheus
 //! configuration and alert rules (`promtool check`, and the rules' own unit tests), and every
 //! PromQL selector of the rules and of the Grafana dashboard against the series the real
 //! `matomo-ingest` and `matomo-worker` export — so a renamed metric, label or label value (in a
@@ -80,6 +81,67 @@ fn systemd_units_verify_cleanly_with_a_tight_sandbox() {
         );
         assert!(ok, "{unit}: sandbox weaker than expected\n{out}");
     }
+}
+
+#[test]
+fn haproxy_drop_in_verifies_and_sets_every_variable_the_config_reads() {
+    let drop_in_path = deploy_dir().join("systemd/haproxy.service.d/matomo-tier.conf");
+    let drop_in = std::fs::read_to_string(&drop_in_path).unwrap();
+    // Debian's own unit with the drop-in beside it, as systemd would combine them.
+    let debian_unit = Path::new("/lib/systemd/system/haproxy.service");
+    assert!(
+        debian_unit.exists(),
+        "haproxy must be installed (deploy/local/test installs it)"
+    );
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir(work.path().join("haproxy.service.d")).unwrap();
+    std::fs::copy(debian_unit, work.path().join("haproxy.service")).unwrap();
+    std::fs::write(
+        work.path().join("haproxy.service.d/matomo-tier.conf"),
+        &drop_in,
+    )
+    .unwrap();
+    let (ok, out) = run(
+        "systemd-analyze",
+        &["verify", "--man=no", "./haproxy.service"],
+        work.path(),
+    );
+    assert!(ok && out.trim().is_empty(), "{out}");
+
+    // Environment="A=x" "B=y" lines → variables.
+    let env: HashMap<String, String> = drop_in
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .flat_map(|l| l.split('"').filter(|part| part.contains('=')))
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let cfg = deploy_dir().join("haproxy/haproxy.cfg");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let read: Vec<&str> = text
+        .split("\"${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(var, _)| var))
+        .collect();
+    assert!(read.len() >= 4, "{read:?}");
+    for var in &read {
+        assert!(env.contains_key(*var), "the drop-in does not set {var}");
+    }
+    assert_eq!(env["CONFIG"], "/etc/haproxy/matomo-tier.cfg");
+    let out = Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&cfg)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(&env)
+        .output()
+        .expect("haproxy must be installed (deploy/local/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
