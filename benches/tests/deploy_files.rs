@@ -1,5 +1,7 @@
 //! The files of `deploy/` an operator installs, checked as the tools that read them would:
-//! the systemd units (`systemd-analyze verify`, and `security` for their sandbox), the HAProxy
+//! the systemd units (`systemd-analyze verify`, `security` for their sandbox, and the real
+//! binaries run under `strace` through start-up, hits and SIGTERM against their system call
+//! filter), the HAProxy
 //! drop-in (with Debian's unit, and `haproxy -c` of the configuration with its environment), the Prometheus
 //! configuration and alert rules (`promtool check`, and the rules' own unit tests), and every
 //! PromQL selector of the rules and of the Grafana dashboard against the series the real
@@ -8,8 +10,8 @@
 //! leaving an alert that can never fire or a panel that stays empty. What an alert means is
 //! tested by `deploy/monitoring/alerts.test.yml` (promtool's rule tests).
 //!
-//! Needs `systemd-analyze` and `promtool` (Debian packages `systemd` and `prometheus`, which
-//! `deploy/local/test` installs), and for the live check the suite's private Redis and MariaDB
+//! Needs `systemd-analyze`, `strace`, `haproxy` and `promtool` (which `deploy/local/test`
+//! installs), and for the live checks the suite's private Redis and MariaDB
 //! (`redis-server`, `mariadbd`, as the fault suite). A missing program fails with its name.
 
 #[allow(dead_code)] // The fault suite's services: this file uses some of them.
@@ -309,28 +311,36 @@ fn grafana_dashboard_is_well_formed() {
     }
 }
 
-/// Labels Prometheus adds itself when it scrapes a target.
-const TARGET_LABELS: [&str; 2] = ["job", "instance"];
+/// A private Redis and MariaDB (as the fault suite runs them) and the tier's configuration
+/// for them, in a temporary folder.
+struct Stack {
+    dir: tempfile::TempDir,
+    redis: services::Redis,
+    mysql: services::Mysql,
+    config: PathBuf,
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alert_rules_and_dashboard_select_series_the_binaries_export() {
-    let dir = tempfile::Builder::new()
-        .prefix("matomo-deploy-files-")
-        .tempdir()
-        .unwrap();
-    let redis = services::Redis::start(dir.path()).await;
-    let mysql = services::Mysql::start(dir.path()).await;
-    const _: () = assert!(services::QUEUES <= 16, "the hits below reach 16 queues");
-    let config = dir.path().join("tier.toml");
-    std::fs::write(&config, services::tier_toml(redis.port, mysql.port)).unwrap();
-    let ingest_port = services::free_port();
-    let _ingest = services::start_ingest(dir.path(), &config, "ingest", ingest_port).await;
-    let worker_port = services::free_port();
-    let _worker = services::start_worker_on(dir.path(), &config, "worker", worker_port).await;
+impl Stack {
+    async fn start(prefix: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+        let redis = services::Redis::start(dir.path()).await;
+        let mysql = services::Mysql::start(dir.path()).await;
+        let config = dir.path().join("tier.toml");
+        std::fs::write(&config, services::tier_toml(redis.port, mysql.port)).unwrap();
+        Self {
+            dir,
+            redis,
+            mysql,
+            config,
+        }
+    }
+}
 
-    // Traffic that makes the per-queue series appear: hits on every queue (QueuedTracking
-    // shards by the first three hex digits of the visitor id), a bad one, a file.
-    for i in 0..16 {
+/// Traffic that makes the per-queue series appear: `hits` good hits on distinct queues
+/// (QueuedTracking shards by the first three hex digits of the visitor id, so hit `i` goes to
+/// queue `i % queues`), a bad hit, a static file and a scrape.
+async fn send_traffic(ingest_port: u16, hits: u16) {
+    for i in 0..hits {
         let hit = format!(
             "/matomo.php?idsite=1&rec=1&url=https%3A%2F%2Fwww.example.com%2F{i}&_id=00{i:x}{:013}",
             0
@@ -342,6 +352,165 @@ async fn alert_rules_and_dashboard_select_series_the_binaries_export() {
     }
     let _ = services::http_get(ingest_port, "/matomo.php?idsite=99&rec=1").await;
     let _ = services::http_get(ingest_port, "/matomo.js").await;
+    let _ = services::http_get(ingest_port, "/metrics").await;
+}
+
+/// The system calls a `SystemCallFilter=` group allows, its nested groups expanded.
+fn syscall_group(group: &str) -> std::collections::BTreeSet<String> {
+    let (ok, out) = run(
+        "systemd-analyze",
+        &["syscall-filter", group],
+        Path::new("."),
+    );
+    assert!(ok, "{out}");
+    let mut names = std::collections::BTreeSet::new();
+    for item in out.lines().skip(1).map(str::trim) {
+        if item.is_empty() || item.starts_with('#') {
+            continue;
+        }
+        if item.starts_with('@') {
+            names.extend(syscall_group(item));
+        } else {
+            names.insert(item.to_owned());
+        }
+    }
+    names
+}
+
+/// The names of the system calls in an `strace -f` log (`PID name(…`).
+fn traced_syscalls(log: &str) -> std::collections::BTreeSet<String> {
+    log.lines()
+        .filter_map(|line| {
+            let rest = line.split_once(' ')?.1.trim_start();
+            let rest = rest.strip_prefix("<... ").unwrap_or(rest);
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+            (end > 0 && (rest[end..].starts_with('(') || rest[end..].starts_with(" resumed")))
+                .then(|| rest[..end].to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tier_binaries_stay_inside_the_units_system_call_filter() {
+    let Stack {
+        dir,
+        redis,
+        mysql: _mysql,
+        config,
+    } = Stack::start("matomo-syscalls-").await;
+    let (ingest_port, worker_port) = (services::free_port(), services::free_port());
+    let spool = dir.path().join("spool");
+    let traced = |name: &str, args: Vec<String>| {
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-qq", "-o"])
+            .arg(dir.path().join(format!("{name}.strace")))
+            .arg(services::bin_dir().join(name))
+            .args(args);
+        services::without_tier_env(&mut cmd);
+        services::Proc::spawn(name, cmd, &dir.path().join(format!("{name}.log")))
+    };
+    let config_arg = config.display().to_string();
+    let ingest = traced(
+        "matomo-ingest",
+        vec![
+            "--config".into(),
+            config_arg.clone(),
+            "--set".into(),
+            format!("ingest.listen=127.0.0.1:{ingest_port}"),
+            "--set".into(),
+            format!("ingest.spool.dir={}", spool.display()),
+        ],
+    );
+    let worker = traced(
+        "matomo-worker",
+        vec![
+            "run".into(),
+            "--config".into(),
+            config_arg,
+            "--set".into(),
+            format!("worker.listen=127.0.0.1:{worker_port}"),
+        ],
+    );
+    for (proc, port, path) in [
+        (&ingest, ingest_port, "/readyz"),
+        (&worker, worker_port, "/readyz"),
+    ] {
+        let ready = services::wait_for(&proc.name, Duration::from_secs(60), || async move {
+            services::http_ok(port, path).await
+        })
+        .await;
+        assert!(ready.is_ok(), "{ready:?}\n{}", proc.log_tail());
+    }
+    send_traffic(ingest_port, 8).await;
+    for _ in 0..100 {
+        let text = services::http_get(worker_port, "/metrics")
+            .await
+            .unwrap_or_default();
+        if text.contains("outcome=\"Processed\"} 8") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // SIGTERM to the traced binaries (strace's children): their graceful stop is traced too.
+    for mut proc in [ingest, worker] {
+        let pid = proc.pid();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let child = children
+            .split_whitespace()
+            .next()
+            .expect("the traced binary");
+        let status = Command::new("kill")
+            .args(["-TERM", child])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(
+            proc.wait_exit(Duration::from_secs(60)).await,
+            "{} did not stop",
+            proc.name
+        );
+    }
+
+    let allowed: std::collections::BTreeSet<String> = syscall_group("@system-service")
+        .difference(&syscall_group("@privileged"))
+        .cloned()
+        .collect();
+    for name in ["matomo-ingest", "matomo-worker"] {
+        let log = std::fs::read_to_string(dir.path().join(format!("{name}.strace"))).unwrap();
+        let used = traced_syscalls(&log);
+        assert!(
+            used.contains("epoll_wait") && used.contains("exit_group"),
+            "{name}: {used:?}"
+        );
+        let outside: Vec<_> = used.difference(&allowed).collect();
+        assert!(
+            outside.is_empty(),
+            "{name} makes system calls deploy/systemd's SystemCallFilter refuses: {outside:?}"
+        );
+    }
+    let mut redis = redis;
+    redis.stop().await;
+}
+
+/// Labels Prometheus adds itself when it scrapes a target.
+const TARGET_LABELS: [&str; 2] = ["job", "instance"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_rules_and_dashboard_select_series_the_binaries_export() {
+    let Stack {
+        dir,
+        redis,
+        mysql: _mysql,
+        config,
+    } = Stack::start("matomo-deploy-files-").await;
+    const _: () = assert!(services::QUEUES <= 16, "the hits below reach 16 queues");
+    let ingest_port = services::free_port();
+    let _ingest = services::start_ingest(dir.path(), &config, "ingest", ingest_port).await;
+    let worker_port = services::free_port();
+    let _worker = services::start_worker_on(dir.path(), &config, "worker", worker_port).await;
+
+    send_traffic(ingest_port, 16).await;
     let processed = |text: &str| {
         parse_exposition(text)
             .iter()

@@ -432,12 +432,17 @@ max_backoff = 1.0
 /// otherwise win over the suite's TOML and point it at the shared Redis and MariaDB.
 fn tier_command(binary: &str) -> Command {
     let mut cmd = Command::new(bin_dir().join(binary));
+    without_tier_env(&mut cmd);
+    cmd
+}
+
+/// Removes the environment's `MATOMO_TIER__*` overrides from `cmd` (see [`tier_command`]).
+pub fn without_tier_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("MATOMO_TIER") {
             cmd.env_remove(&key);
         }
     }
-    cmd
 }
 
 /// Starts `matomo-ingest` on `port`; returns once `/readyz` answers 200.
