@@ -1,14 +1,14 @@
 //! The files of `deploy/` an operator installs, checked as the tools that read them would:
 //! the systemd units (`systemd-analyze verify`, `security` for their sandbox, and the real
 //! binaries run under `strace` through start-up, hits and SIGTERM against their system call
-//! filter), the HAProxy
-//! drop-in (with Debian's unit, and `haproxy -c` of the configuration with its environment), the Prometheus
-//! configuration and alert rules (`promtool check`, and the rules' own unit tests), and every
-//! PromQL selector of the rules and of the Grafana dashboard against the series the real
-//! `matomo-ingest` and `matomo-worker` export — so a renamed metric, label or label value (in a
-//! matcher, each value of an `a|b` alternation, or a `by (…)` grouping) fails here instead of
-//! leaving an alert that can never fire or a panel that stays empty. What an alert means is
-//! tested by `deploy/monitoring/alerts.test.yml` (promtool's rule tests).
+//! filter), the HAProxy drop-in (with Debian's unit, and `haproxy -c` of the configuration with
+//! its environment), the Prometheus configuration and alert rules (`promtool check`, and the
+//! rules' own unit tests), and every PromQL selector of the rules and of the Grafana dashboard
+//! against the series the real `matomo-ingest` and `matomo-worker` export — so a renamed
+//! metric, label or label value (in a matcher, each value of an `a|b` alternation, or a
+//! `by (…)` grouping) fails here instead of leaving an alert that can never fire or a panel
+//! that stays empty. What an alert means is tested by `deploy/monitoring/alerts.test.yml`
+//! (promtool's rule tests).
 //!
 //! Needs `systemd-analyze`, `strace`, `haproxy` and `promtool` (which `deploy/local/test`
 //! installs), and for the live checks the suite's private Redis and MariaDB
@@ -446,7 +446,13 @@ async fn tier_binaries_stay_inside_the_units_system_call_filter() {
         let text = services::http_get(worker_port, "/metrics")
             .await
             .unwrap_or_default();
-        if text.contains("outcome=\"Processed\"} 8") {
+        let processed: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("matomo_worker_queue_entries_total{"))
+            .filter(|l| l.contains("outcome=\"Processed\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if processed >= 8.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
