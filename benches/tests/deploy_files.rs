@@ -175,6 +175,32 @@ fn prometheus_config_and_alert_rules_pass_promtool_and_their_tests() {
 struct Series {
     name: String,
     labels: HashMap<String, String>,
+    value: f64,
+}
+
+/// Queue entries the worker has committed, over all queues.
+fn processed_entries(worker_metrics: &str) -> f64 {
+    parse_exposition(worker_metrics)
+        .iter()
+        .filter(|s| s.name == "matomo_worker_queue_entries_total")
+        .filter(|s| s.labels.get("outcome").is_some_and(|o| o == "Processed"))
+        .map(|s| s.value)
+        .sum()
+}
+
+/// The worker's `/metrics` once `done` holds for them, or the last ones after two minutes.
+async fn worker_metrics_when(port: u16, done: impl Fn(&str) -> bool) -> String {
+    let mut text = String::new();
+    for _ in 0..600 {
+        text = services::http_get(port, "/metrics")
+            .await
+            .unwrap_or_default();
+        if done(&text) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    text
 }
 
 /// The series of a text exposition (`name{a="x",b="y"} value`); comments skipped.
@@ -212,7 +238,16 @@ fn parse_exposition(text: &str) -> Vec<Series> {
                 rest = &after[(close + 1).min(after.len())..];
             }
         }
-        out.push(Series { name, labels });
+        let value = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN);
+        out.push(Series {
+            name,
+            labels,
+            value,
+        });
     }
     out
 }
@@ -327,7 +362,8 @@ fn grafana_dashboard_is_well_formed() {
 struct Stack {
     dir: tempfile::TempDir,
     redis: services::Redis,
-    mysql: services::Mysql,
+    /// Kept for its lifetime: the server stops when it drops.
+    _mysql: services::Mysql,
     config: PathBuf,
 }
 
@@ -341,7 +377,7 @@ impl Stack {
         Self {
             dir,
             redis,
-            mysql,
+            _mysql: mysql,
             config,
         }
     }
@@ -448,24 +484,20 @@ fn traced_syscalls(log: &str) -> std::collections::BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tier_binaries_stay_inside_the_units_system_call_filter() {
-    let Stack {
-        dir,
-        redis,
-        mysql: _mysql,
-        config,
-    } = Stack::start("matomo-syscalls-").await;
+    let mut stack = Stack::start("matomo-syscalls-").await;
+    let (dir, config) = (stack.dir.path().to_owned(), stack.config.clone());
     let (ingest_port, worker_port) = (services::free_port(), services::free_port());
-    let spool = dir.path().join("spool");
+    let spool = dir.join("spool");
     let traced = |name: &str, args: Vec<String>| {
         let mut cmd = Command::new("strace");
         // Its own process group, which `KillGroup` kills with the traced binary in it.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.args(["-f", "-qq", "-o"])
-            .arg(dir.path().join(format!("{name}.strace")))
+            .arg(dir.join(format!("{name}.strace")))
             .arg(services::bin_dir().join(name))
             .args(args);
         services::without_tier_env(&mut cmd);
-        services::Proc::spawn(name, cmd, &dir.path().join(format!("{name}.log")))
+        services::Proc::spawn(name, cmd, &dir.join(format!("{name}.log")))
     };
     let config_arg = config.display().to_string();
     let ingest = traced(
@@ -502,22 +534,8 @@ async fn tier_binaries_stay_inside_the_units_system_call_filter() {
     }
     send_traffic(ingest_port, 8).await;
     // The worker's whole path is traced only once it has committed the hits.
-    let mut processed = 0.0;
-    for _ in 0..600 {
-        let text = services::http_get(worker_port, "/metrics")
-            .await
-            .unwrap_or_default();
-        processed = text
-            .lines()
-            .filter(|l| l.starts_with("matomo_worker_queue_entries_total{"))
-            .filter(|l| l.contains("outcome=\"Processed\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>();
-        if processed >= 8.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let text = worker_metrics_when(worker_port, |t| processed_entries(t) >= 8.0).await;
+    let processed = processed_entries(&text);
     assert!(processed >= 8.0, "{processed} of 8\n{}", worker.log_tail());
     // SIGTERM to the traced binaries (strace's children): their graceful stop is traced too.
     for mut proc in [ingest, worker] {
@@ -542,7 +560,7 @@ async fn tier_binaries_stay_inside_the_units_system_call_filter() {
 
     for name in ["matomo-ingest", "matomo-worker"] {
         let allowed = unit_syscall_filter(&format!("{name}.service"));
-        let log = std::fs::read_to_string(dir.path().join(format!("{name}.strace"))).unwrap();
+        let log = std::fs::read_to_string(dir.join(format!("{name}.strace"))).unwrap();
         let used = traced_syscalls(&log);
         assert!(
             used.iter().any(|n| n.starts_with("epoll_")) && used.contains("exit_group"),
@@ -554,8 +572,7 @@ async fn tier_binaries_stay_inside_the_units_system_call_filter() {
             "{name} makes system calls deploy/systemd's SystemCallFilter refuses: {outside:?}"
         );
     }
-    let mut redis = redis;
-    redis.stop().await;
+    stack.redis.stop().await;
 }
 
 /// Labels Prometheus adds itself when it scrapes a target.
@@ -563,40 +580,24 @@ const TARGET_LABELS: [&str; 2] = ["job", "instance"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_rules_and_dashboard_select_series_the_binaries_export() {
-    let Stack {
-        dir,
-        redis,
-        mysql: _mysql,
-        config,
-    } = Stack::start("matomo-deploy-files-").await;
+    let mut stack = Stack::start("matomo-deploy-files-").await;
+    let (dir, config) = (stack.dir.path().to_owned(), stack.config.clone());
     const _: () = assert!(services::QUEUES <= 16, "the hits below reach 16 queues");
     let ingest_port = services::free_port();
-    let _ingest = services::start_ingest(dir.path(), &config, "ingest", ingest_port).await;
+    let _ingest = services::start_ingest(&dir, &config, "ingest", ingest_port).await;
     let worker_port = services::free_port();
-    let _worker = services::start_worker_on(dir.path(), &config, "worker", worker_port).await;
+    let _worker = services::start_worker_on(&dir, &config, "worker", worker_port).await;
 
     send_traffic(ingest_port, 16).await;
-    let processed = |text: &str| {
-        parse_exposition(text)
-            .iter()
-            .filter(|s| s.name == "matomo_worker_queue_entries_total")
-            .count()
-    };
-    let mut worker_text = String::new();
-    for _ in 0..100 {
-        worker_text = services::http_get(worker_port, "/metrics")
-            .await
-            .unwrap_or_default();
-        if processed(&worker_text) > 0 && worker_text.contains("matomo_worker_queue_lag_seconds{") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let worker_text = worker_metrics_when(worker_port, |t| {
+        processed_entries(t) > 0.0 && t.contains("matomo_worker_queue_lag_seconds{")
+    })
+    .await;
     let ingest_text = services::http_get(ingest_port, "/metrics").await.unwrap();
     let mut series = parse_exposition(&ingest_text);
     series.extend(parse_exposition(&worker_text));
     assert!(
-        processed(&worker_text) > 0,
+        processed_entries(&worker_text) > 0.0,
         "nothing processed:\n{worker_text}"
     );
 
@@ -679,6 +680,5 @@ async fn alert_rules_and_dashboard_select_series_the_binaries_export() {
         "{}\n\nexported:\n{ingest_text}{worker_text}",
         failures.join("\n")
     );
-    let mut redis = redis;
-    redis.stop().await;
+    stack.redis.stop().await;
 }

@@ -132,19 +132,24 @@ async fn a_poison_entry_is_dead_lettered_while_its_neighbours_are_stored() {
     assert_eq!(dl.len(0).await.expect("len"), 0);
 }
 
+/// Entries 0..20 of queue 0; entry `seq` of `flags` carries `TableProcessor` parameter
+/// `name=1` (`poison`, `panic`, `panic_ahead`).
+fn twenty_entries(flags: &[(i64, &str)]) -> Vec<Vec<u8>> {
+    (0..20)
+        .map(|seq| match flags.iter().find(|(s, _)| *s == seq) {
+            Some((_, name)) => entry(0, seq, &[(name, "1")]),
+            None => entry(0, seq, &[]),
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_read_ahead_is_written_without_its_read_ahead_once_an_entry_is_set_aside() {
     // Batch 2 (entries 10..20) is read ahead while batch 1 is written; its poison entry makes
     // the engine set it aside and write the rest again: the read-ahead made for all ten sets
     // must not come back with nine.
     let env = TestEnv::new(1, 10).await;
-    let entries: Vec<Vec<u8>> = (0..20)
-        .map(|seq| match seq {
-            13 => entry(0, seq, &[("poison", "1")]),
-            _ => entry(0, seq, &[]),
-        })
-        .collect();
-    env.push(0, &entries).await;
+    env.push(0, &twenty_entries(&[(13, "poison")])).await;
     let processor = Arc::new(TableProcessor::default());
     let (engine, _) = env.engine(processor.clone(), env.options()).await;
     let summary = engine.drain().await.expect("drain");
@@ -164,13 +169,7 @@ async fn a_tracker_panic_costs_only_the_entry_that_triggers_it() {
     // when it is written. Each is isolated by bisection and dead-lettered with the panic's
     // message; every other entry is stored once, and the engine keeps working.
     let env = TestEnv::new(1, 10).await;
-    let entries: Vec<Vec<u8>> = (0..20)
-        .map(|seq| match seq {
-            4 => entry(0, seq, &[("panic", "1")]),
-            13 => entry(0, seq, &[("panic_ahead", "1")]),
-            _ => entry(0, seq, &[]),
-        })
-        .collect();
+    let entries = twenty_entries(&[(4, "panic"), (13, "panic_ahead")]);
     env.push(0, &entries).await;
     let processor = Arc::new(TableProcessor::default());
     let (engine, metrics) = env.engine(processor.clone(), env.options()).await;
