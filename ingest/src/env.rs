@@ -11,7 +11,6 @@
 //! [`Params`] map of the same variables would be. Pure functions of the request parts.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -200,9 +199,7 @@ impl WritePhpArray for ServerVars<'_> {
         let entries = self.vars.iter().map(|(name, value)| (&**name, value));
         phpjson::write_entries(out, entries, |out, value| match value {
             ServerValue::Str(s) => phpjson::write_str(out, s),
-            ServerValue::Int(n) => {
-                let _ = write!(out, "{n}");
-            }
+            ServerValue::Int(n) => out.push_str(itoa::Buffer::new().format(*n)),
         });
     }
 }

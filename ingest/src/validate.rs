@@ -155,6 +155,11 @@ fn idsite<P: ParamLookup + ?Sized>(params: &P, snapshot: &Snapshot) -> Result<u3
 /// its own integer cast (PHP 8 `==`), else `None` (the default).
 pub fn php_int<P: ParamLookup + ?Sized>(params: &P, key: &str) -> Option<i64> {
     let value = sanitized(params.param(key)?);
+    // Plain digits (`idsite=1`, `rec=1`), the usual case: few enough that the float below is
+    // exact, so the integer read directly is the same number without a float parse.
+    if (1..=15).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_digit()) {
+        return value.parse().ok();
+    }
     numeric_string(&value)
         .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
         .map(|f| f as i64)
@@ -242,6 +247,20 @@ mod tests {
             cdt_auth_threshold: 86_400,
         };
         validate(v.as_object().expect("object"), &ctx)
+    }
+
+    proptest::proptest! {
+        /// The plain-digits shortcut reads every digit string as the general numeric-string
+        /// path does (leading zeros, the longest strings it takes, and past them).
+        #[test]
+        fn digit_strings_read_as_numeric_strings(digits in "[0-9]{1,17}") {
+            let params = json!({ "n": digits.clone() });
+            let params = params.as_object().expect("object");
+            let general = numeric_string(&digits)
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
+                .map(|f| f as i64);
+            proptest::prop_assert_eq!(php_int(params, "n"), general);
+        }
     }
 
     #[test]

@@ -321,6 +321,20 @@ async fn non_utf8_in_query_and_form_is_read_as_latin1_like_matomo() {
     )
     .await;
     assert_eq!(a.status, Some(400), "{:?}", a.head);
+    // Raw `"`, `<`, `>` in the query, which a strict URI parser refuses and Apache and nginx
+    // pass to PHP: tracked as sent (a fragment ends the query).
+    let a = raw::exchange(
+        node.addr,
+        b"GET /matomo.php?idsite=1&rec=1&action_name=\"<q>\"#frag HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        LIMIT,
+    )
+    .await;
+    assert_eq!(a.status, Some(200), "{:?}", a.head);
+    let names: Vec<Params> = queued(&node).await;
+    assert!(
+        names.iter().any(|p| p["action_name"] == "\"<q>\""),
+        "{names:?}"
+    );
     // Non-UTF-8 header values (User-Agent, Referer) do not break the hit.
     let a = raw::exchange(
         node.addr,
@@ -330,7 +344,7 @@ async fn non_utf8_in_query_and_form_is_read_as_latin1_like_matomo() {
     )
     .await;
     assert_eq!(a.status, Some(200), "{:?}", a.head);
-    assert_eq!(queued_len(&node).await, 3);
+    assert_eq!(queued_len(&node).await, 4);
     serves_a_normal_hit(&node, "after-latin1").await;
     finish(db, node).await;
 }

@@ -7,7 +7,6 @@
 //! both forms. Decoding never panics and never allocates without bound.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 
 use flate2::read::ZlibDecoder;
@@ -133,7 +132,7 @@ pub fn write_state_json<'r, R: WritePhpArray + ?Sized + 'r>(
         None => out.push_str("false"),
     }
     out.push_str(",\"time\":");
-    let _ = write!(out, "{}", env.time);
+    out.push_str(itoa::Buffer::new().format(env.time));
     if let Some(id) = env.entry_id {
         out.push_str(",\"");
         out.push_str(ENTRY_ID_KEY);

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 /// The allocator `matomo-worker` runs with, so the bench measures what production runs.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tier_alloc::MiMalloc = tier_alloc::MiMalloc;
 
 const TABLES: [&str; 5] = [
     "log_visit",

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 /// mimalloc: every hit allocates its parameters, environment and entry; glibc's allocator spent
 /// about a sixth of the node's CPU under load on that (see `docs/ingest.md`, "Performance").
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tier_alloc::MiMalloc = tier_alloc::MiMalloc;
 
 /// Sets mimalloc's options before the first allocation (an ELF initialiser runs before Rust's
 /// runtime, which allocates before `main`); see [`matomo_ingest::allocator`].

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
@@ -31,6 +31,22 @@ use crate::metrics::{Endpoint, Metrics, Outcome};
 use crate::queue::{Routing, Sink};
 use crate::sites::SiteCache;
 use static_files::{Served, StaticFiles};
+
+/// The query string of an HTTP/1 request: the request target's bytes after the first `?`, up
+/// to a `#` if one follows. Present only when the target has a `?`; the URI of such a request
+/// holds its path alone. (HTTP/2 requests keep their query in the URI.)
+#[derive(Debug, Clone)]
+pub struct RawQuery(pub Bytes);
+
+impl RawQuery {
+    /// The query of a request: its [`RawQuery`] extension, else the URI's query, else empty.
+    pub fn of(parts: &http::request::Parts) -> &[u8] {
+        match parts.extensions.get::<RawQuery>() {
+            Some(RawQuery(bytes)) => bytes,
+            None => parts.uri.query().map_or(&[], str::as_bytes),
+        }
+    }
+}
 
 /// Settings the handlers read on every request.
 #[derive(Debug, Clone)]

@@ -18,7 +18,7 @@ use matomo_wire::{ParamLookup, Params};
 
 use super::bulk_encode::{encode_bulk, Checked};
 use super::response::{self, Ctx};
-use super::AppState;
+use super::{AppState, RawQuery};
 use crate::env::{ip_string, server_vars, tracker_cookies};
 use crate::metrics::{Endpoint, Outcome};
 use crate::parse::{self, BulkError};
@@ -198,7 +198,7 @@ async fn single(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(parse::is_form_content_type);
-    let query = parts.uri.query().unwrap_or_default().as_bytes();
+    let query = RawQuery::of(parts);
     let params = parse::single_hit(query, is_form.then_some(body));
     let no_image = parse::wants_no_image(&params);
     let metrics = &state.metrics;

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 /// was about a quarter of the worker's CPU in `tracker_throughput` (see `docs/compatibility.md`,
 /// "Performance shape").
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tier_alloc::MiMalloc = tier_alloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(
