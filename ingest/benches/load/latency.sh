@@ -47,29 +47,15 @@ if [[ "$rate" == half ]]; then
   echo "peak of ingest_${servers[0]} with the servers on CPU 0, Redis on CPU $redis_cpu and wrk on CPU 1: $peak requests/s; rate $rate/s" >&2
 fi
 
-drain() { # server → runs until killed
-  local q key
-  while sleep 0.1; do
-    for q in $(seq 0 15); do
-      key="${prefix}_$1:trackingQueueV1"; [[ $q -gt 0 ]] && key="${key}_$q"
-      echo "LTRIM $key -500 -1"
-    done
-  done | taskset -c 1 redis-cli >/dev/null
-}
-
 run() { # name port [server to drain] → "p50 p99"
   local line drainer=""
   if [[ -n "${3:-}" && "${DRAIN:-0}" == 1 ]]; then
-    drain "$3" & drainer=$!
+    drain "$3" 1 & drainer=$!
   fi
   line=$(taskset -c 1 "$target/matomo-loadgen" run --target "http://127.0.0.1:$2/matomo.php" \
     --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 --quiet \
     --no-mysql --no-redis 2>&1 | grep '^accepted')
-  if [[ -n "$drainer" ]]; then
-    pkill -P "$drainer" 2>/dev/null || true
-    kill "$drainer" 2>/dev/null || true
-    wait "$drainer" 2>/dev/null || true
-  fi
+  stop_drain "$drainer"
   echo "$1 ${line#accepted }" >&2
   sed -E 's/.* p50 ([0-9.]+) ms p99 ([0-9.]+) ms.*/\1 \2/' <<<"$line"
 }

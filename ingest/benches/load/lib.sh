@@ -69,7 +69,8 @@ TOML
 }
 
 # After each run of a server: add what the run queued (hits_of, bytes_of: Redis memory) and
-# empty its queues. Nothing drains them here, and a queue left to grow to millions of entries
+# empty its queues (with DRAIN=1, what the drain left: the bytes per hit stay meaningful, the
+# count does not). Without DRAIN nothing drains them during a run, and a queue left to grow to millions of entries
 # makes Redis rewrite its append-only file over an ever larger dataset, a cost a drained
 # production queue does not have; emptied, every run meets the same Redis.
 declare -A hits_of bytes_of
@@ -81,6 +82,25 @@ measure_and_empty() { # server
     bytes_of[$1]=$((${bytes_of[$1]:-0} + $(redis-cli memory usage "$key" samples 0 | tr -d '\r' | sed 's/^$/0/')))
     redis-cli unlink "$key" >/dev/null
   done
+}
+
+# Keeps a server's queues short while it runs, as workers keeping up do: every 0.1 s each queue
+# is trimmed to its last 500 entries (the LTRIM half of a worker's work) by one redis-cli,
+# pinned to CPU $2 when given. Runs until `stop_drain`: `drain S & d=$!; …; stop_drain "$d"`.
+drain() { # server [cpu]
+  local q key
+  while [[ ! -e "$work/drain.stop" ]] && sleep 0.1; do
+    for q in $(seq 0 15); do
+      key="${prefix}_$1:trackingQueueV1"; [[ $q -gt 0 ]] && key="${key}_$q"
+      echo "LTRIM $key -500 -1"
+    done
+  done | if [[ -n "${2:-}" ]]; then taskset -c "$2" redis-cli >/dev/null; else redis-cli >/dev/null; fi
+}
+stop_drain() { # pid of a `drain` (or empty): it sees the stop file within 0.1 s and ends
+  [[ -n "$1" ]] || return 0
+  touch "$work/drain.stop"
+  wait "$1" 2>/dev/null || true
+  rm -f "$work/drain.stop"
 }
 
 # How many append-only-file rewrites Redis has done: each forks and writes the whole dataset on
