@@ -335,6 +335,14 @@ async fn notice_post_form_cors_and_preflight() {
         .await
         .expect("send");
     assert_eq!(r.status(), StatusCode::OK);
+    // The query reaches the tracker through the router too: an unknown site is refused (an
+    // empty request would get the notice with 200).
+    let r = c
+        .get(format!("{}/js/tracker.php?idsite=99&rec=1", node.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     node.stop().await;
     db.drop_db().await;

@@ -89,7 +89,8 @@ measure_and_empty() { # server
 # pinned to CPU $2 when given. Runs until `stop_drain`: `drain S & d=$!; …; stop_drain "$d"`.
 drain() { # server [cpu]
   local q key
-  while [[ ! -e "$work/drain.stop" ]] && sleep 0.1; do
+  # Also ends when the work directory is gone (the script exited while draining).
+  while [[ -d "$work" && ! -e "$work/drain.stop" ]] && sleep 0.1; do
     for q in $(seq 0 15); do
       key="${prefix}_$1:trackingQueueV1"; [[ $q -gt 0 ]] && key="${key}_$q"
       echo "LTRIM $key -500 -1"
