@@ -13,6 +13,9 @@
 # is trimmed to its last 500 entries (the LTRIM half of a worker's work, sent by one redis-cli
 # on the generator's CPU). Without it the queues grow for the whole run and Redis' append-only
 # file rewrites copy that backlog on the servers' core.
+# REDIS_RT=1 runs Redis' threads at real-time priority (SCHED_FIFO 1, restored on exit): when it
+# wakes it runs at once instead of waiting for the server's time slice, as on cores of its own —
+# the node's own tail, without the scheduler's share (it still pays Redis' CPU time and stalls).
 # Prints each run's p50 / p99 / max and late sends, then the median p50 and p99 per server, the
 # Redis persistence in force, how many append-only-file rewrites Redis did during the runs
 # (each forks and writes the dataset on these same two cores) and Redis' own latency events of
@@ -35,8 +38,10 @@ redis_cpus=$(taskset -p -c "$redis_pid" | awk '{print $NF}')
 redis_cpu="${REDIS_CPU:-0}"
 [[ "$redis_cpu" == 0 || "$redis_cpu" == 1 ]] || { echo "REDIS_CPU must be 0 or 1" >&2; exit 2; }
 taskset -a -p -c "$redis_cpu" "$redis_pid" >/dev/null
+[[ "${REDIS_RT:-0}" == 1 ]] && chrt -a -f -p 1 "$redis_pid"
 monitor=$(redis-cli config get latency-monitor-threshold | tail -1)
 trap 'taskset -a -p -c "$redis_cpus" "$redis_pid" >/dev/null
+  [[ "${REDIS_RT:-0}" == 1 ]] && chrt -a -o -p 0 "$redis_pid"
   redis-cli config set latency-monitor-threshold "$monitor" >/dev/null; cleanup' EXIT
 
 if [[ "$rate" == half ]]; then
@@ -77,7 +82,7 @@ done
 rewrites=$(($(aof_rewrites) - rewrites_before))
 # event name, then its count of samples kept (≤ 160) and worst latency in ms.
 events=$(redis-cli --csv latency latest | tr -d '"' |
-  awk -F, '{printf "%s%s (latest %s ms, worst %s ms)", sep, $1, $3, $4; sep="; "}')
+  awk -F, 'NF > 1 {printf "%s%s (latest %s ms, worst %s ms)", sep, $1, $3, $4; sep="; "}')
 
 for server in bare "${servers[@]}"; do
   echo "$server at $rate/s: median p50 $(tr ' ' '\n' <<<"${p50s[$server]}" | grep . | median) ms," \
@@ -85,5 +90,6 @@ for server in bare "${servers[@]}"; do
 done
 echo "Redis: appendonly $(redis-cli config get appendonly | tail -1)," \
   "appendfsync $(redis-cli config get appendfsync | tail -1); $rewrites AOF rewrites during the runs;" \
-  "queues $([[ "${DRAIN:-0}" == 1 ]] && echo "kept short (DRAIN=1)" || echo "left to grow during each run")"
+  "queues $([[ "${DRAIN:-0}" == 1 ]] && echo "kept short (DRAIN=1)" || echo "left to grow during each run");" \
+  "Redis at $([[ "${REDIS_RT:-0}" == 1 ]] && echo "real-time priority (REDIS_RT=1)" || echo "normal priority")"
 echo "Redis latency events ≥ 2 ms during the runs: ${events:-none}"
