@@ -131,7 +131,7 @@ start_redis() {
     mkdir -p "$RUN_DIR/redis"
     redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
         --dir "$RUN_DIR/redis" --pidfile "$RUN_DIR/redis.pid" --logfile "$RUN_DIR/redis.log" \
-        --save '' --appendonly yes --list-compress-depth 1 ||
+        --save '' --appendonly yes --auto-aof-rewrite-min-size 1gb --list-compress-depth 1 ||
         die "redis-server did not start (log: $RUN_DIR/redis.log)"
     touch "$RUN_DIR/redis.started-by-up"
     wait_until "Redis" redis_answers "$REDIS_PORT" || {
