@@ -197,7 +197,8 @@ async fn tier_writes_the_same_rows_for_gets_and_bulks_of_a_reseeded_corpus() {
         dumps.push(dump);
     }
 
-    // Both dumps hold a corpus' worth of rows (equal empty dumps would prove nothing).
+    // The rows are a corpus' worth (equal empty dumps would prove nothing); the comparison
+    // below holds the second dump to the first.
     let text = std::fs::read_to_string(&dumps[0]).expect("dump");
     let dump: serde_json::Value = serde_json::from_str(&text).expect("dump is JSON");
     let count = |table: &str| dump["counts"][table].as_u64().unwrap_or(0);

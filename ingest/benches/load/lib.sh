@@ -85,11 +85,12 @@ measure_and_empty() { # server
 }
 
 # Keeps a server's queues short while it runs, as workers keeping up do: every 0.1 s each queue
-# is trimmed to its last 500 entries (the LTRIM half of a worker's work) by one redis-cli,
-# pinned to CPU $2 when given. Runs until `stop_drain`: `drain S & d=$!; …; stop_drain "$d"`.
+# is trimmed to its last 500 entries (the LTRIM half of a worker's work) by one redis-cli; the
+# whole drain runs on CPU $2 when given. Runs until `stop_drain`:
+# `drain S & d=$!; …; stop_drain "$d"`.
 drain() { # server [cpu]
   local q key keys=() fd
-  # The whole drain on the given CPU (the generator's), and no process started per round: a
+  # On the given CPU (the generator's), and no process started per round: a
   # drain forking `sleep` and `seq` ten times a second delayed the generator enough to raise
   # even the bare server's p99 from ~0.5 to ~5 ms. One LTRIM per queue, each its own command
   # as each worker trims its own queue (one script trimming all 16 blocked Redis ~1.6 ms).

@@ -1,7 +1,8 @@
 //! The golden's own judges, shared by the golden tests: `dump.py` writes the rows of a test
 //! database in the golden's normalised form and `compare.py` compares them with
-//! `golden-get.json` (or two dumps of ours with each other), leaving out (as the golden README says) only the fingerprint salts PHP
-//! created for its own clock dates, which no corpus hit uses.
+//! `golden-get.json` (or two dumps of ours with each other), leaving out (as the golden README
+//! says) only the fingerprint salts PHP created for its own clock dates, which no corpus hit
+//! uses.
 #![allow(dead_code)]
 
 use std::path::Path;
