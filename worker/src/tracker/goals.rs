@@ -25,30 +25,33 @@ pub fn matches(goal: &Goal, subject: &str) -> bool {
         || pattern_matches(goal, &super::phpurl::urldecode(&pattern), &subject)
 }
 
+/// `isGoalPatternMatchingUrl`. PHP compares bytes: `stripos` and `strcasecmp` fold ASCII
+/// letters only (PHP 8), and the regex (`'/' . $pattern . '/'`, `i` when not case sensitive,
+/// never `u`) runs in PCRE's byte mode, where `.` is one byte and `i` folds ASCII letters only.
+/// So `É` never equals `é` here, and `^.{3}$` does not match the five bytes of `été`.
 fn pattern_matches(goal: &Goal, pattern: &str, subject: &str) -> bool {
     match goal.pattern_type.as_str() {
         "contains" => {
             if goal.case_sensitive {
                 subject.contains(pattern)
             } else {
-                subject.to_lowercase().contains(&pattern.to_lowercase())
+                subject
+                    .to_ascii_lowercase()
+                    .contains(&pattern.to_ascii_lowercase())
             }
         }
         "exact" => {
             if goal.case_sensitive {
                 subject == pattern
             } else {
-                subject.to_lowercase() == pattern.to_lowercase()
+                subject.eq_ignore_ascii_case(pattern)
             }
         }
-        "regex" => {
-            let re = if goal.case_sensitive {
-                pattern.to_owned()
-            } else {
-                format!("(?i){pattern}")
-            };
-            regex::Regex::new(&re).is_ok_and(|r| r.is_match(subject))
-        }
+        "regex" => regex::bytes::RegexBuilder::new(pattern)
+            .unicode(false)
+            .case_insensitive(!goal.case_sensitive)
+            .build()
+            .is_ok_and(|r| r.is_match(subject.as_bytes())),
         _ => false,
     }
 }
@@ -352,6 +355,31 @@ mod tests {
         assert!(matches(&goal("exact", "video", false), "Video"));
         assert!(matches(&goal("regex", "a.c", false), "xAbC"));
         assert!(matches(&goal("contains", "a&b", false), "x a&amp;b"));
+        assert!(matches(&goal("regex", r"thank\/you$", false), "/Thank/You"));
+    }
+
+    /// PHP 8's `stripos`/`strcasecmp` and PCRE without `u` fold ASCII letters only and see
+    /// bytes; Unicode-aware comparisons would convert where PHP does not.
+    #[test]
+    fn patterns_compare_bytes_and_fold_ascii_only() {
+        assert!(matches(&goal("contains", "vidéo", false), "Ma VIDéO"));
+        assert!(!matches(&goal("contains", "vidéo", false), "MA VIDÉO"));
+        assert!(!matches(&goal("exact", "vidéo", false), "VIDÉO"));
+        assert!(matches(&goal("exact", "vidéo", false), "VIDéO"));
+        // U+212A KELVIN SIGN lowercases to an ASCII `k` in Unicode; PHP keeps its bytes.
+        assert!(!matches(
+            &goal("contains", "kitchen", false),
+            "\u{212A}itchen"
+        ));
+        assert!(!matches(&goal("regex", "kitchen", false), "\u{212A}itchen"));
+        assert!(!matches(&goal("regex", "é", false), "É"));
+        assert!(matches(&goal("regex", "fé$", false), "CAFé"));
+        assert!(matches(&goal("regex", "^VID.O$", false), "vidXo"));
+        // `.` is one byte: `é` is two.
+        assert!(!matches(&goal("regex", "^.{3}$", true), "été"));
+        assert!(matches(&goal("regex", "^.{5}$", true), "été"));
+        assert!(matches(&goal("regex", r"^\w+$", true), "abc_1"));
+        assert!(!matches(&goal("regex", r"^\w+$", true), "café"));
     }
 
     #[test]
