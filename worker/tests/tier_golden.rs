@@ -149,15 +149,17 @@ async fn tier_reproduces_php_rows_from_bulk_requests() {
     tier_round("bulk", Some(50)).await;
 }
 
-/// The seed of the reseeded corpus. The generator's visit days do not depend on the seed, so the
-/// fingerprint salts of `config-data.sql` cover its hits as they cover the golden's.
+/// The seed of the reseeded corpus. The generator draws its days from a fixed range (2026-11-10
+/// to 11-13 UTC) whatever the seed, so the fingerprint salts of `config-data.sql` cover its hits
+/// as they cover the golden's.
 const RESEED: u32 = 2;
 
 /// A corpus PHP never saw: the golden's own deterministic generator (`corpus.py`) run with
 /// another seed in a temporary folder, so other visitors, user agents, referrers, orders and
-/// visit boundaries. There are no PHP rows for it, but PHP writes the same rows for a corpus sent
-/// as single GETs and as bulk POSTs (the golden's two files are byte-identical), so the tier
-/// must too: the two dumps are compared with the golden's `compare.py`.
+/// visit boundaries. There are no PHP rows for it, but PHP wrote the same rows for the golden
+/// corpus sent as single GETs and as bulk POSTs (its two files are byte-identical), and the
+/// reseeded corpus keeps what made that so (the duplicate order is still the last hit), so the
+/// tier must write one set of rows both ways: the dumps are compared with `compare.py`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tier_writes_the_same_rows_for_gets_and_bulks_of_a_reseeded_corpus() {
     let Some(dir) = golden_dir() else { return };

@@ -14,8 +14,12 @@
 # on the generator's CPU). Without it the queues grow for the whole run and Redis' append-only
 # file rewrites copy that backlog on the servers' core.
 # REDIS_RT=1 runs Redis' threads at real-time priority (SCHED_FIFO 1, restored on exit): when it
-# wakes it runs at once instead of waiting for the server's time slice, as on cores of its own —
-# the node's own tail, without the scheduler's share (it still pays Redis' CPU time and stalls).
+# wakes it runs at once instead of waiting for the server's time slice — the node's own tail,
+# without the scheduler's share (it still pays Redis' CPU time and stalls). Meant with
+# `appendonly no`: a rewrite child forked meanwhile inherits the priority, pre-empts the servers
+# and keeps it if still running at exit. With DRAIN=1 the drain also runs during the bare
+# server's runs (on the first ingest's queues, empty then), so both servers' generator shares
+# its CPU with the same drain.
 # Prints each run's p50 / p99 / max and late sends, then the median p50 and p99 per server, the
 # Redis persistence in force, how many append-only-file rewrites Redis did during the runs
 # (each forks and writes the dataset on these same two cores) and Redis' own latency events of
@@ -37,12 +41,14 @@ redis_pid=$(redis-cli info server | tr -d '\r' | awk -F: '$1=="process_id" {prin
 redis_cpus=$(taskset -p -c "$redis_pid" | awk '{print $NF}')
 redis_cpu="${REDIS_CPU:-0}"
 [[ "$redis_cpu" == 0 || "$redis_cpu" == 1 ]] || { echo "REDIS_CPU must be 0 or 1" >&2; exit 2; }
-taskset -a -p -c "$redis_cpu" "$redis_pid" >/dev/null
-[[ "${REDIS_RT:-0}" == 1 ]] && chrt -a -f -p 1 "$redis_pid"
 monitor=$(redis-cli config get latency-monitor-threshold | tail -1)
-trap 'taskset -a -p -c "$redis_cpus" "$redis_pid" >/dev/null
-  [[ "${REDIS_RT:-0}" == 1 ]] && chrt -a -o -p 0 "$redis_pid"
-  redis-cli config set latency-monitor-threshold "$monitor" >/dev/null; cleanup' EXIT
+# Installed before Redis is touched, and not stopped by a failing step: Redis always gets its
+# CPUs and priority back, and the servers and the test database are always cleaned up.
+trap 'taskset -a -p -c "$redis_cpus" "$redis_pid" >/dev/null || true
+  [[ "${REDIS_RT:-0}" != 1 ]] || chrt -a -o -p 0 "$redis_pid" || true
+  redis-cli config set latency-monitor-threshold "$monitor" >/dev/null || true; cleanup' EXIT
+taskset -a -p -c "$redis_cpu" "$redis_pid" >/dev/null
+[[ "${REDIS_RT:-0}" != 1 ]] || chrt -a -f -p 1 "$redis_pid"
 
 if [[ "$rate" == half ]]; then
   peak=$(taskset -c 1 wrk -t1 -c32 -d6s -s "$here/hit.lua" "http://127.0.0.1:${port[${servers[0]}]}" |
@@ -71,7 +77,7 @@ redis-cli config set latency-monitor-threshold 2 >/dev/null
 redis-cli latency reset >/dev/null
 rewrites_before=$(aof_rewrites)
 for r in $(seq "$rounds"); do
-  read -r p50 p99 < <(run "bare_$r" 18090)
+  read -r p50 p99 < <(run "bare_$r" 18090 "${servers[0]}")
   p50s[bare]+="$p50 "; p99s[bare]+="$p99 "
   for server in "${servers[@]}"; do
     read -r p50 p99 < <(run "ingest_${server}_$r" "${port[$server]}" "$server")
