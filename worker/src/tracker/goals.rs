@@ -20,15 +20,68 @@ use super::visit::Visit;
 /// retried with the URL-decoded pattern.
 pub fn matches(goal: &Goal, subject: &str) -> bool {
     let subject = matomo_wire::php::htmlspecialchars_decode(subject);
+    if goal.pattern_type == "regex" {
+        let on_the_spot;
+        let regex = match &goal.regex {
+            Some(regex) => regex.as_ref(),
+            None => {
+                on_the_spot = GoalRegex::new(goal);
+                &on_the_spot
+            }
+        };
+        return regex.is_match(subject.as_bytes());
+    }
     let pattern = matomo_wire::php::htmlspecialchars_decode(&goal.pattern).into_owned();
     pattern_matches(goal, &pattern, &subject)
         || pattern_matches(goal, &super::phpurl::urldecode(&pattern), &subject)
 }
 
-/// `isGoalPatternMatchingUrl`. PHP compares bytes: `stripos` and `strcasecmp` fold ASCII
-/// letters only (PHP 8), and the regex (`'/' . $pattern . '/'`, `i` when not case sensitive,
-/// never `u`) runs in PCRE's byte mode, where `.` is one byte and `i` folds ASCII letters only.
-/// So `É` never equals `é` here, and `^.{3}$` does not match the five bytes of `été`.
+/// A regex goal's two patterns (as stored, un-escaped, then URL-decoded: `isUrlMatchingGoal`
+/// tries both), compiled once per configuration snapshot rather than on every hit, where
+/// compiling cost more than the rest of the hit. A pattern the regex crate cannot compile
+/// matches nothing.
+#[derive(Debug)]
+pub struct GoalRegex {
+    stored: Option<regex::bytes::Regex>,
+    decoded: Option<regex::bytes::Regex>,
+}
+
+impl GoalRegex {
+    fn new(goal: &Goal) -> Self {
+        let pattern = matomo_wire::php::htmlspecialchars_decode(&goal.pattern).into_owned();
+        let decoded = super::phpurl::urldecode(&pattern);
+        Self {
+            stored: php_goal_regex(&pattern, goal.case_sensitive),
+            decoded: php_goal_regex(&decoded, goal.case_sensitive),
+        }
+    }
+
+    fn is_match(&self, subject: &[u8]) -> bool {
+        [&self.stored, &self.decoded]
+            .into_iter()
+            .any(|r| r.as_ref().is_some_and(|r| r.is_match(subject)))
+    }
+}
+
+/// The compiled patterns of a regex goal; `None` for other pattern types.
+pub fn compile_regex(goal: &Goal) -> Option<std::sync::Arc<GoalRegex>> {
+    (goal.pattern_type == "regex").then(|| std::sync::Arc::new(GoalRegex::new(goal)))
+}
+
+/// `'/' . $pattern . '/'` (`i` unless case sensitive) as PCRE runs it without `u`: on bytes,
+/// `.` one byte, `i` folding ASCII letters only.
+fn php_goal_regex(pattern: &str, case_sensitive: bool) -> Option<regex::bytes::Regex> {
+    regex::bytes::RegexBuilder::new(pattern)
+        .unicode(false)
+        .case_insensitive(!case_sensitive)
+        .build()
+        .ok()
+}
+
+/// `isGoalPatternMatchingUrl` for `contains` and `exact` (regexes: [`GoalRegex`]). PHP compares
+/// bytes: `stripos` and `strcasecmp` fold ASCII letters only (PHP 8), so `É` never equals `é`
+/// here; the regex runs in PCRE's byte mode, where `.` is one byte (`^.{3}$` does not match the
+/// five bytes of `été`) and `i` folds ASCII letters only.
 fn pattern_matches(goal: &Goal, pattern: &str, subject: &str) -> bool {
     match goal.pattern_type.as_str() {
         "contains" => {
@@ -47,11 +100,6 @@ fn pattern_matches(goal: &Goal, pattern: &str, subject: &str) -> bool {
                 subject.eq_ignore_ascii_case(pattern)
             }
         }
-        "regex" => regex::bytes::RegexBuilder::new(pattern)
-            .unicode(false)
-            .case_insensitive(!goal.case_sensitive)
-            .build()
-            .is_ok_and(|r| r.is_match(subject.as_bytes())),
         _ => false,
     }
 }
@@ -339,7 +387,33 @@ mod tests {
             allow_multiple: false,
             revenue: 0.0,
             event_value_as_revenue: false,
+            regex: None,
         }
+    }
+
+    /// The snapshot's compiled regexes match as the on-the-spot ones.
+    #[test]
+    fn compiled_regexes_match_as_compiled_on_the_spot() {
+        for (pattern, cs, subject, expected) in [
+            ("thank.you", false, "/THANK-you", true),
+            ("%2Fthank", false, "/thank", true),
+            ("^.{3}$", true, "été", false),
+            ("a&amp;b", true, "a&b", true),
+            ("(unclosed", false, "(unclosed", false),
+            ("video", true, "Video", false),
+        ] {
+            let plain = goal("regex", pattern, cs);
+            let mut compiled = plain.clone();
+            compiled.regex = compile_regex(&compiled);
+            assert!(compiled.regex.is_some());
+            assert_eq!(
+                matches(&compiled, subject),
+                expected,
+                "{pattern} on {subject}"
+            );
+            assert_eq!(matches(&plain, subject), expected, "{pattern} on {subject}");
+        }
+        assert!(compile_regex(&goal("contains", "x", false)).is_none());
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct Goal {
     pub revenue: f64,
     /// event_value_as_revenue.
     pub event_value_as_revenue: bool,
+    /// A regex goal's patterns, compiled once per snapshot (`None` for other goals).
+    pub regex: Option<std::sync::Arc<super::goals::GoalRegex>>,
 }
 
 /// One active custom dimension.
@@ -258,7 +260,7 @@ impl Snapshot {
             .map_err(err("goal"))?;
         for r in goals {
             let idsite: u32 = r.get(0).unwrap_or(0);
-            let goal = Goal {
+            let mut goal = Goal {
                 idgoal: r.get(1).unwrap_or(0),
                 match_attribute: r.get(2).unwrap_or_default(),
                 pattern: r.get(3).unwrap_or_default(),
@@ -267,7 +269,9 @@ impl Snapshot {
                 allow_multiple: r.get::<i64, _>(6).unwrap_or(0) == 1,
                 revenue: r.get::<f64, _>(7).unwrap_or(0.0),
                 event_value_as_revenue: r.get::<i64, _>(8).unwrap_or(0) == 1,
+                regex: None,
             };
+            goal.regex = super::goals::compile_regex(&goal);
             snap.goals.entry(idsite).or_default().push(goal);
         }
         let dims: Vec<(i64, u32, i64, String, i64, String)> = conn
