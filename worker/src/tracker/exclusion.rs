@@ -15,7 +15,7 @@
 //! - `IpRange::parse(&str) -> Option<IpRange>`; `ip_in_ranges(&[u8], &[IpRange])`
 //! - `excluded_ip_ranges(site_excluded_ips, global_excluded_ips) -> Vec<IpRange>`
 //! - `comma_list(global, site) -> Vec<String>` (`filterBlankFromCommaSepList(global . ',' . site)`)
-//! - `is_user_agent_excluded(ua, &[String]) -> bool`
+//! - `UserAgentExclusions::new(&[String])`; `is_user_agent_excluded(ua, &UserAgentExclusions)`
 //! - `query_parameters_to_exclude(site, global, config, &CampaignParams) -> Vec<String>`
 //! - `exclude_query_parameters_from_url(url, &ParamMatcher, extra, keep_fragment) -> Option<String>`
 //! - `parse_exclude_requests(config) -> Vec<RequestRule>`; `is_request_excluded(&rules, param_fn)`
@@ -218,15 +218,35 @@ pub fn comma_list(first: &str, second: &str) -> Vec<String> {
     out
 }
 
+/// Excluded user agents prepared once per configuration snapshot, not per request: each entry
+/// ASCII-lowercased for the substring test and, when it is a valid PHP regex, compiled
+/// (compiling it cost more than the rest of a hit).
+#[derive(Debug, Clone, Default)]
+pub struct UserAgentExclusions {
+    entries: Vec<(String, Option<regex::Regex>)>,
+}
+
+impl UserAgentExclusions {
+    /// Prepares `entries` (global then site, as Matomo lists them).
+    pub fn new(entries: &[String]) -> Self {
+        Self {
+            entries: entries
+                .iter()
+                .map(|e| (e.to_ascii_lowercase(), php_regex(e)))
+                .collect(),
+        }
+    }
+}
+
 /// `VisitExcluded::isUserAgentExcluded`: an entry contained in the user agent (ASCII
 /// case-insensitive) excludes; the first entry that is a valid PHP regex decides alone.
-pub fn is_user_agent_excluded(user_agent: &str, excluded: &[String]) -> bool {
+pub fn is_user_agent_excluded(user_agent: &str, excluded: &UserAgentExclusions) -> bool {
     let ua_lower = user_agent.to_ascii_lowercase();
-    for entry in excluded {
-        if ua_lower.contains(&entry.to_ascii_lowercase()) {
+    for (lower, regex) in &excluded.entries {
+        if ua_lower.contains(lower.as_str()) {
             return true;
         }
-        if let Some(re) = php_regex(entry) {
+        if let Some(re) = regex {
             return re.is_match(user_agent);
         }
     }
@@ -427,7 +447,7 @@ pub struct ExclusionInput<'a> {
     /// The user agent (unsanitised).
     pub user_agent: &'a str,
     /// Excluded user agents (global + site).
-    pub excluded_user_agents: &'a [String],
+    pub excluded_user_agents: &'a UserAgentExclusions,
     /// `[Tracker] enable_spam_filter`.
     pub spam_filter_enabled: bool,
     /// The spam list.

@@ -175,7 +175,7 @@ pub struct SiteExclusions {
     /// Excluded IP ranges, site then global (`VisitExcluded::getIpsToExclude`'s order).
     pub ip_ranges: Vec<super::exclusion::IpRange>,
     /// Excluded user agents, global then site.
-    pub user_agents: Vec<String>,
+    pub user_agents: super::exclusion::UserAgentExclusions,
     /// Excluded referrers, global then site.
     pub referrers: Vec<String>,
 }
@@ -381,10 +381,10 @@ impl Snapshot {
                 &site.excluded_ips.join(","),
                 &self.global_excluded_ips.join(","),
             ),
-            user_agents: merged(
+            user_agents: super::exclusion::UserAgentExclusions::new(&merged(
                 &self.global_excluded_user_agents,
                 &site.excluded_user_agents,
-            ),
+            )),
             referrers: merged(&self.global_excluded_referrers, &site.excluded_referrers),
         }
     }

@@ -58,7 +58,7 @@ fn built_in_bot_ranges() {
 
 #[test]
 fn user_agent_rules() {
-    let list = comma_list("", "curl,HeadlessChrome");
+    let list = UserAgentExclusions::new(&comma_list("", "curl,HeadlessChrome"));
     assert!(is_user_agent_excluded(
         "Mozilla/5.0 headlesschrome/90",
         &list
@@ -66,7 +66,8 @@ fn user_agent_rules() {
     assert!(is_user_agent_excluded("curl/8.0", &list));
     assert!(!is_user_agent_excluded("Mozilla/5.0 Firefox", &list));
     // a PHP regex entry decides alone, even when it does not match
-    let regex_first = vec!["/^Mozilla.*Bot/i".to_owned(), "firefox".to_owned()];
+    let regex_first =
+        UserAgentExclusions::new(&["/^Mozilla.*Bot/i".to_owned(), "firefox".to_owned()]);
     assert!(is_user_agent_excluded("Mozilla/5.0 SomeBOT", &regex_first));
     assert!(!is_user_agent_excluded("Mozilla/5.0 Firefox", &regex_first));
     assert_eq!(comma_list("a,,b", "b,c"), vec!["a", "b", "c"]);
@@ -145,7 +146,7 @@ fn unknown_urls() {
 fn input<'a>(
     spam: &'a SpamList,
     ranges: &'a [IpRange],
-    agents: &'a [String],
+    agents: &'a UserAgentExclusions,
     ip: &'a [u8],
 ) -> ExclusionInput<'a> {
     ExclusionInput {
@@ -173,7 +174,7 @@ fn input<'a>(
 fn ordered_decision() {
     let spam = SpamList::from_text("semalt.com\n", Path::new("spammers.txt")).expect("list");
     let ranges = excluded_ip_ranges("10.0.0.0/8", "");
-    let agents = vec!["curl".to_owned()];
+    let agents = UserAgentExclusions::new(&["curl".to_owned()]);
     let normal = ip("8.8.4.4");
     let base = input(&spam, &ranges, &agents, &normal);
     assert_eq!(check(&base), None);
@@ -320,7 +321,8 @@ fn exclude_requests_rules() {
     assert!(parse_exclude_requests("").is_empty());
     let spam = SpamList::default();
     let normal = ip("8.8.4.4");
-    let base = input(&spam, &[], &[], &normal);
+    let no_agents = UserAgentExclusions::default();
+    let base = input(&spam, &[], &no_agents, &normal);
     let excluded = ExtraChecks {
         request_excluded: true,
         ignore_cookie_found: true,

@@ -1,11 +1,14 @@
-//! A regex goal matched against a page URL: with the pattern compiled once per configuration
-//! snapshot (what the tracker does) against compiled on every hit (what it did before session
-//! 12, and what `goals::matches` still does for a goal built without its snapshot regex).
-//! `cargo bench -p matomo-worker --bench goal_match`
+//! Patterns from the configuration tables, checked on every hit: prepared once per
+//! configuration snapshot (what the tracker does) against prepared on every hit (what it did
+//! before session 12). A regex goal against a page URL (`goals::matches` still compiles on the
+//! spot for a goal built without its snapshot regex), and a site's excluded user agents with a
+//! regex entry against a browser's user agent.
+//! `cargo bench -p matomo-worker --bench config_patterns`
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use matomo_worker::tracker::exclusion::{is_user_agent_excluded, UserAgentExclusions};
 use matomo_worker::tracker::goals;
 use matomo_worker::tracker::settings::Goal;
 
@@ -43,6 +46,24 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("compiled per hit, miss", |b| {
         b.iter(|| goals::matches(black_box(&per_hit), black_box(miss)))
+    });
+    group.finish();
+
+    let ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
+              Chrome/120.0.0.0 Safari/537.36";
+    let entries = [
+        "curl".to_owned(),
+        "HeadlessChrome".to_owned(),
+        r"/(bot|crawler|spider)[\/ ]?\d/i".to_owned(),
+    ];
+    let prepared = UserAgentExclusions::new(&entries);
+    assert!(!is_user_agent_excluded(ua, &prepared));
+    let mut group = c.benchmark_group("excluded_user_agents");
+    group.bench_function("prepared once", |b| {
+        b.iter(|| is_user_agent_excluded(black_box(ua), black_box(&prepared)))
+    });
+    group.bench_function("prepared per hit", |b| {
+        b.iter(|| is_user_agent_excluded(black_box(ua), &UserAgentExclusions::new(&entries)))
     });
     group.finish();
 }
