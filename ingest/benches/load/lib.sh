@@ -74,10 +74,15 @@ TOML
 # makes Redis rewrite its append-only file over an ever larger dataset, a cost a drained
 # production queue does not have; emptied, every run meets the same Redis.
 declare -A hits_of bytes_of
-measure_and_empty() { # server
-  local q key
+queue_keys() { # server → its 16 queue keys, one per line (QueuedTracking's names)
+  local q
   for q in $(seq 0 15); do
-    key="${prefix}_$1:trackingQueueV1"; [[ $q -gt 0 ]] && key="${key}_$q"
+    if [[ $q -gt 0 ]]; then echo "${prefix}_$1:trackingQueueV1_$q"; else echo "${prefix}_$1:trackingQueueV1"; fi
+  done
+}
+measure_and_empty() { # server
+  local key
+  for key in $(queue_keys "$1"); do
     hits_of[$1]=$((${hits_of[$1]:-0} + $(redis-cli llen "$key")))
     bytes_of[$1]=$((${bytes_of[$1]:-0} + $(redis-cli memory usage "$key" samples 0 | tr -d '\r' | sed 's/^$/0/')))
     redis-cli unlink "$key" >/dev/null
@@ -89,16 +94,13 @@ measure_and_empty() { # server
 # whole drain runs on CPU $2 when given. Runs until `stop_drain`:
 # `drain S & d=$!; …; stop_drain "$d"`.
 drain() { # server [cpu]
-  local q key keys=() fd
+  local key keys fd
   # On the given CPU (the generator's), and no process started per round: a
   # drain forking `sleep` and `seq` ten times a second delayed the generator enough to raise
   # even the bare server's p99 from ~0.5 to ~5 ms. One LTRIM per queue, each its own command
   # as each worker trims its own queue (one script trimming all 16 blocked Redis ~1.6 ms).
   [[ -n "${2:-}" ]] && taskset -p -c "$2" "$BASHPID" >/dev/null
-  for q in $(seq 0 15); do
-    key="${prefix}_$1:trackingQueueV1"; [[ $q -gt 0 ]] && key="${key}_$q"
-    keys+=("$key")
-  done
+  mapfile -t keys < <(queue_keys "$1")
   # `read -t` on a pipe nobody writes to: a sleep that starts no process.
   exec {fd}<> <(:)
   # Also ends when the work directory is gone (the script exited while draining).
