@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 use super::actions::{ActionSpec, Kind};
+use super::pcre::PhpRegex;
 use super::php;
 use super::phpurl;
 use super::request::Request;
@@ -36,14 +37,16 @@ pub fn compile_extraction(
     dimension: &str,
     pattern: &str,
     case_sensitive: bool,
-) -> Option<regex::Regex> {
+) -> Option<std::sync::Arc<PhpRegex>> {
     let body = if dimension == "urlparam" {
         format!("\\?.*{pattern}=([^&]*)")
     } else {
         pattern.to_owned()
     };
     let flags = if case_sensitive { "" } else { "i" };
-    phpurl::php_regex(&format!("/{}/{flags}", body.replace('/', "\\/")))
+    PhpRegex::new(&format!("/{}/{flags}", body.replace('/', "\\/")))
+        .ok()
+        .map(std::sync::Arc::new)
 }
 
 /// `Extraction::getValueForDimension`: the page URL before parameters were excluded (the `url`
@@ -71,7 +74,13 @@ fn extract(req: &Request<'_>, e: &Extraction, action: Option<&ActionSpec>) -> Op
     if s.is_empty() {
         return None;
     }
-    re.captures(&s)?.get(1).map(|m| m.as_str().to_owned())
+    group_text(re.first_group(s.as_bytes())??)
+}
+
+/// A captured group as text. In PCRE's byte mode a group can end inside a UTF-8 character
+/// (`/(.)/` on `é`); PHP stores those bytes as they are, the row here gets U+FFFD for them.
+fn group_text(group: &[u8]) -> Option<String> {
+    Some(String::from_utf8_lossy(group).into_owned())
 }
 
 /// `prepareValue`: trimmed, at most 250 characters.
@@ -118,7 +127,31 @@ mod tests {
 
     fn find(dimension: &str, pattern: &str, case_sensitive: bool, subject: &str) -> Option<String> {
         let re = compile_extraction(dimension, pattern, case_sensitive)?;
-        re.captures(subject)?.get(1).map(|m| m.as_str().to_owned())
+        group_text(re.first_group(subject.as_bytes())??)
+    }
+
+    #[test]
+    fn patterns_run_as_pcre_in_byte_mode() {
+        // Look-ahead and back-references are PCRE's, and PHP has them.
+        assert_eq!(
+            find("url", "/p/(\\d+)(?!\\.html)", true, "http://x/p/12.htm"),
+            Some("12".into())
+        );
+        assert_eq!(
+            find("url", "/p/(\\d+)(?!\\.html)", true, "http://x/p/12.html"),
+            Some("1".into())
+        );
+        assert_eq!(
+            find("url", "/(\\w)\\1", true, "http://x/aab"),
+            Some("a".into())
+        );
+        // Without `u`, `.` is one byte: the group ends inside `é`.
+        assert_eq!(
+            find("action_name", "^(.)", true, "é"),
+            Some("\u{fffd}".into())
+        );
+        // A pattern with `\/` gets its `/` escaped again, which PHP then fails to compile.
+        assert_eq!(find("url", "a\\/b(.)", true, "a/bc"), None);
     }
 
     #[test]

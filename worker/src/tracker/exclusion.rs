@@ -23,12 +23,13 @@
 //! - `check(&ExclusionInput) -> Option<ExclusionReason>` (the ordered decision);
 //!   `check_full(&ExclusionInput, ExtraChecks)` adds `exclude_requests` and the ignore cookie
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use super::campaign::CampaignParams;
 use super::lists::SpamList;
+use super::pcre::PhpRegex;
 use super::phpurl::{
-    empty_str, parse_url, php_regex, query_params, query_string_excluding_extra, ParamMatcher,
+    empty_str, parse_url, query_params, query_string_excluding_extra, ParamMatcher,
 };
 use super::referrers::{cleanup_url, SiteUrlIndex};
 
@@ -223,7 +224,7 @@ pub fn comma_list(first: &str, second: &str) -> Vec<String> {
 /// (compiling it cost more than the rest of a hit).
 #[derive(Debug, Clone, Default)]
 pub struct UserAgentExclusions {
-    entries: Vec<(String, Option<regex::Regex>)>,
+    entries: Vec<(String, Option<Arc<PhpRegex>>)>,
 }
 
 impl UserAgentExclusions {
@@ -232,7 +233,7 @@ impl UserAgentExclusions {
         Self {
             entries: entries
                 .iter()
-                .map(|e| (e.to_ascii_lowercase(), php_regex(e)))
+                .map(|e| (e.to_ascii_lowercase(), PhpRegex::new(e).ok().map(Arc::new)))
                 .collect(),
         }
     }
@@ -247,7 +248,7 @@ pub fn is_user_agent_excluded(user_agent: &str, excluded: &UserAgentExclusions) 
             return true;
         }
         if let Some(re) = regex {
-            return re.is_match(user_agent);
+            return re.is_match(user_agent.as_bytes());
         }
     }
     false

@@ -6,10 +6,13 @@
 //!
 //! Pure: rows are built here and written by [`super::batch`].
 
+use std::borrow::Cow;
+
 use md5::Digest;
 use serde_json::Value;
 
 use super::actions::{ActionSpec, Kind};
+use super::pcre::PhpRegex;
 use super::php;
 use super::request::Request;
 use super::settings::Goal;
@@ -38,12 +41,12 @@ pub fn matches(goal: &Goal, subject: &str) -> bool {
 
 /// A regex goal's two patterns (as stored, un-escaped, then URL-decoded: `isUrlMatchingGoal`
 /// tries both), compiled once per configuration snapshot rather than on every hit, where
-/// compiling cost more than the rest of the hit. A pattern the regex crate cannot compile
-/// matches nothing.
+/// compiling cost more than the rest of the hit. A pattern PHP would not compile matches
+/// nothing, as `@preg_match` returning `false` does.
 #[derive(Debug)]
 pub struct GoalRegex {
-    stored: Option<regex::bytes::Regex>,
-    decoded: Option<regex::bytes::Regex>,
+    stored: Option<PhpRegex>,
+    decoded: Option<PhpRegex>,
 }
 
 impl GoalRegex {
@@ -68,14 +71,17 @@ pub fn compile_regex(goal: &Goal) -> Option<std::sync::Arc<GoalRegex>> {
     (goal.pattern_type == "regex").then(|| std::sync::Arc::new(GoalRegex::new(goal)))
 }
 
-/// `'/' . $pattern . '/'` (`i` unless case sensitive) as PCRE runs it without `u`: on bytes,
+/// `GoalManager::formatRegex` (every `/` escaped unless the pattern already escapes one, then
+/// `/…/`), `i` unless case sensitive, compiled as PHP's PCRE does: without `u`, so on bytes,
 /// `.` one byte, `i` folding ASCII letters only.
-fn php_goal_regex(pattern: &str, case_sensitive: bool) -> Option<regex::bytes::Regex> {
-    regex::bytes::RegexBuilder::new(pattern)
-        .unicode(false)
-        .case_insensitive(!case_sensitive)
-        .build()
-        .ok()
+fn php_goal_regex(pattern: &str, case_sensitive: bool) -> Option<PhpRegex> {
+    let body = if pattern.contains('/') && !pattern.contains("\\/") {
+        Cow::Owned(pattern.replace('/', "\\/"))
+    } else {
+        Cow::Borrowed(pattern)
+    };
+    let flags = if case_sensitive { "" } else { "i" };
+    PhpRegex::new(&format!("/{body}/{flags}")).ok()
 }
 
 /// `isGoalPatternMatchingUrl` for `contains` and `exact` (regexes: [`GoalRegex`]). PHP compares
@@ -430,6 +436,43 @@ mod tests {
         assert!(matches(&goal("regex", "a.c", false), "xAbC"));
         assert!(matches(&goal("contains", "a&b", false), "x a&amp;b"));
         assert!(matches(&goal("regex", r"thank\/you$", false), "/Thank/You"));
+    }
+
+    /// Regex goals are PCRE, as in PHP: look-arounds, back-references and atomic groups work,
+    /// and `formatRegex` escapes `/` only when no `\/` is there already.
+    #[test]
+    fn regex_goals_are_pcre_with_php_delimiters() {
+        for (pattern, cs, subject, expected) in [
+            (
+                r"/checkout(?!/cancel)",
+                false,
+                "http://a.com/checkout/done",
+                true,
+            ),
+            (
+                r"/checkout(?!/cancel)",
+                false,
+                "http://a.com/checkout/cancel",
+                false,
+            ),
+            (r"(?<=order=)\d{4}$", true, "/x?order=1234", true),
+            (r"/(\w+)/\1/", true, "http://a.com/en/en/", true),
+            (r"/(\w+)/\1/", true, "http://a.com/en/de/", false),
+            (r"(?>a+)ab", true, "aaab", false),
+            // Escaped already: the other `/` is left alone and ends the pattern, so PHP's
+            // preg_match fails ("Unknown modifier") and the goal never converts.
+            (r"a\/b/c", true, "a/b/c", false),
+            (r"a\/b", true, "xa/b", true),
+        ] {
+            let mut g = goal("regex", pattern, cs);
+            assert_eq!(matches(&g, subject), expected, "{pattern} on {subject}");
+            g.regex = compile_regex(&g);
+            assert_eq!(
+                matches(&g, subject),
+                expected,
+                "{pattern} on {subject}, compiled"
+            );
+        }
     }
 
     /// PHP 8's `stripos`/`strcasecmp` and PCRE without `u` fold ASCII letters only and see

@@ -17,12 +17,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use regex::bytes::Regex as BytesRegex;
 use regex::{Regex, RegexSet};
 use serde_yaml::Value;
 
-use super::phpurl::php_regex;
+use super::pcre::PhpRegex;
 
 mod php_option;
 pub use php_option::{unserialize, ListOptions, PhpValue};
@@ -84,8 +85,9 @@ pub struct SearchEngineDef {
 #[derive(Debug, Clone, Default)]
 pub struct SearchEngines {
     by_url: HashMap<String, SearchEngineDef>,
-    /// Compiled keyword / hidden-keyword regexes, keyed by the PHP pattern text.
-    regexes: HashMap<String, Regex>,
+    /// Keyword / hidden-keyword regexes, keyed by the PHP pattern text, compiled once at load:
+    /// `None` for a pattern PHP would not compile (it never matches).
+    regexes: HashMap<String, Option<Arc<PhpRegex>>>,
 }
 
 impl SearchEngines {
@@ -109,10 +111,10 @@ impl SearchEngines {
         self.by_url.is_empty()
     }
 
-    /// The compiled form of a PHP pattern that appears in the list (`None` when the pattern is
-    /// not a usable regex).
-    pub fn regex(&self, php_pattern: &str) -> Option<&Regex> {
-        self.regexes.get(php_pattern)
+    /// The compiled form of a PHP pattern of the list: `None` when the list does not have it,
+    /// `Some(None)` when PHP would not compile it.
+    pub fn regex(&self, php_pattern: &str) -> Option<Option<&PhpRegex>> {
+        self.regexes.get(php_pattern).map(Option::as_deref)
     }
 
     /// Iterates over `(url key, definition)`.
@@ -124,9 +126,8 @@ impl SearchEngines {
     pub fn insert(&mut self, url: String, def: SearchEngineDef) {
         for pattern in def.params.iter().chain(def.hidden_keyword.iter().flatten()) {
             if pattern.starts_with('/') && !self.regexes.contains_key(pattern) {
-                if let Some(r) = php_regex(pattern) {
-                    self.regexes.insert(pattern.clone(), r);
-                }
+                let compiled = PhpRegex::new(pattern).ok().map(Arc::new);
+                self.regexes.insert(pattern.clone(), compiled);
             }
         }
         self.by_url.insert(url, def);
@@ -428,9 +429,13 @@ Dup:
         assert_eq!(g.hidden_keyword.as_ref().map(Vec::len), Some(3));
         assert!(se
             .regex(r"/\/url\?.*/")
-            .is_some_and(|r| r.is_match("/url?x")));
+            .flatten()
+            .is_some_and(|r| r.is_match(b"/url?x")));
         assert_eq!(se.definition("1.cz").map(|d| d.name.as_str()), Some("Dup"));
-        assert!(se.regex(r"/s\/([^\/]+)/").is_some());
+        assert!(se.regex(r"/s\/([^\/]+)/").flatten().is_some());
+        assert!(se.regex("/not in the list/").is_none());
+        // Compiled once at load even when PHP refuses it, so it is not retried per referrer.
+        assert_eq!(se.regex("/").map(|r| r.is_some()), Some(false));
         assert!(SearchEngines::from_yaml("- a", Path::new("x")).is_err());
         assert!(SearchEngines::from_yaml("a: [", Path::new("x")).is_err());
     }

@@ -29,6 +29,7 @@ pub mod hit;
 pub mod lists;
 pub mod location;
 pub mod log_action;
+pub mod pcre;
 pub mod performance;
 pub mod php;
 pub mod phpurl;

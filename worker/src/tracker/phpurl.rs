@@ -1,8 +1,8 @@
 //! PHP's URL primitives as Matomo's tracker uses them: `parse_url` (PHP 8's parser, quirks
 //! included), `UrlHelper::getParseUrlReverse`, `urldecode`, `UrlHelper::getArrayFromQueryString`
 //! (values sanitised, `name[]` lists, last value wins in first position),
-//! `getQueryStringWithExcludedParameters`, `isLookLikeUrl`, and PHP regular expressions written
-//! with delimiters (`/foo/i`) as Matomo accepts them in settings.
+//! `getQueryStringWithExcludedParameters` (PHP regexes among the names through [`super::pcre`])
+//! and `isLookLikeUrl`.
 //!
 //! Referrer detection, exclusions and page-URL normalisation all go through these, so they live
 //! in one place. Pure functions, no I/O; they never panic on any input.
@@ -13,12 +13,15 @@
 //! - `query_params(&str) -> QueryParams`; `QueryParams::get(name) -> Option<&QueryValue>`
 //! - `query_string_excluding(&QueryParams, &ParamMatcher) -> String`
 //! - `is_look_like_url(&str) -> bool`
-//! - `php_regex(&str) -> Option<regex::Regex>`; `ParamMatcher::new(&[String])`
+//! - `ParamMatcher::new(&[String])`
 
 use std::borrow::Cow;
 
+use std::sync::Arc;
+
 use matomo_wire::php::sanitized;
-use regex::Regex;
+
+use super::pcre::PhpRegex;
 
 /// The parts `parse_url` returns; `None` is "key absent" in PHP's array (which differs from an
 /// empty string since PHP 8 for query and fragment).
@@ -451,7 +454,7 @@ pub fn query_params(query: &str) -> QueryParams {
 #[derive(Debug, Clone, Default)]
 pub struct ParamMatcher {
     names: Vec<String>,
-    regexes: Vec<Regex>,
+    regexes: Vec<Arc<PhpRegex>>,
 }
 
 impl ParamMatcher {
@@ -459,9 +462,9 @@ impl ParamMatcher {
     pub fn new(patterns: &[String]) -> Self {
         let mut m = ParamMatcher::default();
         for p in patterns {
-            match php_regex(p) {
-                Some(r) => m.regexes.push(r),
-                None => m.names.push(p.to_lowercase()),
+            match PhpRegex::new(p) {
+                Ok(r) => m.regexes.push(Arc::new(r)),
+                Err(_) => m.names.push(p.to_lowercase()),
             }
         }
         m
@@ -470,7 +473,7 @@ impl ParamMatcher {
     /// True when `name` (already lowercased by the caller, as Matomo does) is excluded.
     pub fn matches(&self, name: &str) -> bool {
         self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
-            || self.regexes.iter().any(|r| r.is_match(name))
+            || self.regexes.iter().any(|r| r.is_match(name.as_bytes()))
     }
 }
 
@@ -553,79 +556,6 @@ pub fn is_look_like_url(url: &str) -> bool {
     !(lower.starts_with("javascript:")
         || lower.starts_with("vbscript:")
         || lower.starts_with("data:"))
-}
-
-/// Compiles a PHP (PCRE) pattern written with delimiters, such as `/bot/i` or `#^a.*$#`, into a
-/// Rust regex; `None` when PHP would not accept it as a regex (no or alphanumeric delimiter,
-/// unknown modifier) or when it uses PCRE-only syntax the regex crate lacks (documented gap).
-pub fn php_regex(pattern: &str) -> Option<Regex> {
-    let p = pattern.trim_start();
-    let mut chars = p.char_indices();
-    let (_, open) = chars.next()?;
-    if open.is_alphanumeric() || open == '\\' || open.is_whitespace() {
-        return None;
-    }
-    let close = match open {
-        '(' => ')',
-        '[' => ']',
-        '{' => '}',
-        '<' => '>',
-        c => c,
-    };
-    let body_start = open.len_utf8();
-    let bytes = p.as_bytes();
-    let mut i = body_start;
-    let mut depth = 0usize;
-    let mut end = None;
-    while i < bytes.len() {
-        let c = p[i..].chars().next()?;
-        if c == '\\' {
-            i += 1 + p[i + 1..].chars().next().map_or(0, char::len_utf8);
-            continue;
-        }
-        if c == close && depth == 0 {
-            end = Some(i);
-            break;
-        }
-        if open != close {
-            if c == open {
-                depth += 1;
-            } else if c == close {
-                depth -= 1;
-            }
-        }
-        i += c.len_utf8();
-    }
-    let end = end?;
-    let body = &p[body_start..end];
-    let mods = &p[end + close.len_utf8()..];
-    let mut flags = String::new();
-    for m in mods.chars() {
-        match m {
-            'i' | 'm' | 's' | 'x' | 'U' => {
-                if !flags.contains(m) {
-                    flags.push(m);
-                }
-            }
-            'u' | 'D' | 'S' | 'X' | 'A' | '\n' | '\r' | ' ' => {}
-            _ => return None,
-        }
-    }
-    let anchored = mods.contains('A');
-    let mut src = String::new();
-    if !flags.is_empty() {
-        src.push_str("(?");
-        src.push_str(&flags);
-        src.push(')');
-    }
-    if anchored {
-        src.push_str("^(?:");
-        src.push_str(body);
-        src.push(')');
-    } else {
-        src.push_str(body);
-    }
-    Regex::new(&src).ok()
 }
 
 #[cfg(test)]
@@ -736,17 +666,6 @@ mod tests {
         assert!(!is_look_like_url("1http://x"));
     }
 
-    #[test]
-    fn php_regexes() {
-        assert!(php_regex("curl").is_none());
-        assert!(php_regex("/bot/").is_some_and(|r| r.is_match("a bot")));
-        assert!(php_regex("/BOT/i").is_some_and(|r| r.is_match("a bot")));
-        assert!(php_regex("#^x#").is_some_and(|r| r.is_match("xy")));
-        assert!(php_regex("{a}").is_some_and(|r| r.is_match("a")));
-        assert!(php_regex("/a/q").is_none());
-        assert!(php_regex("/unterminated").is_none());
-    }
-
     proptest::proptest! {
         #[test]
         fn url_helpers_never_panic(s in "\\PC{0,40}", t in "[a-z:/?#@\\[\\]%+=&.;0-9]{0,30}") {
@@ -758,7 +677,6 @@ mod tests {
                 let _ = query_string_excluding(&q, &ParamMatcher::new(std::slice::from_ref(input)));
                 let _ = urldecode(input);
                 let _ = is_look_like_url(input);
-                let _ = php_regex(input);
             }
         }
     }

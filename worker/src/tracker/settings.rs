@@ -91,7 +91,7 @@ pub struct Extraction {
     pub pattern: String,
     /// The pattern as PHP formats it (`super::dimensions::compile_extraction`); None when PHP's
     /// `preg_match` would fail on it, so it never extracts anything.
-    pub regex: Option<regex::Regex>,
+    pub regex: Option<std::sync::Arc<super::pcre::PhpRegex>>,
 }
 
 /// `Configuration::decodeExtractions`: a JSON list of `{"dimension":…,"pattern":…}`; entries

@@ -73,6 +73,46 @@ fn user_agent_rules() {
     assert_eq!(comma_list("a,,b", "b,c"), vec!["a", "b", "c"]);
 }
 
+/// Entries are PCRE as in PHP: a look-ahead is a regex (and decides alone), and a pattern PHP
+/// refuses is only a substring.
+#[test]
+fn user_agent_regexes_are_pcre() {
+    let list =
+        UserAgentExclusions::new(&["/^(?!.*Googlebot).*bot/i".to_owned(), "curl".to_owned()]);
+    assert!(is_user_agent_excluded("SomeBot/1.0", &list));
+    assert!(!is_user_agent_excluded(
+        "Mozilla/5.0 (compatible; Googlebot/2.1)",
+        &list
+    ));
+    assert!(
+        !is_user_agent_excluded("curl/8.0", &list),
+        "the first valid regex decides alone"
+    );
+    let refused = UserAgentExclusions::new(&["/bot/q".to_owned(), "curl".to_owned()]);
+    assert!(is_user_agent_excluded("curl/8.0", &refused));
+    assert!(!is_user_agent_excluded("a bot", &refused));
+    assert!(
+        is_user_agent_excluded("x /bot/q y", &refused),
+        "still a substring"
+    );
+}
+
+/// Excluded parameters written as PCRE (`inArrayMatchesRegex`) drop the names they match.
+#[test]
+fn excluded_parameter_regexes_are_pcre() {
+    let m = ParamMatcher::new(&["/^utm_(?!campaign$)/".to_owned(), "sid".to_owned()]);
+    assert_eq!(
+        exclude_query_parameters_from_url(
+            "http://a.com/?utm_source=x&utm_campaign=y&sid=1&q=2",
+            &m,
+            &[],
+            false
+        )
+        .as_deref(),
+        Some("http://a.com/?utm_campaign=y&q=2")
+    );
+}
+
 #[test]
 fn parameters_excluded_from_urls() {
     let c = CampaignParams::default();

@@ -14,9 +14,9 @@ use regex::Regex;
 
 use super::super::lists::SearchEngines;
 use super::super::location::{COUNTRY_CODES, COUNTRY_CODES_EXTRA};
+use super::super::pcre::PhpRegex;
 use super::super::phpurl::{
-    empty_str, parse_url, php_regex, query_params, urldecode, urldecode_bytes, QueryParams,
-    QueryValue,
+    empty_str, parse_url, query_params, urldecode, urldecode_bytes, QueryParams, QueryValue,
 };
 use super::php_trim;
 
@@ -127,12 +127,17 @@ fn engine_key(engines: &SearchEngines, host: &str, path: &str, query: &str) -> O
     }
 }
 
-/// Runs `f` with the compiled form of a PHP pattern of the list (compiled at load time; other
-/// patterns are compiled on the spot).
-fn with_regex<T>(engines: &SearchEngines, pattern: &str, f: impl FnOnce(&Regex) -> T) -> Option<T> {
+/// Runs `f` with the compiled form of a PHP pattern of the list (compiled at load time, a
+/// pattern PHP refuses included, so it is not compiled again on every referrer; a pattern the
+/// list does not hold is compiled on the spot). `None` when PHP would not compile it.
+fn with_regex<T>(
+    engines: &SearchEngines,
+    pattern: &str,
+    f: impl FnOnce(&PhpRegex) -> T,
+) -> Option<T> {
     match engines.regex(pattern) {
-        Some(r) => Some(f(r)),
-        None => php_regex(pattern).map(|r| f(&r)),
+        Some(loaded) => loaded.map(f),
+        None => PhpRegex::new(pattern).ok().map(|r| f(&r)),
     }
 }
 
@@ -235,13 +240,14 @@ pub fn extract_search_engine(
     if key.php_empty() {
         for var in &def.params {
             if var.starts_with('/') {
-                if let Some(caps) = with_regex(engines, var, |r| {
-                    r.captures(referrer_url)
-                        .map(|c| c.get(1).map(|m| m.as_str().to_owned()).unwrap_or_default())
+                // `$matches[1]`, null (so "") when the pattern has no first group.
+                if let Some(group) = with_regex(engines, var, |r| {
+                    r.first_group(referrer_url.as_bytes())
+                        .map(|g| String::from_utf8_lossy(g.unwrap_or_default()).into_owned())
                 })
                 .flatten()
                 {
-                    key = Key::Str(trim_bytes(&urldecode_bytes(&caps)));
+                    key = Key::Str(trim_bytes(&urldecode_bytes(&group)));
                     break;
                 }
             } else {
@@ -274,7 +280,7 @@ pub fn extract_search_engine(
                 for p in hidden {
                     let is_regex = p.len() > 1 && p.starts_with('/') && p.ends_with('/');
                     let hit = if is_regex {
-                        with_regex(engines, p, |r| r.is_match(&target)).unwrap_or(false)
+                        with_regex(engines, p, |r| r.is_match(target.as_bytes())).unwrap_or(false)
                     } else {
                         *p == target
                     };

@@ -1,0 +1,370 @@
+//! PHP's `preg_match` for the regular expressions of Matomo's configuration: goal patterns,
+//! excluded user agents and query parameters, custom dimension extractions and the search-engine
+//! list's keyword patterns.
+//!
+//! Matomo hands these to PHP's PCRE extension, so they are compiled here by PCRE2 itself, the
+//! way `php_pcre.c` (PHP 8.1–8.4) does it:
+//! - the delimiters: leading whitespace skipped, any non-alphanumeric, non-backslash byte opens,
+//!   `(`, `[`, `{` and `<` close with their pair (nesting counted), a backslash escapes the next
+//!   byte while the closing delimiter is searched for;
+//! - the modifiers `i m s x A D S X U u J n` and spaces or newlines after the closing delimiter,
+//!   anything else refused (PHP warns and `preg_match` returns `false`);
+//! - byte mode unless `u` (then UTF with Unicode properties, and a subject that is not UTF-8 is
+//!   an error, hence no match); `\K` allowed in look-arounds, as PHP's compile context allows it;
+//! - JIT, with a JIT stack of 32 KiB growing to 192 KiB, the backtracking limit of
+//!   `pcre.backtrack_limit` (1,000,000) and the depth limit of `pcre.recursion_limit`
+//!   (100,000). A match that hits a limit is an error, which PHP's callers read as no match.
+//!
+//! So look-arounds, back-references, atomic groups, possessive quantifiers and every other PCRE
+//! construct mean what they mean in PHP. A pattern is compiled once (per configuration snapshot,
+//! list load or start-up) and shared by all threads; each thread keeps one match context, JIT
+//! stack and match data for all patterns.
+//!
+//! This module is the worker's one use of PCRE2's C API (`pcre2-sys`): the `pcre2` crate's
+//! builder has no way to set `A`, `D`, `U`, `J`, `n` or a compile context, which PHP sets. Every
+//! `unsafe` block says why it is sound.
+#![allow(unsafe_code)]
+
+use std::cell::RefCell;
+use std::ffi::{c_int, c_void};
+use std::fmt;
+use std::ptr::{self, NonNull};
+
+use pcre2_sys as sys;
+
+/// `pcre.backtrack_limit`'s default.
+const MATCH_LIMIT: u32 = 1_000_000;
+/// `pcre.recursion_limit`'s default.
+const DEPTH_LIMIT: u32 = 100_000;
+/// `PCRE_JIT_STACK_MIN_SIZE` and `PCRE_JIT_STACK_MAX_SIZE` in `php_pcre.c`.
+const JIT_STACK_MIN: usize = 32 * 1024;
+const JIT_STACK_MAX: usize = 192 * 1024;
+/// Capture pairs kept per match: the whole match and group 1 are all the callers read; PCRE2
+/// fills the first pairs and reports 0 when a pattern has more groups, which is still a match.
+const OVECTOR_PAIRS: u32 = 2;
+
+/// Why PHP would not compile a pattern (its warning, in short).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// Nothing but whitespace.
+    #[error("empty regular expression")]
+    Empty,
+    /// The first byte after the whitespace is alphanumeric, a backslash or NUL.
+    #[error("delimiter must not be alphanumeric, backslash, or NUL")]
+    Delimiter,
+    /// The closing delimiter is missing.
+    #[error("no ending delimiter")]
+    NoEnd,
+    /// A byte after the closing delimiter that is not a modifier.
+    #[error("unknown modifier {0:?}")]
+    Modifier(char),
+    /// PCRE2 refused the pattern.
+    #[error("compilation failed at offset {offset}: {message}")]
+    Compile {
+        /// Byte offset in the pattern between the delimiters.
+        offset: usize,
+        /// PCRE2's message.
+        message: String,
+    },
+}
+
+/// A pattern compiled as PHP compiles it; see the module documentation.
+pub struct PhpRegex {
+    code: NonNull<sys::pcre2_code_8>,
+    /// Capturing groups in the pattern (PCRE2 leaves the ovector pairs beyond them untouched).
+    groups: u32,
+    source: Box<str>,
+}
+
+// SAFETY: a compiled PCRE2 pattern (JIT code included) is read-only after compilation, and the
+// PCRE2 documentation allows one to be used by several threads at once; every per-match state
+// lives in the thread-local scratch below.
+unsafe impl Send for PhpRegex {}
+// SAFETY: as above; no method mutates the code.
+unsafe impl Sync for PhpRegex {}
+
+impl Drop for PhpRegex {
+    fn drop(&mut self) {
+        // SAFETY: `code` came from `pcre2_compile_8`, is freed once, here, and no match can be
+        // running on it (that would need a borrow of `self`).
+        unsafe { sys::pcre2_code_free_8(self.code.as_ptr()) }
+    }
+}
+
+impl fmt::Debug for PhpRegex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PhpRegex").field(&self.source).finish()
+    }
+}
+
+/// The body between the delimiters and the compile options the modifiers ask for.
+fn split(pattern: &[u8]) -> Result<(&[u8], u32), PatternError> {
+    let start = pattern
+        .iter()
+        .position(|b| !b.is_ascii_whitespace() && *b != 0x0b)
+        .ok_or(PatternError::Empty)?;
+    let open = pattern[start];
+    if open.is_ascii_alphanumeric() || open == b'\\' || open == 0 {
+        return Err(PatternError::Delimiter);
+    }
+    let close = match open {
+        b'(' => b')',
+        b'[' => b']',
+        b'{' => b'}',
+        b'<' => b'>',
+        other => other,
+    };
+    let body_start = start + 1;
+    let mut i = body_start;
+    let mut depth = 1usize;
+    let end = loop {
+        let Some(&b) = pattern.get(i) else {
+            return Err(PatternError::NoEnd);
+        };
+        if b == b'\\' && i + 1 < pattern.len() {
+            i += 2;
+            continue;
+        }
+        if b == close {
+            if open == close {
+                break i;
+            }
+            depth -= 1;
+            if depth == 0 {
+                break i;
+            }
+        } else if b == open {
+            depth += 1;
+        }
+        i += 1;
+    };
+    let mut options = 0u32;
+    for &m in &pattern[end + 1..] {
+        options |= match m {
+            b'i' => sys::PCRE2_CASELESS,
+            b'm' => sys::PCRE2_MULTILINE,
+            b's' => sys::PCRE2_DOTALL,
+            b'x' => sys::PCRE2_EXTENDED,
+            b'A' => sys::PCRE2_ANCHORED,
+            b'D' => sys::PCRE2_DOLLAR_ENDONLY,
+            b'U' => sys::PCRE2_UNGREEDY,
+            b'u' => sys::PCRE2_UTF | sys::PCRE2_UCP,
+            b'J' => sys::PCRE2_DUPNAMES,
+            b'n' => sys::PCRE2_NO_AUTO_CAPTURE,
+            b'S' | b'X' | b' ' | b'\n' | b'\r' => 0,
+            other => return Err(PatternError::Modifier(char::from(other))),
+        };
+    }
+    Ok((&pattern[body_start..end], options))
+}
+
+impl PhpRegex {
+    /// Compiles a PHP pattern written with delimiters (`/bot/i`, `#^/a#`, `{x}`), or says why
+    /// PHP would refuse it.
+    pub fn new(pattern: &str) -> Result<Self, PatternError> {
+        let (body, options) = split(pattern.as_bytes())?;
+        let code = compile(body, options)?;
+        let mut groups: u32 = 0;
+        // SAFETY: `code` is a live compiled pattern; CAPTURECOUNT writes one `uint32_t`.
+        let rc = unsafe {
+            sys::pcre2_pattern_info_8(
+                code.as_ptr(),
+                sys::PCRE2_INFO_CAPTURECOUNT,
+                (&mut groups as *mut u32).cast::<c_void>(),
+            )
+        };
+        Ok(Self {
+            code,
+            groups: if rc == 0 { groups } else { 0 },
+            source: pattern.into(),
+        })
+    }
+
+    /// The pattern as written, delimiters and modifiers included.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// `preg_match($pattern, $subject) === 1`; a match error (a limit hit, a subject that is not
+    /// UTF-8 under `u`) is no match.
+    pub fn is_match(&self, subject: &[u8]) -> bool {
+        self.run(subject, |_| ()).is_some()
+    }
+
+    /// `$matches[1]` of `preg_match($pattern, $subject, $matches)` when the match has a first
+    /// group that took part; `Some(None)` for a match without it; `None` for no match.
+    pub fn first_group<'s>(&self, subject: &'s [u8]) -> Option<Option<&'s [u8]>> {
+        let has_group = self.groups >= 1;
+        self.run(subject, |ovector| {
+            let (start, end) = (ovector[2], ovector[3]);
+            (has_group && start != usize::MAX && start <= end && end <= subject.len())
+                .then(|| &subject[start..end])
+        })
+    }
+
+    /// Runs one match with this thread's scratch and hands the ovector (`OVECTOR_PAIRS` pairs,
+    /// unset ones `usize::MAX`) to `read` on a match.
+    fn run<T>(&self, subject: &[u8], read: impl FnOnce(&[usize]) -> T) -> Option<T> {
+        SCRATCH.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let scratch = match slot.as_mut() {
+                Some(s) => s,
+                None => slot.insert(Scratch::new()?),
+            };
+            // SAFETY: `code` is a live compiled pattern (owned by `self`), `subject` is a valid
+            // slice for its whole length, and the match data, match context and JIT stack are
+            // this thread's own, alive for the call and not used by anything else meanwhile
+            // (the `RefCell` borrow is held; nothing here re-enters).
+            let rc = unsafe {
+                sys::pcre2_match_8(
+                    self.code.as_ptr(),
+                    subject.as_ptr(),
+                    subject.len(),
+                    0,
+                    0,
+                    scratch.match_data.as_ptr(),
+                    scratch.context.as_ptr(),
+                )
+            };
+            if rc < 0 {
+                // PCRE2_ERROR_NOMATCH, or an error PHP's `preg_match` turns into `false`.
+                return None;
+            }
+            // SAFETY: the match data was created with `OVECTOR_PAIRS` pairs; PCRE2 keeps the
+            // vector alive as long as the match data, which outlives this borrow, and after a
+            // successful match every pair is either set or `PCRE2_UNSET` (`usize::MAX`).
+            let ovector = unsafe {
+                let p = sys::pcre2_get_ovector_pointer_8(scratch.match_data.as_ptr());
+                std::slice::from_raw_parts(p, 2 * OVECTOR_PAIRS as usize)
+            };
+            // With a pattern of more groups than pairs PCRE2 returns 0 but fills the pairs it
+            // has. A group that did not take part is unset; a pair beyond the pattern's groups
+            // is left as an earlier match wrote it, which is why callers check `groups`.
+            Some(read(ovector))
+        })
+    }
+}
+
+/// `pcre2_compile` with PHP's compile context, then the JIT (PHP's `pcre.jit=1`; a pattern the
+/// JIT cannot take runs interpreted, as in PHP).
+fn compile(body: &[u8], options: u32) -> Result<NonNull<sys::pcre2_code_8>, PatternError> {
+    // SAFETY: a null general context asks for PCRE2's default allocator; the result is checked.
+    let context = NonNull::new(unsafe { sys::pcre2_compile_context_create_8(ptr::null_mut()) })
+        .ok_or_else(|| PatternError::Compile {
+            offset: 0,
+            message: "out of memory".into(),
+        })?;
+    let mut error: c_int = 0;
+    let mut offset: usize = 0;
+    // SAFETY: `context` is live until freed below; `body` is valid for `body.len()` bytes (a
+    // length is given, so no NUL terminator is needed); `error` and `offset` are valid for
+    // writes.
+    let code = unsafe {
+        sys::pcre2_set_compile_extra_options_8(
+            context.as_ptr(),
+            sys::PCRE2_EXTRA_ALLOW_LOOKAROUND_BSK,
+        );
+        let code = sys::pcre2_compile_8(
+            body.as_ptr(),
+            body.len(),
+            options,
+            &mut error,
+            &mut offset,
+            context.as_ptr(),
+        );
+        sys::pcre2_compile_context_free_8(context.as_ptr());
+        code
+    };
+    let Some(code) = NonNull::new(code) else {
+        return Err(PatternError::Compile {
+            offset,
+            message: error_message(error),
+        });
+    };
+    // SAFETY: `code` is a freshly compiled pattern no other thread can see yet. A JIT failure
+    // leaves the pattern usable by the interpreter, so its result is not an error.
+    unsafe { sys::pcre2_jit_compile_8(code.as_ptr(), sys::PCRE2_JIT_COMPLETE) };
+    Ok(code)
+}
+
+/// PCRE2's message for an error code.
+fn error_message(code: c_int) -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is valid for writes of its length; PCRE2 writes a NUL-terminated message of
+    // at most that many bytes and returns its length (negative on error).
+    let n = unsafe { sys::pcre2_get_error_message_8(code, buf.as_mut_ptr(), buf.len()) };
+    match usize::try_from(n) {
+        Ok(n) => String::from_utf8_lossy(&buf[..n.min(buf.len())]).into_owned(),
+        Err(_) => format!("PCRE2 error {code}"),
+    }
+}
+
+/// One thread's match context (PHP's limits and JIT stack) and match data, reused by every
+/// pattern.
+struct Scratch {
+    match_data: NonNull<sys::pcre2_match_data_8>,
+    context: NonNull<sys::pcre2_match_context_8>,
+    jit_stack: Option<NonNull<sys::pcre2_jit_stack_8>>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
+}
+
+impl Scratch {
+    /// `None` only when PCRE2 cannot allocate (then nothing matches, as a failing `preg_match`).
+    fn new() -> Option<Self> {
+        // SAFETY: null general contexts ask for PCRE2's default allocator; every result is
+        // checked, and whatever was created is freed if a later step fails (by `Drop`).
+        unsafe {
+            let context = NonNull::new(sys::pcre2_match_context_create_8(ptr::null_mut()))?;
+            let match_data = match NonNull::new(sys::pcre2_match_data_create_8(
+                OVECTOR_PAIRS,
+                ptr::null_mut(),
+            )) {
+                Some(m) => m,
+                None => {
+                    sys::pcre2_match_context_free_8(context.as_ptr());
+                    return None;
+                }
+            };
+            sys::pcre2_set_match_limit_8(context.as_ptr(), MATCH_LIMIT);
+            sys::pcre2_set_depth_limit_8(context.as_ptr(), DEPTH_LIMIT);
+            let jit_stack = NonNull::new(sys::pcre2_jit_stack_create_8(
+                JIT_STACK_MIN,
+                JIT_STACK_MAX,
+                ptr::null_mut(),
+            ));
+            if let Some(stack) = jit_stack {
+                // No callback: the stack is used for every JIT match with this context.
+                sys::pcre2_jit_stack_assign_8(
+                    context.as_ptr(),
+                    None,
+                    stack.as_ptr().cast::<c_void>(),
+                );
+            }
+            Some(Self {
+                match_data,
+                context,
+                jit_stack,
+            })
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // SAFETY: each was created by PCRE2 for this scratch alone and is freed once; no match
+        // is running (the thread is ending or the scratch is being replaced).
+        unsafe {
+            sys::pcre2_match_data_free_8(self.match_data.as_ptr());
+            sys::pcre2_match_context_free_8(self.context.as_ptr());
+            if let Some(stack) = self.jit_stack {
+                sys::pcre2_jit_stack_free_8(stack.as_ptr());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

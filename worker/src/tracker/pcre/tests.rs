@@ -1,0 +1,201 @@
+//! PHP's delimiter and modifier rules, PCRE's byte mode and PCRE-only constructs, limits, and
+//! the capture read-out, each as PHP 8's `preg_match` answers them.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::{PatternError, PhpRegex};
+
+fn re(pattern: &str) -> PhpRegex {
+    PhpRegex::new(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"))
+}
+
+fn matches(pattern: &str, subject: &str) -> bool {
+    re(pattern).is_match(subject.as_bytes())
+}
+
+#[test]
+fn delimiters_as_php_reads_them() {
+    assert!(matches("/a/", "xa"));
+    assert!(matches("#^/a#", "/ab"));
+    assert!(matches("{a{1}}", "a"), "nested braces count");
+    assert!(matches("(a(b)c)", "abc"));
+    assert!(matches("[a]", "a"));
+    assert!(matches("<a>", "a"));
+    assert!(
+        matches(" \t\n\x0b/a/", "a"),
+        "leading whitespace, vertical tab included"
+    );
+    assert!(
+        matches(r"/a\/b/", "a/b"),
+        "an escaped delimiter is part of the body"
+    );
+    assert!(
+        matches(")a)", "a"),
+        "a closing bracket opens and closes itself"
+    );
+    assert!(matches("//", "anything"), "an empty body matches");
+    assert_eq!(PhpRegex::new("").unwrap_err(), PatternError::Empty);
+    assert_eq!(PhpRegex::new("  ").unwrap_err(), PatternError::Empty);
+    assert_eq!(PhpRegex::new("bot").unwrap_err(), PatternError::Delimiter);
+    assert_eq!(PhpRegex::new(r"\a\").unwrap_err(), PatternError::Delimiter);
+    assert_eq!(PhpRegex::new("\0a\0").unwrap_err(), PatternError::Delimiter);
+    assert_eq!(PhpRegex::new("/abc").unwrap_err(), PatternError::NoEnd);
+    assert_eq!(PhpRegex::new(r"/abc\/").unwrap_err(), PatternError::NoEnd);
+    assert_eq!(PhpRegex::new("{a{b}").unwrap_err(), PatternError::NoEnd);
+    assert_eq!(re("/a/i").as_str(), "/a/i");
+}
+
+#[test]
+fn modifiers_as_php_maps_them() {
+    assert!(matches("/A/i", "a"));
+    assert!(!matches("/A/", "a"));
+    assert!(matches("/^b/m", "a\nb"));
+    assert!(matches("/a.b/s", "a\nb"));
+    assert!(!matches("/a.b/", "a\nb"));
+    assert!(matches("/a b # comment/x", "ab"));
+    assert!(
+        matches("/a/ S X\n\r", "a"),
+        "S, X, spaces and newlines are accepted"
+    );
+    // A: anchored at the start; D: `$` only at the very end.
+    assert!(!matches("/b/A", "ab"));
+    assert!(matches("/b/A", "ba"));
+    assert!(matches("/a$/", "a\n"));
+    assert!(!matches("/a$/D", "a\n"));
+    assert!(matches("/a$/Dm", "a\n"), "D is ignored with m");
+    // U: quantifiers lazy by default.
+    assert_eq!(re("/(a+)/U").first_group(b"aaa"), Some(Some(&b"a"[..])));
+    assert_eq!(re("/(a+)/").first_group(b"aaa"), Some(Some(&b"aaa"[..])));
+    // J: duplicate names; n: no automatic captures.
+    assert!(PhpRegex::new("/(?<n>a)|(?<n>b)/").is_err());
+    assert!(matches("/(?<n>a)|(?<n>b)/J", "b"));
+    assert_eq!(re("/(a)b/n").first_group(b"ab"), Some(None));
+    for bad in ["/a/q", "/a/e", "/a/r", "/a/\0", "/a/ii!"] {
+        assert!(
+            matches!(PhpRegex::new(bad), Err(PatternError::Modifier(_))),
+            "{bad:?} has a modifier PHP 8.1-8.3 refuses"
+        );
+    }
+}
+
+#[test]
+fn bytes_without_u_and_unicode_with_it() {
+    // Without `u` PCRE works on bytes: `.` is one byte, `i` and `\w` are ASCII-only.
+    assert!(!matches("/^.{3}$/", "été"));
+    assert!(matches("/^.{5}$/", "été"));
+    assert!(matches("/^.{3}$/u", "été"));
+    assert!(!matches("/É/i", "é"));
+    assert!(matches("/É/iu", "é"));
+    assert!(!matches(r"/^\w+$/", "é"));
+    assert!(
+        matches(r"/^\w+$/u", "é"),
+        "u brings Unicode properties (PCRE2_UCP)"
+    );
+    assert!(
+        !matches("/k/i", "\u{212a}"),
+        "no Kelvin sign folding in byte mode"
+    );
+    // Under `u` a subject that is not UTF-8 is an error, which preg_match reports as false.
+    assert!(!re("/a/u").is_match(b"a\xff"));
+    assert!(re("/a/").is_match(b"a\xff"));
+    // A pattern that is not UTF-8 under `u` does not compile.
+    assert!(PhpRegex::new("/\u{e9}/u").is_ok());
+}
+
+#[test]
+fn pcre_only_constructs_work() {
+    assert!(matches("/foo(?!bar)/", "foobaz"));
+    assert!(!matches("/foo(?!bar)/", "foobar"));
+    assert!(matches("/(?<=x)y/", "xy"));
+    assert!(!matches("/(?<=x)y/", "zy"));
+    assert!(matches(r"/(a)\1/", "aa"));
+    assert!(!matches(r"/(a)\1/", "ab"));
+    assert!(
+        !matches("/(?>a+)ab/", "aaab"),
+        "atomic group gives nothing back"
+    );
+    assert!(!matches("/a++ab/", "aaab"), "possessive quantifier");
+    assert!(matches(r"/a\hb/", "a\tb"));
+    assert!(matches(r"/\Qa.b\E/", "a.b"));
+    assert!(!matches(r"/\Qa.b\E/", "axb"));
+    assert!(matches("/(?i)BOT/", "bot"));
+    assert!(matches("/(?(?=a)ab|cd)/", "cd"), "conditional group");
+    // PHP's compile context allows \K inside a look-around.
+    assert!(PhpRegex::new(r"/(?=a\K)a/").is_ok());
+}
+
+#[test]
+fn a_match_over_the_backtracking_limit_is_no_match() {
+    // The first branch backtracks exponentially before `a*b` is tried; PHP's preg_match gives
+    // up at pcre.backtrack_limit and returns false, so the match that exists is not seen.
+    let pattern = "/(a+)+c|a*b/";
+    assert!(matches(pattern, "aaaab"));
+    assert!(!matches(pattern, &format!("{}b", "a".repeat(40))));
+    // The thread's scratch is still good for the next pattern.
+    assert!(matches("/a/", "a"));
+}
+
+#[test]
+fn first_group_reads_matches_1() {
+    let r = re(r"/x(\d+)/");
+    assert_eq!(r.first_group(b"ax12b"), Some(Some(&b"12"[..])));
+    assert_eq!(r.first_group(b"ab"), None);
+    assert_eq!(re(r"/x(\d+)?/").first_group(b"x"), Some(None));
+    assert_eq!(
+        re("/(a)|(b)(c)(d)/").first_group(b"bcd"),
+        Some(None),
+        "more groups than kept pairs: still a match, group 1 unset"
+    );
+    // A pattern without groups right after one with a group on the same thread: the stale
+    // pair is not read.
+    assert_eq!(re("/(b)/").first_group(b"b"), Some(Some(&b"b"[..])));
+    assert_eq!(re("/a/").first_group(b"a"), Some(None));
+}
+
+#[test]
+fn one_pattern_serves_many_threads() {
+    let r = Arc::new(re(r"/^bot-(\d+)$/i"));
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let r = Arc::clone(&r);
+            std::thread::spawn(move || {
+                for i in 0..2_000 {
+                    let subject = format!("BOT-{}", t * 10_000 + i);
+                    let expected = (t * 10_000 + i).to_string();
+                    assert_eq!(
+                        r.first_group(subject.as_bytes()),
+                        Some(Some(expected.as_bytes()))
+                    );
+                    assert!(!r.is_match(b"robot"));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("a matching thread panicked");
+    }
+}
+
+proptest! {
+    #[test]
+    fn any_pattern_and_subject_are_safe(pattern in "\\PC{0,24}", subject in proptest::collection::vec(any::<u8>(), 0..64)) {
+        if let Ok(r) = PhpRegex::new(&pattern) {
+            let _ = r.is_match(&subject);
+            if let Some(Some(group)) = r.first_group(&subject) {
+                let start = group.as_ptr() as usize - subject.as_ptr() as usize;
+                prop_assert!(start + group.len() <= subject.len());
+            }
+        }
+    }
+
+    #[test]
+    fn delimited_regex_syntax_is_safe(body in "[a-c.*+?()|\\[\\]^$\\\\{}0-9,<=!:#-]{0,16}", mods in "[imsxADSUuJnq]{0,3}") {
+        let pattern = format!("/{body}/{mods}");
+        if let Ok(r) = PhpRegex::new(&pattern) {
+            let _ = r.is_match(b"abcabc\n");
+            let _ = r.first_group(b"cab");
+        }
+    }
+}
