@@ -19,8 +19,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use regex::bytes::Regex as BytesRegex;
-use regex::{Regex, RegexSet};
+use regex::bytes::{
+    Regex as BytesRegex, RegexBuilder as BytesRegexBuilder, RegexSet as BytesRegexSet,
+    RegexSetBuilder as BytesRegexSetBuilder,
+};
 use serde_yaml::Value;
 
 use super::pcre::PhpRegex;
@@ -184,18 +186,19 @@ impl SearchEngines {
 }
 
 /// Social networks in file order (`domain → name`), matched as Matomo does: the domain is put
-/// unescaped into `/(^|[\.\/])DOMAIN([\.\/]|$)/` and tried against the whole referrer URL.
+/// unescaped into `/(^|[\.\/])DOMAIN([\.\/]|$)/` and tried against the whole referrer URL, on
+/// bytes as PCRE runs it without `u` (`.` is one byte, not one character).
 #[derive(Debug, Clone)]
 pub struct Socials {
     entries: Vec<(String, String)>,
-    set: RegexSet,
+    set: BytesRegexSet,
 }
 
 impl Default for Socials {
     fn default() -> Self {
         Socials {
             entries: Vec::new(),
-            set: RegexSet::empty(),
+            set: BytesRegexSet::empty(),
         }
     }
 }
@@ -244,25 +247,30 @@ impl Socials {
         let patterns: Vec<String> = entries
             .iter()
             .map(|(domain, _)| {
-                let p = format!(r"(?:^|[./])(?:{domain})(?:[./]|$)");
-                if Regex::new(&p).is_ok() {
+                // PCRE's `$` also matches before a final newline; nothing follows the group, so
+                // taking that newline into the match changes nothing but the match's end.
+                let p = format!(r"(?:^|[./])(?:{domain})(?:[./]|\n?$)");
+                if BytesRegexBuilder::new(&p).unicode(false).build().is_ok() {
                     p
                 } else {
                     r"[^\s\S]".to_owned()
                 }
             })
             .collect();
-        let set = RegexSet::new(&patterns).map_err(|source| ListsError::Regex {
-            path: path.to_owned(),
-            source,
-        })?;
+        let set = BytesRegexSetBuilder::new(&patterns)
+            .unicode(false)
+            .build()
+            .map_err(|source| ListsError::Regex {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(Socials { entries, set })
     }
 
     /// `Social::getSocialNetworkFromDomain` when `isSocialUrl` holds: the name of the first
     /// network (file order) whose domain pattern matches `url`.
     pub fn network_for_url(&self, url: &str) -> Option<&str> {
-        let first = self.set.matches(url).into_iter().next()?;
+        let first = self.set.matches(url.as_bytes()).into_iter().next()?;
         Some(self.entries[first].1.as_str())
     }
 
@@ -457,6 +465,11 @@ Dup:
             s.network_for_url("https://example.org/via/x.com/y"),
             Some("X")
         );
+        // on bytes, as PCRE without `u`: '.' is one byte, so a two-byte 'é' is not one '.'
+        assert_eq!(s.network_for_url("https://vk\u{e9}com/"), None);
+        assert_eq!(s.network_for_url("https://vk\u{e9}.com/"), None);
+        // PCRE's `$` before a final newline
+        assert_eq!(s.network_for_url("https://x.com\n"), Some("X"));
     }
 
     #[test]
