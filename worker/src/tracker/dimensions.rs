@@ -74,13 +74,14 @@ fn extract(req: &Request<'_>, e: &Extraction, action: Option<&ActionSpec>) -> Op
     if s.is_empty() {
         return None;
     }
-    group_text(re.first_group(s.as_bytes())??)
+    re.first_group(s.as_bytes())?.map(group_text)
 }
 
 /// A captured group as text. In PCRE's byte mode a group can end inside a UTF-8 character
-/// (`/(.)/` on `é`); PHP stores those bytes as they are, the row here gets U+FFFD for them.
-fn group_text(group: &[u8]) -> Option<String> {
-    Some(String::from_utf8_lossy(group).into_owned())
+/// (`/(.)/` on `é`); PHP hands MySQL those bytes as they are (which a utf8mb4 column refuses or
+/// cuts, depending on the SQL mode), the row here gets U+FFFD for them.
+fn group_text(group: &[u8]) -> String {
+    String::from_utf8_lossy(group).into_owned()
 }
 
 /// `prepareValue`: trimmed, at most 250 characters.
@@ -127,7 +128,7 @@ mod tests {
 
     fn find(dimension: &str, pattern: &str, case_sensitive: bool, subject: &str) -> Option<String> {
         let re = compile_extraction(dimension, pattern, case_sensitive)?;
-        group_text(re.first_group(subject.as_bytes())??)
+        re.first_group(subject.as_bytes())?.map(group_text)
     }
 
     #[test]

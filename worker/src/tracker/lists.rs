@@ -242,15 +242,20 @@ impl Socials {
 
     /// Builds the matcher from `(domain, name)` pairs in Matomo's order.
     pub fn from_entries(entries: Vec<(String, String)>, path: &Path) -> Result<Self, ListsError> {
-        // PHP's preg_match fails (no match) on a domain that is not a valid pattern; such an
-        // entry gets a pattern that never matches instead of failing the whole list.
+        // PHP's preg_match fails (no match) on a domain that does not make a valid pattern (a
+        // `/` in it ends the pattern early, for one); such an entry gets a pattern that never
+        // matches instead of failing the whole list.
         let patterns: Vec<String> = entries
             .iter()
             .map(|(domain, _)| {
-                // PCRE's `$` also matches before a final newline; nothing follows the group, so
-                // taking that newline into the match changes nothing but the match's end.
-                let p = format!(r"(?:^|[./])(?:{domain})(?:[./]|\n?$)");
-                if BytesRegexBuilder::new(&p).unicode(false).build().is_ok() {
+                let php = format!(r"/(^|[\.\/]){domain}([\.\/]|$)/");
+                // The domain goes in unwrapped, as in PHP, where a `|` in it splits the whole
+                // pattern. PCRE's `$` also matches before a final newline; nothing follows the
+                // group, so taking that newline into the match changes nothing but its end.
+                let p = format!(r"(?:^|[./]){domain}(?:[./]|\n?$)");
+                if PhpRegex::new(&php).is_ok()
+                    && BytesRegexBuilder::new(&p).unicode(false).build().is_ok()
+                {
                     p
                 } else {
                     r"[^\s\S]".to_owned()
@@ -467,9 +472,27 @@ Dup:
         );
         // on bytes, as PCRE without `u`: '.' is one byte, so a two-byte 'é' is not one '.'
         assert_eq!(s.network_for_url("https://vk\u{e9}com/"), None);
-        assert_eq!(s.network_for_url("https://vk\u{e9}.com/"), None);
         // PCRE's `$` before a final newline
         assert_eq!(s.network_for_url("https://x.com\n"), Some("X"));
+    }
+
+    /// The domain is pasted into PHP's pattern as it is: a `|` splits the whole pattern, a `/`
+    /// ends it (PHP then refuses the rest as modifiers, so the entry never matches).
+    #[test]
+    fn social_domains_are_pasted_into_the_pattern_as_php_does() {
+        let s = Socials::from_entries(
+            vec![
+                ("a.example/x".into(), "Slash".into()),
+                ("left|right".into(), "Split".into()),
+            ],
+            Path::new("S"),
+        )
+        .expect("builds");
+        assert_eq!(s.network_for_url("https://a.example/x/"), None);
+        // `(^|[./])left` or `right([./]|$)`: no boundary needed before "right".
+        assert_eq!(s.network_for_url("https://downright.com/"), Some("Split"));
+        assert_eq!(s.network_for_url("https://cleft.com/"), None);
+        assert_eq!(s.network_for_url("https://x.left"), Some("Split"));
     }
 
     #[test]

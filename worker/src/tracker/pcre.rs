@@ -3,7 +3,7 @@
 //! list's keyword patterns.
 //!
 //! Matomo hands these to PHP's PCRE extension, so they are compiled here by PCRE2 itself, the
-//! way `php_pcre.c` (PHP 8.1–8.4) does it:
+//! way `php_pcre.c` (PHP 8.2 and 8.3) does it:
 //! - the delimiters: leading whitespace skipped, any non-alphanumeric, non-backslash byte opens,
 //!   `(`, `[`, `{` and `<` close with their pair (nesting counted), a backslash escapes the next
 //!   byte while the closing delimiter is searched for;
@@ -14,6 +14,11 @@
 //! - JIT, with a JIT stack of 32 KiB growing to 192 KiB, the backtracking limit of
 //!   `pcre.backtrack_limit` (1,000,000) and the depth limit of `pcre.recursion_limit`
 //!   (100,000). A match that hits a limit is an error, which PHP's callers read as no match.
+//!
+//! The PCRE2 is the one `pcre2-sys` bundles (10.46, linked statically: `.cargo/config.toml`
+//! sets `PCRE2_SYS_STATIC`), newer than the 10.40–10.42 PHP 8.2 and 8.3 run with. Variable-length
+//! look-behinds, which 10.43 added, are refused as those versions refuse them; one later change
+//! remains (`x{,3}` is a quantifier since 10.43, literal text before).
 //!
 //! So look-arounds, back-references, atomic groups, possessive quantifiers and every other PCRE
 //! construct mean what they mean in PHP. A pattern is compiled once (per configuration snapshot,
@@ -42,6 +47,9 @@ const JIT_STACK_MAX: usize = 192 * 1024;
 /// Capture pairs kept per match: the whole match and group 1 are all the callers read; PCRE2
 /// fills the first pairs and reports 0 when a pattern has more groups, which is still a match.
 const OVECTOR_PAIRS: u32 = 2;
+/// What an empty subject points at: PCRE2 may read the subject pointer even for a length of 0,
+/// and an empty slice's pointer is dangling.
+static EMPTY_SUBJECT: [u8; 1] = [0];
 
 /// Why PHP would not compile a pattern (its warning, in short).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -194,16 +202,16 @@ impl PhpRegex {
     /// `$matches[1]` of `preg_match($pattern, $subject, $matches)` when the match has a first
     /// group that took part; `Some(None)` for a match without it; `None` for no match.
     pub fn first_group<'s>(&self, subject: &'s [u8]) -> Option<Option<&'s [u8]>> {
-        let has_group = self.groups >= 1;
         self.run(subject, |ovector| {
-            let (start, end) = (ovector[2], ovector[3]);
-            (has_group && start != usize::MAX && start <= end && end <= subject.len())
+            let (&start, &end) = (ovector.get(2)?, ovector.get(3)?);
+            (start != usize::MAX && start <= end && end <= subject.len())
                 .then(|| &subject[start..end])
         })
     }
 
-    /// Runs one match with this thread's scratch and hands the ovector (`OVECTOR_PAIRS` pairs,
-    /// unset ones `usize::MAX`) to `read` on a match.
+    /// Runs one match with this thread's scratch and hands `read` the ovector pairs this
+    /// pattern defines on a match: the whole match, then group 1 when the pattern has one (a
+    /// group that did not take part is `usize::MAX`, PCRE2's unset).
     fn run<T>(&self, subject: &[u8], read: impl FnOnce(&[usize]) -> T) -> Option<T> {
         SCRATCH.with(|cell| {
             let mut slot = cell.borrow_mut();
@@ -215,10 +223,15 @@ impl PhpRegex {
             // slice for its whole length, and the match data, match context and JIT stack are
             // this thread's own, alive for the call and not used by anything else meanwhile
             // (the `RefCell` borrow is held; nothing here re-enters).
+            let subject_ptr = if subject.is_empty() {
+                EMPTY_SUBJECT.as_ptr()
+            } else {
+                subject.as_ptr()
+            };
             let rc = unsafe {
                 sys::pcre2_match_8(
                     self.code.as_ptr(),
-                    subject.as_ptr(),
+                    subject_ptr,
                     subject.len(),
                     0,
                     0,
@@ -230,16 +243,19 @@ impl PhpRegex {
                 // PCRE2_ERROR_NOMATCH, or an error PHP's `preg_match` turns into `false`.
                 return None;
             }
-            // SAFETY: the match data was created with `OVECTOR_PAIRS` pairs; PCRE2 keeps the
-            // vector alive as long as the match data, which outlives this borrow, and after a
-            // successful match every pair is either set or `PCRE2_UNSET` (`usize::MAX`).
+            // After a match PCRE2 has written pair 0 and, up to the vector's size, one pair per
+            // group of the pattern (`PCRE2_UNSET`, `usize::MAX`, for a group that did not take
+            // part; with more groups than pairs it returns 0 and fills the pairs it has). Pairs
+            // beyond the pattern's groups keep what an earlier match wrote, so only the defined
+            // ones are handed on.
+            let pairs = (self.groups as usize + 1).min(OVECTOR_PAIRS as usize);
+            // SAFETY: the match data has `OVECTOR_PAIRS` pairs (so at least `pairs`), which
+            // PCRE2 keeps alive as long as the match data, alive for this borrow; the first
+            // `pairs` pairs were written by this match (above), so they are initialised.
             let ovector = unsafe {
                 let p = sys::pcre2_get_ovector_pointer_8(scratch.match_data.as_ptr());
-                std::slice::from_raw_parts(p, 2 * OVECTOR_PAIRS as usize)
+                std::slice::from_raw_parts(p, 2 * pairs)
             };
-            // With a pattern of more groups than pairs PCRE2 returns 0 but fills the pairs it
-            // has. A group that did not take part is unset; a pair beyond the pattern's groups
-            // is left as an earlier match wrote it, which is why callers check `groups`.
             Some(read(ovector))
         })
     }
@@ -264,6 +280,8 @@ fn compile(body: &[u8], options: u32) -> Result<NonNull<sys::pcre2_code_8>, Patt
             context.as_ptr(),
             sys::PCRE2_EXTRA_ALLOW_LOOKAROUND_BSK,
         );
+        // PCRE2 before 10.43 (what PHP 8.2 and 8.3 run) has fixed-length look-behinds only.
+        sys::pcre2_set_max_varlookbehind_8(context.as_ptr(), 0);
         let code = sys::pcre2_compile_8(
             body.as_ptr(),
             body.len(),

@@ -323,9 +323,10 @@ pub fn urldecode(s: &str) -> String {
     }
 }
 
-/// PHP's `urldecode`, returning the raw bytes.
-pub fn urldecode_bytes(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
+/// PHP's `urldecode` on any bytes (a string or a regex group, which may end inside a UTF-8
+/// character), returning the raw bytes.
+pub fn urldecode_bytes(s: impl AsRef<[u8]>) -> Vec<u8> {
+    let b = s.as_ref();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {

@@ -44,6 +44,16 @@ fn delimiters_as_php_reads_them() {
     assert_eq!(PhpRegex::new("/abc").unwrap_err(), PatternError::NoEnd);
     assert_eq!(PhpRegex::new(r"/abc\/").unwrap_err(), PatternError::NoEnd);
     assert_eq!(PhpRegex::new("{a{b}").unwrap_err(), PatternError::NoEnd);
+    assert!(
+        matches(r"(a\))", "a)"),
+        "an escaped closing bracket does not close"
+    );
+    // A multi-byte delimiter is its first byte: the second byte, after the closing one, is an
+    // unknown modifier.
+    assert!(matches!(
+        PhpRegex::new("\u{a7}a\u{a7}"),
+        Err(PatternError::Modifier(_))
+    ));
     assert_eq!(re("/a/i").as_str(), "/a/i");
 }
 
@@ -75,7 +85,7 @@ fn modifiers_as_php_maps_them() {
     for bad in ["/a/q", "/a/e", "/a/r", "/a/\0", "/a/ii!"] {
         assert!(
             matches!(PhpRegex::new(bad), Err(PatternError::Modifier(_))),
-            "{bad:?} has a modifier PHP 8.1-8.3 refuses"
+            "{bad:?} has a modifier PHP 8.2 and 8.3 refuse"
         );
     }
 }
@@ -100,8 +110,13 @@ fn bytes_without_u_and_unicode_with_it() {
     // Under `u` a subject that is not UTF-8 is an error, which preg_match reports as false.
     assert!(!re("/a/u").is_match(b"a\xff"));
     assert!(re("/a/").is_match(b"a\xff"));
-    // A pattern that is not UTF-8 under `u` does not compile.
-    assert!(PhpRegex::new("/\u{e9}/u").is_ok());
+    // A non-ASCII pattern means its bytes without `u` and its character with it.
+    assert!(re("/^\u{e9}$/").is_match("\u{e9}".as_bytes()));
+    assert!(
+        !matches("/^[\u{e9}]$/", "\u{e9}"),
+        "a class of two bytes matches one byte"
+    );
+    assert!(matches("/^[\u{e9}]$/u", "\u{e9}"));
 }
 
 #[test]
@@ -124,6 +139,13 @@ fn pcre_only_constructs_work() {
     assert!(matches("/(?(?=a)ab|cd)/", "cd"), "conditional group");
     // PHP's compile context allows \K inside a look-around.
     assert!(PhpRegex::new(r"/(?=a\K)a/").is_ok());
+    // Look-behinds are fixed-length, as in the PCRE2 of PHP 8.2 and 8.3 (10.43 added
+    // variable-length ones); alternatives of different fixed lengths are fine.
+    assert!(matches!(
+        PhpRegex::new("/(?<=ab?)x/"),
+        Err(PatternError::Compile { .. })
+    ));
+    assert!(matches("/(?<=ab|c)x/", "abx"));
 }
 
 #[test]
@@ -133,6 +155,16 @@ fn a_match_over_the_backtracking_limit_is_no_match() {
     let pattern = "/(a+)+c|a*b/";
     assert!(matches(pattern, "aaaab"));
     assert!(!matches(pattern, &format!("{}b", "a".repeat(40))));
+    // Interpreted (so the count is PCRE2's match() calls, ~2.5 x 2^n here): 18 a's take ~0.66M,
+    // under PHP's 1,000,000; 21 take ~5.2M, which PCRE2's own default limit (10,000,000) allows.
+    let interpreted = "/(*NO_JIT)(a+)+c|a*b/";
+    assert!(matches(interpreted, &format!("{}b", "a".repeat(18))));
+    assert!(!matches(interpreted, &format!("{}b", "a".repeat(21))));
+    // pcre.recursion_limit (100,000) bounds the interpreter's backtracking depth: two frames
+    // per repetition here, where PCRE2's default depth limit would allow millions.
+    let deep = "/(*NO_JIT)^(a|b)*c/";
+    assert!(matches(deep, &format!("{}c", "a".repeat(49_000))));
+    assert!(!matches(deep, &format!("{}c", "a".repeat(51_000))));
     // The thread's scratch is still good for the next pattern.
     assert!(matches("/a/", "a"));
 }
@@ -148,6 +180,10 @@ fn first_group_reads_matches_1() {
         Some(None),
         "more groups than kept pairs: still a match, group 1 unset"
     );
+    assert_eq!(re("/(a)(b)(c)/").first_group(b"abc"), Some(Some(&b"a"[..])));
+    assert_eq!(re("/^$/").first_group(b""), Some(None));
+    assert!(re("/^$/").is_match(b""));
+    assert!(!re("/a/").is_match(b""));
     // A pattern without groups right after one with a group on the same thread: the stale
     // pair is not read.
     assert_eq!(re("/(b)/").first_group(b"b"), Some(Some(&b"b"[..])));

@@ -226,7 +226,7 @@ pub fn extract_search_engine(
         if let Some(k) = get("as_eq") {
             keys.push(format!("-{k}"));
         }
-        key = Key::Str(trim_bytes(&urldecode_bytes(&keys.join(" "))));
+        key = Key::Str(trim_bytes(&urldecode_bytes(keys.join(" "))));
     }
     if name == "Google" {
         match param_string(&qp, "tbm").as_deref() {
@@ -240,10 +240,11 @@ pub fn extract_search_engine(
     if key.php_empty() {
         for var in &def.params {
             if var.starts_with('/') {
-                // `$matches[1]`, null (so "") when the pattern has no first group.
+                // `$matches[1]`, null (so "") when the pattern has no first group; its bytes
+                // are url-decoded as they are, as PHP does.
                 if let Some(group) = with_regex(engines, var, |r| {
                     r.first_group(referrer_url.as_bytes())
-                        .map(|g| String::from_utf8_lossy(g.unwrap_or_default()).into_owned())
+                        .map(|g| g.unwrap_or_default().to_vec())
                 })
                 .flatten()
                 {
