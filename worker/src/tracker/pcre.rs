@@ -17,8 +17,8 @@
 //!
 //! The PCRE2 is the one `pcre2-sys` bundles (10.46, linked statically: `.cargo/config.toml`
 //! sets `PCRE2_SYS_STATIC`), newer than the 10.40–10.42 PHP 8.2 and 8.3 run with. Variable-length
-//! look-behinds, which 10.43 added, are refused as those versions refuse them; one later change
-//! remains (`x{,3}` is a quantifier since 10.43, literal text before).
+//! look-behinds, which 10.43 added, are refused as those versions refuse them; other later syntax
+//! keeps its 10.46 meaning (`x{,3}` and `x{1, 3}` are quantifiers since 10.43, literal before).
 //!
 //! So look-arounds, back-references, atomic groups, possessive quantifiers and every other PCRE
 //! construct mean what they mean in PHP. A pattern is compiled once (per configuration snapshot,
