@@ -269,6 +269,11 @@ impl Metrics {
             "Dead letters waiting per queue (sampled)",
             m.dead_letters.clone(),
         );
+        r.register(
+            "pattern_match_errors",
+            "Configuration regex matches PCRE gave up on (backtracking or depth limit), which count as no match, as in PHP",
+            crate::tracker::pcre::MATCH_ERRORS.clone(),
+        );
         // Creating a series is what makes it exist; the handle returned is not needed.
         for &event in LockEvent::VARIANTS {
             let _ = m.locks.get_or_create(&LockLabels { event });
@@ -429,6 +434,13 @@ mod tests {
         );
         assert!(
             text.contains("matomo_worker_backend_errors_total{service=\"Mysql\"} 0"),
+            "{text}"
+        );
+        // A counter without labels: one series, there from the start (other tests in this
+        // process may have counted already, so only its presence is checked).
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("matomo_worker_pattern_match_errors_total ")),
             "{text}"
         );
     }

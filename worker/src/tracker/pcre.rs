@@ -25,6 +25,10 @@
 //! list load or start-up) and shared by all threads; each thread keeps one match context, JIT
 //! stack and match data for all patterns.
 //!
+//! A match PCRE2 gives up on is counted in [`MATCH_ERRORS`] (exported as
+//! `matomo_worker_pattern_match_errors_total`) and logged once per pattern, so an operator can
+//! find a pattern that backtracks without bound: PHP gives up on it the same way, silently.
+//!
 //! This module is the worker's one use of PCRE2's C API (`pcre2-sys`): the `pcre2` crate's
 //! builder has no way to set `A`, `D`, `U`, `J`, `n` or a compile context, which PHP sets. Every
 //! `unsafe` block says why it is sound.
@@ -34,8 +38,15 @@ use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
 use std::fmt;
 use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::LazyLock;
 
 use pcre2_sys as sys;
+use prometheus_client::metrics::counter::Counter;
+
+/// Matches PCRE2 gave up on (a limit hit, a subject that is not UTF-8 under `u`), for every
+/// pattern of every thread; the worker's metrics register it.
+pub static MATCH_ERRORS: LazyLock<Counter> = LazyLock::new(Counter::default);
 
 /// `pcre.backtrack_limit`'s default.
 const MATCH_LIMIT: u32 = 1_000_000;
@@ -82,6 +93,8 @@ pub struct PhpRegex {
     /// Capturing groups in the pattern (PCRE2 leaves the ovector pairs beyond them untouched).
     groups: u32,
     source: Box<str>,
+    /// Whether a match error was logged for this pattern already.
+    warned: AtomicBool,
 }
 
 // SAFETY: a compiled PCRE2 pattern (JIT code included) is read-only after compilation, and the
@@ -185,6 +198,7 @@ impl PhpRegex {
             code,
             groups: if rc == 0 { groups } else { 0 },
             source: pattern.into(),
+            warned: AtomicBool::new(false),
         })
     }
 
@@ -241,6 +255,9 @@ impl PhpRegex {
             };
             if rc < 0 {
                 // PCRE2_ERROR_NOMATCH, or an error PHP's `preg_match` turns into `false`.
+                if rc != sys::PCRE2_ERROR_NOMATCH {
+                    self.match_error(rc);
+                }
                 return None;
             }
             // After a match PCRE2 has written pair 0 and, up to the vector's size, one pair per
@@ -258,6 +275,23 @@ impl PhpRegex {
             };
             Some(read(ovector))
         })
+    }
+}
+
+impl PhpRegex {
+    /// Counts a match error, and logs the first one of this pattern.
+    #[cold]
+    fn match_error(&self, rc: c_int) {
+        MATCH_ERRORS.inc();
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                pattern = %self.source,
+                error = %error_message(rc),
+                "PCRE gave up matching a configuration pattern (PHP's preg_match gives up the same \
+                 way), so it counts as not matching; simplify the pattern if this repeats \
+                 (matomo_worker_pattern_match_errors_total)"
+            );
+        }
     }
 }
 

@@ -150,6 +150,7 @@ fn pcre_only_constructs_work() {
 
 #[test]
 fn a_match_over_the_backtracking_limit_is_no_match() {
+    let errors_before = super::MATCH_ERRORS.get();
     // The first branch backtracks exponentially before `a*b` is tried; PHP's preg_match gives
     // up at pcre.backtrack_limit and returns false, so the match that exists is not seen.
     let pattern = "/(a+)+c|a*b/";
@@ -167,6 +168,21 @@ fn a_match_over_the_backtracking_limit_is_no_match() {
     assert!(!matches(deep, &format!("{}c", "a".repeat(51_000))));
     // The thread's scratch is still good for the next pattern.
     assert!(matches("/a/", "a"));
+    // The three give-ups above were counted (other tests only add to the counter); a plain
+    // miss is not an error.
+    assert!(super::MATCH_ERRORS.get() >= errors_before + 3);
+}
+
+#[test]
+fn a_plain_miss_is_not_a_match_error() {
+    let r = re("/^zzz(?!y)/");
+    // No other test gives up on a pattern starting with `^zzz`, but others in this process
+    // may give up on theirs meanwhile: only this pattern's own warning flag is checked.
+    assert!(!r.is_match(b"abc"));
+    assert!(!r.warned.load(std::sync::atomic::Ordering::Relaxed));
+    let limited = re("/(*NO_JIT)(a+)+c|a*b/");
+    assert!(!limited.is_match(format!("{}b", "a".repeat(21)).as_bytes()));
+    assert!(limited.warned.load(std::sync::atomic::Ordering::Relaxed));
 }
 
 #[test]
