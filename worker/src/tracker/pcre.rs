@@ -17,8 +17,9 @@
 //!
 //! The PCRE2 is the one `pcre2-sys` bundles (10.46, linked statically: `.cargo/config.toml`
 //! sets `PCRE2_SYS_STATIC`), newer than the 10.40–10.42 PHP 8.2 and 8.3 run with. Variable-length
-//! look-behinds, which 10.43 added, are refused as those versions refuse them; other later syntax
-//! keeps its 10.46 meaning (`x{,3}` and `x{1, 3}` are quantifiers since 10.43, literal before).
+//! look-behinds, which 10.43 added, are refused as those versions refuse them, and braces are
+//! read as they were (`x{,3}` and `x{1, 3}` are literal text there, quantifiers since 10.43);
+//! other syntax newer than 10.42 keeps its 10.46 meaning.
 //!
 //! So look-arounds, back-references, atomic groups, possessive quantifiers and every other PCRE
 //! construct mean what they mean in PHP. A pattern is compiled once (per configuration snapshot,
@@ -34,6 +35,7 @@
 //! `unsafe` block says why it is sound.
 #![allow(unsafe_code)]
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
 use std::fmt;
@@ -184,7 +186,7 @@ impl PhpRegex {
     /// PHP would refuse it.
     pub fn new(pattern: &str) -> Result<Self, PatternError> {
         let (body, options) = split(pattern.as_bytes())?;
-        let code = compile(body, options)?;
+        let code = compile(&braces_as_before_10_43(body), options)?;
         let mut groups: u32 = 0;
         // SAFETY: `code` is a live compiled pattern; CAPTURECOUNT writes one `uint32_t`.
         let rc = unsafe {
@@ -293,6 +295,96 @@ impl PhpRegex {
             );
         }
     }
+}
+
+/// The pattern with every `{` that PCRE2 10.43+ reads as a quantifier but 10.40–10.42 (PHP 8.2
+/// and 8.3) read as literal text escaped, so it stays literal: `{,m}`, and quantifiers with
+/// spaces or tabs around their numbers. Before 10.43 only `{n}`, `{n,}` and `{n,m}` quantify.
+///
+/// Escaping a `{` that is literal anyway changes nothing, also inside a character class or a
+/// comment, so only escapes need following: a backslash and the byte after it, the braces of
+/// `\x{…}`, `\o{…}`, `\N{…}`, `\p{…}`, `\P{…}`, `\g{…}` and `\k{…}`, `\c` with its byte, and
+/// `\Q…\E`.
+fn braces_as_before_10_43(body: &[u8]) -> Cow<'_, [u8]> {
+    let mut out: Vec<u8> = Vec::new();
+    // How much of `body` is in `out` already (nothing is copied until a brace is escaped).
+    let mut copied = 0;
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'\\' => {
+                let next = body.get(i + 1).copied();
+                i += 2;
+                match next {
+                    // Literal text up to `\E` or the end of the pattern.
+                    Some(b'Q') => {
+                        while i < body.len() && !body[i..].starts_with(b"\\E") {
+                            i += 1;
+                        }
+                        i += 2;
+                    }
+                    Some(b'x' | b'o' | b'N' | b'p' | b'P' | b'g' | b'k')
+                        if body.get(i) == Some(&b'{') =>
+                    {
+                        i = body[i..]
+                            .iter()
+                            .position(|&b| b == b'}')
+                            .map_or(body.len(), |p| i + p + 1);
+                    }
+                    Some(b'c') => i += 1,
+                    _ => {}
+                }
+            }
+            b'{' if quantifies_since_10_43_only(&body[i + 1..]) => {
+                out.extend_from_slice(&body[copied..i]);
+                out.extend_from_slice(b"\\{");
+                copied = i + 1;
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    if copied == 0 {
+        return Cow::Borrowed(body);
+    }
+    out.extend_from_slice(&body[copied..]);
+    Cow::Owned(out)
+}
+
+/// Whether `rest`, the text after a `{`, makes a quantifier for PCRE2 10.43+ (`{n}`, `{n,}`,
+/// `{n,m}` or `{,m}`, spaces and tabs allowed around the numbers and the comma) but not for
+/// 10.42, where only `{n}`, `{n,}` and `{n,m}` without any blank quantify.
+fn quantifies_since_10_43_only(rest: &[u8]) -> bool {
+    let Some(close) = rest.iter().position(|&b| b == b'}') else {
+        return false;
+    };
+    let inner = &rest[..close];
+    let comma = inner.iter().position(|&b| b == b',');
+    // 10.43+: each side is blanks, digits, blanks; at least one side has digits.
+    let part = |p: &[u8]| -> Option<bool> {
+        let blank = |b: &u8| *b == b' ' || *b == b'\t';
+        let Some(first) = p.iter().position(|b| !blank(b)) else {
+            return Some(false);
+        };
+        let last = p.iter().rposition(|b| !blank(b)).unwrap_or(first);
+        p[first..=last]
+            .iter()
+            .all(u8::is_ascii_digit)
+            .then_some(true)
+    };
+    let new_syntax = match comma {
+        None => part(inner) == Some(true),
+        Some(c) => match (part(&inner[..c]), part(&inner[c + 1..])) {
+            (Some(min), Some(max)) => min || max,
+            _ => false,
+        },
+    };
+    let digits = |p: &[u8]| p.iter().all(u8::is_ascii_digit);
+    let old_syntax = match comma {
+        None => !inner.is_empty() && digits(inner),
+        Some(c) => c > 0 && digits(&inner[..c]) && digits(&inner[c + 1..]),
+    };
+    new_syntax && !old_syntax
 }
 
 /// `pcre2_compile` with PHP's compile context, then the JIT (PHP's `pcre.jit=1`; a pattern the

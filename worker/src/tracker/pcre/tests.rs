@@ -148,6 +148,47 @@ fn pcre_only_constructs_work() {
     assert!(matches("/(?<=ab|c)x/", "abx"));
 }
 
+/// PHP 8.2 and 8.3 run PCRE2 10.40–10.42, where only `{n}`, `{n,}` and `{n,m}` quantify;
+/// 10.43 also reads `{,m}` and blanks around the numbers as quantifiers.
+#[test]
+fn braces_quantify_as_in_pcre2_before_10_43() {
+    for (pattern, subject, expected) in [
+        ("/^a{,2}$/", "a{,2}", true),
+        ("/^a{,2}$/", "aa", false),
+        ("/^a{ 2}$/", "a{ 2}", true),
+        ("/^a{ 2}$/", "aa", false),
+        ("/^a{1, 2}$/", "a{1, 2}", true),
+        ("/^a{1,\t2}$/", "aa", false),
+        ("/^a{1,2}$/", "aa", true),
+        ("/^a{2}$/", "aa", true),
+        ("/^a{2,}$/", "aaa", true),
+        ("/^a{,}$/", "a{,}", true),
+        ("/^a{x}$/", "a{x}", true),
+        // Literal in both versions wherever it is, escaped or not.
+        ("/^[{,2}]+$/", "{,2}", true),
+        (r"/^\{,2}$/", "{,2}", true),
+        (r"/^\Qa{,2}\E$/", "a{,2}", true),
+        (r"/^\Qa{,2}$/", "a{,2}$", true),
+        // The braces of escapes are left alone.
+        (r"/^\x{41}{2}$/", "AA", true),
+        (r"/^\x{41}{,2}$/", "A{,2}", true),
+        (r"/^\p{Lu}{2}$/u", "ÉA", true),
+        (r"/^(a)\g{1}{,2}$/", "aa{,2}", true),
+        (r"/^\c{{,2}$/", "\x3b{,2}", true),
+    ] {
+        assert_eq!(
+            matches(pattern, subject),
+            expected,
+            "{pattern} on {subject:?}"
+        );
+    }
+    // Nothing to change: the body is passed on as written.
+    assert!(matches!(
+        super::braces_as_before_10_43(b"a{1,2}[{]"),
+        std::borrow::Cow::Borrowed(_)
+    ));
+}
+
 #[test]
 fn a_match_over_the_backtracking_limit_is_no_match() {
     let errors_before = super::MATCH_ERRORS.get();
