@@ -271,7 +271,7 @@ impl Metrics {
         );
         r.register(
             "pattern_match_errors",
-            "Configuration regex matches PCRE gave up on (backtracking or depth limit), which count as no match, as in PHP",
+            "Configuration regex matches PCRE gave up on (backtracking, depth or JIT stack limit, subject not UTF-8 under u), which count as no match, as in PHP",
             crate::tracker::pcre::MATCH_ERRORS.clone(),
         );
         // Creating a series is what makes it exist; the handle returned is not needed.

@@ -18,8 +18,8 @@
 //! The PCRE2 is the one `pcre2-sys` bundles (10.46, linked statically: `.cargo/config.toml`
 //! sets `PCRE2_SYS_STATIC`), newer than the 10.40–10.42 PHP 8.2 and 8.3 run with. Variable-length
 //! look-behinds, which 10.43 added, are refused as those versions refuse them, and braces are
-//! read as they were (`x{,3}` and `x{1, 3}` are literal text there, quantifiers since 10.43);
-//! other syntax newer than 10.42 keeps its 10.46 meaning.
+//! read as they were ([`braces`]: `x{,3}` and `x{1, 3}` are literal text there, quantifiers
+//! since 10.43); other syntax newer than 10.42 keeps its 10.46 meaning.
 //!
 //! So look-arounds, back-references, atomic groups, possessive quantifiers and every other PCRE
 //! construct mean what they mean in PHP. A pattern is compiled once (per configuration snapshot,
@@ -35,19 +35,19 @@
 //! `unsafe` block says why it is sound.
 #![allow(unsafe_code)]
 
-use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::ffi::{c_int, c_void};
 use std::fmt;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
 use pcre2_sys as sys;
 use prometheus_client::metrics::counter::Counter;
 
-/// Matches PCRE2 gave up on (a limit hit, a subject that is not UTF-8 under `u`), for every
-/// pattern of every thread; the worker's metrics register it.
+/// Matches PCRE2 gave up on, for every pattern of every thread: the backtracking, depth, JIT stack
+/// or heap limit, a subject that is not UTF-8 under `u`, no memory for the match. The worker's
+/// metrics register it.
 pub static MATCH_ERRORS: LazyLock<Counter> = LazyLock::new(Counter::default);
 
 /// `pcre.backtrack_limit`'s default.
@@ -95,8 +95,6 @@ pub struct PhpRegex {
     /// Capturing groups in the pattern (PCRE2 leaves the ovector pairs beyond them untouched).
     groups: u32,
     source: Box<str>,
-    /// Whether a match error was logged for this pattern already.
-    warned: AtomicBool,
 }
 
 // SAFETY: a compiled PCRE2 pattern (JIT code included) is read-only after compilation, and the
@@ -186,7 +184,14 @@ impl PhpRegex {
     /// PHP would refuse it.
     pub fn new(pattern: &str) -> Result<Self, PatternError> {
         let (body, options) = split(pattern.as_bytes())?;
-        let code = compile(&braces_as_before_10_43(body), options)?;
+        let rewritten = braces::as_before_10_43(body)?;
+        let code = compile(&rewritten.body, options).map_err(|e| match e {
+            PatternError::Compile { offset, message } => PatternError::Compile {
+                offset: rewritten.original_offset(offset),
+                message,
+            },
+            other => other,
+        })?;
         let mut groups: u32 = 0;
         // SAFETY: `code` is a live compiled pattern; CAPTURECOUNT writes one `uint32_t`.
         let rc = unsafe {
@@ -200,7 +205,6 @@ impl PhpRegex {
             code,
             groups: if rc == 0 { groups } else { 0 },
             source: pattern.into(),
-            warned: AtomicBool::new(false),
         })
     }
 
@@ -233,7 +237,13 @@ impl PhpRegex {
             let mut slot = cell.borrow_mut();
             let scratch = match slot.as_mut() {
                 Some(s) => s,
-                None => slot.insert(Scratch::new()?),
+                None => match Scratch::new() {
+                    Some(s) => slot.insert(s),
+                    None => {
+                        MATCH_ERRORS.inc();
+                        return None;
+                    }
+                },
             };
             // SAFETY: `code` is a live compiled pattern (owned by `self`), `subject` is a valid
             // slice for its whole length, and the match data, match context and JIT stack are
@@ -280,111 +290,37 @@ impl PhpRegex {
     }
 }
 
+/// The patterns a match error was logged for, across every compiled copy (a pattern is compiled
+/// again with each configuration snapshot, per site, per batch for some lists), so each is
+/// logged once per process; bounded, after which errors are only counted.
+static WARNED: LazyLock<Mutex<HashSet<Box<str>>>> = LazyLock::new(Default::default);
+const WARNED_MAX: usize = 1_000;
+
 impl PhpRegex {
     /// Counts a match error, and logs the first one of this pattern.
     #[cold]
     fn match_error(&self, rc: c_int) {
         MATCH_ERRORS.inc();
-        if !self.warned.swap(true, Ordering::Relaxed) {
+        let first = WARNED
+            .lock()
+            .is_ok_and(|mut seen| seen.len() < WARNED_MAX && seen.insert(self.source.clone()));
+        if first {
+            let shown: String = self.source.chars().take(200).collect();
             tracing::warn!(
-                pattern = %self.source,
+                pattern = ?shown,
                 error = %error_message(rc),
-                "PCRE gave up matching a configuration pattern (PHP's preg_match gives up the same \
-                 way), so it counts as not matching; simplify the pattern if this repeats \
-                 (matomo_worker_pattern_match_errors_total)"
+                "PCRE gave up matching a configuration pattern on a hit (PHP's preg_match gives \
+                 up the same way), so it counted as not matching; simplify the pattern if \
+                 matomo_worker_pattern_match_errors_total keeps growing (logged once per pattern)"
             );
         }
     }
 }
 
-/// The pattern with every `{` that PCRE2 10.43+ reads as a quantifier but 10.40–10.42 (PHP 8.2
-/// and 8.3) read as literal text escaped, so it stays literal: `{,m}`, and quantifiers with
-/// spaces or tabs around their numbers. Before 10.43 only `{n}`, `{n,}` and `{n,m}` quantify.
-///
-/// Escaping a `{` that is literal anyway changes nothing, also inside a character class or a
-/// comment, so only escapes need following: a backslash and the byte after it, the braces of
-/// `\x{…}`, `\o{…}`, `\N{…}`, `\p{…}`, `\P{…}`, `\g{…}` and `\k{…}`, `\c` with its byte, and
-/// `\Q…\E`.
-fn braces_as_before_10_43(body: &[u8]) -> Cow<'_, [u8]> {
-    let mut out: Vec<u8> = Vec::new();
-    // How much of `body` is in `out` already (nothing is copied until a brace is escaped).
-    let mut copied = 0;
-    let mut i = 0;
-    while i < body.len() {
-        match body[i] {
-            b'\\' => {
-                let next = body.get(i + 1).copied();
-                i += 2;
-                match next {
-                    // Literal text up to `\E` or the end of the pattern.
-                    Some(b'Q') => {
-                        while i < body.len() && !body[i..].starts_with(b"\\E") {
-                            i += 1;
-                        }
-                        i += 2;
-                    }
-                    Some(b'x' | b'o' | b'N' | b'p' | b'P' | b'g' | b'k')
-                        if body.get(i) == Some(&b'{') =>
-                    {
-                        i = body[i..]
-                            .iter()
-                            .position(|&b| b == b'}')
-                            .map_or(body.len(), |p| i + p + 1);
-                    }
-                    Some(b'c') => i += 1,
-                    _ => {}
-                }
-            }
-            b'{' if quantifies_since_10_43_only(&body[i + 1..]) => {
-                out.extend_from_slice(&body[copied..i]);
-                out.extend_from_slice(b"\\{");
-                copied = i + 1;
-                i += 1;
-            }
-            _ => i += 1,
-        }
-    }
-    if copied == 0 {
-        return Cow::Borrowed(body);
-    }
-    out.extend_from_slice(&body[copied..]);
-    Cow::Owned(out)
-}
-
-/// Whether `rest`, the text after a `{`, makes a quantifier for PCRE2 10.43+ (`{n}`, `{n,}`,
-/// `{n,m}` or `{,m}`, spaces and tabs allowed around the numbers and the comma) but not for
-/// 10.42, where only `{n}`, `{n,}` and `{n,m}` without any blank quantify.
-fn quantifies_since_10_43_only(rest: &[u8]) -> bool {
-    let Some(close) = rest.iter().position(|&b| b == b'}') else {
-        return false;
-    };
-    let inner = &rest[..close];
-    let comma = inner.iter().position(|&b| b == b',');
-    // 10.43+: each side is blanks, digits, blanks; at least one side has digits.
-    let part = |p: &[u8]| -> Option<bool> {
-        let blank = |b: &u8| *b == b' ' || *b == b'\t';
-        let Some(first) = p.iter().position(|b| !blank(b)) else {
-            return Some(false);
-        };
-        let last = p.iter().rposition(|b| !blank(b)).unwrap_or(first);
-        p[first..=last]
-            .iter()
-            .all(u8::is_ascii_digit)
-            .then_some(true)
-    };
-    let new_syntax = match comma {
-        None => part(inner) == Some(true),
-        Some(c) => match (part(&inner[..c]), part(&inner[c + 1..])) {
-            (Some(min), Some(max)) => min || max,
-            _ => false,
-        },
-    };
-    let digits = |p: &[u8]| p.iter().all(u8::is_ascii_digit);
-    let old_syntax = match comma {
-        None => !inner.is_empty() && digits(inner),
-        Some(c) => c > 0 && digits(&inner[..c]) && digits(&inner[c + 1..]),
-    };
-    new_syntax && !old_syntax
+/// Whether a match error of `pattern` was logged (tests).
+#[cfg(test)]
+fn warned_about(pattern: &str) -> bool {
+    WARNED.lock().is_ok_and(|seen| seen.contains(pattern))
 }
 
 /// `pcre2_compile` with PHP's compile context, then the JIT (PHP's `pcre.jit=1`; a pattern the
@@ -510,5 +446,6 @@ impl Drop for Scratch {
     }
 }
 
+mod braces;
 #[cfg(test)]
 mod tests;
