@@ -2,15 +2,20 @@
 //! configuration snapshot (what the tracker does) against prepared on every hit (what it did
 //! before session 12). A regex goal against a page URL (`goals::matches` still compiles on the
 //! spot for a goal built without its snapshot regex), and a site's excluded user agents with a
-//! regex entry against a browser's user agent.
+//! regex entry against a browser's user agent. And the page-URL parameter exclusions and the
+//! site URL index of an installation of 1,000 sites, built for every batch (before session 13)
+//! against once per snapshot.
 //! `cargo bench -p matomo-worker --bench config_patterns`
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use matomo_worker::tracker::campaign::CampaignParams;
 use matomo_worker::tracker::exclusion::{is_user_agent_excluded, UserAgentExclusions};
 use matomo_worker::tracker::goals;
-use matomo_worker::tracker::settings::Goal;
+use matomo_worker::tracker::prepare::{build_url_matchers, url_matchers};
+use matomo_worker::tracker::referrers::SiteUrlIndex;
+use matomo_worker::tracker::settings::{Goal, Site, Snapshot};
 
 fn regex_goal() -> Goal {
     Goal {
@@ -68,5 +73,52 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// What a batch of hits of a few sites spends on the URL parameter exclusions of an
+/// installation of 1,000 sites (a global list with a regex entry, as operators write them).
+fn url_exclusions(c: &mut Criterion) {
+    let mut snap = Snapshot {
+        global_excluded_parameters: vec!["sessionid".into(), "/^ref_[a-z]+$/".into()],
+        ..Snapshot::default()
+    };
+    for idsite in 1..=1_000 {
+        let site = Site {
+            idsite,
+            excluded_parameters: vec!["sid".into()],
+            urls: vec![
+                format!("https://site{idsite}.example.com"),
+                format!("https://www.site{idsite}.example.org/shop/"),
+            ],
+            ..Site::default()
+        };
+        snap.sites.insert(idsite, site);
+    }
+    let campaign = CampaignParams::default();
+    let mut group = c.benchmark_group("url_exclusions_1000_sites");
+    group.bench_function("built per batch", |b| {
+        b.iter(|| build_url_matchers(black_box(&snap), &campaign).len())
+    });
+    group.bench_function("once per snapshot", |b| {
+        b.iter(|| url_matchers(black_box(&snap), &campaign).len())
+    });
+    group.finish();
+
+    // The sites' URLs by host, for direct entries and referrers (two URLs per site).
+    let mut group = c.benchmark_group("site_url_index_1000_sites");
+    group.bench_function("built per batch", |b| {
+        b.iter(|| {
+            SiteUrlIndex::from_site_urls(
+                black_box(&snap)
+                    .sites
+                    .values()
+                    .flat_map(|s| s.urls.iter().map(move |u| (s.idsite, u.as_str()))),
+            )
+        })
+    });
+    group.bench_function("once per snapshot", |b| {
+        b.iter(|| black_box(&snap).site_url_index() as *const SiteUrlIndex)
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, url_exclusions);
 criterion_main!(benches);

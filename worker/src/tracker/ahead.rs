@@ -71,7 +71,7 @@ impl Tracker {
                     .map(|(pi, slot)| {
                         let req = slot.as_mut()?;
                         let prepared =
-                            prepare::prepare(self, &snap, &salts, req, (si, pi), count, &matchers);
+                            prepare::prepare(self, &snap, &salts, req, (si, pi), count, matchers);
                         count += 1;
                         Some(ReadOne {
                             prepared,

@@ -18,7 +18,7 @@ use super::goals::ItemRow;
 use super::hit::{self, BatchState, HitCtx, HitError};
 use super::log_action::{self, ActionKey};
 use super::prepare::{self, local_day, Prepared, SaltBook};
-use super::referrers::{ReferrerDetector, SiteUrlIndex};
+use super::referrers::ReferrerDetector;
 use super::request::Request;
 use super::settings::Snapshot;
 use super::sql::{self, Val};
@@ -352,7 +352,7 @@ async fn pass(
                     read.prepared
                 }
                 None => {
-                    let p = prepare::prepare(t, snap, &salts, req, (si, pi), count, &matchers);
+                    let p = prepare::prepare(t, snap, &salts, req, (si, pi), count, matchers);
                     ids.append(&mut req.failures);
                     p
                 }
@@ -398,19 +398,15 @@ async fn pass(
     };
 
     // Phase 3: run the hits in order.
-    let site_urls = SiteUrlIndex::from_site_urls(
-        snap.sites
-            .values()
-            .flat_map(|s| s.urls.iter().map(move |u| (s.idsite, u.as_str()))),
-    );
+    let site_urls = snap.site_url_index();
     let ctx = HitCtx {
         t,
         snap,
         ids: &ids,
-        matchers: &matchers,
+        matchers,
         detector: ReferrerDetector {
             lists: &t.lists,
-            site_urls: &site_urls,
+            site_urls,
             campaign: &t.campaign,
         },
     };

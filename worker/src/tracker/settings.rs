@@ -166,6 +166,12 @@ pub struct Snapshot {
     pub global_keep_url_fragment: bool,
     /// Per site, its exclusion lists merged with the global ones (built by `load`).
     pub exclusions: HashMap<u32, SiteExclusions>,
+    /// Per site, the query parameters removed from page URLs, built on first use
+    /// (`super::prepare::url_matchers`): they depend on the tracker's campaign parameters too.
+    pub url_matchers: std::sync::OnceLock<super::prepare::UrlMatchers>,
+    /// Every site's URLs grouped by host (`SiteUrls::groupUrlsByHost`), built on first use
+    /// ([`Snapshot::site_url_index`]).
+    pub site_url_index: std::sync::OnceLock<super::referrers::SiteUrlIndex>,
 }
 
 /// A site's exclusion lists merged with the global ones, as the tracker checks them on every
@@ -199,6 +205,18 @@ fn split_list(s: &str) -> Vec<String> {
 }
 
 impl Snapshot {
+    /// Every site's URLs grouped by host, for direct-entry and referrer detection: built once
+    /// per snapshot (it was built on every batch, a cost growing with the installation).
+    pub fn site_url_index(&self) -> &super::referrers::SiteUrlIndex {
+        self.site_url_index.get_or_init(|| {
+            super::referrers::SiteUrlIndex::from_site_urls(
+                self.sites
+                    .values()
+                    .flat_map(|s| s.urls.iter().map(move |u| (s.idsite, u.as_str()))),
+            )
+        })
+    }
+
     /// Reads every configuration table with the given table prefix.
     pub async fn load(conn: &mut mysql_async::Conn, prefix: &str) -> Result<Snapshot, LoadError> {
         let mut snap = Snapshot::default();
