@@ -133,26 +133,32 @@ mod tests {
 
     #[test]
     fn patterns_run_as_pcre_in_byte_mode() {
-        // Look-ahead and back-references are PCRE's, and PHP has them.
-        assert_eq!(
-            find("url", "/p/(\\d+)(?!\\.html)", true, "http://x/p/12.htm"),
-            Some("12".into())
-        );
-        assert_eq!(
-            find("url", "/p/(\\d+)(?!\\.html)", true, "http://x/p/12.html"),
-            Some("1".into())
-        );
-        assert_eq!(
-            find("url", "/(\\w)\\1", true, "http://x/aab"),
-            Some("a".into())
-        );
-        // Without `u`, `.` is one byte: the group ends inside `é`.
-        assert_eq!(
-            find("action_name", "^(.)", true, "é"),
-            Some("\u{fffd}".into())
-        );
-        // A pattern with `\/` gets its `/` escaped again, which PHP then fails to compile.
-        assert_eq!(find("url", "a\\/b(.)", true, "a/bc"), None);
+        for (dimension, pattern, subject, expected) in [
+            // Look-ahead and back-references are PCRE's, and PHP has them.
+            (
+                "url",
+                "/p/(\\d+)(?!\\.html)",
+                "http://x/p/12.htm",
+                Some("12"),
+            ),
+            (
+                "url",
+                "/p/(\\d+)(?!\\.html)",
+                "http://x/p/12.html",
+                Some("1"),
+            ),
+            ("url", "/(\\w)\\1", "http://x/aab", Some("a")),
+            // Without `u`, `.` is one byte: the group ends inside `é`.
+            ("action_name", "^(.)", "é", Some("\u{fffd}")),
+            // A pattern with `\/` gets its `/` escaped again, which PHP then fails to compile.
+            ("url", "a\\/b(.)", "a/bc", None),
+        ] {
+            assert_eq!(
+                find(dimension, pattern, true, subject).as_deref(),
+                expected,
+                "{pattern} on {subject}"
+            );
+        }
     }
 
     #[test]

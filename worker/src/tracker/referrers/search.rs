@@ -14,7 +14,6 @@ use regex::Regex;
 
 use super::super::lists::SearchEngines;
 use super::super::location::{COUNTRY_CODES, COUNTRY_CODES_EXTRA};
-use super::super::pcre::PhpRegex;
 use super::super::phpurl::{
     empty_str, parse_url, query_params, urldecode, urldecode_bytes, QueryParams, QueryValue,
 };
@@ -127,20 +126,6 @@ fn engine_key(engines: &SearchEngines, host: &str, path: &str, query: &str) -> O
     }
 }
 
-/// Runs `f` with the compiled form of a PHP pattern of the list (compiled at load time, a
-/// pattern PHP refuses included, so it is not compiled again on every referrer; a pattern the
-/// list does not hold is compiled on the spot). `None` when PHP would not compile it.
-fn with_regex<T>(
-    engines: &SearchEngines,
-    pattern: &str,
-    f: impl FnOnce(&PhpRegex) -> T,
-) -> Option<T> {
-    match engines.regex(pattern) {
-        Some(loaded) => loaded.map(f),
-        None => PhpRegex::new(pattern).ok().map(|r| f(&r)),
-    }
-}
-
 /// `SearchEngine::convertCharset`: with several charsets, the first the bytes are valid in
 /// (`mb_detect_encoding`), then `iconv(charset, 'UTF-8//IGNORE')`; an empty result keeps the
 /// original. Single-byte charsets and UTF-8 are converted; multi-byte legacy charsets (gb2312,
@@ -242,12 +227,10 @@ pub fn extract_search_engine(
             if var.starts_with('/') {
                 // `$matches[1]`, null (so "") when the pattern has no first group; its bytes
                 // are url-decoded as they are, as PHP does.
-                if let Some(group) = with_regex(engines, var, |r| {
+                if let Some(group) = engines.regex(var).and_then(|r| {
                     r.first_group(referrer_url.as_bytes())
                         .map(|g| g.unwrap_or_default().to_vec())
-                })
-                .flatten()
-                {
+                }) {
                     key = Key::Str(trim_bytes(&urldecode_bytes(&group)));
                     break;
                 }
@@ -281,7 +264,9 @@ pub fn extract_search_engine(
                 for p in hidden {
                     let is_regex = p.len() > 1 && p.starts_with('/') && p.ends_with('/');
                     let hit = if is_regex {
-                        with_regex(engines, p, |r| r.is_match(target.as_bytes())).unwrap_or(false)
+                        engines
+                            .regex(p)
+                            .is_some_and(|r| r.is_match(target.as_bytes()))
                     } else {
                         *p == target
                     };
