@@ -81,7 +81,8 @@ impl Ledger {
 }
 
 /// Sends `hits` pageviews at `rate` per second to `http://127.0.0.1:<port>/matomo.php`, spread
-/// over 16 visitors; each request gets 10 s to answer. Returns when every request has ended.
+/// over 16 visitors and every queue; each request gets 10 s to answer. Returns when every
+/// request has ended.
 /// `port` is read before each hit, so a scenario can move the load to another node.
 pub async fn send(ledger: Ledger, port: Arc<std::sync::atomic::AtomicU16>, hits: usize, rate: f64) {
     let client = http_client(64);
@@ -102,7 +103,9 @@ pub async fn send(ledger: Ledger, port: Arc<std::sync::atomic::AtomicU16>, hits:
 }
 
 async fn send_one(client: &HttpClient, port: u16, tag: &str, n: usize) -> Answer {
-    let visitor = 0x5eed_0000_0000_0000u64 + (n % 16) as u64;
+    // The visitor's first three hex digits are n % 16, so the 16 visitors spread evenly over
+    // the queues (QueuedTracking picks one by those digits modulo the number of queues).
+    let visitor = ((n % 16) as u64) << 52 | 0x5eed;
     let uri = format!(
         "http://127.0.0.1:{port}/matomo.php?idsite=1&rec=1&_id={visitor:016x}\
          &url=https%3A%2F%2Fwww.example.com%2Fpage%2F{n}&action_name=Page%20{n}&pv_id={tag}"

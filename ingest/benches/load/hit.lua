@@ -5,7 +5,10 @@ local titles = {"Home", "Pricing", "Blog%20post%20%E2%80%93%20one", "Contact"}
 
 request = function()
   counter = counter + 1
-  local id = string.format("%016x", (counter * 2654435761) % 0x7fffffffffff)
+  -- Two 32-bit multiplicative hashes: the id's first three hex digits, which pick the queue
+  -- (QueuedTracking: hexdec of them modulo the number of queues), vary from hit to hit.
+  local id = string.format("%08x%08x", (counter * 2654435761) % 4294967296,
+    (counter * 40503 + 2166136261) % 4294967296)
   local path = "/matomo.php?idsite=1&rec=1&r=" .. counter
     .. "&action_name=" .. titles[(counter % #titles) + 1]
     .. "&url=http%3A%2F%2Fexample.com%2Fpage%2F" .. (counter % 50)
