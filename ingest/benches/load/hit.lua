@@ -3,12 +3,22 @@
 local counter = 0
 local titles = {"Home", "Pricing", "Blog%20post%20%E2%80%93%20one", "Contact"}
 
+-- Each wrk thread runs its own copy of this script (its own counter); its number, set here,
+-- keeps the threads' visitor ids apart.
+local threads = 0
+function setup(thread)
+  thread:set("thread_no", threads)
+  threads = threads + 1
+end
+
 request = function()
   counter = counter + 1
-  -- Two 32-bit multiplicative hashes: the id's first three hex digits, which pick the queue
-  -- (QueuedTracking: hexdec of them modulo the number of queues), vary from hit to hit.
+  -- First half: a 32-bit multiplicative hash of the counter, so the id's first three hex
+  -- digits, which pick the queue (QueuedTracking: hexdec of them modulo the number of queues),
+  -- vary from hit to hit (exact in a double up to 3.39 million hits per thread, and an integer
+  -- below 2^32 beyond). Second half: the thread and the counter, unique per hit.
   local id = string.format("%08x%08x", (counter * 2654435761) % 4294967296,
-    (counter * 40503 + 2166136261) % 4294967296)
+    (thread_no or 0) * 268435456 + counter % 268435456)
   local path = "/matomo.php?idsite=1&rec=1&r=" .. counter
     .. "&action_name=" .. titles[(counter % #titles) + 1]
     .. "&url=http%3A%2F%2Fexample.com%2Fpage%2F" .. (counter % 50)

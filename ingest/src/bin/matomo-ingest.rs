@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use matomo_ingest::threads;
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc: every hit allocates its parameters, environment and entry; glibc's allocator spent
@@ -38,11 +39,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let threads = match threads::worker_threads(std::env::var_os(threads::ENV).as_deref()) {
+        Ok(threads) => threads,
+        Err(error) => {
+            eprintln!("matomo-ingest: {error}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(error) = tier_config::init_tracing(&config.log) {
         eprintln!("matomo-ingest: {error}");
         return ExitCode::from(2);
     }
-    match run(config) {
+    match run(config, threads) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("matomo-ingest: {error:#}");
@@ -51,10 +59,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: tier_config::Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+/// Runs the node on a multi-thread runtime: `threads` workers, or tokio's default (one per
+/// CPU the process may use) when `TOKIO_WORKER_THREADS` is unset.
+fn run(config: tier_config::Config, threads: Option<usize>) -> anyhow::Result<()> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(threads) = threads {
+        builder.worker_threads(threads);
+    }
+    let runtime = builder.build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.ingest.listen)
             .await
