@@ -18,6 +18,7 @@ pub mod load;
 pub mod logging;
 pub mod matomo_ini;
 pub mod registry;
+pub mod runtime;
 pub mod schema;
 pub mod settings;
 mod urls;
@@ -31,6 +32,7 @@ use std::path::PathBuf;
 pub use error::{ConfigError, Origin};
 pub use load::{load, load_with_env, CommonArgs};
 pub use logging::init_tracing;
+pub use runtime::worker_threads_from_env;
 pub use settings::*;
 
 /// The shared data folder (`/work/shared` in development): `MATOMO_SHARED_DIR` if set, else

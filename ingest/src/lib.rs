@@ -27,7 +27,6 @@ pub mod queue;
 pub mod server;
 pub mod sites;
 pub mod spool;
-pub mod threads;
 pub mod validate;
 
 pub use server::{serve, StartupError};

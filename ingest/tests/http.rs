@@ -660,6 +660,35 @@ async fn startup_errors_name_the_service() {
     db.drop_db().await;
 }
 
+/// The binary refuses a worker-thread count before it starts anything: exit status 2 (which the
+/// systemd unit does not restart) and the reason. Tokio, left to read `TOKIO_WORKER_THREADS`
+/// itself, panics on "0" and "many" (exit status 101) and starts 2,000 threads. The settings
+/// point at a closed Redis port, so a binary that went on would fail fast, not run.
+#[test]
+fn the_binary_refuses_a_worker_thread_count_at_start_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tier.toml");
+    std::fs::write(
+        &config,
+        "[redis]\nport = 1\n[ingest]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .expect("write");
+    for bad in ["0", "many", "2000"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_matomo-ingest"))
+            .arg("--config")
+            .arg(&config)
+            .env("TOKIO_WORKER_THREADS", bad)
+            .output()
+            .expect("run matomo-ingest");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(
+            stderr.contains(&format!("TOKIO_WORKER_THREADS = \"{bad}\"")),
+            "{bad}: {stderr}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn shutdown_fails_readiness_and_finishes_in_flight_requests() {
     let db = TestDb::create().await;

@@ -220,3 +220,28 @@ async fn http_endpoints_answer() {
         .expect("server stops")
         .expect("task");
 }
+
+/// The binary refuses a worker-thread count before it starts anything: exit status 2 and the
+/// reason (tokio, left to read `TOKIO_WORKER_THREADS` itself, panics on "0" and "many", exit
+/// status 101, and starts 2,000 threads). Redis is a closed port, so a binary that went on
+/// would fail fast, not run.
+#[test]
+fn the_binary_refuses_a_worker_thread_count_at_start_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tier.toml");
+    std::fs::write(&config, "[redis]\nport = 1\n").expect("write");
+    for bad in ["0", "many", "2000"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_matomo-worker"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("TOKIO_WORKER_THREADS", bad)
+            .output()
+            .expect("run matomo-worker");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(
+            stderr.contains(&format!("TOKIO_WORKER_THREADS = \"{bad}\"")),
+            "{bad}: {stderr}"
+        );
+    }
+}

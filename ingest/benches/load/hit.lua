@@ -16,9 +16,10 @@ request = function()
   -- First half: a 32-bit multiplicative hash of the counter, so the id's first three hex
   -- digits, which pick the queue (QueuedTracking: hexdec of them modulo the number of queues),
   -- vary from hit to hit (exact in a double up to 3.39 million hits per thread, and an integer
-  -- below 2^32 beyond). Second half: the thread and the counter, unique per hit.
+  -- below 2^32 beyond). Second half: the thread and the counter, unique per hit for up to 16
+  -- threads and 2^28 hits per thread.
   local id = string.format("%08x%08x", (counter * 2654435761) % 4294967296,
-    (thread_no or 0) * 268435456 + counter % 268435456)
+    ((thread_no or 0) % 16) * 268435456 + counter % 268435456)
   local path = "/matomo.php?idsite=1&rec=1&r=" .. counter
     .. "&action_name=" .. titles[(counter % #titles) + 1]
     .. "&url=http%3A%2F%2Fexample.com%2Fpage%2F" .. (counter % 50)

@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use matomo_ingest::threads;
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc: every hit allocates its parameters, environment and entry; glibc's allocator spent
@@ -34,21 +33,14 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let config = match tier_config::load(&args.common) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("matomo-ingest: {error}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return config_error(error),
     };
-    let threads = match threads::worker_threads(std::env::var_os(threads::ENV).as_deref()) {
+    let threads = match tier_config::worker_threads_from_env() {
         Ok(threads) => threads,
-        Err(error) => {
-            eprintln!("matomo-ingest: {error}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return config_error(error),
     };
     if let Err(error) = tier_config::init_tracing(&config.log) {
-        eprintln!("matomo-ingest: {error}");
-        return ExitCode::from(2);
+        return config_error(error);
     }
     match run(config, threads) {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,8 +51,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the node on a multi-thread runtime: `threads` workers, or tokio's default (one per
-/// CPU the process may use) when `TOKIO_WORKER_THREADS` is unset.
+/// A refused configuration: its one-line reason, and exit status 2 (which the systemd unit
+/// does not restart).
+fn config_error(error: tier_config::ConfigError) -> ExitCode {
+    eprintln!("matomo-ingest: {error}");
+    ExitCode::from(2)
+}
+
+/// Runs the node on a multi-thread runtime with `threads` workers, or tokio's default (one
+/// per CPU the process may use) when `TOKIO_WORKER_THREADS` is unset.
 fn run(config: tier_config::Config, threads: Option<usize>) -> anyhow::Result<()> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();

@@ -151,14 +151,23 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let threads = match tier_config::worker_threads_from_env() {
+        Ok(threads) => threads,
+        Err(e) => {
+            eprintln!("matomo-worker: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(e) = tier_config::init_tracing(&config.log) {
         eprintln!("matomo-worker: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(threads) = threads {
+        builder.worker_threads(threads);
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("matomo-worker: cannot start the async runtime: {e}");
