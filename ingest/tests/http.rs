@@ -662,28 +662,19 @@ async fn startup_errors_name_the_service() {
 
 /// The binary refuses a worker-thread count before it starts anything: exit status 2 (which the
 /// systemd unit does not restart) and the reason. Tokio, left to read `TOKIO_WORKER_THREADS`
-/// itself, panics on "0" and "many" (exit status 101) and starts 2,000 threads. The settings
-/// point at a closed Redis port, so a binary that went on would fail fast, not run.
+/// itself, panics on "0" and "many" (exit status 101) and starts 2,000 threads. `--set` (which
+/// wins over the suite's MATOMO_TIER__* settings) points Redis at a closed port, so a binary
+/// that went on would fail fast, not run.
 #[test]
 fn the_binary_refuses_a_worker_thread_count_at_start_up() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("tier.toml");
-    std::fs::write(
-        &config,
-        "[redis]\nport = 1\n[ingest]\nlisten = \"127.0.0.1:0\"\n",
-    )
-    .expect("write");
     for bad in ["0", "many", "2000"] {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_matomo-ingest"));
-        // The suite's own MATOMO_TIER__* settings (a real Redis port) would override the file.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("MATOMO_TIER__") {
-                command.env_remove(name);
-            }
-        }
-        let out = command
-            .arg("--config")
-            .arg(&config)
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_matomo-ingest"))
+            .args([
+                "--set",
+                "redis.port=1",
+                "--set",
+                "ingest.listen=127.0.0.1:0",
+            ])
             .env("TOKIO_WORKER_THREADS", bad)
             .output()
             .expect("run matomo-ingest");
