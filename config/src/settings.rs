@@ -354,6 +354,9 @@ impl Default for TrackerSettings {
 pub struct IngestConfig {
     /// Address that serves hits, `/healthz`, `/readyz` and `/metrics`.
     pub listen: SocketAddr,
+    /// Threads that serve connections and write to Redis (one single-threaded runtime each);
+    /// 0: `TOKIO_WORKER_THREADS` when set, else one per CPU the process may use.
+    pub threads: usize,
     /// Path prefix the tracker lives under, e.g. `/ma/` (`/` by default).
     pub path_prefix: String,
     /// Folder served for `matomo.js`, `piwik.js` and other static files (e.g. a Matomo install).
@@ -392,6 +395,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            threads: 0,
             path_prefix: "/".into(),
             static_dir: None,
             max_body_bytes: 8 * 1024 * 1024,

@@ -3,6 +3,7 @@
 //!
 //! Layout, outside in:
 //! - [`server`]: [`serve`] — start-up checks, the accept loop, graceful shutdown.
+//! - [`lanes`]: one single-threaded runtime per core that runs connections and Redis writers.
 //! - [`conn`]: the HTTP/1.1 connection (heads, bodies, answers; HTTP/2 handed to hyper).
 //! - [`http`]: router, the `matomo.php` handler, Matomo's exact responses, static JS, ops endpoints.
 //! - [`parse`]: pure parsing of query strings, form bodies and bulk JSON.
@@ -21,6 +22,7 @@ pub mod allocator;
 pub mod conn;
 pub mod env;
 pub mod http;
+pub mod lanes;
 pub mod metrics;
 pub mod parse;
 pub mod queue;

@@ -1,11 +1,12 @@
 //! Start-up, the accept loop and graceful shutdown.
 //!
 //! [`serve`] connects Redis and MySQL (a failure is a [`StartupError`] naming the setting), opens
-//! the local spool when one is configured, loads the site cache, starts its refresher, the Redis
-//! writers, the spool replayer and the Redis guard, and serves HTTP/1.1 and HTTP/2 ([`conn`]) on
-//! the given listener. When `shutdown` is
-//! cancelled: `/readyz` starts failing, requests are still served for `ingest.shutdown_grace`,
-//! then the listener closes, in-flight requests finish, the writers and the spool flush, and
+//! the local spool when one is configured, loads the site cache, starts its refresher, the
+//! [`Lanes`] with a Redis connection and writer each, the spool replayer and the Redis guard, and
+//! serves HTTP/1.1 and HTTP/2 ([`conn`]) on the given listener: it accepts on the caller's
+//! runtime and deals each connection to the next lane. When `shutdown` is cancelled: `/readyz`
+//! starts failing, requests are still served for `ingest.shutdown_grace`, then the listener
+//! closes, in-flight requests finish, the writers and the spool flush, the lanes stop, and
 //! `serve` returns.
 
 use std::sync::atomic::Ordering;
@@ -21,6 +22,7 @@ use crate::conn::{self, Shared};
 use crate::env::{ProxyConfigError, ProxyPolicy};
 use crate::http::static_files::StaticFiles;
 use crate::http::{router, AppState, Settings};
+use crate::lanes::Lanes;
 use crate::metrics::Metrics;
 use crate::queue::redis::{check_reachable, RedisSink};
 use crate::queue::Routing;
@@ -55,7 +57,8 @@ pub async fn serve(
 ) -> Result<(), StartupError> {
     let redis_err = |reason: String| tier_config::ConfigError::redis_failed(&config, reason);
     check_reachable(&config.redis).await.map_err(redis_err)?;
-    let redis = RedisSink::connect(&config.redis, &config.queue.key_prefix)
+    let lanes = Lanes::start(lane_count(config.ingest.threads))?;
+    let redis = RedisSink::connect(&config.redis, &config.queue.key_prefix, &lanes)
         .await
         .map_err(redis_err)?;
     let compression = entry_compression(config.queue.compression, &redis).await;
@@ -137,7 +140,14 @@ pub async fn serve(
     ));
     tracing::info!(addr = %listener.local_addr()?, "ingest node listening");
     let shared = Arc::new(Shared::new(router(state.clone()), state.clone()));
-    accept_loop(listener, shared, shutdown, config.ingest.shutdown_grace).await;
+    accept_loop(
+        listener,
+        &lanes,
+        shared,
+        shutdown,
+        config.ingest.shutdown_grace,
+    )
+    .await;
 
     refresher.abort();
     drop(state);
@@ -145,9 +155,18 @@ pub async fn serve(
         Ok(sink) => sink.close().await,
         Err(_) => tracing::warn!("queue sink still referenced at shutdown"),
     }
+    lanes.stop().await;
     let _ = pool.disconnect().await;
     tracing::info!("ingest node stopped");
     Ok(())
+}
+
+/// `ingest.threads`, or one lane per CPU the process may use when it is 0.
+fn lane_count(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
 }
 
 /// `queue.compression`, with `auto` decided by the Redis the node writes to (logged either way).
@@ -189,6 +208,7 @@ async fn refresh_loop(
 /// Accepts connections until `shutdown`, then drains them.
 async fn accept_loop(
     listener: TcpListener,
+    lanes: &Lanes,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     grace: Duration,
@@ -203,6 +223,7 @@ async fn accept_loop(
         tokio::time::sleep(grace).await;
     };
     tokio::pin!(stop_accepting);
+    let mut next_lane = 0;
     loop {
         let (stream, peer) = tokio::select! {
             () = &mut stop_accepting => break,
@@ -216,12 +237,23 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        connections.spawn(conn::serve_connection(
-            stream,
-            peer,
-            shared.clone(),
-            closing.clone(),
-        ));
+        // Moved to the next lane's reactor: the connection's tasks all run on that lane.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "accepted connection could not be handed to a lane");
+                continue;
+            }
+        };
+        let (shared, closing) = (shared.clone(), closing.clone());
+        let connection = connections.track_future(async move {
+            match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => conn::serve_connection(stream, peer, shared, closing).await,
+                Err(error) => tracing::warn!(%error, "lane could not register a connection"),
+            }
+        });
+        lanes.handle(next_lane).spawn(connection);
+        next_lane = next_lane.wrapping_add(1);
     }
     closing.cancel();
     drop(listener);

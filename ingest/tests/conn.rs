@@ -308,3 +308,55 @@ async fn http2_with_prior_knowledge_is_served() {
     assert_eq!(queued_actions(&node).await, ["h2"]);
     finish(db, node).await;
 }
+
+/// Connections are dealt to the lanes in turn; with 3 lanes over 5 Redis connections, two lanes
+/// have two writers and one has one. Every hit of 7 concurrent keep-alive connections, spread
+/// over the 4 queues, is answered and queued exactly once, and the node stops cleanly.
+#[tokio::test]
+async fn every_lane_serves_and_writes_with_uneven_writers() {
+    let db = TestDb::create().await;
+    let mut config = config(&db);
+    config.ingest.threads = 3;
+    config.redis.pool_size = 5;
+    let node = Node::start(config).await;
+    let clients = (0..7u32).map(|c| {
+        let addr = node.addr;
+        async move {
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            let mut pending = Vec::new();
+            for h in 0..3u32 {
+                let request = format!(
+                    "GET /matomo.php?idsite=1&rec=1&action_name=c{c}h{h}&_id={:03x}{:013x} HTTP/1.1\r\nHost: x\r\n\r\n",
+                    c * 3 + h,
+                    c
+                );
+                stream.write_all(request.as_bytes()).await.expect("write");
+                let (head, body) = response(&mut stream, &mut pending).await;
+                assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+                assert_eq!(body, GIF);
+            }
+        }
+    });
+    futures::future::join_all(clients).await;
+    let mut queued: Vec<(u16, String)> = node
+        .all_entries()
+        .await
+        .into_iter()
+        .map(|(queue, e)| {
+            (
+                queue,
+                e.requests[0]["action_name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    queued.sort();
+    let mut expected: Vec<(u16, String)> = (0..7u32)
+        .flat_map(|c| (0..3u32).map(move |h| (((c * 3 + h) % 4) as u16, format!("c{c}h{h}"))))
+        .collect();
+    expected.sort();
+    assert_eq!(queued, expected);
+    finish(db, node).await;
+}

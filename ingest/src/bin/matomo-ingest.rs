@@ -58,15 +58,16 @@ fn config_error(error: tier_config::ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Runs the node on a multi-thread runtime with `threads` workers, or tokio's default (one
-/// per CPU the process may use) when `TOKIO_WORKER_THREADS` is unset.
-fn run(config: tier_config::Config, threads: Option<usize>) -> anyhow::Result<()> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if let Some(threads) = threads {
-        builder.worker_threads(threads);
+/// Runs the node. Its connections and Redis writes run on `ingest.threads` lanes (or
+/// `threads`, from `TOKIO_WORKER_THREADS`, when that is 0); start-up, the accept loop and the
+/// background tasks run on this thread's own runtime.
+fn run(mut config: tier_config::Config, threads: Option<usize>) -> anyhow::Result<()> {
+    if config.ingest.threads == 0 {
+        config.ingest.threads = threads.unwrap_or(0);
     }
-    let runtime = builder.build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.ingest.listen)
             .await

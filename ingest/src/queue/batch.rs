@@ -1,8 +1,9 @@
 //! Coalesced Redis writes: the entries of concurrent requests that are ready at the same moment
 //! go to Redis as one RPUSH per queue.
 //!
-//! Each connection of the pool has one writer task. A request hands its entries to a writer
-//! (round robin) as one [`Job`] and waits for the outcome of each of them. The writer takes the
+//! Each connection of the pool has one writer task, on the same lane as the connection. A
+//! request hands its entries to a writer of its lane as one [`Job`] and waits for the outcome
+//! of each of them. The writer takes the
 //! first job, then every job already waiting (up to [`BATCH_ENTRIES`] entries or about
 //! [`BATCH_BYTES`]), and writes them as one multi-value RPUSH per queue — the values in job order,
 //! and within a job in the request's order — all handed to fred in the same poll, so its router

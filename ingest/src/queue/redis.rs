@@ -1,7 +1,8 @@
 //! The Redis sink: RPUSH to the QueuedTracking lists.
 //!
-//! Requests hand their entries to one writer task per connection of `redis.pool_size` (round
-//! robin per request); a writer writes the entries of all requests waiting for it as one
+//! Each connection (`redis.pool_size`, at least one per lane) has a writer task, both on lane
+//! `i % lanes`; a request hands its entries to a writer of its own lane (taking turns when the
+//! lane has several), and a writer writes the entries of all requests waiting for it as one
 //! multi-value RPUSH per queue ([`super::batch`]). A request is answered only after Redis
 //! acknowledged all its entries.
 //!
@@ -30,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use super::batch::{run_writer, Job};
 use super::{EnqueueError, QueueEntry, Readiness, Sink};
+use crate::lanes::{self, Lanes};
 
 /// The Redis connection settings as fred needs them.
 pub fn fred_config(cfg: &RedisConfig) -> FredConfig {
@@ -101,6 +103,8 @@ pub struct RedisSink {
     /// One per connection: the job queues of the writer tasks.
     writers: Vec<mpsc::UnboundedSender<Job>>,
     writer_tasks: Vec<JoinHandle<()>>,
+    /// How many lanes the writers are spread over.
+    lanes: usize,
     next_writer: AtomicUsize,
     key_prefix: String,
     timeout: Duration,
@@ -133,19 +137,37 @@ impl RedisSink {
             .ok_or_else(|| format!("unexpected reply to CONFIG GET list-compress-depth: {reply:?}"))
     }
 
-    /// Connects a pool of `cfg.pool_size` connections.
-    pub async fn connect(cfg: &RedisConfig, key_prefix: &str) -> Result<Self, String> {
-        let pool = write_once_pool(cfg, cfg.pool_size)?;
-        tokio::time::timeout(cfg.command_timeout + Duration::from_secs(1), pool.init())
+    /// Connects `cfg.pool_size` connections, at least one per lane. Connection `i` and its
+    /// writer run on lane `i % lanes.len()`, so a lane's requests are written by writers on
+    /// their own thread.
+    pub async fn connect(
+        cfg: &RedisConfig,
+        key_prefix: &str,
+        lanes: &Lanes,
+    ) -> Result<Self, String> {
+        let pool = write_once_pool(cfg, cfg.pool_size.max(lanes.len()))?;
+        let connects = pool.clients().iter().enumerate().map(|(i, client)| {
+            let client = client.clone();
+            lanes
+                .handle(i)
+                .spawn(async move { client.init().await.map(drop) })
+        });
+        let connected = futures::future::join_all(connects);
+        let results = tokio::time::timeout(cfg.command_timeout + Duration::from_secs(1), connected)
             .await
-            .map_err(|_| "connection timed out".to_owned())?
-            .map_err(|e| e.details().to_owned())?;
+            .map_err(|_| "connection timed out".to_owned())?;
+        for result in results {
+            result
+                .map_err(|e| format!("connection task failed: {e}"))?
+                .map_err(|e| e.details().to_owned())?;
+        }
         let (writers, writer_tasks) = pool
             .clients()
             .iter()
-            .map(|client| {
+            .enumerate()
+            .map(|(i, client)| {
                 let (jobs, queued) = mpsc::unbounded_channel();
-                let task = tokio::spawn(run_writer(
+                let task = lanes.handle(i).spawn(run_writer(
                     client.clone(),
                     queued,
                     key_prefix.to_owned(),
@@ -159,10 +181,19 @@ impl RedisSink {
             next: AtomicUsize::new(0),
             writers,
             writer_tasks,
+            lanes: lanes.len(),
             next_writer: AtomicUsize::new(0),
             key_prefix: key_prefix.to_owned(),
             timeout: cfg.command_timeout,
         })
+    }
+
+    /// The writer for a request: one of its own lane's, or any, in turn, off the lanes.
+    fn writer(&self) -> &mpsc::UnboundedSender<Job> {
+        let index = writer_index(self.writers.len(), self.lanes, lanes::current(), || {
+            self.next_writer.fetch_add(1, Ordering::Relaxed)
+        });
+        &self.writers[index]
     }
 
     /// Whether Redis answers a PING within `redis.command_timeout`.
@@ -204,8 +235,7 @@ impl Sink for RedisSink {
             if entries.is_empty() {
                 return Ok(());
             }
-            let writer = &self.writers
-                [self.next_writer.fetch_add(1, Ordering::Relaxed) % self.writers.len()];
+            let writer = self.writer();
             let (done, outcomes) = oneshot::channel();
             if writer.send(Job { entries, done }).is_err() {
                 return Err(EnqueueError::Closed);
@@ -228,6 +258,28 @@ impl Sink for RedisSink {
             }
         }
         .boxed()
+    }
+}
+
+/// Which of `count` writers (writer `i` runs on lane `i % lanes`, `count >= lanes`) takes a
+/// request from `lane`: one of that lane's, taking turns (`turn`, called only when the lane has
+/// several) — or, off the lanes, any writer in turn.
+fn writer_index(
+    count: usize,
+    lanes: usize,
+    lane: Option<usize>,
+    turn: impl FnOnce() -> usize,
+) -> usize {
+    match lane {
+        Some(lane) if lane < lanes && lane < count => {
+            let on_lane = (count - lane).div_ceil(lanes);
+            if on_lane > 1 {
+                lane + lanes * (turn() % on_lane)
+            } else {
+                lane
+            }
+        }
+        _ => turn() % count,
     }
 }
 
@@ -285,6 +337,40 @@ fn outcome(outcomes: &[Result<(), EnqueueError>]) -> Result<(), EnqueueError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lane_takes_turns_over_its_own_writers_only() {
+        for lanes in 1..=4 {
+            for count in lanes..=9 {
+                for lane in 0..lanes {
+                    let mut picked = std::collections::BTreeSet::new();
+                    for turn in 0..20 {
+                        let index = writer_index(count, lanes, Some(lane), || turn);
+                        assert!(index < count, "{count} writers, {lanes} lanes: {index}");
+                        assert_eq!(index % lanes, lane, "{count} writers, {lanes} lanes");
+                        picked.insert(index);
+                    }
+                    let own: std::collections::BTreeSet<usize> =
+                        (lane..count).step_by(lanes).collect();
+                    assert_eq!(picked, own, "{count} writers, {lanes} lanes, lane {lane}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn off_the_lanes_any_writer_takes_its_turn() {
+        let picked: Vec<usize> = (0..6).map(|t| writer_index(3, 2, None, || t)).collect();
+        assert_eq!(picked, [0, 1, 2, 0, 1, 2]);
+        // A lane the sink was not built for (never the case in `serve`) is treated the same.
+        assert_eq!(writer_index(3, 2, Some(5), || 4), 1);
+    }
+
+    #[test]
+    fn one_writer_per_lane_needs_no_turns() {
+        let index = writer_index(2, 2, Some(1), || panic!("no turn needed"));
+        assert_eq!(index, 1);
+    }
 
     #[test]
     fn redis_error_replies_are_rejections_fred_errors_are_not() {
