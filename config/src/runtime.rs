@@ -1,5 +1,5 @@
-//! The worker-thread count of the binaries' tokio runtime: one per CPU the process may use
-//! (tokio's default) or the number in `TOKIO_WORKER_THREADS`.
+//! The thread count in `TOKIO_WORKER_THREADS`: the worker's tokio worker threads, and the
+//! ingest's lanes while `ingest.threads` is 0 (without it: one per CPU the process may use).
 //!
 //! The binaries read and check that variable here, before anything starts, and hand the number
 //! to their runtime builder, so tokio never parses it itself: it would panic (exit status 101,

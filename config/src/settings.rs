@@ -62,9 +62,10 @@ pub struct RedisConfig {
     pub backend: RedisBackend,
     /// Sentinel master name, for `backend = "sentinel"`.
     pub sentinel_master: String,
-    /// Connections in the client pool. An ingest node runs one writer per connection, and one
-    /// writer gathers the most entries per command (see `docs/ingest.md`, "Redis writes"); a
-    /// worker uses at least two per worker task plus two.
+    /// Connections in the client pool. An ingest node opens at least one per lane
+    /// (`ingest.threads`) and runs one writer per connection; a writer gathers the entries of
+    /// its own lane's requests (see `docs/ingest.md`, "Redis writes"). A worker uses at least
+    /// two per worker task plus two.
     pub pool_size: usize,
     /// Timeout for one command.
     #[serde(with = "humantime_secs")]

@@ -104,6 +104,13 @@ pub struct QueueLabels {
     pub queue: u16,
 }
 
+/// Labels of `ingest_lane_connections`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LaneLabels {
+    /// Lane number (bounded by `ingest.threads` ≤ 1024).
+    pub lane: u16,
+}
+
 /// Every metric of the node.
 #[derive(Debug)]
 pub struct Metrics {
@@ -124,6 +131,7 @@ pub struct Metrics {
     sites_cached: Gauge,
     site_cache_errors: Counter,
     entry_compression: Family<CompressionLabels, Gauge>,
+    lane_connections: Family<LaneLabels, Gauge>,
     /// The spool's and the Redis guard's metrics.
     pub spool: crate::spool::metrics::SpoolMetrics,
 }
@@ -210,6 +218,12 @@ impl Metrics {
             "The form of the queue entries this node writes (1 for the mode in use; queue.compression = auto picks it at start-up)",
             entry_compression.clone(),
         );
+        let lane_connections = Family::<LaneLabels, Gauge>::default();
+        registry.register(
+            "lane_connections",
+            "Open client connections per lane (thread serving connections, ingest.threads)",
+            lane_connections.clone(),
+        );
         let spool = crate::spool::metrics::SpoolMetrics::register(&mut registry);
         // In the order `request` indexes them: endpoint-major, each enum in declaration order.
         let request_counters = Endpoint::VARIANTS
@@ -237,7 +251,20 @@ impl Metrics {
             sites_cached,
             site_cache_errors,
             entry_compression,
+            lane_connections,
         }
+    }
+
+    /// The open-connection gauges of `lanes` lanes, all created now (at 0).
+    pub fn lane_connections(&self, lanes: usize) -> Vec<Gauge> {
+        (0..lanes)
+            .map(|lane| {
+                let lane = u16::try_from(lane).unwrap_or(u16::MAX);
+                self.lane_connections
+                    .get_or_create(&LaneLabels { lane })
+                    .clone()
+            })
+            .collect()
     }
 
     /// The entry form the node writes (set once at start-up).

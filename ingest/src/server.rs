@@ -4,7 +4,7 @@
 //! the local spool when one is configured, loads the site cache, starts its refresher, the
 //! [`Lanes`] with a Redis connection and writer each, the spool replayer and the Redis guard, and
 //! serves HTTP/1.1 and HTTP/2 ([`conn`]) on the given listener: it accepts on the caller's
-//! runtime and deals each connection to the next lane. When `shutdown` is cancelled: `/readyz`
+//! runtime and hands each connection to the lane with the fewest open connections. When `shutdown` is cancelled: `/readyz`
 //! starts failing, requests are still served for `ingest.shutdown_grace`, then the listener
 //! closes, in-flight requests finish, the writers and the spool flush, the lanes stop, and
 //! `serve` returns.
@@ -41,6 +41,14 @@ pub enum StartupError {
     /// The spool folder could not be opened.
     #[error(transparent)]
     Spool(#[from] OpenError),
+    /// A lane's thread or runtime could not be started.
+    #[error("ingest.threads = {threads}: cannot start the lanes' threads: {error}")]
+    Lanes {
+        /// How many lanes were to start.
+        threads: usize,
+        /// Why not.
+        error: std::io::Error,
+    },
     /// The listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
@@ -57,12 +65,14 @@ pub async fn serve(
 ) -> Result<(), StartupError> {
     let redis_err = |reason: String| tier_config::ConfigError::redis_failed(&config, reason);
     check_reachable(&config.redis).await.map_err(redis_err)?;
-    let lanes = Lanes::start(lane_count(config.ingest.threads))?;
+    let metrics = Arc::new(Metrics::new());
+    let threads = lane_count(config.ingest.threads);
+    let lanes = Lanes::start(metrics.lane_connections(threads))
+        .map_err(|error| StartupError::Lanes { threads, error })?;
     let redis = RedisSink::connect(&config.redis, &config.queue.key_prefix, &lanes)
         .await
         .map_err(redis_err)?;
     let compression = entry_compression(config.queue.compression, &redis).await;
-    let metrics = Arc::new(Metrics::new());
     metrics.entry_compression(compression);
     let spool = match &config.ingest.spool.dir {
         Some(dir) => Some(Spool::open(
@@ -139,7 +149,11 @@ pub async fn serve(
         shutdown.clone(),
     ));
     tracing::info!(addr = %listener.local_addr()?, "ingest node listening");
-    let shared = Arc::new(Shared::new(router(state.clone()), state.clone()));
+    let shared = Arc::new(Shared::new(
+        router(state.clone()),
+        state.clone(),
+        lanes.executor(),
+    ));
     accept_loop(
         listener,
         &lanes,
@@ -223,7 +237,6 @@ async fn accept_loop(
         tokio::time::sleep(grace).await;
     };
     tokio::pin!(stop_accepting);
-    let mut next_lane = 0;
     loop {
         let (stream, peer) = tokio::select! {
             () = &mut stop_accepting => break,
@@ -237,7 +250,7 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        // Moved to the next lane's reactor: the connection's tasks all run on that lane.
+        // Moved to a lane's reactor: the connection's tasks all run on that lane.
         let stream = match stream.into_std() {
             Ok(stream) => stream,
             Err(error) => {
@@ -246,14 +259,12 @@ async fn accept_loop(
             }
         };
         let (shared, closing) = (shared.clone(), closing.clone());
-        let connection = connections.track_future(async move {
+        lanes.spawn_connection(connections.track_future(async move {
             match tokio::net::TcpStream::from_std(stream) {
                 Ok(stream) => conn::serve_connection(stream, peer, shared, closing).await,
                 Err(error) => tracing::warn!(%error, "lane could not register a connection"),
             }
-        });
-        lanes.handle(next_lane).spawn(connection);
-        next_lane = next_lane.wrapping_add(1);
+        }));
     }
     closing.cancel();
     drop(listener);

@@ -270,6 +270,8 @@ async fn http2_with_prior_knowledge_is_served() {
     config.queue.num_queue_workers = 1;
     // Small enough that an over-long URL fits hyper's HTTP/2 header limits.
     config.ingest.max_url_bytes = 2048;
+    // Streams run on other lanes than the connection's.
+    config.ingest.threads = 2;
     let node = Node::start(config).await;
     let tcp = connect(&node).await;
     let (client, connection) = h2::client::handshake(tcp).await.expect("handshake");
@@ -309,47 +311,82 @@ async fn http2_with_prior_knowledge_is_served() {
     finish(db, node).await;
 }
 
-/// Connections are dealt to the lanes in turn; with 3 lanes over 5 Redis connections, two lanes
-/// have two writers and one has one. Every hit of 7 concurrent keep-alive connections, spread
-/// over the 4 queues, is answered and queued exactly once, and the node stops cleanly.
+/// Connections go to the lane with the fewest open ones; with 3 lanes over 5 Redis
+/// connections, two lanes have two writers and one has one. 7 kept-alive connections and the
+/// one reading `/metrics` are spread 3-3-2 over the lanes, every hit they send, spread over the
+/// 4 queues, is answered and queued exactly once, and the node stops cleanly.
 #[tokio::test]
-async fn every_lane_serves_and_writes_with_uneven_writers() {
+async fn connections_spread_over_the_lanes_and_every_lane_writes() {
     let db = TestDb::create().await;
     let mut config = config(&db);
     config.ingest.threads = 3;
     config.redis.pool_size = 5;
     let node = Node::start(config).await;
-    let clients = (0..7u32).map(|c| {
-        let addr = node.addr;
-        async move {
-            let mut stream = TcpStream::connect(addr).await.expect("connect");
-            let mut pending = Vec::new();
-            for h in 0..3u32 {
-                let request = format!(
-                    "GET /matomo.php?idsite=1&rec=1&action_name=c{c}h{h}&_id={:03x}{:013x} HTTP/1.1\r\nHost: x\r\n\r\n",
-                    c * 3 + h,
-                    c
-                );
-                stream.write_all(request.as_bytes()).await.expect("write");
+    let request = |c: u32, h: u32| {
+        format!(
+            "GET /matomo.php?idsite=1&rec=1&action_name=c{c}h{h}&_id={:03x}{:013x} HTTP/1.1\r\nHost: x\r\n\r\n",
+            c * 3 + h,
+            c
+        )
+    };
+    let mut clients = Vec::new();
+    for c in 0..7u32 {
+        let mut stream = connect(&node).await;
+        let mut pending = Vec::new();
+        stream
+            .write_all(request(c, 0).as_bytes())
+            .await
+            .expect("write");
+        let (head, body) = response(&mut stream, &mut pending).await;
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert_eq!(body, GIF);
+        clients.push((c, stream, pending));
+    }
+
+    let mut stream = connect(&node).await;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let (head, body) = response(&mut stream, &mut Vec::new()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let metrics = String::from_utf8(body).expect("text");
+    let mut open: Vec<u32> = (0..3)
+        .map(|lane| {
+            let series = format!("ingest_lane_connections{{lane=\"{lane}\"}} ");
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(series.as_str()))
+                .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+                .trim()
+                .parse()
+                .expect("a count")
+        })
+        .collect();
+    open.sort_unstable();
+    assert_eq!(open, [2, 3, 3], "{metrics}");
+
+    let rest = clients
+        .into_iter()
+        .map(|(c, mut stream, mut pending)| async move {
+            for h in 1..3u32 {
+                stream
+                    .write_all(request(c, h).as_bytes())
+                    .await
+                    .expect("write");
                 let (head, body) = response(&mut stream, &mut pending).await;
                 assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
                 assert_eq!(body, GIF);
             }
-        }
-    });
-    futures::future::join_all(clients).await;
+        });
+    futures::future::join_all(rest).await;
     let mut queued: Vec<(u16, String)> = node
         .all_entries()
         .await
         .into_iter()
         .map(|(queue, e)| {
-            (
-                queue,
-                e.requests[0]["action_name"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_owned(),
-            )
+            let action = e.requests[0]["action_name"].as_str().unwrap_or("");
+            (queue, action.to_owned())
         })
         .collect();
     queued.sort();

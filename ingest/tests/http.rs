@@ -661,8 +661,9 @@ async fn startup_errors_name_the_service() {
 }
 
 /// The binary refuses a worker-thread count before it starts anything: exit status 2 (which the
-/// systemd unit does not restart) and the reason. Tokio, left to read `TOKIO_WORKER_THREADS`
-/// itself, panics on "0" and "many" (exit status 101) and starts 2,000 threads. `--set` (which
+/// systemd unit does not restart) and the reason. (Tokio, left to read `TOKIO_WORKER_THREADS`
+/// itself, panicked on "0" and "many", exit status 101, and started 2,000 threads; the number
+/// now sets the lanes.) `--set` (which
 /// wins over the suite's MATOMO_TIER__* settings) points Redis at a closed port, so a binary
 /// that went on would fail fast, not run.
 #[test]

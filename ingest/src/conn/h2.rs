@@ -13,7 +13,7 @@ use axum::body::Body;
 use bytes::{Buf as _, Bytes};
 use http::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +45,8 @@ pub async fn serve(
     shared: Arc<Shared>,
     closing: CancellationToken,
 ) {
+    // Streams run on every lane: a proxy may multiplex many clients onto one connection.
+    let executor = shared.lanes.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
         async move {
@@ -57,7 +59,7 @@ pub async fn serve(
         }
     });
     let io = TokioIo::new(Prefixed { read, stream });
-    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+    let conn = hyper::server::conn::http2::Builder::new(executor)
         .timer(TokioTimer::new())
         .serve_connection(io, service);
     tokio::pin!(conn);

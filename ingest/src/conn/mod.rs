@@ -38,6 +38,7 @@ use tower::ServiceExt as _;
 
 use crate::http::tracker::{self, BodyRefusal};
 use crate::http::AppState;
+use crate::lanes::LaneExecutor;
 use crate::metrics::{Endpoint, Outcome};
 use chunked::ChunkedDecoder;
 use head::{Framing, Head, HeadError, Limits};
@@ -60,13 +61,20 @@ pub struct Shared {
     pub state: Arc<AppState>,
     /// Head and body limits.
     pub limits: Limits,
+    /// Runs HTTP/2 streams, spread over the lanes.
+    pub lanes: LaneExecutor,
 }
 
 impl Shared {
-    /// The node's routes, from `state`.
-    pub fn new(app: Router, state: Arc<AppState>) -> Self {
+    /// The node's routes, from `state`; HTTP/2 streams run on `lanes`.
+    pub fn new(app: Router, state: Arc<AppState>, lanes: LaneExecutor) -> Self {
         let limits = Limits::for_url(state.settings.max_url_bytes);
-        Self { app, state, limits }
+        Self {
+            app,
+            state,
+            limits,
+            lanes,
+        }
     }
 
     /// Answers one request: tracker paths go straight to the tracker, the rest to the router.

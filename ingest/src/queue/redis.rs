@@ -105,7 +105,6 @@ pub struct RedisSink {
     writer_tasks: Vec<JoinHandle<()>>,
     /// How many lanes the writers are spread over.
     lanes: usize,
-    next_writer: AtomicUsize,
     key_prefix: String,
     timeout: Duration,
 }
@@ -182,7 +181,6 @@ impl RedisSink {
             writers,
             writer_tasks,
             lanes: lanes.len(),
-            next_writer: AtomicUsize::new(0),
             key_prefix: key_prefix.to_owned(),
             timeout: cfg.command_timeout,
         })
@@ -190,9 +188,12 @@ impl RedisSink {
 
     /// The writer for a request: one of its own lane's, or any, in turn, off the lanes.
     fn writer(&self) -> &mpsc::UnboundedSender<Job> {
-        let index = writer_index(self.writers.len(), self.lanes, lanes::current(), || {
-            self.next_writer.fetch_add(1, Ordering::Relaxed)
-        });
+        let index = writer_index(
+            self.writers.len(),
+            self.lanes,
+            lanes::current(),
+            lanes::next_turn,
+        );
         &self.writers[index]
     }
 
