@@ -488,7 +488,7 @@ async fn tier_binaries_stay_inside_the_units_system_call_filter() {
     let (dir, config) = (stack.dir.path().to_owned(), stack.config.clone());
     let (ingest_port, worker_port) = (services::free_port(), services::free_port());
     let spool = dir.join("spool");
-    let traced = |name: &str, args: Vec<String>| {
+    let traced = |name: &str, args: Vec<String>, env: &[(&str, &str)]| {
         let mut cmd = Command::new("strace");
         // Its own process group, which `KillGroup` kills with the traced binary in it.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -497,6 +497,7 @@ async fn tier_binaries_stay_inside_the_units_system_call_filter() {
             .arg(services::bin_dir().join(name))
             .args(args);
         services::without_tier_env(&mut cmd);
+        cmd.envs(env.iter().copied());
         services::Proc::spawn(name, cmd, &dir.join(format!("{name}.log")))
     };
     let config_arg = config.display().to_string();
@@ -510,6 +511,8 @@ async fn tier_binaries_stay_inside_the_units_system_call_filter() {
             "--set".into(),
             format!("ingest.spool.dir={}", spool.display()),
         ],
+        // More lanes than this machine's CPUs: their threads trace like any others.
+        &[("TOKIO_WORKER_THREADS", "3")],
     );
     let worker = traced(
         "matomo-worker",
@@ -520,6 +523,7 @@ async fn tier_binaries_stay_inside_the_units_system_call_filter() {
             "--set".into(),
             format!("worker.listen=127.0.0.1:{worker_port}"),
         ],
+        &[],
     );
     let _groups = [KillGroup(ingest.pid()), KillGroup(worker.pid())];
     for (proc, port, path) in [
@@ -533,6 +537,17 @@ async fn tier_binaries_stay_inside_the_units_system_call_filter() {
         assert!(ready.is_ok(), "{ready:?}\n{}", proc.log_tail());
     }
     send_traffic(ingest_port, 8).await;
+    // TOKIO_WORKER_THREADS set the number of lanes (ingest.threads is 0).
+    let ingest_text = services::http_get(ingest_port, "/metrics")
+        .await
+        .unwrap_or_default();
+    let mut lanes: Vec<_> = parse_exposition(&ingest_text)
+        .into_iter()
+        .filter(|s| s.name == "ingest_lane_connections")
+        .filter_map(|s| s.labels.get("lane").cloned())
+        .collect();
+    lanes.sort();
+    assert_eq!(lanes, ["0", "1", "2"], "{ingest_text}");
     // The worker's whole path is traced only once it has committed the hits.
     let text = worker_metrics_when(worker_port, |t| processed_entries(t) >= 8.0).await;
     let processed = processed_entries(&text);

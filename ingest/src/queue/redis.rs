@@ -197,10 +197,17 @@ impl RedisSink {
         &self.writers[index]
     }
 
-    /// Whether Redis answers a PING within `redis.command_timeout`.
+    /// Whether Redis answers a PING within `redis.command_timeout` on every connection: each
+    /// lane writes through its own, so one that is down fails that lane's hits.
     pub async fn ping(&self) -> bool {
-        let ping = self.pool.next().ping::<String>(None);
-        matches!(tokio::time::timeout(self.timeout, ping).await, Ok(Ok(_)))
+        let pings = self.pool.clients().iter().map(|client| async move {
+            let ping = client.ping::<String>(None);
+            matches!(tokio::time::timeout(self.timeout, ping).await, Ok(Ok(_)))
+        });
+        futures::future::join_all(pings)
+            .await
+            .into_iter()
+            .all(|ok| ok)
     }
 
     /// One connection of the pool (same write-once settings), for the spool's replayer.
