@@ -10,7 +10,7 @@ mod engine_support;
 
 use std::sync::Arc;
 
-use engine_support::{entry, golden_dir, load_golden_state, TableProcessor, TestEnv};
+use engine_support::{entry, golden_dir, load_golden_state, request_set, TableProcessor, TestEnv};
 use matomo_worker::engine::error::{classify_mysql, MysqlFailure};
 use matomo_worker::engine::{
     BatchProcessor, DeadLetter, DeadLetters, Engine, EngineOptions, RunSummary,
@@ -201,7 +201,10 @@ async fn the_tracker_s_refused_entry_is_isolated_from_matomo_s_multi_row_inserts
     )
     .await;
     // 40 page views of one visitor; the tracker writes their actions with one multi-row INSERT,
-    // so the refusal names no entry. Entry 17 carries the refused page view id.
+    // so the refusal names no entry. Entry 17 carries the refused page view id. Entries 23 on
+    // come a second later: entry 22's row then also sets `time_spent` (site 1 has an
+    // action-scope dimension), which once made it the last row inserted (its own statement
+    // after the others'), against Matomo's order of one INSERT per request.
     let pv = |seq: i64| {
         if seq == 17 {
             "poison".to_owned()
@@ -209,10 +212,11 @@ async fn the_tracker_s_refused_entry_is_isolated_from_matomo_s_multi_row_inserts
             format!("p{seq:05}")
         }
     };
+    let start = chrono::Utc::now().timestamp() - 10;
     let entries: Vec<Vec<u8>> = (0..40)
         .map(|seq| {
             let pv_id = pv(seq);
-            entry(
+            let mut set = request_set(
                 0,
                 seq,
                 &[
@@ -220,7 +224,10 @@ async fn the_tracker_s_refused_entry_is_isolated_from_matomo_s_multi_row_inserts
                     ("_id", "0123456789abcdef"),
                     ("action_name", "Page"),
                 ],
-            )
+            );
+            set.time = if seq <= 22 { start } else { start + 1 };
+            set.entry_id = Some(format!("{seq:016x}"));
+            matomo_wire::encode(&set)
         })
         .collect();
     env.push(0, &entries).await;

@@ -688,9 +688,14 @@ fn same_columns(names: &[&str], row: &[(&'static str, &Val)]) -> bool {
             .all(|(n, (c, _))| std::ptr::eq(*n, *c) || n == c)
 }
 
-/// Inserts rows grouped by column list, one multi-row statement per group (per row when the
-/// server does not hand out consecutive auto-increment ids); returns each row's id.
-async fn insert_grouped(
+/// Inserts rows in their order, as multi-row statements of up to 500 rows (one statement per
+/// row when the server does not hand out consecutive auto-increment ids); returns each row's id.
+///
+/// Rows may set different columns (a `time_spent`, an event's columns, a dimension). The
+/// statement names every column any row sets and gives a row `DEFAULT` for one it does not set,
+/// which stores what leaving the column out would. Keeping one statement in row order keeps the
+/// auto-increment ids in the order Matomo gives them: one INSERT per request, in request order.
+async fn insert_in_order(
     tx: &mut Transaction<'static>,
     table: &str,
     ignore: bool,
@@ -698,26 +703,53 @@ async fn insert_grouped(
     consecutive: bool,
 ) -> Result<Vec<u64>, BatchError> {
     let mut ids = vec![0u64; rows.len()];
-    let mut groups: Vec<(Vec<&'static str>, Vec<usize>)> = Vec::new();
-    for (i, r) in rows.iter().enumerate() {
-        match groups.iter_mut().find(|(n, _)| same_columns(n, r)) {
-            Some(g) => g.1.push(i),
-            None => groups.push((r.iter().map(|(c, _)| *c).collect(), vec![i])),
-        }
-    }
     let step = if consecutive { 500 } else { 1 };
-    for (names, members) in groups {
-        for chunk in members.chunks(step) {
-            let values = chunk.iter().map(|i| rows[*i].iter().map(|(_, v)| *v));
-            tx.query_drop(sql::multi_insert(table, ignore, &names, values))
-                .await?;
-            let first = tx.last_insert_id().unwrap_or(0);
-            for (k, i) in chunk.iter().enumerate() {
-                ids[*i] = first + k as u64;
-            }
+    for (start, chunk) in (0..rows.len()).step_by(step).zip(rows.chunks(step)) {
+        let names = column_union(chunk);
+        let values = chunk.iter().map(|row| row_values(&names, row));
+        tx.query_drop(sql::multi_insert(table, ignore, &names, values))
+            .await?;
+        let first = tx.last_insert_id().unwrap_or(0);
+        for (k, id) in ids[start..start + chunk.len()].iter_mut().enumerate() {
+            *id = first + k as u64;
         }
     }
     Ok(ids)
+}
+
+/// Every column any of `rows` sets, in the order they first appear.
+fn column_union(rows: &[RowRef<'_>]) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for row in rows {
+        if same_columns(&names, row) {
+            continue;
+        }
+        for (column, _) in row {
+            if !names
+                .iter()
+                .any(|n| std::ptr::eq(*n, *column) || n == column)
+            {
+                names.push(column);
+            }
+        }
+    }
+    names
+}
+
+/// `row`'s value of each of `names`, `DEFAULT` for a column it does not set.
+fn row_values<'v>(names: &[&str], row: &[(&'static str, &'v Val)]) -> Vec<&'v Val> {
+    static DEFAULT: Val = Val::Default;
+    if same_columns(names, row) {
+        return row.iter().map(|(_, v)| *v).collect();
+    }
+    names
+        .iter()
+        .map(|n| {
+            row.iter()
+                .find(|(c, _)| std::ptr::eq(*n, *c) || n == c)
+                .map_or(&DEFAULT, |(_, v)| *v)
+        })
+        .collect()
 }
 
 async fn run_statements(tx: &mut Transaction<'static>, stmts: &[String]) -> Result<(), BatchError> {
@@ -762,7 +794,7 @@ async fn write(
                     .collect()
             })
             .collect();
-        let ids = insert_grouped(
+        let ids = insert_in_order(
             tx,
             &t.table("log_visit"),
             false,
@@ -793,7 +825,7 @@ async fn write(
                 .collect()
         })
         .collect();
-    let action_ids = insert_grouped(
+    let action_ids = insert_in_order(
         tx,
         &t.table("log_link_visit_action"),
         false,
@@ -824,7 +856,7 @@ async fn write(
                     .collect()
             })
             .collect();
-        insert_grouped(
+        insert_in_order(
             tx,
             &t.table("log_conversion"),
             true,
@@ -997,7 +1029,7 @@ async fn write_items(
             .iter()
             .map(|r| r.iter().map(|(c, v)| (*c, v)).collect())
             .collect();
-        insert_grouped(tx, &table, true, &rows, true).await?;
+        insert_in_order(tx, &table, true, &rows, true).await?;
     }
     Ok(())
 }
@@ -1080,4 +1112,38 @@ async fn remember_invalidations(
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_keep_their_order_and_a_column_a_row_lacks_is_default() {
+        let (one, two, three) = (Val::Int(1), Val::Int(2), Val::Int(3));
+        let spent = Val::Int(60);
+        let rows: Vec<RowRef<'_>> = vec![
+            vec![("idvisit", &one), ("name", &one)],
+            vec![("idvisit", &two), ("name", &two), ("time_spent", &spent)],
+            vec![("idvisit", &three), ("name", &three)],
+        ];
+        let names = column_union(&rows);
+        assert_eq!(names, ["idvisit", "name", "time_spent"]);
+        let values: Vec<Vec<&Val>> = rows.iter().map(|r| row_values(&names, r)).collect();
+        let sql = sql::multi_insert("t", false, &names, values);
+        assert_eq!(
+            sql,
+            "INSERT INTO `t` (`idvisit`, `name`, `time_spent`) VALUES \
+             (1,1,DEFAULT),(2,2,60),(3,3,DEFAULT)"
+        );
+    }
+
+    #[test]
+    fn columns_in_another_order_are_matched_by_name() {
+        let (a, b) = (Val::Int(1), Val::Str("x".into()));
+        let rows: Vec<RowRef<'_>> = vec![vec![("a", &a), ("b", &b)], vec![("b", &b), ("a", &a)]];
+        let names = column_union(&rows);
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(row_values(&names, &rows[1]), [&a, &b]);
+    }
 }

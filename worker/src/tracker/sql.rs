@@ -25,6 +25,9 @@ pub enum Val {
     Time(i64),
     /// A TIME column (`HH:MM:SS`).
     TimeOfDay(String),
+    /// The column's default (SQL `DEFAULT`): in a multi-row INSERT, a row that does not set a
+    /// column the others set, stored as if the column were left out.
+    Default,
 }
 
 impl Val {
@@ -54,7 +57,7 @@ impl Val {
     /// PHP's `empty()` applied to the value as PHP would hold it.
     pub fn is_empty_php(&self) -> bool {
         match self {
-            Val::Null => true,
+            Val::Null | Val::Default => true,
             Val::Int(i) | Val::Time(i) => *i == 0,
             Val::Float(f) => *f == 0.0,
             Val::Str(s) | Val::TimeOfDay(s) => s.is_empty() || s == "0",
@@ -66,6 +69,7 @@ impl Val {
     pub fn render(&self, out: &mut String) {
         match self {
             Val::Null => out.push_str("NULL"),
+            Val::Default => out.push_str("DEFAULT"),
             Val::Int(i) => push_int(out, *i),
             Val::Float(f) => {
                 if f.is_finite() {
