@@ -143,7 +143,7 @@ pub static SETTINGS: &[Setting] = &[
     s!("ingest.spool.max_bytes", Kind::UInt(U64), "Largest total spool size (503 beyond)."),
     s!("ingest.spool.fsync", Kind::Enum(&["always", "interval", "never"]), "When the spool calls fsync."),
     s!("ingest.spool.fsync_interval", Kind::Secs, "Period of the interval fsync policy."),
-    s!("ingest.spool.redis_deadline", Kind::Secs, "A Redis write slower than this sends the following hits to the spool until Redis answers a PING within it."),
+    s!("ingest.spool.redis_deadline", Kind::Secs, "A Redis write slower than this sends the following hits to the spool until Redis answers a PING within it on every connection of the node."),
     s!("ingest.redis_memory_high_bytes", Kind::UInt(U64), "Redis used_memory above which hits go to the spool; 0 disables the guard."),
     s!("ingest.redis_memory_low_bytes", Kind::UInt(U64), "Redis used_memory at or below which spooling stops (0: the high watermark)."),
     s!("ingest.redis_queue_high_entries", Kind::UInt(U64), "Entries in all queue lists above which hits go to the spool; 0 disables this guard."),

@@ -21,12 +21,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
-/// Blocking threads (static files, DNS) of all lanes together, as one tokio runtime has.
+/// Blocking threads (static files, DNS) shared out over the lanes, as one tokio runtime has;
+/// each lane gets at least [`MIN_BLOCKING_THREADS`].
 const BLOCKING_THREADS: usize = 512;
+const MIN_BLOCKING_THREADS: usize = 16;
 
 thread_local! {
     static LANE: Cell<Option<usize>> = const { Cell::new(None) };
     static TURN: Cell<usize> = const { Cell::new(0) };
+    static SPAWN_TURN: Cell<usize> = const { Cell::new(0) };
 }
 
 /// The lane the calling thread runs, if it is a lane's thread.
@@ -37,7 +40,11 @@ pub fn current() -> Option<usize> {
 /// A number that goes up by one on each call on the same thread: whose turn it is, without a
 /// counter shared between cores.
 pub fn next_turn() -> usize {
-    TURN.with(|turn| {
+    take_turn(&TURN)
+}
+
+fn take_turn(counter: &'static std::thread::LocalKey<Cell<usize>>) -> usize {
+    counter.with(|turn| {
         let next = turn.get();
         turn.set(next.wrapping_add(1));
         next
@@ -63,26 +70,40 @@ impl Lanes {
             open.push(Gauge::default());
         }
         let stop = CancellationToken::new();
-        let blocking = (BLOCKING_THREADS / open.len()).max(16);
+        let blocking = (BLOCKING_THREADS / open.len()).max(MIN_BLOCKING_THREADS);
         let mut handles = Vec::with_capacity(open.len());
         let mut threads = Vec::with_capacity(open.len());
         // Threads started before a failure stop when this guard is dropped by the `?`.
         let stop_on_error = stop.clone().drop_guard();
         for index in 0..open.len() {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .max_blocking_threads(blocking)
-                .build()?;
-            handles.push(runtime.handle().clone());
+            // The runtime is built and dropped on its own thread: a tokio runtime must not be
+            // dropped inside another's `block_on`, as it would be here if the spawn failed.
+            let (started, handle) = std::sync::mpsc::sync_channel(1);
             let stop = stop.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("ingest-lane-{index}"))
-                    .spawn(move || {
-                        LANE.with(|lane| lane.set(Some(index)));
-                        runtime.block_on(stop.cancelled());
-                    })?,
-            );
+            let thread = std::thread::Builder::new()
+                .name(format!("ingest-lane-{index}"))
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .max_blocking_threads(blocking)
+                        .build();
+                    let runtime = match runtime {
+                        Ok(runtime) => runtime,
+                        Err(error) => {
+                            let _ = started.send(Err(error));
+                            return;
+                        }
+                    };
+                    let _ = started.send(Ok(runtime.handle().clone()));
+                    LANE.with(|lane| lane.set(Some(index)));
+                    runtime.block_on(stop.cancelled());
+                })?;
+            threads.push(thread);
+            // A thread's start is short; this waits for it once per lane at start-up.
+            let handle = handle
+                .recv()
+                .map_err(|_| io::Error::other("the lane's thread ended at start"))??;
+            handles.push(handle);
         }
         stop_on_error.disarm();
         Ok(Self {
@@ -115,9 +136,9 @@ impl Lanes {
         }
     }
 
-    /// Runs a connection on the lane with the fewest open connections (the first of them
-    /// after the previous pick's), counted in that lane's gauge until `connection` ends or is
-    /// dropped.
+    /// Runs a connection on the lane with the fewest open connections (among equals, the
+    /// search starts one lane further at each call), counted in that lane's gauge until
+    /// `connection` ends or is dropped.
     pub fn spawn_connection(&self, connection: impl Future<Output = ()> + Send + 'static) {
         let lanes = self.open.len();
         let first = next_turn();
@@ -179,7 +200,8 @@ where
     F::Output: Send + 'static,
 {
     fn execute(&self, task: F) {
-        let lane = next_turn() % self.handles.len();
+        // Its own turns: sharing the writers' counter could put every stream on one lane.
+        let lane = take_turn(&SPAWN_TURN) % self.handles.len();
         self.handles[lane].spawn(task);
     }
 }

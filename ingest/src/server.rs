@@ -42,7 +42,7 @@ pub enum StartupError {
     #[error(transparent)]
     Spool(#[from] OpenError),
     /// A lane's thread or runtime could not be started.
-    #[error("ingest.threads = {threads}: cannot start the lanes' threads: {error}")]
+    #[error("ingest.threads: cannot start {threads} lanes: {error}")]
     Lanes {
         /// How many lanes were to start.
         threads: usize,

@@ -321,6 +321,8 @@ async fn connections_spread_over_the_lanes_and_every_lane_writes() {
     let mut config = config(&db);
     config.ingest.threads = 3;
     config.redis.pool_size = 5;
+    // Connections wait idle while the others are served: well within the keep-alive limit.
+    config.ingest.read_timeout = Duration::from_secs(30);
     let node = Node::start(config).await;
     let request = |c: u32, h: u32| {
         format!(

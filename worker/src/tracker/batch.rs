@@ -721,7 +721,8 @@ async fn insert_in_order(
 fn column_union(rows: &[RowRef<'_>]) -> Vec<&'static str> {
     let mut names: Vec<&'static str> = Vec::new();
     for row in rows {
-        if same_columns(&names, row) {
+        // Nearly always the same columns, or a prefix of them (a `time_spent` comes last).
+        if row.len() <= names.len() && same_columns(&names[..row.len()], row) {
             continue;
         }
         for (column, _) in row {
@@ -739,8 +740,10 @@ fn column_union(rows: &[RowRef<'_>]) -> Vec<&'static str> {
 /// `row`'s value of each of `names`, `DEFAULT` for a column it does not set.
 fn row_values<'v>(names: &[&str], row: &[(&'static str, &'v Val)]) -> Vec<&'v Val> {
     static DEFAULT: Val = Val::Default;
-    if same_columns(names, row) {
-        return row.iter().map(|(_, v)| *v).collect();
+    if row.len() <= names.len() && same_columns(&names[..row.len()], row) {
+        let mut values: Vec<&Val> = row.iter().map(|(_, v)| *v).collect();
+        values.resize(names.len(), &DEFAULT);
+        return values;
     }
     names
         .iter()
@@ -1136,6 +1139,20 @@ mod tests {
             "INSERT INTO `t` (`idvisit`, `name`, `time_spent`) VALUES \
              (1,1,DEFAULT),(2,2,60),(3,3,DEFAULT)"
         );
+    }
+
+    #[test]
+    fn a_shorter_row_first_gets_default_for_the_later_columns() {
+        let (one, spent) = (Val::Int(1), Val::Int(5));
+        let rows: Vec<RowRef<'_>> = vec![
+            vec![("idvisit", &one)],
+            vec![("idvisit", &one), ("time_spent", &spent)],
+            vec![("idvisit", &one)],
+        ];
+        let names = column_union(&rows);
+        assert_eq!(names, ["idvisit", "time_spent"]);
+        assert_eq!(row_values(&names, &rows[0]), [&one, &Val::Default]);
+        assert_eq!(row_values(&names, &rows[1]), [&one, &spent]);
     }
 
     #[test]
