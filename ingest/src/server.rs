@@ -4,10 +4,11 @@
 //! the local spool when one is configured, loads the site cache, starts its refresher, the
 //! [`Lanes`] with a Redis connection and writer each, the spool replayer and the Redis guard, and
 //! serves HTTP/1.1 and HTTP/2 ([`conn`]) on the given listener: it accepts on the caller's
-//! runtime and hands each connection to the lane with the fewest open connections. When `shutdown` is cancelled: `/readyz`
-//! starts failing, requests are still served for `ingest.shutdown_grace`, then the listener
-//! closes, in-flight requests finish, the writers and the spool flush, the lanes stop, and
-//! `serve` returns.
+//! runtime and hands each connection to the lane with the fewest open connections.
+//!
+//! When `shutdown` is cancelled: `/readyz` starts failing, requests are still served for
+//! `ingest.shutdown_grace`, then the listener closes, in-flight requests finish, the writers and
+//! the spool flush, the lanes stop, and `serve` returns.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
