@@ -737,22 +737,23 @@ fn column_union(rows: &[RowRef<'_>]) -> Vec<&'static str> {
     names
 }
 
-/// `row`'s value of each of `names`, `DEFAULT` for a column it does not set.
-fn row_values<'v>(names: &[&str], row: &[(&'static str, &'v Val)]) -> Vec<&'v Val> {
+/// `row`'s value of each of `names`, `DEFAULT` for a column it does not set. Read as the
+/// statement is rendered: nothing is collected per row.
+fn row_values<'a, 'v>(
+    names: &'a [&str],
+    row: &'a [(&'static str, &'v Val)],
+) -> impl Iterator<Item = &'v Val> + 'a {
     static DEFAULT: Val = Val::Default;
-    if row.len() <= names.len() && same_columns(&names[..row.len()], row) {
-        let mut values: Vec<&Val> = row.iter().map(|(_, v)| *v).collect();
-        values.resize(names.len(), &DEFAULT);
-        return values;
-    }
-    names
-        .iter()
-        .map(|n| {
-            row.iter()
-                .find(|(c, _)| std::ptr::eq(*n, *c) || n == c)
-                .map_or(&DEFAULT, |(_, v)| *v)
-        })
-        .collect()
+    // Nearly always the same columns, or a prefix of them.
+    let prefix = row.len() <= names.len() && same_columns(&names[..row.len()], row);
+    names.iter().enumerate().map(move |(k, n)| {
+        let found = if prefix {
+            row.get(k)
+        } else {
+            row.iter().find(|(c, _)| std::ptr::eq(*n, *c) || n == c)
+        };
+        found.map_or(&DEFAULT, |(_, v)| *v)
+    })
 }
 
 async fn run_statements(tx: &mut Transaction<'static>, stmts: &[String]) -> Result<(), BatchError> {
@@ -1132,7 +1133,7 @@ mod tests {
         ];
         let names = column_union(&rows);
         assert_eq!(names, ["idvisit", "name", "time_spent"]);
-        let values: Vec<Vec<&Val>> = rows.iter().map(|r| row_values(&names, r)).collect();
+        let values = rows.iter().map(|r| row_values(&names, r));
         let sql = sql::multi_insert("t", false, &names, values);
         assert_eq!(
             sql,
@@ -1151,8 +1152,9 @@ mod tests {
         ];
         let names = column_union(&rows);
         assert_eq!(names, ["idvisit", "time_spent"]);
-        assert_eq!(row_values(&names, &rows[0]), [&one, &Val::Default]);
-        assert_eq!(row_values(&names, &rows[1]), [&one, &spent]);
+        let values = |row| row_values(&names, row).collect::<Vec<_>>();
+        assert_eq!(values(&rows[0]), [&one, &Val::Default]);
+        assert_eq!(values(&rows[1]), [&one, &spent]);
     }
 
     #[test]
@@ -1161,6 +1163,7 @@ mod tests {
         let rows: Vec<RowRef<'_>> = vec![vec![("a", &a), ("b", &b)], vec![("b", &b), ("a", &a)]];
         let names = column_union(&rows);
         assert_eq!(names, ["a", "b"]);
-        assert_eq!(row_values(&names, &rows[1]), [&a, &b]);
+        let values: Vec<&Val> = row_values(&names, &rows[1]).collect();
+        assert_eq!(values, [&a, &b]);
     }
 }
