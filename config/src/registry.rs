@@ -132,6 +132,7 @@ pub static SETTINGS: &[Setting] = &[
     s!("matomo.tracker.proxy_ips", Kind::List, "[General] proxy_ips[]: peers (IPs or CIDR ranges) trusted to set those headers."),
     s!("ingest.listen", Kind::Addr, "Address serving hits, /healthz, /readyz and /metrics."),
     s!("ingest.threads", Kind::UInt(1024), "Lanes: threads that serve connections and write to Redis, each with its own Redis connection (accepting and background work run on one more thread); 0: TOKIO_WORKER_THREADS when set, else one per CPU the process may use."),
+    s!("ingest.direct_redis_writes", Kind::Bool, "Queue writes to a standalone Redis (redis.backend = standalone) go over each writer's own connection, a batch's RPUSH commands encoded and written at once, instead of through the Redis client library (~3.7 us of node CPU per command); same write-once semantics. false: through the client, as Sentinel and Cluster always do."),
     s!("ingest.path_prefix", Kind::Str, "Path the tracker lives under (starts and ends with /)."),
     s!("ingest.static_dir", Kind::Path, "Folder served for matomo.js, piwik.js and other static files."),
     s!("ingest.max_body_bytes", Kind::UInt(U64), "Largest request body accepted (413 above)."),

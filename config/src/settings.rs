@@ -358,6 +358,10 @@ pub struct IngestConfig {
     /// Threads that serve connections and write to Redis (one single-threaded runtime each);
     /// 0: `TOKIO_WORKER_THREADS` when set, else one per CPU the process may use.
     pub threads: usize,
+    /// Queue writes to a standalone Redis go over each writer's own connection, a batch's
+    /// RPUSH commands in one socket write (`false`: through the fred client, as Sentinel and
+    /// Cluster always do).
+    pub direct_redis_writes: bool,
     /// Path prefix the tracker lives under, e.g. `/ma/` (`/` by default).
     pub path_prefix: String,
     /// Folder served for `matomo.js`, `piwik.js` and other static files (e.g. a Matomo install).
@@ -397,6 +401,7 @@ impl Default for IngestConfig {
         Self {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
             threads: 0,
+            direct_redis_writes: true,
             path_prefix: "/".into(),
             static_dir: None,
             max_body_bytes: 8 * 1024 * 1024,

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tier_config::{CompressionSetting, Config, EntryCompression};
+use tier_config::{CompressionSetting, Config, EntryCompression, RedisBackend};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -70,7 +70,9 @@ pub async fn serve(
     let threads = lane_count(config.ingest.threads);
     let lanes = Lanes::start(metrics.lane_connections(threads))
         .map_err(|error| StartupError::Lanes { threads, error })?;
-    let redis = RedisSink::connect(&config.redis, &config.queue.key_prefix, &lanes)
+    let direct =
+        config.ingest.direct_redis_writes && config.redis.backend == RedisBackend::Standalone;
+    let redis = RedisSink::connect(&config.redis, &config.queue.key_prefix, &lanes, direct)
         .await
         .map_err(redis_err)?;
     let compression = entry_compression(config.queue.compression, &redis).await;

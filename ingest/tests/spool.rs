@@ -65,7 +65,7 @@ async fn hits_ok(http: &reqwest::Client, node: &Node, range: impl IntoIterator<I
 }
 
 /// Sends hits while Redis goes away: each is answered 204 (stored in Redis or spooled) or, for
-/// the few writes fred had already taken when the connection died, 503 "outcome unknown".
+/// the few writes already on the connection when it died, 503 "outcome unknown".
 /// Returns the accepted ones.
 async fn hits_during_outage(
     http: &reqwest::Client,
@@ -146,13 +146,25 @@ async fn wait_until_replayed(http: &reqwest::Client, node: &Node) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_hits_are_spooled_and_replayed_in_order() {
+    redis_down_scenario(true).await;
+}
+
+/// The same with the queue writes through the fred client (`ingest.direct_redis_writes =
+/// false`), as Sentinel and Cluster always write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_through_the_client_library_too() {
+    redis_down_scenario(false).await;
+}
+
+async fn redis_down_scenario(direct_writes: bool) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut redis = services::Redis::start(tmp.path()).await;
     let db = TestDb::create().await;
     let http = reqwest::Client::new();
 
-    let node =
-        Node::start_on_own_redis(spool_config(&db, redis.port, &tmp.path().join("spool"))).await;
+    let mut config = spool_config(&db, redis.port, &tmp.path().join("spool"));
+    config.ingest.direct_redis_writes = direct_writes;
+    let node = Node::start_on_own_redis(config).await;
     hits_ok(&http, &node, 0..30).await;
     redis.stop().await;
     // Hits during the outage are answered as Matomo would, and spooled; only writes already

@@ -1,23 +1,25 @@
 //! Coalesced Redis writes: the entries of concurrent requests that are ready at the same moment
 //! go to Redis as one RPUSH per queue.
 //!
-//! Each connection of the pool has one writer task, on the same lane as the connection. A
-//! request hands its entries to a writer of its lane as one [`Job`] and waits for the outcome
-//! of each of them. The writer takes the
-//! first job, then every job already waiting (up to [`BATCH_ENTRIES`] entries or about
-//! [`BATCH_BYTES`]), and writes them as one multi-value RPUSH per queue — the values in job order,
-//! and within a job in the request's order — all handed to fred in the same poll, so its router
-//! finds them queued together and mostly writes them with one flush (hits over 16 queues: ~12
-//! commands per socket write; fred's own `Pipeline` flushes after every command instead). While
-//! that batch is in flight the next one gathers. Per hit this saves a fred command, a socket
-//! write and a Redis command dispatch; what a command still costs the node is fred's handling of
-//! it, ~3.7 µs (docs/ingest.md, "Session 14").
+//! Each writer task runs on a lane, with its own connection. A request hands its entries to a
+//! writer of its lane as one [`Job`] and waits for the outcome of each of them. The writer takes
+//! the first job, then every job already waiting (up to [`BATCH_ENTRIES`] entries or about
+//! [`BATCH_BYTES`]), and writes them as one multi-value RPUSH per queue — the values in job
+//! order, and within a job in the request's order. While that batch is in flight the next one
+//! gathers. Per hit this saves a command, a socket write and a Redis command dispatch.
+//!
+//! A writer writes through a [`Transport`]: by default on a standalone Redis its own connection
+//! ([`super::direct`]: the batch's commands encoded into one buffer and written at once), else
+//! a fred client, to which all the batch's commands are handed in the same poll so its router
+//! mostly writes them with one flush (fred's own `Pipeline` flushes after every command). fred
+//! costs the node ~3.7 µs per command (docs/ingest.md, "Session 14"); the direct connection
+//! about the bytes it copies.
 //!
 //! A multi-value RPUSH is one command, executed atomically: all its values are stored or none.
 //! So every entry of a command gets that command's outcome, classified as before (stored, not
 //! sent, rejected, unknown: [`super::redis`]), and a request's outcome combines the outcomes of
-//! its entries exactly as when each entry was its own command. A writer never sends while fred
-//! is disconnected (the batch is "not sent") and never re-sends (write-once options).
+//! its entries exactly as when each entry was its own command. A writer never sends while its
+//! connection is down (the batch is "not sent") and never re-sends.
 
 use std::time::Duration;
 
@@ -26,6 +28,7 @@ use fred::prelude::{ClientLike as _, ListInterface as _};
 use fred::types::{Key, Value as RedisValue};
 use tokio::sync::{mpsc, oneshot};
 
+use super::direct::{DirectConn, Stream};
 use super::redis::{classify, write_once_options};
 use super::{EnqueueError, QueueEntry};
 
@@ -46,26 +49,98 @@ pub struct Job {
     pub done: oneshot::Sender<JobOutcome>,
 }
 
-/// Runs one writer on `client` until every sender of `jobs` is gone.
+/// What a writer writes through.
+pub enum Transport {
+    /// A fred client (Sentinel, Cluster, or `ingest.direct_redis_writes = false`).
+    Client(fred::prelude::Client),
+    /// The writer's own connection ([`super::direct`]).
+    Direct(DirectConn),
+}
+
+/// Runs one writer on `transport` until every sender of `jobs` is gone.
 pub async fn run_writer(
-    client: fred::prelude::Client,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
+    transport: Transport,
+    jobs: mpsc::UnboundedReceiver<Job>,
     key_prefix: String,
     timeout: Duration,
 ) {
-    let mut keys = QueueKeys::new(key_prefix);
+    let keys = QueueKeys::new(key_prefix);
+    match transport {
+        Transport::Client(client) => run_client_writer(client, jobs, keys, timeout).await,
+        Transport::Direct(conn) => run_direct_writer(conn, jobs, keys).await,
+    }
+}
+
+async fn run_client_writer(
+    client: fred::prelude::Client,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    mut keys: QueueKeys,
+    timeout: Duration,
+) {
     while let Some(first) = jobs.recv().await {
-        let mut entries = first.entries.len();
-        let mut bytes: usize = first.entries.iter().map(|e| e.bytes.len()).sum();
-        let mut batch = vec![first];
-        while entries < BATCH_ENTRIES && bytes < BATCH_BYTES {
-            let Ok(job) = jobs.try_recv() else { break };
-            entries += job.entries.len();
-            bytes += job.entries.iter().map(|e| e.bytes.len()).sum::<usize>();
-            batch.push(job);
-        }
+        let batch = gather(first, &mut jobs);
         write_batch(&client, batch, &mut keys, timeout).await;
     }
+}
+
+/// What woke a direct writer.
+enum Event {
+    Job(Option<Job>),
+    Reopened(Result<Stream, String>),
+    Readable,
+}
+
+async fn run_direct_writer(
+    mut conn: DirectConn,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    mut keys: QueueKeys,
+) {
+    let mut reconnect = None;
+    loop {
+        if !conn.is_open() && reconnect.is_none() {
+            reconnect = Some(Box::pin(conn.reconnect()));
+        }
+        // A connection Redis closed is noticed before the next job is written to it, so that
+        // job is "not sent" (spooled) rather than "unknown".
+        let event = tokio::select! {
+            biased;
+            () = conn.readable(), if conn.is_open() => Event::Readable,
+            opened = async { reconnect.as_mut().expect("guarded").await }, if reconnect.is_some() => {
+                Event::Reopened(opened)
+            }
+            job = jobs.recv() => Event::Job(job),
+        };
+        match event {
+            Event::Job(None) => break,
+            Event::Job(Some(first)) => {
+                let batch = gather(first, &mut jobs);
+                write_direct(&mut conn, batch, &mut keys).await;
+            }
+            Event::Reopened(opened) => {
+                reconnect = None;
+                match opened {
+                    Ok(stream) => conn.reopened(stream),
+                    Err(error) => tracing::warn!(%error, "redis queue writer could not reconnect"),
+                }
+            }
+            Event::Readable => conn.check_idle(),
+        }
+    }
+}
+
+/// `first` and every job already waiting, up to [`BATCH_ENTRIES`] entries or about
+/// [`BATCH_BYTES`].
+fn gather(first: Job, jobs: &mut mpsc::UnboundedReceiver<Job>) -> Vec<Job> {
+    let mut entries = first.entries.len();
+    let mut bytes: usize = first.entries.iter().map(|e| e.bytes.len()).sum();
+    let mut batch = vec![first];
+    while entries < BATCH_ENTRIES && bytes < BATCH_BYTES {
+        let Ok(job) = jobs.try_recv() else { break };
+        entries += job.entries.len();
+        bytes += job.entries.iter().map(|e| e.bytes.len()).sum::<usize>();
+        batch.push(job);
+    }
+    batch
 }
 
 /// The queue keys, each formatted once (a [`Key`] clone shares its bytes).
@@ -122,17 +197,48 @@ fn plan(jobs: impl IntoIterator<Item = Vec<QueueEntry>>) -> Plan {
     plan
 }
 
+/// The plan of `batch` and where each job's outcomes go.
+fn split(batch: Vec<Job>) -> (Plan, Vec<oneshot::Sender<JobOutcome>>) {
+    let mut senders = Vec::with_capacity(batch.len());
+    let plan = plan(batch.into_iter().map(|job| {
+        senders.push(job.done);
+        job.entries
+    }));
+    (plan, senders)
+}
+
+/// Sends each job the outcomes of its entries' commands.
+fn answer(
+    slots: Vec<Vec<usize>>,
+    senders: Vec<oneshot::Sender<JobOutcome>>,
+    results: &[Result<(), EnqueueError>],
+) {
+    for (job_slots, done) in slots.into_iter().zip(senders) {
+        // A request that went away no longer waits for its outcome.
+        let _ = done.send(job_slots.iter().map(|&i| results[i].clone()).collect());
+    }
+}
+
+async fn write_direct(conn: &mut DirectConn, batch: Vec<Job>, keys: &mut QueueKeys) {
+    let (plan, senders) = split(batch);
+    let queue_keys: Vec<Key> = plan.commands.iter().map(|(q, _)| keys.get(*q)).collect();
+    let commands: Vec<(&[u8], &[Bytes])> = plan
+        .commands
+        .iter()
+        .zip(&queue_keys)
+        .map(|((_, values), key)| (key.as_bytes(), &values[..]))
+        .collect();
+    let results = conn.rpush_all(&commands).await;
+    answer(plan.slots, senders, &results);
+}
+
 async fn write_batch(
     client: &fred::prelude::Client,
     batch: Vec<Job>,
     keys: &mut QueueKeys,
     timeout: Duration,
 ) {
-    let mut senders = Vec::with_capacity(batch.len());
-    let plan = plan(batch.into_iter().map(|job| {
-        senders.push(job.done);
-        job.entries
-    }));
+    let (plan, senders) = split(batch);
     let results: Vec<Result<(), EnqueueError>> = if client.is_connected() {
         let once = client.with_options(&write_once_options(timeout));
         // All commands are handed to fred in join_all's first poll, in order, so they reach the
@@ -156,10 +262,7 @@ async fn write_batch(
         let not_sent = EnqueueError::NotSent("disconnected".into());
         vec![Err(not_sent); plan.commands.len()]
     };
-    for (job_slots, done) in plan.slots.into_iter().zip(senders) {
-        // A request that went away no longer waits for its outcome.
-        let _ = done.send(job_slots.iter().map(|&i| results[i].clone()).collect());
-    }
+    answer(plan.slots, senders, &results);
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 
 mod batch;
 pub mod codec;
+pub mod direct;
 mod quick_zlib;
 pub mod redis;
 

@@ -1,12 +1,15 @@
 //! The Redis sink: RPUSH to the QueuedTracking lists.
 //!
-//! Each connection (`redis.pool_size`, at least one per lane) has a writer task, both on lane
-//! `i % lanes`; a request hands its entries to a writer of its own lane (taking turns when the
-//! lane has several), and a writer writes the entries of all requests waiting for it as one
-//! multi-value RPUSH per queue ([`super::batch`]). A request is answered only after Redis
-//! acknowledged all its entries.
+//! Each writer (`redis.pool_size`, at least one per lane) runs on lane `i % lanes` with its own
+//! connection: on a standalone Redis a direct one ([`super::direct`]) beside a single fred client
+//! for PINGs, `CONFIG GET` and the spool's replays; on Sentinel or Cluster, or with
+//! `ingest.direct_redis_writes = false`, a fred client of the pool. A request hands its entries
+//! to a writer of its own lane (taking turns when the lane has several), and a writer writes the
+//! entries of all requests waiting for it as one multi-value RPUSH per queue
+//! ([`super::batch`]). A request is answered only after Redis acknowledged all its entries.
 //!
-//! Queue writes are never retried by the client library and never written late: the pool runs
+//! Queue writes are never retried and never written late. The direct connection writes a batch
+//! once and closes on any doubt ([`super::direct`]); through fred, the pool runs
 //! with `max_command_attempts = 1`, and every write with `fail_fast` (refused at once while fred
 //! is disconnected), `max_attempts = 1` (a command in flight when a connection drops is failed,
 //! not re-sent after the reconnect) and fred's own `timeout` (a command that timed out while
@@ -16,7 +19,8 @@
 //! LOADING), or outcome unknown (written, no reply) — the last may have been stored once by
 //! Redis and is answered 503, never re-sent.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fred::error::{Error as FredError, ErrorKind};
@@ -29,7 +33,8 @@ use tier_config::{RedisBackend, RedisConfig};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::batch::{run_writer, Job};
+use super::batch::{run_writer, Job, Transport};
+use super::direct::{DirectConn, Endpoint};
 use super::{EnqueueError, QueueEntry, Readiness, Sink};
 use crate::lanes::{self, Lanes};
 
@@ -105,6 +110,8 @@ pub struct RedisSink {
     writer_tasks: Vec<JoinHandle<()>>,
     /// How many lanes the writers are spread over.
     lanes: usize,
+    /// Per direct writer ([`super::direct`]): whether its connection is open.
+    direct_open: Vec<Arc<AtomicBool>>,
     key_prefix: String,
     timeout: Duration,
 }
@@ -136,15 +143,18 @@ impl RedisSink {
             .ok_or_else(|| format!("unexpected reply to CONFIG GET list-compress-depth: {reply:?}"))
     }
 
-    /// Connects `cfg.pool_size` connections, at least one per lane. Connection `i` and its
-    /// writer run on lane `i % lanes.len()`, so a lane's requests are written by writers on
-    /// their own thread.
+    /// Connects `cfg.pool_size` writers, at least one per lane: each a fred client, or with
+    /// `direct` (a standalone Redis and `ingest.direct_redis_writes`) its own connection
+    /// ([`super::direct`]) beside one fred client for everything else. Writer `i` runs on
+    /// lane `i % lanes.len()`, so a lane's requests are written on their own thread.
     pub async fn connect(
         cfg: &RedisConfig,
         key_prefix: &str,
         lanes: &Lanes,
+        direct: bool,
     ) -> Result<Self, String> {
-        let pool = write_once_pool(cfg, cfg.pool_size.max(lanes.len()))?;
+        let writers = cfg.pool_size.max(lanes.len());
+        let pool = write_once_pool(cfg, if direct { 1 } else { writers })?;
         let connects = pool.clients().iter().enumerate().map(|(i, client)| {
             let client = client.clone();
             lanes
@@ -160,14 +170,52 @@ impl RedisSink {
                 .map_err(|e| format!("connection task failed: {e}"))?
                 .map_err(|e| e.details().to_owned())?;
         }
-        let (writers, writer_tasks) = pool
-            .clients()
+        let transports: Vec<Transport> = if direct {
+            let endpoint = Endpoint {
+                host: cfg.host.clone(),
+                port: cfg.port,
+                database: cfg.database,
+                password: cfg.password.clone(),
+                timeout: cfg.command_timeout,
+            };
+            let opens = (0..writers).map(|i| {
+                let endpoint = endpoint.clone();
+                lanes
+                    .handle(i)
+                    .spawn(async move { endpoint.connect().await })
+            });
+            let mut transports = Vec::with_capacity(writers);
+            for opened in futures::future::join_all(opens).await {
+                let stream = opened.map_err(|e| format!("connection task failed: {e}"))??;
+                let open = Arc::new(AtomicBool::new(true));
+                transports.push(Transport::Direct(DirectConn::new(
+                    endpoint.clone(),
+                    stream,
+                    open,
+                )));
+            }
+            transports
+        } else {
+            pool.clients()
+                .iter()
+                .cloned()
+                .map(Transport::Client)
+                .collect()
+        };
+        let direct_open = transports
             .iter()
+            .filter_map(|t| match t {
+                Transport::Direct(conn) => Some(conn.open_flag()),
+                Transport::Client(_) => None,
+            })
+            .collect();
+        let (writers, writer_tasks) = transports
+            .into_iter()
             .enumerate()
-            .map(|(i, client)| {
+            .map(|(i, transport)| {
                 let (jobs, queued) = mpsc::unbounded_channel();
                 let task = lanes.handle(i).spawn(run_writer(
-                    client.clone(),
+                    transport,
                     queued,
                     key_prefix.to_owned(),
                     cfg.command_timeout,
@@ -181,6 +229,7 @@ impl RedisSink {
             writers,
             writer_tasks,
             lanes: lanes.len(),
+            direct_open,
             key_prefix: key_prefix.to_owned(),
             timeout: cfg.command_timeout,
         })
@@ -197,9 +246,17 @@ impl RedisSink {
         &self.writers[index]
     }
 
-    /// Whether Redis answers a PING within `redis.command_timeout` on every connection: each
-    /// lane writes through its own, so one that is down fails that lane's hits.
+    /// Whether Redis answers a PING within `redis.command_timeout` on every fred connection
+    /// and every direct writer's connection is open: each lane writes through its own, so one
+    /// that is down fails that lane's hits.
     pub async fn ping(&self) -> bool {
+        if !self
+            .direct_open
+            .iter()
+            .all(|open| open.load(Ordering::Relaxed))
+        {
+            return false;
+        }
         let pings = self.pool.clients().iter().map(|client| async move {
             let ping = client.ping::<String>(None);
             matches!(tokio::time::timeout(self.timeout, ping).await, Ok(Ok(_)))

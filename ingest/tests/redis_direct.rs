@@ -1,0 +1,249 @@
+//! The writers' own Redis connections (`queue::direct`) against a real `redis-server` of the
+//! test's own (the fault suite's service helpers): AUTH and SELECT, replies matched to their
+//! commands in order, error replies as rejections beside stored commands, a connection Redis
+//! closes noticed while idle and opened again, and a timeout that closes the connection so
+//! nothing is written late; and a node (MariaDB: a fresh `mt_test_*` database) that writes
+//! through them by default and opens them again after Redis killed them.
+
+mod support;
+
+#[path = "../../benches/tests/faults/services.rs"]
+#[allow(dead_code)]
+mod services;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use matomo_ingest::queue::direct::{DirectConn, Endpoint};
+use matomo_ingest::queue::EnqueueError;
+use services::redis_cli;
+
+const PASSWORD: &str = "s3cret-for-direct";
+
+fn endpoint(port: u16, password: Option<&str>, database: u8) -> Endpoint {
+    Endpoint {
+        host: "127.0.0.1".into(),
+        port,
+        database,
+        password: password.map(str::to_owned),
+        timeout: Duration::from_millis(500),
+    }
+}
+
+/// A `redis-cli` command authenticated with [`PASSWORD`] on `database`.
+fn cli(port: u16, database: u8, args: &[&str]) -> Option<String> {
+    let database = database.to_string();
+    let mut all = vec!["-a", PASSWORD, "--no-auth-warning", "-n", &database];
+    all.extend_from_slice(args);
+    redis_cli(port, &all)
+}
+
+fn values(texts: &[&str]) -> Vec<Bytes> {
+    texts
+        .iter()
+        .map(|t| Bytes::copy_from_slice(t.as_bytes()))
+        .collect()
+}
+
+/// A `redis-server` of the test's own that requires [`PASSWORD`].
+async fn redis_with_password(dir: &std::path::Path) -> services::Redis {
+    let redis = services::Redis::start(dir).await;
+    redis_cli(redis.port, &["CONFIG", "SET", "requirepass", PASSWORD]).expect("requirepass");
+    redis
+}
+
+/// Opens `conn` again and writes `value` to `key` through it: stored.
+async fn reopen_and_push(conn: &mut DirectConn, open_flag: &AtomicBool, key: &[u8], value: &str) {
+    let stream = conn.reconnect().await.expect("reconnect");
+    conn.reopened(stream);
+    assert!(open_flag.load(Ordering::Relaxed), "readiness sees it open");
+    let value = values(&[value]);
+    let outcomes = conn.rpush_all(&[(key, &value)]).await;
+    assert!(outcomes[0].is_ok(), "{outcomes:?}");
+}
+
+/// Writes `value` to `key` through `conn`, which must fail; its error.
+async fn push_error(conn: &mut DirectConn, key: &[u8], value: &str) -> EnqueueError {
+    let value = values(&[value]);
+    match conn.rpush_all(&[(key, &value)]).await.pop() {
+        Some(Err(error)) => error,
+        other => panic!("expected one failed write, got {other:?}"),
+    }
+}
+
+async fn open(port: u16) -> (DirectConn, Arc<AtomicBool>) {
+    let endpoint = endpoint(port, Some(PASSWORD), 3);
+    let stream = endpoint.connect().await.expect("connect");
+    let flag = Arc::new(AtomicBool::new(false));
+    (DirectConn::new(endpoint, stream, Arc::clone(&flag)), flag)
+}
+
+#[tokio::test]
+async fn writes_in_order_with_auth_and_select_and_rejections_beside_stored_commands() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut redis = redis_with_password(tmp.path()).await;
+
+    let wrong = endpoint(redis.port, Some("wrong"), 3).connect().await;
+    let error = wrong.expect_err("a wrong password is refused");
+    assert!(error.starts_with("AUTH: "), "{error}");
+    let none = endpoint(redis.port, None, 0).connect().await.expect("TCP");
+    drop(none); // Without a password the connection opens; its first write would be refused.
+
+    let (mut conn, open_flag) = open(redis.port).await;
+    assert!(open_flag.load(Ordering::Relaxed));
+    cli(redis.port, 3, &["SET", "q:string", "x"]).expect("SET");
+    let first = values(&["a1", "a2"]);
+    let second = values(&["b1"]);
+    let third = values(&["a3", "a4"]);
+    let outcomes = conn
+        .rpush_all(&[(b"q:0", &first), (b"q:string", &second), (b"q:0", &third)])
+        .await;
+    assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+    match &outcomes[1] {
+        Err(EnqueueError::Rejected(reply)) => assert!(reply.starts_with("WRONGTYPE"), "{reply}"),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert!(conn.is_open(), "an error reply keeps the connection");
+    let stored = cli(redis.port, 3, &["LRANGE", "q:0", "0", "-1"]).expect("LRANGE");
+    assert_eq!(stored, "a1\na2\na3\na4");
+    assert_eq!(cli(redis.port, 0, &["EXISTS", "q:0"]).as_deref(), Some("0"));
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_redis_closes_is_noticed_while_idle_and_opened_again() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut redis = redis_with_password(tmp.path()).await;
+    let (mut conn, open_flag) = open(redis.port).await;
+
+    cli(redis.port, 0, &["CLIENT", "KILL", "TYPE", "normal"]).expect("CLIENT KILL");
+    tokio::time::timeout(Duration::from_secs(5), conn.readable())
+        .await
+        .expect("the closed connection becomes readable");
+    conn.check_idle();
+    assert!(!conn.is_open());
+    assert!(!open_flag.load(Ordering::Relaxed), "readiness sees it");
+
+    let error = push_error(&mut conn, b"q:1", "h1").await;
+    assert!(
+        matches!(error, EnqueueError::NotSent(_)),
+        "nothing is written while closed: {error:?}"
+    );
+    reopen_and_push(&mut conn, &open_flag, b"q:1", "h1").await;
+    let stored = cli(redis.port, 3, &["LRANGE", "q:1", "0", "-1"]).expect("LRANGE");
+    assert_eq!(stored, "h1");
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn a_timed_out_write_is_unknown_and_never_written_again() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut redis = redis_with_password(tmp.path()).await;
+    let (mut conn, open_flag) = open(redis.port).await;
+
+    // Redis holds every client's writes for 1.5 s; the endpoint's timeout is 0.5 s.
+    cli(redis.port, 0, &["CLIENT", "PAUSE", "1500", "WRITE"]).expect("CLIENT PAUSE");
+    let error = push_error(&mut conn, b"q:2", "late").await;
+    assert!(
+        matches!(error, EnqueueError::Unknown(_)),
+        "written, no reply: {error:?}"
+    );
+    assert!(
+        !conn.is_open(),
+        "the connection is closed, so nothing is written later"
+    );
+    assert!(!open_flag.load(Ordering::Relaxed));
+
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    reopen_and_push(&mut conn, &open_flag, b"q:2", "next").await;
+    // The timed-out command either ran once when the pause ended (Redis had read it before the
+    // connection closed) or not at all; it is never there twice, and never after `next`.
+    let stored = cli(redis.port, 3, &["LRANGE", "q:2", "0", "-1"]).expect("LRANGE");
+    assert!(stored == "late\nnext" || stored == "next", "{stored:?}");
+    redis.stop().await;
+}
+
+/// Redis' `connected_clients`.
+fn connected_clients(port: u16) -> usize {
+    let info = redis_cli(port, &["INFO", "clients"]).expect("INFO clients");
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix("connected_clients:")?.parse().ok())
+        .expect("connected_clients")
+}
+
+/// Sends `range` hits of visitors spread over the 4 queues; each must be stored (204).
+async fn hits(http: &reqwest::Client, node: &support::Node, range: std::ops::Range<usize>) {
+    for n in range {
+        let url = format!(
+            "{}/matomo.php?idsite=1&rec=1&_id={:03x}0000000000{n:03}&send_image=0",
+            node.base,
+            n % 4
+        );
+        let response = http.get(url).send().await.expect("send");
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::NO_CONTENT,
+            "hit {n}"
+        );
+    }
+}
+
+async fn ready(http: &reqwest::Client, node: &support::Node) -> bool {
+    let url = format!("{}/readyz", node.base);
+    matches!(http.get(url).send().await, Ok(r) if r.status() == reqwest::StatusCode::OK)
+}
+
+/// With `direct` (the default) the node's two lanes write through their own connections and
+/// one fred client serves the rest: one connection more than with every write through fred.
+/// Killed by Redis, the connections are opened again: `/readyz` (which checks every writer's)
+/// answers 200 again, and the hits after are stored.
+async fn node_connections(direct: bool) -> usize {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut redis = services::Redis::start(tmp.path()).await;
+    let db = support::TestDb::create().await;
+    let mut config = support::config(&db);
+    config.redis.port = redis.port;
+    config.ingest.threads = 2;
+    config.ingest.direct_redis_writes = direct;
+    let node = support::Node::start_on_own_redis(config).await;
+    let http = reqwest::Client::new();
+    hits(&http, &node, 0..8).await;
+    let connections = connected_clients(redis.port);
+
+    redis_cli(redis.port, &["CLIENT", "KILL", "TYPE", "normal"]).expect("CLIENT KILL");
+    let mut was_ready = true;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        was_ready = ready(&http, &node).await;
+        if was_ready {
+            break;
+        }
+    }
+    assert!(was_ready, "ready again within 5 s after CLIENT KILL");
+    hits(&http, &node, 8..16).await;
+    let stored: usize = {
+        let mut total = 0;
+        for id in 0..4 {
+            total += node.raw_queue(id).await.len();
+        }
+        total
+    };
+    assert_eq!(stored, 16, "every hit answered 204 is in Redis");
+    node.stop().await;
+    redis.stop().await;
+    db.drop_db().await;
+    connections
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_writes_through_its_own_connections_and_reopens_them() {
+    let direct = node_connections(true).await;
+    let through_fred = node_connections(false).await;
+    assert_eq!(
+        direct,
+        through_fred + 1,
+        "direct {direct}, fred {through_fred}"
+    );
+}
