@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use matomo_ingest::queue::direct::{DirectConn, Endpoint};
 use matomo_ingest::queue::EnqueueError;
 use services::redis_cli;
@@ -40,11 +39,8 @@ fn cli(port: u16, database: u8, args: &[&str]) -> Option<String> {
     redis_cli(port, &all)
 }
 
-fn values(texts: &[&str]) -> Vec<Bytes> {
-    texts
-        .iter()
-        .map(|t| Bytes::copy_from_slice(t.as_bytes()))
-        .collect()
+fn values(texts: &[&str]) -> Vec<Vec<u8>> {
+    texts.iter().map(|t| t.as_bytes().to_vec()).collect()
 }
 
 /// A `redis-server` of the test's own that requires [`PASSWORD`].
@@ -88,8 +84,9 @@ async fn writes_in_order_with_auth_and_select_and_rejections_beside_stored_comma
     let wrong = endpoint(redis.port, Some("wrong"), 3).connect().await;
     let error = wrong.expect_err("a wrong password is refused");
     assert!(error.starts_with("AUTH: "), "{error}");
-    let none = endpoint(redis.port, None, 0).connect().await.expect("TCP");
-    drop(none); // Without a password the connection opens; its first write would be refused.
+    let none = endpoint(redis.port, None, 0).connect().await;
+    let error = none.expect_err("the set-up's PING needs the password");
+    assert!(error.starts_with("PING: NOAUTH"), "{error}");
 
     let (mut conn, open_flag) = open(redis.port).await;
     assert!(open_flag.load(Ordering::Relaxed));
@@ -119,10 +116,10 @@ async fn a_connection_redis_closes_is_noticed_while_idle_and_opened_again() {
     let (mut conn, open_flag) = open(redis.port).await;
 
     cli(redis.port, 0, &["CLIENT", "KILL", "TYPE", "normal"]).expect("CLIENT KILL");
-    tokio::time::timeout(Duration::from_secs(5), conn.readable())
+    let watchable = tokio::time::timeout(Duration::from_secs(5), conn.readable())
         .await
         .expect("the closed connection becomes readable");
-    conn.check_idle();
+    conn.check_idle(watchable);
     assert!(!conn.is_open());
     assert!(!open_flag.load(Ordering::Relaxed), "readiness sees it");
 
@@ -245,5 +242,116 @@ async fn a_node_writes_through_its_own_connections_and_reopens_them() {
         direct,
         through_fred + 1,
         "direct {direct}, fred {through_fred}"
+    );
+}
+
+/// For [`fake_server`]: close the connection right after the set-up.
+const CLOSE: &[u8] = b"close";
+
+/// A fake server on a free port: answers the set-up's PING with `+PONG`, then answers the first
+/// thing written after it with `reply` and keeps the connection open ([`CLOSE`]: closes it
+/// right after the PONG instead). `None`: closes every connection as soon as it accepts it.
+/// Returns the port and how many connections it accepted so far.
+async fn fake_server(reply: Option<&'static [u8]>) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            let Some(reply) = reply else { continue };
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.ends_with(b"PING\r\n") {
+                    let Ok(n @ 1..) = socket.read(&mut buf).await else {
+                        return;
+                    };
+                    seen.extend_from_slice(&buf[..n]);
+                }
+                socket.write_all(b"+PONG\r\n").await.expect("PONG");
+                if reply == CLOSE {
+                    return;
+                }
+                let Ok(1..) = socket.read(&mut buf).await else {
+                    return;
+                };
+                socket.write_all(reply).await.expect("reply");
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    (port, accepted)
+}
+
+async fn open_fake(port: u16) -> DirectConn {
+    let endpoint = endpoint(port, None, 0);
+    let stream = endpoint
+        .connect()
+        .await
+        .expect("connect to the fake server");
+    DirectConn::new(endpoint, stream, Arc::new(AtomicBool::new(false)))
+}
+
+#[tokio::test]
+async fn a_server_that_accepts_and_drops_connections_fails_the_connect() {
+    let (port, accepted) = fake_server(None).await;
+    let error = endpoint(port, None, 0)
+        .connect()
+        .await
+        .expect_err("no PONG, no connection");
+    assert!(error.starts_with("PING: "), "{error}");
+    assert_eq!(accepted.load(Ordering::Relaxed), 1);
+}
+
+/// A server that answers the set-up and then drops the connection (a proxy before a Redis that
+/// is down, say) is retried at the growing delay — at once, 100 ms, 200 ms, … — not in a loop:
+/// the delay is reset only by a batch that succeeds.
+#[tokio::test]
+async fn a_server_that_drops_each_connection_after_the_set_up_is_retried_with_backoff() {
+    let (port, accepted) = fake_server(Some(CLOSE)).await;
+    let mut conn = open_fake(port).await;
+    let started = std::time::Instant::now();
+    let mut cycles = 0;
+    while started.elapsed() < Duration::from_millis(500) {
+        let watchable = tokio::time::timeout(Duration::from_secs(5), conn.readable())
+            .await
+            .unwrap_or_else(|_| panic!("cycle {cycles}: the dropped connection becomes readable"));
+        conn.check_idle(watchable);
+        assert!(!conn.is_open(), "cycle {cycles}");
+        let stream = conn.reconnect().await.expect("the set-up succeeds");
+        conn.reopened(stream);
+        cycles += 1;
+    }
+    assert!(cycles <= 5, "{cycles} connections in 0.5 s");
+    assert_eq!(accepted.load(Ordering::Relaxed), cycles + 1);
+}
+
+#[tokio::test]
+async fn a_reply_that_is_not_an_integer_is_unknown_and_closes_the_connection() {
+    let (port, _) = fake_server(Some(b"+OK\r\n")).await;
+    let mut conn = open_fake(port).await;
+    let error = push_error(&mut conn, b"q", "v").await;
+    assert!(
+        matches!(&error, EnqueueError::Unknown(e) if e.contains("unexpected reply")),
+        "{error:?}"
+    );
+    assert!(!conn.is_open());
+}
+
+#[tokio::test]
+async fn bytes_after_the_replies_close_the_connection_and_the_replies_stand() {
+    let (port, _) = fake_server(Some(b":1\r\n:2\r\n")).await;
+    let mut conn = open_fake(port).await;
+    let hit = values(&["v"]);
+    let outcomes = conn.rpush_all(&[(b"q", &hit)]).await;
+    assert!(matches!(&outcomes[..], [Ok(())]), "{outcomes:?}");
+    assert!(
+        !conn.is_open(),
+        "a connection out of step with its commands is not reused"
     );
 }

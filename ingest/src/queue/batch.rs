@@ -53,8 +53,8 @@ pub struct Job {
 pub enum Transport {
     /// A fred client (Sentinel, Cluster, or `ingest.direct_redis_writes = false`).
     Client(fred::prelude::Client),
-    /// The writer's own connection ([`super::direct`]).
-    Direct(DirectConn),
+    /// The writer's own connection ([`super::direct`]), boxed: it holds its buffers.
+    Direct(Box<DirectConn>),
 }
 
 /// Runs one writer on `transport` until every sender of `jobs` is gone.
@@ -67,7 +67,7 @@ pub async fn run_writer(
     let keys = QueueKeys::new(key_prefix);
     match transport {
         Transport::Client(client) => run_client_writer(client, jobs, keys, timeout).await,
-        Transport::Direct(conn) => run_direct_writer(conn, jobs, keys).await,
+        Transport::Direct(conn) => run_direct_writer(*conn, jobs, keys).await,
     }
 }
 
@@ -87,7 +87,8 @@ async fn run_client_writer(
 enum Event {
     Job(Option<Job>),
     Reopened(Result<Stream, String>),
-    Readable,
+    /// The idle connection became readable (`false`: it can no longer be watched).
+    Readable(bool),
 }
 
 async fn run_direct_writer(
@@ -104,7 +105,7 @@ async fn run_direct_writer(
         // job is "not sent" (spooled) rather than "unknown".
         let event = tokio::select! {
             biased;
-            () = conn.readable(), if conn.is_open() => Event::Readable,
+            watchable = conn.readable(), if conn.is_open() => Event::Readable(watchable),
             opened = async { reconnect.as_mut().expect("guarded").await }, if reconnect.is_some() => {
                 Event::Reopened(opened)
             }
@@ -123,7 +124,7 @@ async fn run_direct_writer(
                     Err(error) => tracing::warn!(%error, "redis queue writer could not reconnect"),
                 }
             }
-            Event::Readable => conn.check_idle(),
+            Event::Readable(watchable) => conn.check_idle(watchable),
         }
     }
 }
@@ -157,14 +158,26 @@ impl QueueKeys {
         }
     }
 
-    fn get(&mut self, queue_id: u16) -> Key {
+    /// Formats the key of `queue_id` unless it already is.
+    fn ensure(&mut self, queue_id: u16) -> &Key {
         let index = usize::from(queue_id);
         if index >= self.keys.len() {
             self.keys.resize(index + 1, None);
         }
         self.keys[index]
             .get_or_insert_with(|| Key::from(matomo_wire::queue_key(&self.prefix, queue_id)))
-            .clone()
+    }
+
+    fn get(&mut self, queue_id: u16) -> Key {
+        self.ensure(queue_id).clone()
+    }
+
+    /// The bytes of the key of `queue_id`, which [`Self::ensure`] formatted.
+    fn formatted(&self, queue_id: u16) -> &[u8] {
+        self.keys[usize::from(queue_id)]
+            .as_ref()
+            .expect("the key was formatted by ensure")
+            .as_bytes()
     }
 }
 
@@ -172,7 +185,7 @@ impl QueueKeys {
 #[derive(Debug, Default, PartialEq)]
 struct Plan {
     /// (queue, values) in the order each queue first appears.
-    commands: Vec<(u16, Vec<Bytes>)>,
+    commands: Vec<(u16, Vec<Vec<u8>>)>,
     /// Per job, per entry: the index of its command.
     slots: Vec<Vec<usize>>,
 }
@@ -189,7 +202,7 @@ fn plan(jobs: impl IntoIterator<Item = Vec<QueueEntry>>) -> Plan {
                     plan.commands.len() - 1
                 }
             };
-            plan.commands[index].1.push(Bytes::from(entry.bytes));
+            plan.commands[index].1.push(entry.bytes);
             job_slots.push(index);
         }
         plan.slots.push(job_slots);
@@ -221,12 +234,13 @@ fn answer(
 
 async fn write_direct(conn: &mut DirectConn, batch: Vec<Job>, keys: &mut QueueKeys) {
     let (plan, senders) = split(batch);
-    let queue_keys: Vec<Key> = plan.commands.iter().map(|(q, _)| keys.get(*q)).collect();
-    let commands: Vec<(&[u8], &[Bytes])> = plan
+    for (queue_id, _) in &plan.commands {
+        keys.ensure(*queue_id);
+    }
+    let commands: Vec<(&[u8], &[Vec<u8>])> = plan
         .commands
         .iter()
-        .zip(&queue_keys)
-        .map(|((_, values), key)| (key.as_bytes(), &values[..]))
+        .map(|(queue_id, values)| (keys.formatted(*queue_id), &values[..]))
         .collect();
     let results = conn.rpush_all(&commands).await;
     answer(plan.slots, senders, &results);
@@ -245,7 +259,10 @@ async fn write_batch(
         // connection back to back.
         let writes = plan.commands.into_iter().map(|(queue_id, values)| {
             let key = keys.get(queue_id);
-            let values: Vec<RedisValue> = values.into_iter().map(RedisValue::Bytes).collect();
+            let values: Vec<RedisValue> = values
+                .into_iter()
+                .map(|v| RedisValue::Bytes(Bytes::from(v)))
+                .collect();
             once.rpush::<i64, _, _>(key, values)
         });
         let replies = futures::future::join_all(writes).await;

@@ -8,18 +8,18 @@
 //! costs its bytes. `ingest.direct_redis_writes = false` puts the queue writes back on fred.
 //!
 //! The semantics are the write-once ones of [`super::redis`]: a batch is written at most once;
-//! a command is "not sent" when nothing of the batch reached the socket, "rejected" for an error
-//! reply, "unknown" when it was written and its reply did not come (connection lost, protocol
-//! error, `redis.command_timeout`). Any of the last closes the connection, so nothing is ever
-//! written late. A closed connection is opened again in the background (at once, then after
-//! 100 ms doubling up to 2 s between attempts); meanwhile writes are "not sent" at once, as
-//! fred's fail-fast does.
+//! a command is "not sent" when not all of its bytes reached the socket (Redis runs only whole
+//! commands), "rejected" for an error reply, "unknown" when it was written whole and its reply
+//! did not come (connection lost, protocol error, `redis.command_timeout`). Any of the last
+//! closes the connection with a reset, so the node writes nothing of it later. A connection opens
+//! with `AUTH` and `SELECT` as configured and a `PING`; a closed one is opened again in the
+//! background (at once, then after 100 ms doubling up to 2 s between attempts, reset by a batch
+//! that succeeds); meanwhile writes are "not sent" at once, as fred's fail-fast does.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -49,6 +49,11 @@ pub struct Stream {
     start: usize,
 }
 
+/// TCP keepalive of the writers' connections: first probe after this long idle, then every
+/// interval, given up after the probes.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_PROBES: u32 = 3;
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 4096;
 /// A reply line longer than this (these commands' replies are a few bytes; an error reply a
@@ -71,7 +76,10 @@ pub struct DirectConn {
     connected: Arc<AtomicBool>,
     /// The delay before the next reconnect attempt.
     retry: Duration,
+    /// The encoded batch, kept between batches.
     write: Vec<u8>,
+    /// Where each command of the batch ends in `write`.
+    ends: Vec<usize>,
 }
 
 impl Endpoint {
@@ -88,46 +96,70 @@ impl Endpoint {
             .await
             .map_err(|e| e.to_string())?;
         socket.set_nodelay(true).map_err(|e| e.to_string())?;
+        // A connection that dies without a FIN or RST (a host gone, a firewall's state dropped)
+        // is found within about a minute rather than by the next batch's timeout.
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(KEEPALIVE_PROBES);
+        socket2::SockRef::from(&socket)
+            .set_tcp_keepalive(&keepalive)
+            .map_err(|e| e.to_string())?;
         let mut stream = Stream {
             socket,
             read: Vec::new(),
             start: 0,
         };
+        // AUTH and SELECT as configured, and always a PING: a server that accepts the TCP
+        // connection and then refuses (maxclients, protected mode, a proxy in front of a Redis
+        // that is down) fails here, in the reconnect's backoff, not on the first batch.
+        let database = self.database.to_string();
+        let mut setup: Vec<(&[&[u8]], &str)> = Vec::new();
+        let auth: [&[u8]; 2];
         if let Some(password) = &self.password {
-            stream.setup(&[b"AUTH", password.as_bytes()]).await?;
+            auth = [b"AUTH", password.as_bytes()];
+            setup.push((&auth, "OK"));
         }
+        let select: [&[u8]; 2] = [b"SELECT", database.as_bytes()];
         if self.database != 0 {
-            let database = self.database.to_string();
-            stream.setup(&[b"SELECT", database.as_bytes()]).await?;
+            setup.push((&select, "OK"));
+        }
+        setup.push((&[b"PING"], "PONG"));
+        let mut buf = Vec::new();
+        for (args, _) in &setup {
+            encode_command(&mut buf, args);
+        }
+        stream
+            .socket
+            .write_all(&buf)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (args, expected) in &setup {
+            let name = String::from_utf8_lossy(args[0]).into_owned();
+            match stream.reply().await.map_err(|e| format!("{name}: {e}"))? {
+                Reply::Status(status) if status == *expected => {}
+                Reply::Error(error) => return Err(format!("{name}: {error}")),
+                other => return Err(format!("{name}: unexpected reply {other:?}")),
+            }
+        }
+        if stream.has_unread() {
+            return Err("unexpected bytes after the set-up replies".into());
         }
         Ok(stream)
     }
 }
 
 impl Stream {
-    /// Sends one set-up command and expects `+OK`.
-    async fn setup(&mut self, args: &[&[u8]]) -> Result<(), String> {
-        let mut buf = Vec::new();
-        encode_command(&mut buf, args);
-        self.socket
-            .write_all(&buf)
-            .await
-            .map_err(|e| e.to_string())?;
-        let name = String::from_utf8_lossy(args[0]).into_owned();
-        match self.reply().await.map_err(|e| e.to_string())? {
-            Reply::Status(status) if status == "OK" => Ok(()),
-            Reply::Error(error) => Err(format!("{name}: {error}")),
-            other => Err(format!("{name}: unexpected reply {other:?}")),
-        }
-    }
-
-    /// Reads the next reply. Replies to RPUSH, AUTH and SELECT are one line each.
+    /// Reads the next reply. Replies to RPUSH, AUTH, SELECT and PING are one line each.
     async fn reply(&mut self) -> std::io::Result<Reply> {
         loop {
             let unread = &self.read[self.start..];
-            if let Some(end) = memchr::memmem::find(unread, b"\r\n") {
-                let reply = parse_line(&unread[..end]);
-                self.start += end + 2;
+            if let Some(lf) = memchr::memchr(b'\n', unread) {
+                let line = unread[..lf].strip_suffix(b"\r").ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "reply line without CR")
+                })?;
+                let reply = parse_line(line);
+                self.start += lf + 1;
                 if self.start == self.read.len() {
                     self.read.clear();
                     self.start = 0;
@@ -147,6 +179,11 @@ impl Stream {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
         }
+    }
+
+    /// Whether bytes were read past the last reply parsed: nothing asked for them.
+    fn has_unread(&self) -> bool {
+        self.start < self.read.len()
     }
 }
 
@@ -190,7 +227,7 @@ fn encode_header(buf: &mut Vec<u8>, kind: u8, n: usize) {
 }
 
 /// Appends `RPUSH key values...`.
-fn encode_rpush(buf: &mut Vec<u8>, key: &[u8], values: &[Bytes]) {
+fn encode_rpush(buf: &mut Vec<u8>, key: &[u8], values: &[Vec<u8>]) {
     encode_header(buf, b'*', values.len() + 2);
     for arg in [&b"RPUSH"[..], key]
         .into_iter()
@@ -219,6 +256,7 @@ impl DirectConn {
             connected,
             retry: Duration::ZERO,
             write: Vec::new(),
+            ends: Vec::new(),
         }
     }
 
@@ -233,7 +271,8 @@ impl DirectConn {
     }
 
     /// The next reconnect attempt: after the current delay, which then grows (see
-    /// [`SECOND_RETRY`]). Needs no borrow of the connection, so jobs are answered while it runs.
+    /// [`SECOND_RETRY`]) until a batch succeeds on a connection again. Needs no borrow of the
+    /// connection, so jobs are answered while it runs.
     pub fn reconnect(&mut self) -> impl std::future::Future<Output = Result<Stream, String>> {
         let endpoint = self.endpoint.clone();
         let delay = self.retry;
@@ -246,36 +285,43 @@ impl DirectConn {
         }
     }
 
-    /// Takes a connection a [`Self::reconnect`] opened.
+    /// Takes a connection a [`Self::reconnect`] opened. The delay before the next attempt is
+    /// reset only once a batch succeeds on it: a server that answers the set-up and then drops
+    /// every connection is retried at the growing delay, not in a loop.
     pub fn reopened(&mut self, stream: Stream) {
         self.stream = Some(stream);
-        self.retry = Duration::ZERO;
         self.connected.store(true, Ordering::Relaxed);
         tracing::info!("redis queue writer reconnected");
     }
 
+    /// Drops the connection with a reset (`SO_LINGER` 0): bytes of a failed batch still in the
+    /// send buffer are discarded, not delivered after the failure was answered.
     fn close(&mut self, why: &str) {
-        if self.stream.take().is_some() {
+        if let Some(stream) = self.stream.take() {
+            let _ = socket2::SockRef::from(&stream.socket).set_linger(Some(Duration::ZERO));
             tracing::warn!(reason = why, "redis queue writer connection closed");
         }
         self.connected.store(false, Ordering::Relaxed);
     }
 
     /// Waits until the idle connection has something to read: Redis closed it (or sent what no
-    /// command asked for). Pending forever while closed.
-    pub async fn readable(&self) {
+    /// command asked for). Pending forever while closed. `false` if the socket can no longer
+    /// be watched (its runtime is shutting down).
+    pub async fn readable(&self) -> bool {
         match &self.stream {
-            Some(stream) => {
-                let _ = stream.socket.readable().await;
-            }
+            Some(stream) => stream.socket.readable().await.is_ok(),
             None => std::future::pending().await,
         }
     }
 
-    /// After [`Self::readable`]: closes the connection if it was closed by Redis or carries
-    /// unasked-for bytes (a readiness without either is let go).
-    pub fn check_idle(&mut self) {
+    /// After [`Self::readable`]: closes the connection if it was closed by Redis, carries
+    /// unasked-for bytes or cannot be watched (`watchable` false); a readiness without any of
+    /// these is let go.
+    pub fn check_idle(&mut self, watchable: bool) {
         let Some(stream) = &self.stream else { return };
+        if !watchable {
+            return self.close("the connection can no longer be watched");
+        }
         let mut byte = [0u8; 1];
         match stream.socket.try_read(&mut byte) {
             Ok(0) => self.close("closed by redis"),
@@ -287,17 +333,23 @@ impl DirectConn {
 
     /// Writes `commands` (key, values) as one RPUSH each and returns each one's outcome, in
     /// order.
+    ///
+    /// On a failure a command without its reply is "unknown" when all its bytes were written
+    /// (Redis may have run it), "not sent" when they were not: Redis runs a command only once
+    /// it has all of it, and the connection is closed, so a cut-off command is never run.
     pub async fn rpush_all(
         &mut self,
-        commands: &[(&[u8], &[Bytes])],
+        commands: &[(&[u8], &[Vec<u8>])],
     ) -> Vec<Result<(), EnqueueError>> {
         let Some(stream) = self.stream.as_mut() else {
             let not_sent = EnqueueError::NotSent("disconnected".into());
             return vec![Err(not_sent); commands.len()];
         };
         self.write.clear();
+        self.ends.clear();
         for (key, values) in commands {
             encode_rpush(&mut self.write, key, values);
+            self.ends.push(self.write.len());
         }
         let mut progress = Progress {
             written: 0,
@@ -305,7 +357,15 @@ impl DirectConn {
         };
         let exchange = exchange(stream, &self.write, commands.len(), &mut progress);
         let failure = match tokio::time::timeout(self.endpoint.timeout, exchange).await {
-            Ok(Ok(())) => None,
+            Ok(Ok(())) if stream.has_unread() => {
+                // Every command has its reply; what follows answers nothing that was asked.
+                self.close("unexpected bytes after the replies");
+                None
+            }
+            Ok(Ok(())) => {
+                self.retry = Duration::ZERO;
+                None
+            }
             Ok(Err(error)) => Some(error),
             Err(_) => Some("Request timed out.".to_owned()),
         };
@@ -318,12 +378,13 @@ impl DirectConn {
         } = progress;
         if let Some(error) = failure {
             self.close(&error);
-            let rest = if written == 0 {
-                EnqueueError::NotSent(error)
-            } else {
-                EnqueueError::Unknown(error)
-            };
-            replies.resize(commands.len(), Err(rest));
+            for &end in &self.ends[replies.len()..] {
+                replies.push(Err(if end <= written {
+                    EnqueueError::Unknown(error.clone())
+                } else {
+                    EnqueueError::NotSent(format!("{error} (not written)"))
+                }));
+            }
         }
         replies
     }
@@ -361,7 +422,7 @@ mod tests {
     #[test]
     fn rpush_is_an_array_of_bulk_strings() {
         let mut buf = Vec::new();
-        encode_rpush(&mut buf, b"q_1", &[Bytes::from_static(b"ab"), Bytes::new()]);
+        encode_rpush(&mut buf, b"q_1", &[b"ab".to_vec(), Vec::new()]);
         assert_eq!(
             buf,
             b"*4\r\n$5\r\nRPUSH\r\n$3\r\nq_1\r\n$2\r\nab\r\n$0\r\n\r\n"

@@ -188,11 +188,11 @@ impl RedisSink {
             for opened in futures::future::join_all(opens).await {
                 let stream = opened.map_err(|e| format!("connection task failed: {e}"))??;
                 let open = Arc::new(AtomicBool::new(true));
-                transports.push(Transport::Direct(DirectConn::new(
+                transports.push(Transport::Direct(Box::new(DirectConn::new(
                     endpoint.clone(),
                     stream,
                     open,
-                )));
+                ))));
             }
             transports
         } else {
