@@ -83,8 +83,8 @@ pub struct DirectConn {
 }
 
 impl Endpoint {
-    /// Opens a connection: TCP (no Nagle), `AUTH` and `SELECT` as configured, all within
-    /// `timeout`.
+    /// Opens a connection: TCP (no Nagle, keepalive), `AUTH` and `SELECT` as configured and a
+    /// `PING`, all within `timeout`.
     pub async fn connect(&self) -> Result<Stream, String> {
         tokio::time::timeout(self.timeout, self.connect_unbounded())
             .await
