@@ -140,8 +140,8 @@ async fn a_timed_out_write_is_unknown_and_never_written_again() {
     let mut redis = redis_with_password(tmp.path()).await;
     let (mut conn, open_flag) = open(redis.port).await;
 
-    // Redis holds every client's writes for 1.5 s; the endpoint's timeout is 0.5 s.
-    cli(redis.port, 0, &["CLIENT", "PAUSE", "1500", "WRITE"]).expect("CLIENT PAUSE");
+    // Redis holds every client's writes until unpaused; the endpoint's timeout is 0.5 s.
+    cli(redis.port, 0, &["CLIENT", "PAUSE", "30000", "WRITE"]).expect("CLIENT PAUSE");
     let error = push_error(&mut conn, b"q:2", "late").await;
     assert!(
         matches!(error, EnqueueError::Unknown(_)),
@@ -153,7 +153,7 @@ async fn a_timed_out_write_is_unknown_and_never_written_again() {
     );
     assert!(!open_flag.load(Ordering::Relaxed));
 
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    cli(redis.port, 0, &["CLIENT", "UNPAUSE"]).expect("CLIENT UNPAUSE");
     reopen_and_push(&mut conn, &open_flag, b"q:2", "next").await;
     // The timed-out command either ran once when the pause ended (Redis had read it before the
     // connection closed) or not at all; it is never there twice, and never after `next`.
@@ -207,18 +207,31 @@ async fn node_connections(direct: bool) -> usize {
     let node = support::Node::start_on_own_redis(config).await;
     let http = reqwest::Client::new();
     hits(&http, &node, 0..8).await;
-    let connections = connected_clients(redis.port);
+    // The guard connects from a task of its own: wait for a count that holds.
+    let mut connections = connected_clients(redis.port);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = connected_clients(redis.port);
+        if now == connections {
+            break;
+        }
+        connections = now;
+    }
 
     redis_cli(redis.port, &["CLIENT", "KILL", "TYPE", "normal"]).expect("CLIENT KILL");
-    let mut was_ready = true;
+    // Every killed connection is open again (the count is back), and the node says so.
+    let mut back = false;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        was_ready = ready(&http, &node).await;
-        if was_ready {
+        back = connected_clients(redis.port) == connections && ready(&http, &node).await;
+        if back {
             break;
         }
     }
-    assert!(was_ready, "ready again within 5 s after CLIENT KILL");
+    assert!(
+        back,
+        "every connection open and ready within 5 s after CLIENT KILL"
+    );
     hits(&http, &node, 8..16).await;
     let stored: usize = {
         let mut total = 0;
@@ -344,12 +357,14 @@ async fn a_reply_that_is_not_an_integer_is_unknown_and_closes_the_connection() {
 }
 
 #[tokio::test]
-async fn bytes_after_the_replies_close_the_connection_and_the_replies_stand() {
+async fn bytes_after_the_replies_make_the_batch_unknown_and_close_the_connection() {
     let (port, _) = fake_server(Some(b":1\r\n:2\r\n")).await;
     let mut conn = open_fake(port).await;
-    let hit = values(&["v"]);
-    let outcomes = conn.rpush_all(&[(b"q", &hit)]).await;
-    assert!(matches!(&outcomes[..], [Ok(())]), "{outcomes:?}");
+    let error = push_error(&mut conn, b"q", "v").await;
+    assert!(
+        matches!(&error, EnqueueError::Unknown(e) if e.contains("unexpected bytes")),
+        "replies out of step with the commands are not trusted: {error:?}"
+    );
     assert!(
         !conn.is_open(),
         "a connection out of step with its commands is not reused"

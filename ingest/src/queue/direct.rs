@@ -18,7 +18,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -63,7 +63,9 @@ const MAX_REPLY_LINE: usize = 64 * 1024;
 /// The write buffer kept between batches is trimmed back to this after a larger batch.
 const KEPT_WRITE_CAPACITY: usize = 256 * 1024;
 /// Reconnect delays: the first attempt is immediate (Redis closing an idle connection, its
-/// `timeout` setting, should not hold the next hits), then 100 ms, doubling up to 2 s.
+/// `timeout` setting, should not hold the next hits), then 100 ms, doubling up to 2 s. The
+/// delay starts again from the immediate attempt once a connection has carried a batch or
+/// lived [`LAST_RETRY`]: one that a server drops right after the set-up keeps it growing.
 const SECOND_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(2);
 
@@ -76,6 +78,8 @@ pub struct DirectConn {
     connected: Arc<AtomicBool>,
     /// The delay before the next reconnect attempt.
     retry: Duration,
+    /// When the open connection was opened.
+    opened_at: Instant,
     /// The encoded batch, kept between batches.
     write: Vec<u8>,
     /// Where each command of the batch ends in `write`.
@@ -133,7 +137,7 @@ impl Endpoint {
             .socket
             .write_all(&buf)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("set-up: {e}"))?;
         for (args, expected) in &setup {
             let name = String::from_utf8_lossy(args[0]).into_owned();
             match stream.reply().await.map_err(|e| format!("{name}: {e}"))? {
@@ -255,6 +259,7 @@ impl DirectConn {
             stream: Some(stream),
             connected,
             retry: Duration::ZERO,
+            opened_at: Instant::now(),
             write: Vec::new(),
             ends: Vec::new(),
         }
@@ -286,10 +291,12 @@ impl DirectConn {
     }
 
     /// Takes a connection a [`Self::reconnect`] opened. The delay before the next attempt is
-    /// reset only once a batch succeeds on it: a server that answers the set-up and then drops
-    /// every connection is retried at the growing delay, not in a loop.
+    /// reset only once a batch succeeds on it or it lived [`LAST_RETRY`]: a server that answers
+    /// the set-up and then drops every connection is retried at the growing delay, not in a
+    /// loop.
     pub fn reopened(&mut self, stream: Stream) {
         self.stream = Some(stream);
+        self.opened_at = Instant::now();
         self.connected.store(true, Ordering::Relaxed);
         tracing::info!("redis queue writer reconnected");
     }
@@ -298,6 +305,9 @@ impl DirectConn {
     /// send buffer are discarded, not delivered after the failure was answered.
     fn close(&mut self, why: &str) {
         if let Some(stream) = self.stream.take() {
+            if self.opened_at.elapsed() >= LAST_RETRY {
+                self.retry = Duration::ZERO;
+            }
             let _ = socket2::SockRef::from(&stream.socket).set_linger(Some(Duration::ZERO));
             tracing::warn!(reason = why, "redis queue writer connection closed");
         }
@@ -357,10 +367,11 @@ impl DirectConn {
         };
         let exchange = exchange(stream, &self.write, commands.len(), &mut progress);
         let failure = match tokio::time::timeout(self.endpoint.timeout, exchange).await {
+            // Every command has its reply, yet more follows: the replies may be out of step
+            // with the commands, so none of them is trusted.
             Ok(Ok(())) if stream.has_unread() => {
-                // Every command has its reply; what follows answers nothing that was asked.
-                self.close("unexpected bytes after the replies");
-                None
+                progress.replies.clear();
+                Some("unexpected bytes after the replies".to_owned())
             }
             Ok(Ok(())) => {
                 self.retry = Duration::ZERO;
@@ -378,16 +389,28 @@ impl DirectConn {
         } = progress;
         if let Some(error) = failure {
             self.close(&error);
-            for &end in &self.ends[replies.len()..] {
-                replies.push(Err(if end <= written {
-                    EnqueueError::Unknown(error.clone())
-                } else {
-                    EnqueueError::NotSent(format!("{error} (not written)"))
-                }));
-            }
+            replies.extend(unanswered(&self.ends[replies.len()..], written, &error));
         }
         replies
     }
+}
+
+/// The outcomes of commands that got no reply, given where each ends in the batch and how many
+/// of its bytes were written when `error` ended it: "unknown" for a command written whole (Redis
+/// may have run it), "not sent" for one that was not (Redis runs only whole commands, and the
+/// connection is closed, so the rest never arrives).
+fn unanswered<'a>(
+    ends: &'a [usize],
+    written: usize,
+    error: &'a str,
+) -> impl Iterator<Item = Result<(), EnqueueError>> + 'a {
+    ends.iter().map(move |&end| {
+        Err(if end <= written {
+            EnqueueError::Unknown(error.to_owned())
+        } else {
+            EnqueueError::NotSent(format!("{error} (not written)"))
+        })
+    })
 }
 
 /// Writes `bytes`, then reads `count` replies into `progress` (kept by the caller when a
@@ -430,6 +453,23 @@ mod tests {
         let mut setup = Vec::new();
         encode_command(&mut setup, &[b"SELECT", b"12"]);
         assert_eq!(setup, b"*2\r\n$6\r\nSELECT\r\n$2\r\n12\r\n");
+    }
+
+    #[test]
+    fn a_command_without_its_reply_is_unknown_only_when_written_whole() {
+        // Three commands ending at 10, 25 and 40 bytes; 25 bytes were written.
+        let outcomes: Vec<_> = unanswered(&[10, 25, 40], 25, "cut").collect();
+        assert!(matches!(&outcomes[0], Err(EnqueueError::Unknown(e)) if e == "cut"));
+        assert!(
+            matches!(&outcomes[1], Err(EnqueueError::Unknown(_))),
+            "ends exactly there"
+        );
+        assert!(
+            matches!(&outcomes[2], Err(EnqueueError::NotSent(e)) if e == "cut (not written)"),
+            "{outcomes:?}"
+        );
+        let none_written: Vec<_> = unanswered(&[10], 0, "down").collect();
+        assert!(matches!(&none_written[..], [Err(EnqueueError::NotSent(_))]));
     }
 
     #[test]
