@@ -114,6 +114,11 @@ async fn run_direct_writer(
         match event {
             Event::Job(None) => break,
             Event::Job(Some(first)) => {
+                // Let the lane poll its sockets once before gathering: requests that arrived
+                // meanwhile join this batch instead of the next one. Larger batches mean fewer
+                // RPUSH commands and reads for Redis (session 16: 4.9 against 5.8 µs of Redis
+                // CPU per hit, and fewer node wake-ups), for a scheduler round of delay.
+                tokio::task::yield_now().await;
                 let batch = gather(first, &mut jobs);
                 write_direct(&mut conn, batch, &mut keys).await;
             }
