@@ -13,7 +13,8 @@
 //! a fred client, to which all the batch's commands are handed in the same poll so its router
 //! mostly writes them with one flush (fred's own `Pipeline` flushes after every command). fred
 //! costs the node ~3.7 µs per command (docs/ingest.md, "Session 14"); the direct connection
-//! about the bytes it copies.
+//! about the bytes it copies. A direct writer woken by a first job yields once before it
+//! gathers, so the lane's sockets are polled and the requests ready by then join the batch.
 //!
 //! A multi-value RPUSH is one command, executed atomically: all its values are stored or none.
 //! So every entry of a command gets that command's outcome, classified as before (stored, not
