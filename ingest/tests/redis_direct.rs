@@ -69,6 +69,20 @@ async fn push_error(conn: &mut DirectConn, key: &[u8], value: &str) -> EnqueueEr
     }
 }
 
+/// A Redis of the test's own with a password (in a temporary folder the caller keeps) and a
+/// writer's connection to it.
+async fn redis_and_connection() -> (
+    tempfile::TempDir,
+    services::Redis,
+    DirectConn,
+    Arc<AtomicBool>,
+) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let redis = redis_with_password(tmp.path()).await;
+    let (conn, open_flag) = open(redis.port).await;
+    (tmp, redis, conn, open_flag)
+}
+
 async fn open(port: u16) -> (DirectConn, Arc<AtomicBool>) {
     let endpoint = endpoint(port, Some(PASSWORD), 3);
     let stream = endpoint.connect().await.expect("connect");
@@ -111,9 +125,7 @@ async fn writes_in_order_with_auth_and_select_and_rejections_beside_stored_comma
 
 #[tokio::test]
 async fn a_connection_redis_closes_is_noticed_while_idle_and_opened_again() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mut redis = redis_with_password(tmp.path()).await;
-    let (mut conn, open_flag) = open(redis.port).await;
+    let (_tmp, mut redis, mut conn, open_flag) = redis_and_connection().await;
 
     cli(redis.port, 0, &["CLIENT", "KILL", "TYPE", "normal"]).expect("CLIENT KILL");
     let watchable = tokio::time::timeout(Duration::from_secs(5), conn.readable())
@@ -136,9 +148,7 @@ async fn a_connection_redis_closes_is_noticed_while_idle_and_opened_again() {
 
 #[tokio::test]
 async fn a_timed_out_write_is_unknown_and_never_written_again() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mut redis = redis_with_password(tmp.path()).await;
-    let (mut conn, open_flag) = open(redis.port).await;
+    let (_tmp, mut redis, mut conn, open_flag) = redis_and_connection().await;
 
     // Redis holds every client's writes until unpaused; the endpoint's timeout is 0.5 s.
     cli(redis.port, 0, &["CLIENT", "PAUSE", "30000", "WRITE"]).expect("CLIENT PAUSE");

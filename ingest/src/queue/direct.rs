@@ -216,7 +216,12 @@ fn parse_line(line: &[u8]) -> Reply {
 
 /// Appends `args` as one RESP2 command (an array of bulk strings).
 fn encode_command(buf: &mut Vec<u8>, args: &[&[u8]]) {
-    encode_header(buf, b'*', args.len());
+    encode_array(buf, args.len(), args.iter().copied());
+}
+
+/// Appends an array of `len` bulk strings, `args`.
+fn encode_array<'a>(buf: &mut Vec<u8>, len: usize, args: impl IntoIterator<Item = &'a [u8]>) {
+    encode_header(buf, b'*', len);
     for arg in args {
         encode_header(buf, b'$', arg.len());
         buf.extend_from_slice(arg);
@@ -232,19 +237,14 @@ fn encode_header(buf: &mut Vec<u8>, kind: u8, n: usize) {
 
 /// Appends `RPUSH key values...`.
 fn encode_rpush(buf: &mut Vec<u8>, key: &[u8], values: &[Vec<u8>]) {
-    encode_header(buf, b'*', values.len() + 2);
-    for arg in [&b"RPUSH"[..], key]
+    let args = [&b"RPUSH"[..], key]
         .into_iter()
-        .chain(values.iter().map(|v| &v[..]))
-    {
-        encode_header(buf, b'$', arg.len());
-        buf.extend_from_slice(arg);
-        buf.extend_from_slice(b"\r\n");
-    }
+        .chain(values.iter().map(|v| &v[..]));
+    encode_array(buf, values.len() + 2, args);
 }
 
 /// How far a batch got before it failed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Progress {
     written: usize,
     replies: Vec<Result<(), EnqueueError>>,
