@@ -127,18 +127,31 @@ static ESCAPES: [u8; 256] = {
 ///
 /// Runs of characters written as they are (printable ASCII but `"`, `\` and `/`) are copied
 /// in one piece, found eight bytes at a time ([`next_escape`]); this is the hot loop of every
-/// queue entry.
+/// queue entry. Most strings of a hit (parameter names, numbers, server variable names) have
+/// nothing to escape: that check and copy are inlined into the caller, the rest is
+/// [`write_escaped`].
+#[inline]
 pub fn write_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
+    let first = next_escape(s.as_bytes(), 0);
+    if first == s.len() {
+        out.push_str(s);
+    } else {
+        write_escaped(out, s, first);
+    }
+    out.push('"');
+}
+
+/// Appends `s` from its first byte to escape, `first`, on, copying the runs between escapes.
+#[inline(never)]
+fn write_escaped(out: &mut String, s: &str, first: usize) {
     let bytes = s.as_bytes();
-    let mut run_start = 0;
-    loop {
-        let i = next_escape(bytes, run_start);
-        out.push_str(&s[run_start..i]);
-        let Some(&b) = bytes.get(i) else { break };
+    out.push_str(&s[..first]);
+    let mut i = first;
+    while let Some(&b) = bytes.get(i) {
         let escape = ESCAPES[usize::from(b)];
-        if escape == b'u' {
+        let next = if escape == b'u' {
             // A control character or the first byte of a non-ASCII character (`i` is on a
             // character boundary: every byte before it was copied as ASCII or escaped whole).
             let c = s[i..].chars().next().unwrap_or('\u{fffd}');
@@ -146,14 +159,15 @@ pub fn write_str(out: &mut String, s: &str) {
             for &unit in c.encode_utf16(&mut units).iter() {
                 push_u_escape(out, unit);
             }
-            run_start = i + c.len_utf8().max(1);
+            i + c.len_utf8().max(1)
         } else {
             out.push('\\');
             out.push(char::from(escape));
-            run_start = i + 1;
-        }
+            i + 1
+        };
+        i = next_escape(bytes, next);
+        out.push_str(&s[next..i]);
     }
-    out.push('"');
 }
 
 /// The index of the first byte at or after `from` that [`write_str`] escapes, or `bytes.len()`.

@@ -82,7 +82,12 @@ impl Shared {
     /// [`h2::serve`]).
     /// A panic while answering (a bug some request triggers) becomes a 500 on the same
     /// connection, counted as `outcome="panic"` and logged, instead of a reset connection.
-    pub async fn route(&self, req: Request<Body>, peer: SocketAddr) -> Response<Body> {
+    pub fn route(
+        &self,
+        req: Request<Body>,
+        peer: SocketAddr,
+    ) -> impl std::future::Future<Output = Response<Body>> + '_ {
+        // Not an `async fn`, for the reason `contain` gives: `req` would be held twice.
         let tracker_path = self.is_tracker_path(req.uri().path());
         let answer = async move {
             if tracker_path {
@@ -90,12 +95,14 @@ impl Shared {
             }
             let mut req = req;
             req.extensions_mut().insert(ConnectInfo(peer));
-            match self.app.clone().oneshot(req).await {
+            // Boxed: the router's future is large, and unboxed it would be part of every
+            // request's future, which each tracker request copies (into its box, and on).
+            match Box::pin(self.app.clone().oneshot(req)).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             }
         };
-        contain(answer, |message| {
+        contain(answer, move |message| {
             let endpoint = if tracker_path {
                 Endpoint::Tracker
             } else {
@@ -104,7 +111,6 @@ impl Shared {
             self.state.metrics.request(endpoint, Outcome::Panic);
             tracing::error!(error = %message, "a request handler panicked; answered 500");
         })
-        .await
     }
 
     /// Whether the router would hand `path` to the tracker through its fallback: `.php` under
@@ -120,24 +126,30 @@ impl Shared {
 }
 
 /// Runs `answer`; when it panics, tells `on_panic` the panic's message and answers a plain 500.
-async fn contain(
+///
+/// A combinator rather than an `async fn`: an `async fn` would hold `answer` twice in its
+/// state (the argument, and the future it awaits), and every request's future, copied into
+/// its box, would carry both.
+fn contain(
     answer: impl std::future::Future<Output = Response<Body>>,
     on_panic: impl FnOnce(&str),
-) -> Response<Body> {
-    match std::panic::AssertUnwindSafe(answer).catch_unwind().await {
-        Ok(response) => response,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".into());
-            on_panic(&message);
-            let mut response = Response::new(Body::from("Internal Server Error\n"));
-            *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-            response
-        }
-    }
+) -> impl std::future::Future<Output = Response<Body>> {
+    std::panic::AssertUnwindSafe(answer)
+        .catch_unwind()
+        .map(|outcome| match outcome {
+            Ok(response) => response,
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".into());
+                on_panic(&message);
+                let mut response = Response::new(Body::from("Internal Server Error\n"));
+                *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                response
+            }
+        })
 }
 
 /// See [`Shared::is_tracker_path`].
@@ -417,7 +429,9 @@ async fn answer_and_close(
         .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
     stream.shutdown().await?;
     let mut drained = 0;
-    let mut sink = [0u8; 4096];
+    // On the heap: a buffer here would make every exchange's future (which can end here) 4 KB
+    // larger, and each request copies that future into its box.
+    let mut sink = vec![0u8; 4096];
     let deadline = Instant::now() + LINGER;
     while drained < LINGER_BYTES {
         match tokio::time::timeout_at(deadline, stream.read(&mut sink)).await {

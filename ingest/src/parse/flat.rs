@@ -184,6 +184,52 @@ fn name_of(key: Cow<'_, [u8]>) -> Name<'_> {
     Name::Plain(request_str(base))
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The eight bytes of `input` from `i` as a little-endian word, when there are eight.
+fn word_at(input: &[u8], i: usize) -> Option<u64> {
+    input
+        .get(i..i + 8)
+        .and_then(|chunk| <[u8; 8]>::try_from(chunk).ok())
+        .map(u64::from_le_bytes)
+}
+
+/// The first index at or after `from` whose byte may have a [`CLASS`] (`input.len()` when
+/// none): eight bytes at a time, a byte is a candidate when it is below `0` (0x30: NUL, space,
+/// `%`, `&`, `+`, `.` and some ordinary ones, which the caller's table lookup passes over), `=`
+/// or `[`. SWAR: a borrow can flag a byte falsely only above a truly flagged one, so the lowest
+/// flag is exact; the last few bytes are all candidates.
+fn next_candidate(input: &[u8], from: usize) -> usize {
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut i = from;
+    while let Some(w) = word_at(input, i) {
+        let flags = (w.wrapping_sub(ONES * 0x30) & !w & HIGH)
+            | zero_byte(w ^ (ONES * u64::from(b'=')))
+            | zero_byte(w ^ (ONES * u64::from(b'[')));
+        if flags != 0 {
+            return i + (flags.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i.min(input.len())
+}
+
+/// How many `&` `input` holds, eight bytes at a time.
+pub(super) fn count_ampersands(input: &[u8]) -> usize {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let mut chunks = input.chunks_exact(8);
+    let mut count = 0;
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or_default())
+            ^ (ONES * u64::from(b'&'));
+        // Exactly the zero bytes of `x` get their top bit set (no borrow between bytes).
+        let zero = !(((x & LOW7) + LOW7) | x) & HIGH;
+        count += zero.count_ones() as usize;
+    }
+    count + chunks.remainder().iter().filter(|&&b| b == b'&').count()
+}
+
 /// [`super::parse_str`] of `input` as a flat list, or `None` when a name is a PHP array or
 /// there are more than [`FLAT_MAX_PAIRS`] pairs.
 ///
@@ -191,7 +237,7 @@ fn name_of(key: Cow<'_, [u8]>) -> Name<'_> {
 /// or name handling; UTF-8 is checked once for the whole input, so a plain name or value is a
 /// slice of it.
 pub fn parse_flat(input: &[u8]) -> Option<HitParams<'_>> {
-    let pair_count = input.iter().filter(|&&b| b == b'&').count() + 1;
+    let pair_count = count_ampersands(input) + 1;
     if pair_count > FLAT_MAX_PAIRS {
         return None;
     }
@@ -210,7 +256,9 @@ pub fn parse_flat(input: &[u8]) -> Option<HitParams<'_>> {
         let (mut eq, mut name_class, mut value_class) = (None, 0, 0);
         let mut end = start;
         while end < input.len() {
-            let class = CLASS[usize::from(input[end])];
+            end = next_candidate(input, end);
+            let Some(&b) = input.get(end) else { break };
+            let class = CLASS[usize::from(b)];
             if class != 0 {
                 if class == AMP {
                     break;

@@ -8,7 +8,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use proptest::prelude::*;
 use serde_json::Value;
 
-use super::flat::{parse_flat, FLAT_MAX_PAIRS};
+use super::flat::{count_ampersands, parse_flat, FLAT_MAX_PAIRS};
 use super::{parse_bulk, parse_str, single_hit, single_request, SERDE_RAW_VALUE_KEY};
 use crate::env::{ServerValue, ServerVars};
 use crate::queue::{entries_for, EntryCompression, Envelope, Routed, Routing};
@@ -75,6 +75,17 @@ fn envelope_for_tests() -> Envelope<'static> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn ampersands_are_counted_eight_at_a_time_as_one_by_one(
+        input in proptest::collection::vec(
+            prop_oneof![Just(b'&'), Just(b'&' | 0x80), Just(b'\''), Just(b'%'), any::<u8>()],
+            0..70,
+        )
+    ) {
+        let one_by_one = input.iter().filter(|&&b| b == b'&').count();
+        prop_assert_eq!(count_ampersands(&input), one_by_one);
+    }
 
     #[test]
     fn the_flat_parser_is_parse_str(query in tricky_queries()) {
