@@ -11,8 +11,9 @@
 #      `drain`); without it they grow for the whole run and Redis rewrites its append-only file
 #      over the backlog on these same two cores, a cost drained production queues do not have.
 # Prints, per run, requests/s, latency, the server's CPU time per request and Redis' (its own
-# and its reaped rewrite children's); per mode, the ratios against the bare server (requests/s
-# and CPU per request), Redis' CPU per hit and Redis bytes per queued hit.
+# and its reaped rewrite children's) and the machine's idle CPU; per mode, the ratios against
+# the bare server (requests/s and CPU per request), Redis' CPU per hit and Redis bytes per
+# queued hit.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
@@ -25,23 +26,33 @@ start_servers
 cpu_ticks() { # pid → user+system clock ticks so far, its reaped children's included
   awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat"
 }
+machine_ticks() { # → "idle total": the machine's idle (and I/O wait) clock ticks, and all of them
+  awk '$1=="cpu" {t=0; for (i=2; i<=9; i++) t+=$i; print $5 + $6, t}' /proc/stat
+}
 redis_pid=$(redis-cli info server | tr -d '\r' | awk -F: '$1=="process_id" {print $2}')
 run() { # name port pid [server to drain] → "rps cpu_us_per_request redis_cpu_us_per_request"
   local before after redis_before redis_after rps p50 p99 reqs cpu_us redis_us drainer=""
+  local idle_before total_before idle_after total_after idle
   if [[ -n "${4:-}" && "${DRAIN:-0}" == 1 ]]; then
     drain "$4" & drainer=$!
   fi
   before=$(cpu_ticks "$3"); redis_before=$(cpu_ticks "$redis_pid")
+  read -r idle_before total_before < <(machine_ticks)
   wrk -t2 -c"$conns" -d"${duration}s" --latency -s "$here/hit.lua" "http://127.0.0.1:$2" > "$work/$1.txt"
+  read -r idle_after total_after < <(machine_ticks)
   after=$(cpu_ticks "$3"); redis_after=$(cpu_ticks "$redis_pid")
   stop_drain "$drainer"
+  # The share of the machine's CPU time nobody used during the run: where it is well above
+  # the bare server's, the server waits on something (Redis' answers) with CPU to spare, and
+  # more connections would raise its requests/s.
+  idle=$(echo "scale=1; ($idle_after - $idle_before) * 100 / ($total_after - $total_before)" | bc)
   rps=$(awk '/Requests\/sec/ {print $2}' "$work/$1.txt")
   p50=$(awk '$1=="50%" {print $2}' "$work/$1.txt")
   p99=$(awk '$1=="99%" {print $2}' "$work/$1.txt")
   reqs=$(awk '/requests in/ {print $1}' "$work/$1.txt")
   cpu_us=$(echo "scale=1; ($after - $before) * 1000000 / $(getconf CLK_TCK) / $reqs" | bc)
   redis_us=$(echo "scale=1; ($redis_after - $redis_before) * 1000000 / $(getconf CLK_TCK) / $reqs" | bc)
-  echo "$1 rps=$rps p50=$p50 p99=$p99 server_cpu_per_request=${cpu_us}us redis_cpu_per_request=${redis_us}us" >&2
+  echo "$1 rps=$rps p50=$p50 p99=$p99 server_cpu_per_request=${cpu_us}us redis_cpu_per_request=${redis_us}us idle_cpu=${idle}%" >&2
   echo "$rps $cpu_us $redis_us"
 }
 
