@@ -42,9 +42,9 @@ run() { # name port pid [server to drain] → "rps cpu_us_per_request redis_cpu_
   read -r idle_after total_after < <(machine_ticks)
   after=$(cpu_ticks "$3"); redis_after=$(cpu_ticks "$redis_pid")
   stop_drain "$drainer"
-  # The share of the machine's CPU time nobody used during the run: where it is well above
-  # the bare server's, the server waits on something (Redis' answers) with CPU to spare, and
-  # more connections would raise its requests/s.
+  # The share of the machine's CPU time nobody used during the run: well above the bare
+  # server's, it suggests the server waits on something (Redis' answers) with CPU to spare,
+  # so that more connections might raise its requests/s.
   idle=$(echo "scale=1; ($idle_after - $idle_before) * 100 / ($total_after - $total_before)" | bc)
   rps=$(awk '/Requests\/sec/ {print $2}' "$work/$1.txt")
   p50=$(awk '$1=="50%" {print $2}' "$work/$1.txt")

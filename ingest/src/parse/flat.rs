@@ -343,6 +343,34 @@ mod tests {
     }
 
     #[test]
+    fn next_candidate_never_passes_a_classed_byte() {
+        // Every byte value at every position of inputs around the eight-byte steps, after
+        // filler that is ordinary (`a`), ordinary but flagged (`-`, below `0`) or non-ASCII;
+        // the first byte with a class must never be skipped.
+        for len in [1, 7, 8, 9, 15, 16, 17, 24] {
+            for filler in [b'a', b'-', 0xe9] {
+                for at in 0..len {
+                    for b in 0..=255u8 {
+                        let mut input = vec![filler; len];
+                        input[at] = b;
+                        let first = input
+                            .iter()
+                            .position(|&c| CLASS[usize::from(c)] != 0)
+                            .unwrap_or(len);
+                        let mut i = 0;
+                        while i < len && CLASS[usize::from(input[i])] == 0 {
+                            let next = next_candidate(&input, i);
+                            assert!(next >= i && next <= first, "{input:?} from {i}");
+                            i = next.max(i + 1);
+                        }
+                        assert_eq!(i.min(len), first, "{input:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn arrays_and_huge_requests_are_declined() {
         assert!(parse_flat(b"a[]=1").is_none());
         assert!(parse_flat(b"a%5Bb%5D=1").is_none());
