@@ -18,6 +18,7 @@ pub mod params;
 pub mod php;
 pub mod phpjson;
 pub mod plain_json;
+pub mod swar;
 
 pub use envelope::{decode, encode, entry_digest, param_str, Params, RequestSet, WireError};
 pub use keys::{

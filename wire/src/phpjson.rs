@@ -10,6 +10,8 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
 
+use crate::swar;
+
 /// Encodes `value` as PHP's `json_encode` would.
 pub fn to_string(value: &Value) -> String {
     let mut out = String::with_capacity(256);
@@ -176,22 +178,15 @@ fn write_escaped(out: &mut String, s: &str, first: usize) {
 /// is below 0x20, or when it equals `"`, `\` or `/`. The subtractions can flag a byte falsely
 /// only above (after) a truly flagged one, so the lowest flag is exact.
 fn next_escape(bytes: &[u8], from: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let mut i = from;
-    while let Some(word) = bytes
-        .get(i..i + 8)
-        .and_then(|chunk| <[u8; 8]>::try_from(chunk).ok())
-    {
-        let w = u64::from_le_bytes(word);
-        let flags = (w & HIGH)
-            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
-            | zero_byte(w ^ (ONES * u64::from(b'"')))
-            | zero_byte(w ^ (ONES * u64::from(b'\\')))
-            | zero_byte(w ^ (ONES * u64::from(b'/')));
+    while let Some(w) = swar::word_at(bytes, i) {
+        let flags = (w & swar::HIGH)
+            | swar::below(w, 0x20)
+            | swar::equal(w, b'"')
+            | swar::equal(w, b'\\')
+            | swar::equal(w, b'/');
         if flags != 0 {
-            return i + (flags.trailing_zeros() / 8) as usize;
+            return i + swar::first_flagged(flags);
         }
         i += 8;
     }

@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 
-use matomo_wire::{phpjson, ParamLookup, Params, WritePhpArray};
+use matomo_wire::{phpjson, swar, ParamLookup, Params, WritePhpArray};
 use serde_json::Value;
 
 use matomo_wire::php::string_from_request_bytes;
@@ -184,31 +184,16 @@ fn name_of(key: Cow<'_, [u8]>) -> Name<'_> {
     Name::Plain(request_str(base))
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
-
-/// The eight bytes of `input` from `i` as a little-endian word, when there are eight.
-fn word_at(input: &[u8], i: usize) -> Option<u64> {
-    input
-        .get(i..i + 8)
-        .and_then(|chunk| <[u8; 8]>::try_from(chunk).ok())
-        .map(u64::from_le_bytes)
-}
-
 /// The first index at or after `from` whose byte may have a [`CLASS`] (`input.len()` when
 /// none): eight bytes at a time, a byte is a candidate when it is below `0` (0x30: NUL, space,
 /// `%`, `&`, `+`, `.` and some ordinary ones, which the caller's table lookup passes over), `=`
-/// or `[`. SWAR: a borrow can flag a byte falsely only above a truly flagged one, so the lowest
-/// flag is exact; the last few bytes are all candidates.
+/// or `[`. The lowest flag is exact ([`swar`]); the last few bytes are all candidates.
 fn next_candidate(input: &[u8], from: usize) -> usize {
-    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let mut i = from;
-    while let Some(w) = word_at(input, i) {
-        let flags = (w.wrapping_sub(ONES * 0x30) & !w & HIGH)
-            | zero_byte(w ^ (ONES * u64::from(b'=')))
-            | zero_byte(w ^ (ONES * u64::from(b'[')));
+    while let Some(w) = swar::word_at(input, i) {
+        let flags = swar::below(w, b'0') | swar::equal(w, b'=') | swar::equal(w, b'[');
         if flags != 0 {
-            return i + (flags.trailing_zeros() / 8) as usize;
+            return i + swar::first_flagged(flags);
         }
         i += 8;
     }
@@ -217,15 +202,11 @@ fn next_candidate(input: &[u8], from: usize) -> usize {
 
 /// How many `&` `input` holds, eight bytes at a time.
 pub(super) fn count_ampersands(input: &[u8]) -> usize {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     let mut chunks = input.chunks_exact(8);
     let mut count = 0;
     for chunk in &mut chunks {
-        let x = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or_default())
-            ^ (ONES * u64::from(b'&'));
-        // Exactly the zero bytes of `x` get their top bit set (no borrow between bytes).
-        let zero = !(((x & LOW7) + LOW7) | x) & HIGH;
-        count += zero.count_ones() as usize;
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or_default());
+        count += swar::count_equal(w, b'&') as usize;
     }
     count + chunks.remainder().iter().filter(|&&b| b == b'&').count()
 }
