@@ -35,6 +35,10 @@ pub enum Command {
     BuildThenDrain(BuildThenDrainArgs),
     /// Check every target (and Redis/MySQL) without sending load.
     Validate(ValidateArgs),
+    /// Latency of one target at a fixed rate, from one thread sending pre-built hits over
+    /// kept-alive connections: a generator cheap enough to stay out of the tail at tens of
+    /// thousands of hits/s on one core. No probes, no reconciliation.
+    Pace(PaceArgs),
 }
 
 /// Options of the `run` command.
@@ -131,6 +135,45 @@ pub struct ValidateArgs {
     /// Stack options.
     #[command(flatten)]
     pub stack: StackArgs,
+}
+
+/// Options of `pace`.
+#[derive(Debug, Args)]
+pub struct PaceArgs {
+    /// Tracking endpoint (`http://host:port/matomo.php`; a URL ending in `/` gets `matomo.php`).
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+    /// Hits per second.
+    #[arg(long, value_name = "HITS_PER_S")]
+    pub rate: f64,
+    /// Length of the load in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: f64,
+    /// Hits due in the first SECS are sent but left out of the latency (connections opening).
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub warmup_secs: f64,
+    /// Kept-alive connections, one request in flight on each; a hit due while all are busy
+    /// waits, and its latency includes the wait.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Distinct hits drawn from the visitor model before the run and sent in turn.
+    #[arg(long, default_value_t = 20_000)]
+    pub distinct_hits: usize,
+    /// Seed of the visitor model.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Site ids, optionally weighted: `1,2` or `1:3,2:1`.
+    #[arg(long, value_name = "ID[:W],…", default_value = "1")]
+    pub sites: String,
+    /// Mix of hits after the landing page view, as for `run`.
+    #[arg(long, value_name = "KIND=W,…")]
+    pub mix: Option<String>,
+    /// Scheme and host of the generated page URLs.
+    #[arg(long, default_value = "https://www.example.com")]
+    pub page_base: String,
+    /// Longest wait for one answer, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub timeout: f64,
 }
 
 /// What is sent, and how.

@@ -16,12 +16,14 @@
 //! - [`validate`] and [`presets`]: the pre-flight check and the `capacity` /
 //!   `build-then-drain` procedures;
 //! - [`session`]: one whole session (validate, probe, load, drain, reconcile, result);
+//! - [`pace`]: one target's latency at a fixed rate from a generator of small, steady cost;
 //! - [`cli`]: command-line settings turned into the above.
 #![deny(missing_docs)]
 
 pub mod cli;
 pub mod client;
 pub mod ledger;
+pub mod pace;
 pub mod presets;
 pub mod probe;
 pub mod reconcile;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use matomo_loadgen::cli::{Cli, Command};
 use matomo_loadgen::report::RunResult;
-use matomo_loadgen::{presets, session, validate};
+use matomo_loadgen::{pace, presets, session, validate};
 
 fn summary(r: &RunResult) {
     let t = &r.total;
@@ -43,6 +43,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<bool> {
         Command::Run(args) => presets::run(&args).await?,
         Command::Capacity(args) => presets::capacity(&args).await?,
         Command::BuildThenDrain(args) => presets::build_then_drain(&args).await?,
+        Command::Pace(_) => unreachable!("pace runs before the multi-threaded runtime starts"),
         Command::Validate(args) => {
             let weights = if args.load.weights.is_empty() {
                 vec![1; args.load.targets.len()]
@@ -86,6 +87,19 @@ async fn main_async(cli: Cli) -> anyhow::Result<bool> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = tracing_subscriber_init();
+    // `pace` runs on a single-threaded runtime of its own.
+    if let Command::Pace(args) = &cli.command {
+        return match pace::command::execute(args) {
+            Ok(outcome) => {
+                eprintln!("{}", pace::command::summary(&outcome, args.warmup_secs));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("matomo-loadgen: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

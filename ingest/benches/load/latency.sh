@@ -4,6 +4,10 @@
 # server's queues emptied after each of its runs (lib.sh). Latency is matomo-loadgen's, from
 # each hit's intended send time, leaving out the first WARMUP_S seconds (connections opening).
 # Needs what run.sh needs plus `cargo build --release -p matomo-loadgen`.
+# GENERATOR: `pace` (the default: `matomo-loadgen pace`, pre-built hits over 64 kept-alive
+# connections from one thread, cheap enough to stay out of the tail at half the peak) or `run`
+# (`matomo-loadgen run`, the harness' realistic client, whose own cost on one core set the tail
+# above ~20,000 hits/s; the figures of sessions up to 17).
 # Usage: ingest/benches/load/latency.sh [RATE|half] [DURATION_S] [ROUNDS]
 #   RATE "half" (default): half the ingest's peak in the same layout, measured first with
 #   `wrk -t1 -c32` on CPU 1 (the first mode's server).
@@ -29,6 +33,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}/release"
 rate="${1:-half}"; duration="${2:-10}"; rounds="${3:-3}"; warmup="${WARMUP_S:-2}"
+generator="${GENERATOR:-pace}"
+[[ "$generator" == pace || "$generator" == run ]] || { echo "GENERATOR must be pace or run" >&2; exit 2; }
 default_modes=auto
 server_cpus=0
 source "$here/lib.sh"
@@ -63,9 +69,14 @@ run() { # name port [server to drain] → "p50 p99"
   if [[ -n "${3:-}" && "${DRAIN:-0}" == 1 ]]; then
     drain "$3" 1 & drainer=$!
   fi
-  line=$(taskset -c 1 "$target/matomo-loadgen" run --target "http://127.0.0.1:$2/matomo.php" \
-    --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 --quiet \
-    --no-mysql --no-redis 2>&1 | grep '^accepted')
+  if [[ "$generator" == pace ]]; then
+    line=$(taskset -c 1 "$target/matomo-loadgen" pace --target "http://127.0.0.1:$2/matomo.php" \
+      --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 2>&1 | grep '^accepted')
+  else
+    line=$(taskset -c 1 "$target/matomo-loadgen" run --target "http://127.0.0.1:$2/matomo.php" \
+      --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 --quiet \
+      --no-mysql --no-redis 2>&1 | grep '^accepted')
+  fi
   stop_drain "$drainer"
   echo "$1 ${line#accepted }" >&2
   sed -E 's/.* p50 ([0-9.]+) ms p99 ([0-9.]+) ms.*/\1 \2/' <<<"$line"
@@ -94,6 +105,7 @@ for server in bare "${servers[@]}"; do
   echo "$server at $rate/s: median p50 $(tr ' ' '\n' <<<"${p50s[$server]}" | grep . | median) ms," \
     "median p99 $(tr ' ' '\n' <<<"${p99s[$server]}" | grep . | median) ms over $rounds runs"
 done
+echo "Generator: matomo-loadgen $generator"
 echo "Redis: appendonly $(redis-cli config get appendonly | tail -1)," \
   "appendfsync $(redis-cli config get appendfsync | tail -1); $rewrites AOF rewrites during the runs;" \
   "queues $([[ "${DRAIN:-0}" == 1 ]] && echo "kept short (DRAIN=1)" || echo "left to grow during each run");" \

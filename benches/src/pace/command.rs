@@ -1,0 +1,99 @@
+//! `matomo-loadgen pace`: its arguments turned into settings and requests, and its summary.
+
+use std::net::ToSocketAddrs as _;
+
+use crate::cli::{parse_mix, parse_sites, secs, ArgError, PaceArgs};
+use crate::tag::{RunTag, TagError};
+use crate::target::{Distribution, Target};
+use crate::visitor::{ModelConfig, VisitorModel};
+
+use super::{http1, run, PaceError, PaceOutcome, PaceSettings};
+
+/// Why `pace` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A bad argument.
+    #[error(transparent)]
+    Arg(#[from] ArgError),
+    /// The target URL.
+    #[error(transparent)]
+    Target(#[from] crate::target::TargetError),
+    /// Drawing the hits.
+    #[error(transparent)]
+    Tag(#[from] TagError),
+    /// The run itself.
+    #[error(transparent)]
+    Pace(#[from] PaceError),
+}
+
+/// Runs `pace` as its arguments say.
+pub fn execute(args: &PaceArgs) -> Result<PaceOutcome, CommandError> {
+    let target = Target::parse(&args.target, 1)?;
+    let uri = target.uri();
+    let host = uri.host().unwrap_or_default();
+    let port = uri.port_u16().unwrap_or(80);
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| ArgError::Invalid("target", format!("{host}:{port}: {e}")))?
+        .next()
+        .ok_or_else(|| ArgError::Invalid("target", format!("{host}:{port}: no address")))?;
+    let authority = uri.authority().map_or(host, |a| a.as_str());
+    let settings = PaceSettings {
+        addr,
+        rate: args.rate,
+        duration: secs("duration", args.duration)?,
+        warmup: secs("warmup-secs", args.warmup_secs)?,
+        connections: args.connections,
+        timeout: secs("timeout", args.timeout)?,
+    };
+    let mut model = VisitorModel::new(
+        ModelConfig {
+            sites: parse_sites(&args.sites)?,
+            mix: parse_mix(args.mix.as_deref())?,
+            mean_hits_per_visit: 6.0,
+            returning_share: 0.3,
+            concurrent_visits: 500,
+            page_base: args.page_base.trim_end_matches('/').to_owned(),
+            goal_ids: vec![1],
+            distribution: Distribution::RoundRobin,
+            target_weights: vec![1],
+            params_carry_headers: false,
+            epoch: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+            run_tag: RunTag::from_random(rand::random()),
+        },
+        args.seed,
+    );
+    let requests = (0..args.distinct_hits.max(1))
+        .map(|_| Ok(http1::request(authority, uri.path(), &model.next_hit()?)))
+        .collect::<Result<Vec<_>, TagError>>()?;
+    Ok(run(&settings, requests)?)
+}
+
+/// The one-line summary, in the words of `run`'s (scripts read its `p50 … ms p99 … ms`).
+pub fn summary(o: &PaceOutcome, warmup_secs: f64) -> String {
+    let ms = |q: f64| o.latency.value_at_quantile(q) as f64 / 1000.0;
+    let warmup = if warmup_secs > 0.0 {
+        format!(" after the first {warmup_secs} s")
+    } else {
+        String::new()
+    };
+    let secs = o.elapsed.as_secs_f64();
+    let mut line = format!(
+        "accepted {} of {} offered hits ({:.1}/s), failed {}, late sends {}; latency{warmup} p50 {:.2} ms p99 {:.2} ms max {:.2} ms; generator CPU {:.0} % of one core",
+        o.accepted,
+        o.offered,
+        o.accepted as f64 / secs.max(f64::EPSILON),
+        o.failed,
+        o.late,
+        ms(0.5),
+        ms(0.99),
+        o.latency.max() as f64 / 1000.0,
+        o.cpu.as_secs_f64() * 100.0 / secs.max(f64::EPSILON),
+    );
+    if let Some(why) = &o.first_failure {
+        line.push_str(&format!("; first failure: {why}"));
+    }
+    line
+}

@@ -1,0 +1,200 @@
+//! `matomo-loadgen pace` against tiny local servers: every hit due is sent and answered, a
+//! failure is counted and named, connections the server closes are opened again, an
+//! unreachable target fails every hit without hanging, and the time a hit waits for a free
+//! connection is part of its latency.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use matomo_loadgen::cli::PaceArgs;
+use matomo_loadgen::pace::{self, command, PaceSettings};
+
+const GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
+
+/// How a test server answers, and what it saw.
+#[derive(Default)]
+struct Server {
+    hits: AtomicU64,
+    /// Every n-th hit is answered 400 (0: never).
+    fail_every: u64,
+    /// Each answer waits this long.
+    delay: Duration,
+    /// Answers say `Connection: close`.
+    close: bool,
+    /// Queries without `idsite=1&rec=1` or without a user agent.
+    odd: Mutex<Vec<String>>,
+}
+
+async fn track(
+    State(s): State<Arc<Server>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    let n = s.hits.fetch_add(1, Ordering::SeqCst) + 1;
+    let q = q.unwrap_or_default();
+    if !(q.contains("idsite=1") && q.contains("rec=1") && headers.contains_key(header::USER_AGENT))
+    {
+        s.odd.lock().unwrap().push(q);
+    }
+    if !s.delay.is_zero() {
+        tokio::time::sleep(s.delay).await;
+    }
+    let status = if s.fail_every > 0 && n % s.fail_every == 0 {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let connection = if s.close { "close" } else { "keep-alive" };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "image/gif"),
+            (header::CONNECTION, connection),
+        ],
+        GIF,
+    )
+}
+
+/// Serves `server` on a thread of its own; pace runs its own runtime on the test's thread.
+fn serve(server: Arc<Server>) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            let app = Router::new()
+                .route("/matomo.php", get(track))
+                .with_state(server);
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    rx.recv().expect("address")
+}
+
+fn args(addr: SocketAddr, rate: f64, duration: f64) -> PaceArgs {
+    PaceArgs {
+        target: format!("http://{addr}/matomo.php"),
+        rate,
+        duration,
+        warmup_secs: 0.0,
+        connections: 8,
+        distinct_hits: 100,
+        seed: 1,
+        sites: "1".into(),
+        mix: None,
+        page_base: "https://www.example.com".into(),
+        timeout: 5.0,
+    }
+}
+
+#[test]
+fn every_hit_due_is_sent_and_answered() {
+    let server = Arc::new(Server::default());
+    let addr = serve(Arc::clone(&server));
+    let mut a = args(addr, 2000.0, 1.0);
+    a.warmup_secs = 0.25;
+    let o = command::execute(&a).expect("run");
+    assert_eq!((o.offered, o.accepted, o.failed), (2000, 2000, 0));
+    assert_eq!(server.hits.load(Ordering::SeqCst), 2000);
+    assert!(server.odd.lock().unwrap().is_empty(), "{:?}", server.odd);
+    // Only the hits due after the warm-up are in the latency.
+    assert_eq!(o.latency.len(), 1500);
+    assert!(o.first_failure.is_none());
+    let line = command::summary(&o, a.warmup_secs);
+    assert!(
+        line.starts_with("accepted 2000 of 2000 offered hits (")
+            && line.contains(" after the first 0.25 s p50 ")
+            && line.contains(" ms p99 "),
+        "{line}"
+    );
+}
+
+#[test]
+fn failures_are_counted_and_named() {
+    let server = Arc::new(Server {
+        fail_every: 4,
+        ..Server::default()
+    });
+    let addr = serve(Arc::clone(&server));
+    let o = command::execute(&args(addr, 400.0, 1.0)).expect("run");
+    assert_eq!((o.offered, o.accepted, o.failed), (400, 300, 100));
+    assert_eq!(o.first_failure.as_deref(), Some("status 400"));
+    assert_eq!(o.latency.len(), 300, "answered with 2xx only");
+}
+
+#[test]
+fn connections_the_server_closes_are_opened_again() {
+    let server = Arc::new(Server {
+        close: true,
+        ..Server::default()
+    });
+    let addr = serve(Arc::clone(&server));
+    let o = command::execute(&args(addr, 500.0, 0.5)).expect("run");
+    assert_eq!((o.offered, o.accepted, o.failed), (250, 250, 0));
+}
+
+#[test]
+fn an_unreachable_target_fails_every_hit() {
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let o = command::execute(&args(addr, 200.0, 0.25)).expect("run");
+    assert_eq!((o.offered, o.accepted, o.failed), (50, 0, 50));
+    let why = o.first_failure.expect("a failure");
+    assert!(why.starts_with("connection: "), "{why}");
+}
+
+/// One connection, answers that take 50 ms, a hit due every 10 ms: the hits queue for the
+/// connection and their latency grows with the queue, from the due time — a generator that
+/// measured from the send would report ~50 ms throughout.
+#[test]
+fn waiting_for_a_free_connection_is_part_of_the_latency() {
+    let server = Arc::new(Server {
+        delay: Duration::from_millis(50),
+        ..Server::default()
+    });
+    let addr = serve(Arc::clone(&server));
+    let mut a = args(addr, 100.0, 0.5);
+    a.connections = 1;
+    let o = command::execute(&a).expect("run");
+    assert_eq!((o.offered, o.accepted), (50, 50));
+    // The last hit is due at 0.49 s and answered at ~2.5 s.
+    assert!(o.latency.max() > 1_500_000, "max {} µs", o.latency.max());
+    assert!(o.late >= 40, "{} late sends", o.late);
+}
+
+#[test]
+fn settings_that_cannot_run_are_refused() {
+    let settings = PaceSettings {
+        addr: "127.0.0.1:9".parse().unwrap(),
+        rate: 0.0,
+        duration: Duration::from_secs(1),
+        warmup: Duration::ZERO,
+        connections: 1,
+        timeout: Duration::from_secs(1),
+    };
+    let request = || vec![b"GET / HTTP/1.1\r\n\r\n".to_vec()];
+    assert!(pace::run(&settings, request()).is_err());
+    let no_connections = PaceSettings {
+        rate: 10.0,
+        connections: 0,
+        ..settings.clone()
+    };
+    assert!(pace::run(&no_connections, request()).is_err());
+    let fine = PaceSettings {
+        rate: 10.0,
+        ..settings
+    };
+    assert!(pace::run(&fine, Vec::new()).is_err());
+}
