@@ -174,6 +174,9 @@ pub struct PaceArgs {
     /// Longest wait for one answer, seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub timeout: f64,
+    /// Hits waiting for a free connection above which the hits due are dropped (and counted).
+    #[arg(long, default_value_t = 100_000)]
+    pub max_queued: usize,
 }
 
 /// What is sent, and how.

@@ -94,6 +94,7 @@ fn args(addr: SocketAddr, rate: f64, duration: f64) -> PaceArgs {
         mix: None,
         page_base: "https://www.example.com".into(),
         timeout: 5.0,
+        max_queued: 100_000,
     }
 }
 
@@ -168,10 +169,29 @@ fn waiting_for_a_free_connection_is_part_of_the_latency() {
     let mut a = args(addr, 100.0, 0.5);
     a.connections = 1;
     let o = command::execute(&a).expect("run");
-    assert_eq!((o.offered, o.accepted), (50, 50));
+    assert_eq!((o.offered, o.accepted, o.dropped), (50, 50, 0));
     // The last hit is due at 0.49 s and answered at ~2.5 s.
     assert!(o.latency.max() > 1_500_000, "max {} µs", o.latency.max());
     assert!(o.late >= 40, "{} late sends", o.late);
+
+    // The same with room for 5 waiting hits: the rest are dropped, counted, and not sent.
+    let server = Arc::new(Server {
+        delay: Duration::from_millis(50),
+        ..Server::default()
+    });
+    let addr = serve(Arc::clone(&server));
+    a.target = format!("http://{addr}/matomo.php");
+    a.max_queued = 5;
+    let o = command::execute(&a).expect("run");
+    assert_eq!(o.offered, 50);
+    assert_eq!(o.accepted + o.dropped, 50);
+    assert!(o.dropped >= 30, "{} dropped", o.dropped);
+    assert_eq!(server.hits.load(Ordering::SeqCst), o.accepted);
+    assert!(
+        command::summary(&o, 0.0).contains(&format!(", dropped {}, ", o.dropped)),
+        "{}",
+        command::summary(&o, 0.0)
+    );
 }
 
 #[test]
@@ -183,6 +203,7 @@ fn settings_that_cannot_run_are_refused() {
         warmup: Duration::ZERO,
         connections: 1,
         timeout: Duration::from_secs(1),
+        max_queued: 10,
     };
     let request = || vec![b"GET / HTTP/1.1\r\n\r\n".to_vec()];
     assert!(pace::run(&settings, request()).is_err());

@@ -45,6 +45,7 @@ pub fn execute(args: &PaceArgs) -> Result<PaceOutcome, CommandError> {
         warmup: secs("warmup-secs", args.warmup_secs)?,
         connections: args.connections,
         timeout: secs("timeout", args.timeout)?,
+        max_queued: args.max_queued,
     };
     let mut model = VisitorModel::new(
         ModelConfig {
@@ -81,11 +82,12 @@ pub fn summary(o: &PaceOutcome, warmup_secs: f64) -> String {
     };
     let secs = o.elapsed.as_secs_f64();
     let mut line = format!(
-        "accepted {} of {} offered hits ({:.1}/s), failed {}, late sends {}; latency{warmup} p50 {:.2} ms p99 {:.2} ms max {:.2} ms; generator CPU {:.0} % of one core",
+        "accepted {} of {} offered hits ({:.1}/s), failed {}, dropped {}, late sends {}; latency{warmup} p50 {:.2} ms p99 {:.2} ms max {:.2} ms; generator CPU {:.0} % of one core",
         o.accepted,
         o.offered,
         o.accepted as f64 / secs.max(f64::EPSILON),
         o.failed,
+        o.dropped,
         o.late,
         ms(0.5),
         ms(0.99),

@@ -47,6 +47,9 @@ pub struct PaceSettings {
     pub connections: usize,
     /// Longest wait for an answer (its connection is then closed and opened again).
     pub timeout: Duration,
+    /// Hits waiting for a free connection above which a hit due is dropped (and counted)
+    /// instead of queued: a target that stops answering does not grow the queue without end.
+    pub max_queued: usize,
 }
 
 /// What a pace run measured.
@@ -58,6 +61,8 @@ pub struct PaceOutcome {
     pub accepted: u64,
     /// Hits answered otherwise, or not answered.
     pub failed: u64,
+    /// Hits not sent: [`PaceSettings::max_queued`] hits were already waiting.
+    pub dropped: u64,
     /// Hits sent more than [`LATE`] after their due time (all connections were busy).
     pub late: u64,
     /// The first failure, as an example.
@@ -161,14 +166,21 @@ async fn drive(settings: PaceSettings, requests: Vec<Vec<u8>>) -> Result<PaceOut
         .collect();
     let interval = 1.0 / shared.settings.rate;
     let mut result = Ok(());
+    let mut dropped = 0;
     for k in 0..offered {
         let due = Duration::from_secs_f64(k as f64 * interval);
         if let Err(e) = timer.sleep_until(shared.start + due).await {
             result = Err(e);
             break;
         }
+        let mut pending = shared.pending.borrow_mut();
+        if pending.len() >= shared.settings.max_queued {
+            dropped += 1;
+            continue;
+        }
         let request = (k % shared.requests.len() as u64) as usize;
-        shared.pending.borrow_mut().push_back(Job { due, request });
+        pending.push_back(Job { due, request });
+        drop(pending);
         shared.ready.notify_one();
     }
     shared.finished.set(true);
@@ -188,6 +200,7 @@ async fn drive(settings: PaceSettings, requests: Vec<Vec<u8>>) -> Result<PaceOut
         offered,
         accepted: tally.accepted,
         failed: tally.failed,
+        dropped,
         late: tally.late,
         first_failure: tally.first_failure,
         latency: tally.latency,
