@@ -36,8 +36,8 @@ pub enum Command {
     /// Check every target (and Redis/MySQL) without sending load.
     Validate(ValidateArgs),
     /// Latency of one target at a fixed rate, from one thread sending pre-built hits over
-    /// kept-alive connections: a generator cheap enough to stay out of the tail at tens of
-    /// thousands of hits/s on one core. No probes, no reconciliation.
+    /// kept-alive connections: a generator of small, steady cost, for tens of thousands of
+    /// hits/s on one core. No probes, no reconciliation.
     Pace(PaceArgs),
 }
 

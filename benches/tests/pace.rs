@@ -152,6 +152,11 @@ fn an_unreachable_target_fails_every_hit() {
     };
     let o = command::execute(&args(addr, 200.0, 0.25)).expect("run");
     assert_eq!((o.offered, o.accepted, o.failed), (50, 0, 50));
+    let line = command::summary(&o, 0.0);
+    assert!(
+        line.contains("; latency: no hit accepted;") && !line.contains(" p99 "),
+        "{line}"
+    );
     let why = o.first_failure.expect("a failure");
     assert!(why.starts_with("connection: "), "{why}");
 }
@@ -218,4 +223,34 @@ fn settings_that_cannot_run_are_refused() {
         ..settings
     };
     assert!(pace::run(&fine, Vec::new()).is_err());
+}
+
+/// The binary's exit code: 0 when every hit due was accepted, 1 when some failed, 2 when the
+/// run could not be done.
+#[test]
+fn the_exit_code_says_whether_every_hit_was_accepted() {
+    let exe = env!("CARGO_BIN_EXE_matomo-loadgen");
+    let pace = |target: String, rate: &str| {
+        std::process::Command::new(exe)
+            .args(["pace", "--target", &target, "--rate", rate])
+            .args(["--duration", "0.2", "--connections", "2"])
+            .output()
+            .expect("matomo-loadgen runs")
+    };
+    let server = Arc::new(Server::default());
+    let addr = serve(Arc::clone(&server));
+    let ok = pace(format!("http://{addr}/matomo.php"), "100");
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stderr).starts_with("accepted 20 of 20 offered hits"));
+
+    let unreachable = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let failed = pace(format!("http://{unreachable}/matomo.php"), "100");
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    assert!(String::from_utf8_lossy(&failed.stderr).contains(", failed 20, "));
+
+    let refused = pace(format!("http://{addr}/matomo.php"), "0");
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
 }

@@ -92,7 +92,12 @@ fn main() -> ExitCode {
         return match pace::command::execute(args) {
             Ok(outcome) => {
                 eprintln!("{}", pace::command::summary(&outcome, args.warmup_secs));
-                ExitCode::SUCCESS
+                // The latency covers the accepted hits only: say so in the exit code too.
+                if outcome.failed + outcome.dropped == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
             }
             Err(e) => {
                 eprintln!("matomo-loadgen: {e}");

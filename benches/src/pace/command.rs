@@ -81,17 +81,25 @@ pub fn summary(o: &PaceOutcome, warmup_secs: f64) -> String {
         String::new()
     };
     let secs = o.elapsed.as_secs_f64();
+    // No figures rather than zeros when no hit due after the warm-up was accepted.
+    let latency = if o.latency.is_empty() {
+        format!("latency{warmup}: no hit accepted")
+    } else {
+        format!(
+            "latency{warmup} p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+            ms(0.5),
+            ms(0.99),
+            o.latency.max() as f64 / 1000.0
+        )
+    };
     let mut line = format!(
-        "accepted {} of {} offered hits ({:.1}/s), failed {}, dropped {}, late sends {}; latency{warmup} p50 {:.2} ms p99 {:.2} ms max {:.2} ms; generator CPU {:.0} % of one core",
+        "accepted {} of {} offered hits ({:.1}/s), failed {}, dropped {}, late sends {}; {latency}; generator CPU {:.0} % of one core",
         o.accepted,
         o.offered,
         o.accepted as f64 / secs.max(f64::EPSILON),
         o.failed,
         o.dropped,
         o.late,
-        ms(0.5),
-        ms(0.99),
-        o.latency.max() as f64 / 1000.0,
         o.cpu.as_secs_f64() * 100.0 / secs.max(f64::EPSILON),
     );
     if let Some(why) = &o.first_failure {

@@ -63,7 +63,8 @@ pub struct PaceOutcome {
     pub failed: u64,
     /// Hits not sent: [`PaceSettings::max_queued`] hits were already waiting.
     pub dropped: u64,
-    /// Hits sent more than [`LATE`] after their due time (all connections were busy).
+    /// Hits sent more than [`LATE`] after their due time (all connections busy, or the
+    /// dispatcher itself late).
     pub late: u64,
     /// The first failure, as an example.
     pub first_failure: Option<String>,

@@ -1,5 +1,5 @@
-//! A deadline timer to the microsecond for a tokio runtime: a Linux `timerfd` polled by
-//! tokio's reactor. tokio's own timer fires on whole milliseconds, which would send hits up to
+//! A deadline timer for a tokio runtime, deadlines set to the nanosecond: a Linux `timerfd`
+//! polled by tokio's reactor. tokio's own timer fires on whole milliseconds, which would send hits up to
 //! a millisecond after their due time and add that to every latency measured from it.
 
 use std::io;

@@ -5,7 +5,8 @@
 # each hit's intended send time, leaving out the first WARMUP_S seconds (connections opening).
 # Needs what run.sh needs plus `cargo build --release -p matomo-loadgen`.
 # GENERATOR: `pace` (the default: `matomo-loadgen pace`, pre-built hits over 64 kept-alive
-# connections from one thread, cheap enough to stay out of the tail at half the peak) or `run`
+# connections from one thread; it adds about 1 ms or less to the bare server's p99 at half the
+# peak, so read the node's p99 against the bare server's of the same invocation) or `run`
 # (`matomo-loadgen run`, the harness' realistic client, whose own cost on one core set the tail
 # above ~20,000 hits/s; the figures of sessions up to 17).
 # Usage: ingest/benches/load/latency.sh [RATE|half] [DURATION_S] [ROUNDS]
@@ -24,7 +25,8 @@
 # and keeps it if still running at exit. With DRAIN=1 the drain also runs during the bare
 # server's runs (on the first ingest's queues, empty then), so both servers' generator shares
 # its CPU with the same drain.
-# Prints each run's p50 / p99 / max and late sends, then the median p50 and p99 per server, the
+# Prints each run's line from the generator (hits accepted, failed, dropped, late sends, p50 / p99 /
+# max, and with `pace` its own CPU share), then the median p50 and p99 per server, the generator, the
 # Redis persistence in force, how many append-only-file rewrites Redis did during the runs
 # (each forks and writes the dataset on these same two cores) and Redis' own latency events of
 # 2 ms or more during the runs (its latency monitor: fork, aof-write, command…).
@@ -70,28 +72,30 @@ run() { # name port [server to drain] → "p50 p99"
     drain "$3" 1 & drainer=$!
   fi
   if [[ "$generator" == pace ]]; then
+    # Exit code 1 (hits failed or dropped) still gives a line, which says how many.
     line=$(taskset -c 1 "$target/matomo-loadgen" pace --target "http://127.0.0.1:$2/matomo.php" \
-      --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 2>&1 | grep '^accepted')
+      --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 2>&1 | grep '^accepted' || true)
   else
     line=$(taskset -c 1 "$target/matomo-loadgen" run --target "http://127.0.0.1:$2/matomo.php" \
       --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 --quiet \
-      --no-mysql --no-redis 2>&1 | grep '^accepted')
+      --no-mysql --no-redis 2>&1 | grep '^accepted' || true)
   fi
   stop_drain "$drainer"
   echo "$1 ${line#accepted }" >&2
-  sed -E 's/.* p50 ([0-9.]+) ms p99 ([0-9.]+) ms.*/\1 \2/' <<<"$line"
+  # Nothing for a run without latency figures (no hit accepted), so the medians leave it out.
+  sed -nE 's/.* p50 ([0-9.]+) ms p99 ([0-9.]+) ms.*/\1 \2/p' <<<"$line"
 }
-median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+median() { sort -n | awk '{v[NR]=$1} END {if (NR == 0) print "-"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 declare -A p50s p99s
 redis-cli config set latency-monitor-threshold 2 >/dev/null
 redis-cli latency reset >/dev/null
 rewrites_before=$(aof_rewrites)
 for r in $(seq "$rounds"); do
-  read -r p50 p99 < <(run "bare_$r" 18090 "${servers[0]}")
+  read -r p50 p99 < <(run "bare_$r" 18090 "${servers[0]}") || true
   p50s[bare]+="$p50 "; p99s[bare]+="$p99 "
   for server in "${servers[@]}"; do
-    read -r p50 p99 < <(run "ingest_${server}_$r" "${port[$server]}" "$server")
+    read -r p50 p99 < <(run "ingest_${server}_$r" "${port[$server]}" "$server") || true
     p50s[$server]+="$p50 "; p99s[$server]+="$p99 "
     measure_and_empty "$server"
   done
