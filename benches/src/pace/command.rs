@@ -1,6 +1,6 @@
 //! `matomo-loadgen pace`: its arguments turned into settings and requests, and its summary.
 
-use std::net::ToSocketAddrs as _;
+use std::net::{SocketAddr, ToSocketAddrs as _};
 
 use crate::cli::{parse_mix, parse_sites, secs, ArgError, PaceArgs};
 use crate::tag::{RunTag, TagError};
@@ -30,14 +30,8 @@ pub enum CommandError {
 pub fn execute(args: &PaceArgs) -> Result<PaceOutcome, CommandError> {
     let target = Target::parse(&args.target, 1)?;
     let uri = target.uri();
-    let host = uri.host().unwrap_or_default();
-    let port = uri.port_u16().unwrap_or(80);
-    let addr = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| ArgError::Invalid("target", format!("{host}:{port}: {e}")))?
-        .next()
-        .ok_or_else(|| ArgError::Invalid("target", format!("{host}:{port}: no address")))?;
-    let authority = uri.authority().map_or(host, |a| a.as_str());
+    let addr = socket_addr(uri)?;
+    let authority = uri.authority().map_or("", |a| a.as_str());
     let settings = PaceSettings {
         addr,
         rate: args.rate,
@@ -70,6 +64,22 @@ pub fn execute(args: &PaceArgs) -> Result<PaceOutcome, CommandError> {
         .map(|_| Ok(http1::request(authority, uri.path(), &model.next_hit()?)))
         .collect::<Result<Vec<_>, TagError>>()?;
     Ok(run(&settings, requests)?)
+}
+
+/// The first address the target's host resolves to (an IPv6 literal without its brackets),
+/// port 80 unless given.
+fn socket_addr(uri: &http::Uri) -> Result<SocketAddr, ArgError> {
+    let host = uri.host().unwrap_or_default();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port = uri.port_u16().unwrap_or(80);
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| ArgError::Invalid("target", format!("{host} port {port}: {e}")))?
+        .next()
+        .ok_or_else(|| ArgError::Invalid("target", format!("{host} port {port}: no address")))
 }
 
 /// The one-line summary, in the words of `run`'s (scripts read its `p50 … ms p99 … ms`).
@@ -106,4 +116,23 @@ pub fn summary(o: &PaceOutcome, warmup_secs: f64) -> String {
         line.push_str(&format!("; first failure: {why}"));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_resolve_to_socket_addresses() {
+        let addr = |url: &str| socket_addr(Target::parse(url, 1).unwrap().uri());
+        assert_eq!(
+            addr("http://127.0.0.1:8080/").unwrap(),
+            "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            addr("http://[::1]:8081/matomo.php").unwrap(),
+            "[::1]:8081".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(addr("http://127.0.0.1/").unwrap().port(), 80);
+    }
 }
