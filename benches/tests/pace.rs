@@ -3,12 +3,13 @@
 //! unreachable target fails every hit without hanging, and the time a hit waits for a free
 //! connection is part of its latency.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -30,14 +31,18 @@ struct Server {
     close: bool,
     /// Queries without `idsite=1&rec=1` or without a user agent.
     odd: Mutex<Vec<String>>,
+    /// The client ends of the connections hits came on.
+    peers: Mutex<HashSet<SocketAddr>>,
 }
 
 async fn track(
     State(s): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> impl IntoResponse {
     let n = s.hits.fetch_add(1, Ordering::SeqCst) + 1;
+    s.peers.lock().unwrap().insert(peer);
     let q = q.unwrap_or_default();
     if !(q.contains("idsite=1") && q.contains("rec=1") && headers.contains_key(header::USER_AGENT))
     {
@@ -75,7 +80,12 @@ fn serve(server: Arc<Server>) -> SocketAddr {
             let app = Router::new()
                 .route("/matomo.php", get(track))
                 .with_state(server);
-            axum::serve(listener, app).await.expect("serve");
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .expect("serve");
         });
     });
     rx.recv().expect("address")
@@ -130,6 +140,12 @@ fn failures_are_counted_and_named() {
     let o = command::execute(&args(addr, 400.0, 1.0)).expect("run");
     assert_eq!((o.offered, o.accepted, o.failed), (400, 300, 100));
     assert_eq!(o.first_failure.as_deref(), Some("status 400"));
+    // A whole 400 answer leaves its connection open for the next hit.
+    assert!(
+        server.peers.lock().unwrap().len() <= 8,
+        "{:?}",
+        server.peers
+    );
     assert_eq!(o.latency.len(), 300, "answered with 2xx only");
 }
 
@@ -142,6 +158,11 @@ fn connections_the_server_closes_are_opened_again() {
     let addr = serve(Arc::clone(&server));
     let o = command::execute(&args(addr, 500.0, 0.5)).expect("run");
     assert_eq!((o.offered, o.accepted, o.failed), (250, 250, 0));
+    let peers = server.peers.lock().unwrap().len();
+    assert!(
+        peers >= 200,
+        "{peers} connections for 250 hits: one per hit expected"
+    );
 }
 
 #[test]
@@ -218,6 +239,12 @@ fn settings_that_cannot_run_are_refused() {
         ..settings.clone()
     };
     assert!(pace::run(&no_connections, request()).is_err());
+    let no_room = PaceSettings {
+        rate: 10.0,
+        max_queued: 0,
+        ..settings.clone()
+    };
+    assert!(pace::run(&no_room, request()).is_err());
     let fine = PaceSettings {
         rate: 10.0,
         ..settings

@@ -127,6 +127,11 @@ pub fn run(settings: &PaceSettings, requests: Vec<Vec<u8>>) -> Result<PaceOutcom
             settings.rate
         )));
     }
+    if settings.max_queued == 0 {
+        return Err(PaceError::Settings(
+            "room for at least one waiting hit is needed".into(),
+        ));
+    }
     if settings.connections == 0 {
         return Err(PaceError::Settings(
             "at least one connection is needed".into(),
@@ -241,9 +246,17 @@ async fn connection(shared: Rc<Shared>) {
         }
         let failure = match outcome {
             Ok(Ok(status)) if (200..300).contains(&status) => None,
+            // A whole answer: the connection goes on.
             Ok(Ok(status)) => Some(format!("status {status}")),
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!("no answer within {:?}", shared.settings.timeout)),
+            Ok(Err(e)) => {
+                conn = None;
+                Some(e.to_string())
+            }
+            // Whatever the connection holds now is not known to be the next answer.
+            Err(_) => {
+                conn = None;
+                Some(format!("no answer within {:?}", shared.settings.timeout))
+            }
         };
         match failure {
             None => {
@@ -256,8 +269,6 @@ async fn connection(shared: Rc<Shared>) {
             Some(why) => {
                 tally.failed += 1;
                 tally.first_failure.get_or_insert(why);
-                // Whatever the connection holds now is not known to be the next answer.
-                conn = None;
             }
         }
     }
