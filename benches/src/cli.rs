@@ -306,14 +306,8 @@ pub enum ArgError {
 
 /// Seconds from a flag, checked.
 pub fn secs(name: &'static str, v: f64) -> Result<Duration, ArgError> {
-    if v.is_finite() && v >= 0.0 {
-        Ok(Duration::from_secs_f64(v))
-    } else {
-        Err(ArgError::Invalid(
-            name,
-            format!("{v} is not a number of seconds"),
-        ))
-    }
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| ArgError::Invalid(name, format!("{v} is not a number of seconds")))
 }
 
 /// `1,2` or `1:3,2:1` → (site, weight) pairs.
@@ -367,6 +361,9 @@ mod tests {
         assert!(parse_sites("a").is_err());
         assert!(parse_sites("1:0").is_err());
         assert!(secs("duration", -1.0).is_err());
+        assert!(secs("duration", f64::NAN).is_err());
+        assert!(secs("duration", 1e20).is_err());
+        assert_eq!(secs("duration", 1.5).unwrap(), Duration::from_millis(1500));
     }
 
     #[test]

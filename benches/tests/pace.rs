@@ -1,7 +1,8 @@
 //! `matomo-loadgen pace` against tiny local servers: every hit due is sent and answered, a
-//! failure is counted and named, connections the server closes are opened again, an
-//! unreachable target fails every hit without hanging, and the time a hit waits for a free
-//! connection is part of its latency.
+//! failure is counted and named, connections the server closes are opened again (also while
+//! idle, the hit sent again), interim 1xx answers are skipped, an unreachable or silent target
+//! fails every hit without holding the run, and the time a hit waits for a free connection is
+//! part of its latency.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -91,6 +92,60 @@ fn serve(server: Arc<Server>) -> SocketAddr {
     rx.recv().expect("address")
 }
 
+/// A server that runs `answer` on each connection it accepts, for answers axum will not give.
+fn raw_server<F, Fut>(answer: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            loop {
+                let (stream, _) = listener.accept().await.expect("accept");
+                tokio::spawn(answer(stream));
+            }
+        });
+    });
+    rx.recv().expect("address")
+}
+
+/// Reads one request head from `stream` (into `buf`, consumed); false at the end of the stream.
+async fn read_head(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            buf.drain(..end + 4);
+            return true;
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// An address nothing accepts connections on, held (bound, not listening) so no other test
+/// gets it meanwhile.
+fn refusing_addr() -> (socket2::Socket, SocketAddr) {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).expect("bind");
+    let addr = socket
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("an IP address");
+    (socket, addr)
+}
+
 fn args(addr: SocketAddr, rate: f64, duration: f64) -> PaceArgs {
     PaceArgs {
         target: format!("http://{addr}/matomo.php"),
@@ -167,10 +222,7 @@ fn connections_the_server_closes_are_opened_again() {
 
 #[test]
 fn an_unreachable_target_fails_every_hit() {
-    let addr = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr")
-    };
+    let (_held, addr) = refusing_addr();
     let o = command::execute(&args(addr, 200.0, 0.25)).expect("run");
     assert_eq!((o.offered, o.accepted, o.failed), (50, 0, 50));
     let line = command::summary(&o, 0.0);
@@ -270,14 +322,93 @@ fn the_exit_code_says_whether_every_hit_was_accepted() {
     assert_eq!(ok.status.code(), Some(0), "{ok:?}");
     assert!(String::from_utf8_lossy(&ok.stderr).starts_with("accepted 20 of 20 offered hits"));
 
-    let unreachable = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr")
-    };
+    let (_held, unreachable) = refusing_addr();
     let failed = pace(format!("http://{unreachable}/matomo.php"), "100");
     assert_eq!(failed.status.code(), Some(1), "{failed:?}");
     assert!(String::from_utf8_lossy(&failed.stderr).contains(", failed 20, "));
 
     let refused = pace(format!("http://{addr}/matomo.php"), "0");
     assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+}
+
+/// A server that stops answering (it reads the requests and never writes) holds no hit longer
+/// than `--timeout` from its due time: the run ends about then, every hit failed, and the hits
+/// that waited out the timeout for a connection were not sent at all.
+#[test]
+fn a_silent_target_holds_the_run_no_longer_than_the_timeout() {
+    let addr = raw_server(|mut stream| async move {
+        let mut buf = Vec::new();
+        while read_head(&mut stream, &mut buf).await {}
+    });
+    let mut a = args(addr, 100.0, 0.5);
+    a.connections = 1;
+    a.timeout = 0.3;
+    let o = command::execute(&a).expect("run");
+    assert_eq!((o.offered, o.accepted, o.failed), (50, 0, 50));
+    // Without the bound: 50 hits one after the other, 0.3 s each, 15 s.
+    assert!(o.elapsed < Duration::from_secs(5), "{:?}", o.elapsed);
+    let line = command::summary(&o, 0.0);
+    assert!(line.contains("failed 50,"), "{line}");
+}
+
+/// A connection the server closes after answering, with the answer saying keep-alive (as an
+/// idle timeout does): the next hit on it finds it closed, and goes again on a new one.
+#[test]
+fn a_kept_alive_connection_closed_while_idle_is_replaced_and_the_hit_sent_again() {
+    let addr = raw_server(|mut stream| async move {
+        use tokio::io::AsyncWriteExt as _;
+        let mut buf = Vec::new();
+        if read_head(&mut stream, &mut buf).await {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Dropped: closed with nothing more said.
+    });
+    let mut a = args(addr, 40.0, 0.5);
+    a.connections = 1;
+    let o = command::execute(&a).expect("run");
+    assert_eq!(
+        (o.offered, o.accepted, o.failed),
+        (20, 20, 0),
+        "{:?}",
+        o.first_failure
+    );
+}
+
+/// Interim answers (103 Early Hints) before the real one are skipped, and each hit gets its own
+/// final answer.
+#[test]
+fn interim_answers_are_skipped() {
+    let hits = Arc::new(AtomicU64::new(0));
+    let seen = Arc::clone(&hits);
+    let addr = raw_server(move |mut stream| {
+        let seen = Arc::clone(&seen);
+        async move {
+            use tokio::io::AsyncWriteExt as _;
+            let mut buf = Vec::new();
+            while read_head(&mut stream, &mut buf).await {
+                // Every other hit is refused, so an answer taken for the wrong hit shows.
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                let status = if n.is_multiple_of(2) {
+                    "200 OK"
+                } else {
+                    "400 Bad Request"
+                };
+                let answer = format!(
+                    "HTTP/1.1 103 Early Hints\r\nLink: </x.js>\r\n\r\nHTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n"
+                );
+                if stream.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut a = args(addr, 200.0, 0.5);
+    a.connections = 1;
+    let o = command::execute(&a).expect("run");
+    assert_eq!((o.offered, o.accepted, o.failed), (100, 50, 50));
+    assert_eq!(o.first_failure.as_deref(), Some("status 400"));
+    assert_eq!(hits.load(Ordering::SeqCst), 100);
 }

@@ -93,7 +93,7 @@ fn main() -> ExitCode {
             Ok(outcome) => {
                 eprintln!("{}", pace::command::summary(&outcome, args.warmup_secs));
                 // The latency covers the accepted hits only: say so in the exit code too.
-                if outcome.failed + outcome.dropped == 0 {
+                if outcome.accepted == outcome.offered {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::from(1)

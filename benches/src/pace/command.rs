@@ -66,8 +66,10 @@ pub fn execute(args: &PaceArgs) -> Result<PaceOutcome, CommandError> {
     Ok(run(&settings, requests)?)
 }
 
-/// The first address the target's host resolves to (an IPv6 literal without its brackets),
-/// port 80 unless given.
+/// Where the target's host is (an IPv6 literal without its brackets), port 80 unless given:
+/// the first of its addresses that accepts a connection within a second, else the first (whose
+/// failures the run then shows), as `localhost` may resolve to `::1` for a server on
+/// 127.0.0.1 only.
 fn socket_addr(uri: &http::Uri) -> Result<SocketAddr, ArgError> {
     let host = uri.host().unwrap_or_default();
     let host = host
@@ -75,11 +77,22 @@ fn socket_addr(uri: &http::Uri) -> Result<SocketAddr, ArgError> {
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
     let port = uri.port_u16().unwrap_or(80);
-    (host, port)
+    let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| ArgError::Invalid("target", format!("{host} port {port}: {e}")))?
-        .next()
-        .ok_or_else(|| ArgError::Invalid("target", format!("{host} port {port}: no address")))
+        .collect();
+    let first = *addrs
+        .first()
+        .ok_or_else(|| ArgError::Invalid("target", format!("{host} port {port}: no address")))?;
+    if addrs.len() == 1 {
+        return Ok(first);
+    }
+    Ok(addrs
+        .into_iter()
+        .find(|a| {
+            std::net::TcpStream::connect_timeout(a, std::time::Duration::from_secs(1)).is_ok()
+        })
+        .unwrap_or(first))
 }
 
 /// The one-line summary, in the words of `run`'s (scripts read its `p50 … ms p99 … ms`).
@@ -114,6 +127,12 @@ pub fn summary(o: &PaceOutcome, warmup_secs: f64) -> String {
     );
     if let Some(why) = &o.first_failure {
         line.push_str(&format!("; first failure: {why}"));
+    }
+    if o.unaccounted() > 0 {
+        line.push_str(&format!(
+            "; {} hits unaccounted for (a connection task failed)",
+            o.unaccounted()
+        ));
     }
     line
 }

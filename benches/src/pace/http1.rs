@@ -74,7 +74,9 @@ pub fn answer(read: &[u8]) -> Result<Option<Answer>, AnswerError> {
         (_, Some(len)) => len,
         (_, None) => return Err(AnswerError::NoLength(status)),
     };
-    let len = head_len + body_len;
+    let len = head_len
+        .checked_add(body_len)
+        .ok_or_else(|| AnswerError::Head("Content-Length too large".into()))?;
     Ok((read.len() >= len).then_some(Answer { status, len, close }))
 }
 
@@ -124,6 +126,8 @@ mod tests {
             answer(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"),
             Err(AnswerError::Head(_))
         ));
+        let huge = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", usize::MAX);
+        assert!(matches!(answer(huge.as_bytes()), Err(AnswerError::Head(_))));
     }
 
     proptest! {

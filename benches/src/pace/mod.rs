@@ -45,7 +45,9 @@ pub struct PaceSettings {
     pub warmup: Duration,
     /// Kept-alive connections, each with one request at a time.
     pub connections: usize,
-    /// Longest wait for an answer (its connection is then closed and opened again).
+    /// Longest time from a hit's due time to its answer: a hit still waiting for a connection
+    /// then is failed without being sent, and one in flight has its connection closed (the
+    /// next hit opens another). The run therefore ends at most this long after its duration.
     pub timeout: Duration,
     /// Hits waiting for a free connection above which a hit due is dropped (and counted)
     /// instead of queued: a target that stops answering does not grow the queue without end.
@@ -74,6 +76,14 @@ pub struct PaceOutcome {
     pub elapsed: Duration,
     /// The generator's own CPU time over the run (user and system, all threads).
     pub cpu: Duration,
+}
+
+impl PaceOutcome {
+    /// Hits neither accepted, failed nor dropped: lost with a connection task that panicked.
+    pub fn unaccounted(&self) -> u64 {
+        self.offered
+            .saturating_sub(self.accepted + self.failed + self.dropped)
+    }
 }
 
 /// A run that could not be done.
@@ -137,6 +147,15 @@ pub fn run(settings: &PaceSettings, requests: Vec<Vec<u8>>) -> Result<PaceOutcom
             "at least one connection is needed".into(),
         ));
     }
+    let end = settings
+        .duration
+        .checked_add(settings.timeout)
+        .and_then(|d| Instant::now().checked_add(d));
+    if end.is_none() {
+        return Err(PaceError::Settings(
+            "duration and timeout are too long".into(),
+        ));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -178,6 +197,10 @@ async fn drive(settings: PaceSettings, requests: Vec<Vec<u8>>) -> Result<PaceOut
         if let Err(e) = timer.sleep_until(shared.start + due).await {
             result = Err(e);
             break;
+        }
+        // A dispatcher behind its schedule does not wait; let the connections run meanwhile.
+        if k % 256 == 255 {
+            tokio::task::yield_now().await;
         }
         let mut pending = shared.pending.borrow_mut();
         if pending.len() >= shared.settings.max_queued {
@@ -231,33 +254,42 @@ async fn next_job(shared: &Shared) -> Option<Job> {
 /// One connection: sends a hit, reads its answer, takes the next.
 async fn connection(shared: Rc<Shared>) {
     let mut conn: Option<Conn> = None;
+    let timeout = shared.settings.timeout;
     while let Some(job) = next_job(&shared).await {
         let sent = shared.start.elapsed();
         let request = &shared.requests[job.request];
-        let outcome = tokio::time::timeout(
-            shared.settings.timeout,
-            exchange(&mut conn, &shared, request),
-        )
-        .await;
+        // `run` checked that the run's end plus the timeout is a valid instant.
+        let deadline = shared.start + job.due + timeout;
+        let failure = if Instant::now() >= deadline {
+            Some(format!(
+                "not sent: waited {timeout:?} for a free connection"
+            ))
+        } else {
+            let exchanged = tokio::time::timeout_at(
+                deadline.into(),
+                exchange(&mut conn, shared.settings.addr, request),
+            )
+            .await;
+            match exchanged {
+                Ok(Ok(status)) if (200..300).contains(&status) => None,
+                // A whole answer: the connection goes on.
+                Ok(Ok(status)) => Some(format!("status {status}")),
+                Ok(Err(e)) => {
+                    conn = None;
+                    Some(e.to_string())
+                }
+                // Whatever the connection holds now is not known to be the next answer.
+                Err(_) => {
+                    conn = None;
+                    Some(format!("no answer within {timeout:?} of the due time"))
+                }
+            }
+        };
         let done = shared.start.elapsed();
         let mut tally = shared.tally.borrow_mut();
         if sent.saturating_sub(job.due) > LATE {
             tally.late += 1;
         }
-        let failure = match outcome {
-            Ok(Ok(status)) if (200..300).contains(&status) => None,
-            // A whole answer: the connection goes on.
-            Ok(Ok(status)) => Some(format!("status {status}")),
-            Ok(Err(e)) => {
-                conn = None;
-                Some(e.to_string())
-            }
-            // Whatever the connection holds now is not known to be the next answer.
-            Err(_) => {
-                conn = None;
-                Some(format!("no answer within {:?}", shared.settings.timeout))
-            }
-        };
         match failure {
             None => {
                 tally.accepted += 1;
@@ -291,37 +323,68 @@ enum ExchangeError {
     Closed,
 }
 
-/// Sends `request` on the connection (opened first if need be) and returns the answer's status.
+/// Sends `request` and returns its answer's status: on the kept-alive connection if there is
+/// one, else on a new one. A kept-alive connection that fails before any byte of the answer
+/// came (the server closed it while it was idle) is replaced and the request sent again once,
+/// as HTTP clients do.
 async fn exchange(
     conn: &mut Option<Conn>,
-    shared: &Shared,
+    addr: SocketAddr,
     request: &[u8],
 ) -> Result<u16, ExchangeError> {
-    if conn.is_none() {
-        let stream = TcpStream::connect(shared.settings.addr).await?;
-        stream.set_nodelay(true)?;
-        *conn = Some(Conn {
-            stream,
-            read: Vec::with_capacity(4096),
-        });
+    if let Some(c) = conn.as_mut() {
+        match c.round_trip(request).await {
+            Err(ExchangeError::Io(_) | ExchangeError::Closed) if c.read.is_empty() => {}
+            result => return settle(conn, result),
+        }
     }
-    let c = conn.as_mut().expect("opened above");
-    c.stream.write_all(request).await?;
-    loop {
-        if let Some(answer) = http1::answer(&c.read)? {
-            c.read.drain(..answer.len);
-            let status = answer.status;
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let c = conn.insert(Conn {
+        stream,
+        read: Vec::with_capacity(4096),
+    });
+    let result = c.round_trip(request).await;
+    settle(conn, result)
+}
+
+/// The status of an answer, the connection dropped when the server closes it or it failed.
+fn settle(
+    conn: &mut Option<Conn>,
+    result: Result<http1::Answer, ExchangeError>,
+) -> Result<u16, ExchangeError> {
+    match result {
+        Ok(answer) => {
             if answer.close {
                 *conn = None;
             }
-            return Ok(status);
+            Ok(answer.status)
         }
-        if c.read.len() == c.read.capacity() {
-            c.read.reserve(4096);
-        }
-        if c.stream.read_buf(&mut c.read).await? == 0 {
+        Err(e) => {
             *conn = None;
-            return Err(ExchangeError::Closed);
+            Err(e)
+        }
+    }
+}
+
+impl Conn {
+    /// Writes `request` and reads its final answer (interim 1xx answers are skipped).
+    async fn round_trip(&mut self, request: &[u8]) -> Result<http1::Answer, ExchangeError> {
+        self.stream.write_all(request).await?;
+        loop {
+            if let Some(answer) = http1::answer(&self.read)? {
+                self.read.drain(..answer.len);
+                if (100..200).contains(&answer.status) && answer.status != 101 {
+                    continue;
+                }
+                return Ok(answer);
+            }
+            if self.read.len() == self.read.capacity() {
+                self.read.reserve(4096);
+            }
+            if self.stream.read_buf(&mut self.read).await? == 0 {
+                return Err(ExchangeError::Closed);
+            }
         }
     }
 }

@@ -66,23 +66,29 @@ if [[ "$rate" == half ]]; then
   echo "peak of ingest_${servers[0]} with the servers on CPU 0, Redis on CPU $redis_cpu and wrk on CPU 1: $peak requests/s; rate $rate/s" >&2
 fi
 
-run() { # name port [server to drain] → "p50 p99"
-  local line drainer=""
+run() { # name port [server to drain] → "p50 p99", or nothing for a run without latency figures
+  local out rc=0 line drainer=""
   if [[ -n "${3:-}" && "${DRAIN:-0}" == 1 ]]; then
     drain "$3" 1 & drainer=$!
   fi
   if [[ "$generator" == pace ]]; then
-    # Exit code 1 (hits failed or dropped) still gives a line, which says how many.
-    line=$(taskset -c 1 "$target/matomo-loadgen" pace --target "http://127.0.0.1:$2/matomo.php" \
-      --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 2>&1 | grep '^accepted' || true)
+    out=$(taskset -c 1 "$target/matomo-loadgen" pace --target "http://127.0.0.1:$2/matomo.php" \
+      --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 2>&1) || rc=$?
   else
-    line=$(taskset -c 1 "$target/matomo-loadgen" run --target "http://127.0.0.1:$2/matomo.php" \
+    out=$(taskset -c 1 "$target/matomo-loadgen" run --target "http://127.0.0.1:$2/matomo.php" \
       --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 --quiet \
-      --no-mysql --no-redis 2>&1 | grep '^accepted' || true)
+      --no-mysql --no-redis 2>&1) || rc=$?
   fi
   stop_drain "$drainer"
+  line=$(grep '^accepted' <<<"$out" || true)
+  # Exit code 1 (hits failed or dropped) still gives a line, which says how many; anything else
+  # means the generator did not run, and the script stops with what it said.
+  if (( rc > 1 )) || [[ -z "$line" ]]; then
+    echo "$1: matomo-loadgen $generator failed (exit $rc):" >&2
+    echo "$out" >&2
+    return 1
+  fi
   echo "$1 ${line#accepted }" >&2
-  # Nothing for a run without latency figures (no hit accepted), so the medians leave it out.
   sed -nE 's/.* p50 ([0-9.]+) ms p99 ([0-9.]+) ms.*/\1 \2/p' <<<"$line"
 }
 median() { sort -n | awk '{v[NR]=$1} END {if (NR == 0) print "-"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
@@ -92,10 +98,13 @@ redis-cli config set latency-monitor-threshold 2 >/dev/null
 redis-cli latency reset >/dev/null
 rewrites_before=$(aof_rewrites)
 for r in $(seq "$rounds"); do
-  read -r p50 p99 < <(run "bare_$r" 18090 "${servers[0]}") || true
+  # The assignment fails, and the script with it, when the generator did.
+  figures=$(run "bare_$r" 18090 "${servers[0]}")
+  read -r p50 p99 <<<"$figures"
   p50s[bare]+="$p50 "; p99s[bare]+="$p99 "
   for server in "${servers[@]}"; do
-    read -r p50 p99 < <(run "ingest_${server}_$r" "${port[$server]}" "$server") || true
+    figures=$(run "ingest_${server}_$r" "${port[$server]}" "$server")
+    read -r p50 p99 <<<"$figures"
     p50s[$server]+="$p50 "; p99s[$server]+="$p99 "
     measure_and_empty "$server"
   done
@@ -106,8 +115,10 @@ events=$(redis-cli --csv latency latest | tr -d '"' |
   awk -F, 'NF > 1 {printf "%s%s (latest %s ms, worst %s ms)", sep, $1, $3, $4; sep="; "}')
 
 for server in bare "${servers[@]}"; do
+  # Runs without latency figures (no hit accepted) are left out of the medians.
+  counted=$(tr ' ' '\n' <<<"${p99s[$server]}" | grep -c . || true)
   echo "$server at $rate/s: median p50 $(tr ' ' '\n' <<<"${p50s[$server]}" | grep . | median) ms," \
-    "median p99 $(tr ' ' '\n' <<<"${p99s[$server]}" | grep . | median) ms over $rounds runs"
+    "median p99 $(tr ' ' '\n' <<<"${p99s[$server]}" | grep . | median) ms over $counted of $rounds runs"
 done
 echo "Generator: matomo-loadgen $generator"
 echo "Redis: appendonly $(redis-cli config get appendonly | tail -1)," \
