@@ -68,35 +68,12 @@ async fn track(
     )
 }
 
-/// Serves `server` on a thread of its own; pace runs its own runtime on the test's thread.
-fn serve(server: Arc<Server>) -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(listener.local_addr().expect("addr")).expect("send");
-            let app = Router::new()
-                .route("/matomo.php", get(track))
-                .with_state(server);
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .expect("serve");
-        });
-    });
-    rx.recv().expect("address")
-}
-
-/// A server that runs `answer` on each connection it accepts, for answers axum will not give.
-fn raw_server<F, Fut>(answer: F) -> SocketAddr
+/// Runs `serve` on a listener of its own, on a thread and runtime of its own (pace runs its
+/// own runtime on the test's thread), and returns the listener's address.
+fn listen<F, Fut>(serve: F) -> SocketAddr
 where
-    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
 {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -106,13 +83,39 @@ where
                 .await
                 .expect("bind");
             tx.send(listener.local_addr().expect("addr")).expect("send");
-            loop {
-                let (stream, _) = listener.accept().await.expect("accept");
-                tokio::spawn(answer(stream));
-            }
+            serve(listener).await;
         });
     });
     rx.recv().expect("address")
+}
+
+/// Serves `server` through axum.
+fn serve(server: Arc<Server>) -> SocketAddr {
+    listen(|listener| async move {
+        let app = Router::new()
+            .route("/matomo.php", get(track))
+            .with_state(server);
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .expect("serve");
+    })
+}
+
+/// A server that runs `answer` on each connection it accepts, for answers axum will not give.
+fn raw_server<F, Fut>(answer: F) -> SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    listen(|listener| async move {
+        loop {
+            let (stream, _) = listener.accept().await.expect("accept");
+            tokio::spawn(answer(stream));
+        }
+    })
 }
 
 /// Reads one request head from `stream` (into `buf`, consumed); false at the end of the stream.
