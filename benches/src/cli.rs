@@ -171,7 +171,8 @@ pub struct PaceArgs {
     /// Scheme and host of the generated page URLs.
     #[arg(long, default_value = "https://www.example.com")]
     pub page_base: String,
-    /// Longest wait for one answer, seconds.
+    /// Longest time from a hit's due time to its answer, seconds; a hit that waited that long
+    /// for a connection fails unsent.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub timeout: f64,
     /// Hits waiting for a free connection above which the hits due are dropped (and counted).

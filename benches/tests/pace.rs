@@ -300,6 +300,11 @@ fn settings_that_cannot_run_are_refused() {
         ..settings.clone()
     };
     assert!(pace::run(&no_room, request()).is_err());
+    let endless = PaceSettings {
+        rate: 1e12,
+        ..settings.clone()
+    };
+    assert!(pace::run(&endless, request()).is_err());
     let fine = PaceSettings {
         rate: 10.0,
         ..settings
