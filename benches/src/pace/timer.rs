@@ -69,3 +69,31 @@ impl Timer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Never early by more than [`NOT_WORTH_WAITING`], whatever the deadline; a passed deadline
+    /// returns at once; the timer can be armed again after each expiry.
+    #[test]
+    fn sleep_until_returns_at_or_after_the_deadline() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let timer = Timer::new().unwrap();
+            for micros in [0u64, 1, 3, 50, 200, 1_500, 5_000] {
+                let deadline = Instant::now() + Duration::from_micros(micros);
+                timer.sleep_until(deadline).await.unwrap();
+                assert!(
+                    Instant::now() + NOT_WORTH_WAITING >= deadline,
+                    "{micros} µs: woke early"
+                );
+            }
+            let passed = Instant::now() - Duration::from_millis(5);
+            timer.sleep_until(passed).await.unwrap();
+        });
+    }
+}
