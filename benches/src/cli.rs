@@ -11,8 +11,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client::Mode;
 use crate::report::Thresholds;
+use crate::tag::RunTag;
 use crate::target::Distribution;
-use crate::visitor::Mix;
+use crate::visitor::{Mix, ModelConfig};
 
 /// Load harness for Matomo's Tracking HTTP API: realistic visitors at open-model rates,
 /// end-to-end reconciliation, JSON and HTML reports.
@@ -159,18 +160,9 @@ pub struct PaceArgs {
     /// Distinct hits drawn from the visitor model before the run and sent in turn.
     #[arg(long, default_value_t = 20_000)]
     pub distinct_hits: usize,
-    /// Seed of the visitor model.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Site ids, optionally weighted: `1,2` or `1:3,2:1`.
-    #[arg(long, value_name = "ID[:W],…", default_value = "1")]
-    pub sites: String,
-    /// Mix of hits after the landing page view, as for `run`.
-    #[arg(long, value_name = "KIND=W,…")]
-    pub mix: Option<String>,
-    /// Scheme and host of the generated page URLs.
-    #[arg(long, default_value = "https://www.example.com")]
-    pub page_base: String,
+    /// The visitor model.
+    #[command(flatten)]
+    pub visitors: VisitorArgs,
     /// Longest time from a hit's due time to its answer, seconds; a hit that waited that long
     /// for a connection fails unsent.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
@@ -180,25 +172,9 @@ pub struct PaceArgs {
     pub max_queued: usize,
 }
 
-/// What is sent, and how.
+/// The visitor model's options, shared by the load commands and `pace`.
 #[derive(Debug, Clone, Args, serde::Serialize)]
-pub struct LoadArgs {
-    /// Tracking endpoint (`http://host:port/matomo.php`; a URL ending in `/` gets `matomo.php`).
-    /// Repeat for several targets.
-    #[arg(long = "target", value_name = "URL", required = true)]
-    pub targets: Vec<String>,
-    /// Weights of the targets, comma-separated, in --target order (default all 1).
-    #[arg(long, value_name = "W,W,…", value_delimiter = ',')]
-    pub weights: Vec<u32>,
-    /// How visitors are spread over targets; all hits of a visitor go to one target.
-    #[arg(long, value_enum, default_value_t = Distribution::RoundRobin)]
-    pub distribution: Distribution,
-    /// One GET per hit, one POST per hit, or bulk POSTs.
-    #[arg(long, value_enum, default_value_t = Mode::Get)]
-    pub mode: Mode,
-    /// Hits per bulk request.
-    #[arg(long, default_value_t = 50)]
-    pub bulk_size: usize,
+pub struct VisitorArgs {
     /// Seed of the visitor model (same seed, same hits).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -224,6 +200,58 @@ pub struct LoadArgs {
     /// `--mix` to send none).
     #[arg(long, value_delimiter = ',', default_value = "1")]
     pub goal_ids: Vec<u32>,
+}
+
+impl VisitorArgs {
+    /// The model's settings: these options, parsed, with how its visitors reach the targets.
+    pub fn model_config(
+        &self,
+        distribution: Distribution,
+        target_weights: Vec<u32>,
+        params_carry_headers: bool,
+        epoch: i64,
+        run_tag: RunTag,
+    ) -> Result<ModelConfig, ArgError> {
+        Ok(ModelConfig {
+            sites: parse_sites(&self.sites)?,
+            mix: parse_mix(self.mix.as_deref())?,
+            mean_hits_per_visit: self.hits_per_visit,
+            returning_share: self.returning,
+            concurrent_visits: self.concurrent_visits,
+            page_base: self.page_base.trim_end_matches('/').to_owned(),
+            goal_ids: self.goal_ids.clone(),
+            distribution,
+            target_weights,
+            params_carry_headers,
+            epoch,
+            run_tag,
+        })
+    }
+}
+
+/// What is sent, and how.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct LoadArgs {
+    /// Tracking endpoint (`http://host:port/matomo.php`; a URL ending in `/` gets `matomo.php`).
+    /// Repeat for several targets.
+    #[arg(long = "target", value_name = "URL", required = true)]
+    pub targets: Vec<String>,
+    /// Weights of the targets, comma-separated, in --target order (default all 1).
+    #[arg(long, value_name = "W,W,…", value_delimiter = ',')]
+    pub weights: Vec<u32>,
+    /// How visitors are spread over targets; all hits of a visitor go to one target.
+    #[arg(long, value_enum, default_value_t = Distribution::RoundRobin)]
+    pub distribution: Distribution,
+    /// One GET per hit, one POST per hit, or bulk POSTs.
+    #[arg(long, value_enum, default_value_t = Mode::Get)]
+    pub mode: Mode,
+    /// Hits per bulk request.
+    #[arg(long, default_value_t = 50)]
+    pub bulk_size: usize,
+    /// The visitor model.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub visitors: VisitorArgs,
     /// token_auth added to every request (needed for bulk `invalid_indices`, `cip`, `cdt`).
     #[arg(long, env = "MATOMO_LOADGEN_TOKEN_AUTH", hide_env_values = true)]
     pub token_auth: Option<String>,

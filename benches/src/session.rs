@@ -15,7 +15,7 @@ use crate::schedule::{ProfileError, RateProfile};
 use crate::tag::{RunTag, MAX_HITS_PER_RUN};
 use crate::target::{self, TargetError};
 use crate::validate;
-use crate::visitor::{ModelConfig, VisitorModel};
+use crate::visitor::VisitorModel;
 
 /// Why a session could not run.
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +173,8 @@ pub struct SessionOutput {
     pub hook_secs: f64,
 }
 
-fn now_unix() -> i64 {
+/// Seconds since the Unix epoch, now (0 before it).
+pub(crate) fn now_unix() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -188,8 +189,14 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
         load.weights.clone()
     };
     let targets = target::parse_targets(&load.targets, &weights)?;
-    let sites = cli::parse_sites(&load.sites)?;
-    let mix = cli::parse_mix(load.mix.as_deref())?;
+    let tag = RunTag::from_random(rand::random());
+    let model_cfg = load.visitors.model_config(
+        load.distribution,
+        targets.iter().map(|t| t.weight).collect(),
+        load.mode == crate::client::Mode::Bulk,
+        now_unix(),
+        tag.clone(),
+    )?;
     let timeout = cli::secs("timeout", load.timeout)?;
     let late = cli::secs("late-ms", load.late_ms / 1000.0)?;
     let warmup = cli::secs("warmup-secs", load.warmup_secs)?;
@@ -204,7 +211,7 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
         return Err(SessionError::TooLarge(total));
     }
     if !load.no_validate {
-        for check in validate::check_targets(&targets, load.mode, sites[0].0).await {
+        for check in validate::check_targets(&targets, load.mode, model_cfg.sites[0].0).await {
             for line in &check.lines {
                 eprintln!("validate {}: {line}", check.url);
             }
@@ -224,8 +231,6 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
             );
         }
     }
-    let run_value: u64 = rand::random();
-    let tag = RunTag::from_random(run_value);
     eprintln!(
         "run {} (pv_id tag {}): {:.0} hits over {:.0} s to {} target(s)",
         tag.long(),
@@ -234,21 +239,7 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
         plan.profile.duration().as_secs_f64(),
         targets.len()
     );
-    let model_cfg = ModelConfig {
-        sites,
-        mix,
-        mean_hits_per_visit: load.hits_per_visit,
-        returning_share: load.returning,
-        concurrent_visits: load.concurrent_visits,
-        page_base: load.page_base.trim_end_matches('/').to_owned(),
-        goal_ids: load.goal_ids.clone(),
-        distribution: load.distribution,
-        target_weights: targets.iter().map(|t| t.weight).collect(),
-        params_carry_headers: load.mode == crate::client::Mode::Bulk,
-        epoch: now_unix(),
-        run_tag: tag.clone(),
-    };
-    let mut model = VisitorModel::new(model_cfg, load.seed);
+    let mut model = VisitorModel::new(model_cfg, load.visitors.seed);
     let ledger = Arc::new(Ledger::new(capacity as usize));
     let gauges = Arc::new(LiveGauges::default());
     let samples: probe::Samples = Arc::new(Mutex::new(Vec::new()));

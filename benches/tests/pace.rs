@@ -15,7 +15,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use matomo_loadgen::cli::PaceArgs;
+use clap::Parser as _;
+use matomo_loadgen::cli::{Cli, Command, PaceArgs};
 use matomo_loadgen::pace::{self, command, PaceSettings};
 
 const GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
@@ -149,20 +150,23 @@ fn refusing_addr() -> (socket2::Socket, SocketAddr) {
     (socket, addr)
 }
 
+/// `pace`'s arguments as its command line gives them: 8 connections, 100 distinct hits, a 5 s
+/// timeout, the rest at their defaults.
 fn args(addr: SocketAddr, rate: f64, duration: f64) -> PaceArgs {
-    PaceArgs {
-        target: format!("http://{addr}/matomo.php"),
-        rate,
-        duration,
-        warmup_secs: 0.0,
-        connections: 8,
-        distinct_hits: 100,
-        seed: 1,
-        sites: "1".into(),
-        mix: None,
-        page_base: "https://www.example.com".into(),
-        timeout: 5.0,
-        max_queued: 100_000,
+    let cli = Cli::try_parse_from([
+        "matomo-loadgen".to_owned(),
+        "pace".into(),
+        format!("--target=http://{addr}/matomo.php"),
+        format!("--rate={rate}"),
+        format!("--duration={duration}"),
+        "--connections=8".into(),
+        "--distinct-hits=100".into(),
+        "--timeout=5".into(),
+    ])
+    .expect("a valid command line");
+    match cli.command {
+        Command::Pace(args) => args,
+        other => panic!("pace expected, got {other:?}"),
     }
 }
 

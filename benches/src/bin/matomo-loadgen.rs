@@ -51,7 +51,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<bool> {
                 args.load.weights.clone()
             };
             let targets = matomo_loadgen::target::parse_targets(&args.load.targets, &weights)?;
-            let site = matomo_loadgen::cli::parse_sites(&args.load.sites)?[0].0;
+            let site = matomo_loadgen::cli::parse_sites(&args.load.visitors.sites)?[0].0;
             let mut ok = true;
             for check in validate::check_targets(&targets, args.load.mode, site).await {
                 for line in &check.lines {

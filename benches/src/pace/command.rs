@@ -2,10 +2,10 @@
 
 use std::net::{SocketAddr, ToSocketAddrs as _};
 
-use crate::cli::{parse_mix, parse_sites, secs, ArgError, PaceArgs};
+use crate::cli::{secs, ArgError, PaceArgs};
 use crate::tag::{RunTag, TagError};
 use crate::target::{Distribution, Target};
-use crate::visitor::{ModelConfig, VisitorModel};
+use crate::visitor::VisitorModel;
 
 use super::{http1, run, PaceError, PaceOutcome, PaceSettings};
 
@@ -41,25 +41,12 @@ pub fn execute(args: &PaceArgs) -> Result<PaceOutcome, CommandError> {
         timeout: secs("timeout", args.timeout)?,
         max_queued: args.max_queued,
     };
-    let mut model = VisitorModel::new(
-        ModelConfig {
-            sites: parse_sites(&args.sites)?,
-            mix: parse_mix(args.mix.as_deref())?,
-            mean_hits_per_visit: 6.0,
-            returning_share: 0.3,
-            concurrent_visits: 500,
-            page_base: args.page_base.trim_end_matches('/').to_owned(),
-            goal_ids: vec![1],
-            distribution: Distribution::RoundRobin,
-            target_weights: vec![1],
-            params_carry_headers: false,
-            epoch: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64),
-            run_tag: RunTag::from_random(rand::random()),
-        },
-        args.seed,
-    );
+    let epoch = crate::session::now_unix();
+    let run_tag = RunTag::from_random(rand::random());
+    let model =
+        args.visitors
+            .model_config(Distribution::RoundRobin, vec![1], false, epoch, run_tag)?;
+    let mut model = VisitorModel::new(model, args.visitors.seed);
     let requests = (0..args.distinct_hits.max(1))
         .map(|_| Ok(http1::request(authority, uri.path(), &model.next_hit()?)))
         .collect::<Result<Vec<_>, TagError>>()?;
