@@ -172,6 +172,52 @@ async fn a_timed_out_write_is_unknown_and_never_written_again() {
     redis.stop().await;
 }
 
+/// A writer's connection keeps one batch timer and moves it forward for each batch: a batch
+/// gets the endpoint's whole timeout (0.5 s) from its own start, whatever deadline an earlier
+/// batch left (passed while idle, or still ahead), and one that gets no reply still ends then.
+#[tokio::test]
+async fn each_batch_gets_the_whole_timeout_from_its_own_start() {
+    let (_tmp, mut redis, mut conn, _open_flag) = redis_and_connection().await;
+    assert!(matches!(push(&mut conn, "a").await, Some(Ok(()))));
+    // The first batch's deadline passes while the connection idles.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Each batch held 0.3 s by Redis: the second starts when the first ends, 0.2 s before
+    // the first one's deadline, and must not be cut there.
+    for value in ["b", "c"] {
+        cli(redis.port, 0, &["CLIENT", "PAUSE", "300", "WRITE"]).expect("CLIENT PAUSE");
+        let started = std::time::Instant::now();
+        let outcome = push(&mut conn, value).await;
+        assert!(matches!(outcome, Some(Ok(()))), "{value}: {outcome:?}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "held by the pause"
+        );
+    }
+    // No reply at all: unknown after the timeout, counted from this batch's start.
+    cli(redis.port, 0, &["CLIENT", "PAUSE", "30000", "WRITE"]).expect("CLIENT PAUSE");
+    let started = std::time::Instant::now();
+    let outcome = push(&mut conn, "d").await;
+    let took = started.elapsed();
+    assert!(
+        matches!(outcome, Some(Err(EnqueueError::Unknown(_)))),
+        "{outcome:?}"
+    );
+    assert!(
+        (Duration::from_millis(450)..Duration::from_secs(3)).contains(&took),
+        "timed out after {took:?}"
+    );
+    cli(redis.port, 0, &["CLIENT", "UNPAUSE"]).expect("CLIENT UNPAUSE");
+    let stored = cli(redis.port, 3, &["LRANGE", "q:t", "0", "2"]).expect("LRANGE");
+    assert_eq!(stored, "a\nb\nc");
+    redis.stop().await;
+}
+
+/// Writes `value` to `q:t` through `conn`; the outcome.
+async fn push(conn: &mut DirectConn, value: &str) -> Option<Result<(), EnqueueError>> {
+    let value = values(&[value]);
+    conn.rpush_all(&[(b"q:t".as_slice(), &value)]).await.pop()
+}
+
 /// Redis' `connected_clients`.
 fn connected_clients(port: u16) -> usize {
     let info = redis_cli(port, &["INFO", "clients"]).expect("INFO clients");
