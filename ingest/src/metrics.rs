@@ -121,6 +121,7 @@ pub struct Metrics {
     hits_tracked: Counter,
     hits_invalid: Counter,
     enqueue_seconds: Histogram,
+    request_seconds: Family<LaneLabels, Histogram, fn() -> Histogram>,
     bulk_requests: Histogram,
     request_body_bytes: Counter,
     queued_bytes: Counter,
@@ -169,6 +170,15 @@ impl Metrics {
             "enqueue_duration_seconds",
             "Time from handing entries to the sink until Redis acknowledged them",
             enqueue_seconds.clone(),
+        );
+        let request_seconds =
+            Family::<LaneLabels, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+            });
+        registry.register(
+            "request_duration_seconds",
+            "Time from reading an HTTP/1 request's first bytes until its answer was written, per lane",
+            request_seconds.clone(),
         );
         let bulk_requests = Histogram::new(exponential_buckets(1.0, 2.0, 15));
         registry.register(
@@ -241,6 +251,7 @@ impl Metrics {
             hits_tracked,
             hits_invalid,
             enqueue_seconds,
+            request_seconds,
             bulk_requests,
             request_body_bytes,
             queued_bytes,
@@ -315,6 +326,17 @@ impl Metrics {
             );
             self.queued_bytes.inc_by(bytes as u64);
         }
+    }
+
+    /// The request-duration histogram of `lane` (the lane's own, so that lanes on different
+    /// cores do not share one lock): a connection takes it once and observes each request's
+    /// time from its first bytes read to its answer written. Connections always run on a
+    /// lane; `None` (a test driving a connection itself) counts as lane 0.
+    pub fn request_durations(&self, lane: Option<usize>) -> Histogram {
+        let lane = lane.map_or(0, |lane| u16::try_from(lane).unwrap_or(u16::MAX));
+        self.request_seconds
+            .get_or_create(&LaneLabels { lane })
+            .clone()
     }
 
     /// A failed write.

@@ -605,6 +605,25 @@ async fn static_files_proxies_prefix_limits_and_operations() {
         metrics.contains("ingest_enqueue_duration_seconds_count 1"),
         "{metrics}"
     );
+    // Every HTTP/1 request answered so far is in the per-lane request durations: the tracker
+    // hits, the refusals, /healthz, /readyz.
+    let before = request_durations(&metrics);
+    assert!(before >= 4, "{before} request durations\n{metrics}");
+    assert!(
+        metrics.contains("ingest_request_duration_seconds_bucket{le=\"0.00005\",lane=\"0\"}")
+            || metrics
+                .contains("ingest_request_duration_seconds_bucket{lane=\"0\",le=\"0.00005\"}"),
+        "{metrics}"
+    );
+    assert_eq!(get(&c, &node, "/healthz").await.status(), StatusCode::OK);
+    let metrics = get(&c, &node, "/metrics").await.text().await.expect("text");
+    // The first /metrics request and the /healthz one (the latter may still be on its way to
+    // the histogram on another lane when this page is rendered).
+    let after = request_durations(&metrics);
+    assert!(
+        (before + 1..=before + 2).contains(&after),
+        "{before} then {after} request durations"
+    );
 
     node.stop().await;
     db.drop_db().await;
@@ -834,4 +853,26 @@ async fn without_redis_hits_get_503_and_readiness_fails() {
 
     node.stop().await;
     db.drop_db().await;
+}
+
+/// `GET path` on `node`, answered.
+async fn get(c: &reqwest::Client, node: &Node, path: &str) -> reqwest::Response {
+    c.get(format!("{}{path}", node.base))
+        .send()
+        .await
+        .expect("send")
+}
+
+/// The sum over lanes of `ingest_request_duration_seconds_count`.
+fn request_durations(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("ingest_request_duration_seconds_count{"))
+        .map(|line| {
+            let value = line.rsplit(' ').next().unwrap_or_default();
+            value
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("count in {line}"))
+        })
+        .sum()
 }

@@ -170,6 +170,10 @@ pub async fn serve_connection(
 ) {
     let mut buf = BytesMut::new();
     let mut first = true;
+    let durations = shared
+        .state
+        .metrics
+        .request_durations(crate::lanes::current());
     loop {
         let deadline = Instant::now() + shared.read_timeout();
         if buf.is_empty() {
@@ -178,6 +182,7 @@ pub async fn serve_connection(
                 None => return,
             }
         }
+        let started = std::time::Instant::now();
         let head = match read_head(&mut stream, &mut buf, &shared.limits, deadline, first).await {
             Ok(Some(Start::Http1(head))) => head,
             Ok(Some(Start::Http2)) => {
@@ -208,7 +213,9 @@ pub async fn serve_connection(
             &shared,
             &closing,
         ));
-        match exchange.await {
+        let outcome = exchange.await;
+        durations.observe(started.elapsed().as_secs_f64());
+        match outcome {
             Ok(true) => {}
             Ok(false) | Err(_) => return,
         }
