@@ -258,6 +258,29 @@ fn waiting_for_a_free_connection_is_part_of_the_latency() {
     // The last hit is due at 0.49 s and answered at ~2.5 s.
     assert!(o.latency.max() > 1_500_000, "max {} µs", o.latency.max());
     assert!(o.late >= 40, "{} late sends", o.late);
+    // Late because the connection was busy, not the dispatcher: each waited after it was
+    // queued. From its send, each hit took the server's ~50 ms only.
+    assert!(
+        o.waited >= 40 && o.waited <= o.late,
+        "{} of {}",
+        o.waited,
+        o.late
+    );
+    assert_eq!(o.service.len(), o.latency.len());
+    assert!(
+        (50_000..500_000).contains(&o.service.value_at_quantile(0.99)),
+        "from the send: p99 {} µs",
+        o.service.value_at_quantile(0.99)
+    );
+    let line = command::summary(&o, 0.0);
+    assert!(
+        line.contains("late sends ") && line.contains(" waited for a free connection)"),
+        "{line}"
+    );
+    assert!(
+        line.contains("(from the send instead of the due time: median "),
+        "{line}"
+    );
 
     // The same with room for 5 waiting hits: the rest are dropped, counted, and not sent.
     let server = Arc::new(Server {

@@ -69,10 +69,16 @@ pub struct PaceOutcome {
     /// Hits sent more than [`LATE`] after their due time (all connections busy, or the
     /// dispatcher itself late).
     pub late: u64,
+    /// Of the late hits, those that waited more than [`LATE`] for a free connection after the
+    /// dispatcher queued them (the rest were late because the dispatcher was).
+    pub waited: u64,
     /// The first failure, as an example.
     pub first_failure: Option<String>,
     /// Latency in microseconds, due time to answer, of the answered hits due after the warm-up.
     pub latency: Histogram<u64>,
+    /// The same hits' time in microseconds from their send to their answer: the latency
+    /// without the wait for a free connection and the dispatcher's own delay.
+    pub service: Histogram<u64>,
     /// Wall time of the run.
     pub elapsed: Duration,
     /// The generator's own CPU time over the run (user and system, all threads).
@@ -102,6 +108,8 @@ pub enum PaceError {
 struct Job {
     /// Due time, from the run's start.
     due: Duration,
+    /// When the dispatcher queued it, from the run's start.
+    queued: Duration,
     /// Index of its request.
     request: usize,
 }
@@ -111,8 +119,10 @@ struct Tally {
     accepted: u64,
     failed: u64,
     late: u64,
+    waited: u64,
     first_failure: Option<String>,
     latency: Histogram<u64>,
+    service: Histogram<u64>,
 }
 
 /// What the dispatcher and the connections share (one thread: `Rc` and cells).
@@ -186,7 +196,9 @@ async fn drive(settings: PaceSettings, requests: Vec<Vec<u8>>) -> Result<PaceOut
             accepted: 0,
             failed: 0,
             late: 0,
+            waited: 0,
             first_failure: None,
+            service: latency.clone(),
             latency,
         }),
         start: Instant::now(),
@@ -214,7 +226,12 @@ async fn drive(settings: PaceSettings, requests: Vec<Vec<u8>>) -> Result<PaceOut
             continue;
         }
         let request = (k % shared.requests.len() as u64) as usize;
-        pending.push_back(Job { due, request });
+        let queued = shared.start.elapsed();
+        pending.push_back(Job {
+            due,
+            queued,
+            request,
+        });
         drop(pending);
         shared.ready.notify_one();
     }
@@ -237,8 +254,10 @@ async fn drive(settings: PaceSettings, requests: Vec<Vec<u8>>) -> Result<PaceOut
         failed: tally.failed,
         dropped,
         late: tally.late,
+        waited: tally.waited,
         first_failure: tally.first_failure,
         latency: tally.latency,
+        service: tally.service,
         elapsed,
         cpu: Duration::ZERO,
     })
@@ -295,6 +314,9 @@ async fn connection(shared: Rc<Shared>) {
         let mut tally = shared.tally.borrow_mut();
         if sent.saturating_sub(job.due) > LATE {
             tally.late += 1;
+            if sent.saturating_sub(job.queued) > LATE {
+                tally.waited += 1;
+            }
         }
         match failure {
             None => {
@@ -302,6 +324,8 @@ async fn connection(shared: Rc<Shared>) {
                 if job.due >= shared.settings.warmup {
                     let micros = done.saturating_sub(job.due).as_micros().max(1);
                     tally.latency.saturating_record(micros as u64);
+                    let micros = done.saturating_sub(sent).as_micros().max(1);
+                    tally.service.saturating_record(micros as u64);
                 }
             }
             Some(why) => {

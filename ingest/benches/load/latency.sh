@@ -12,7 +12,8 @@
 # Usage: ingest/benches/load/latency.sh [RATE|half] [DURATION_S] [ROUNDS]
 #   RATE "half" (default): half the ingest's peak in the same layout, measured first with
 #   `wrk -t1 -c32` on CPU 1 (the first mode's server).
-# Env: MODES (default "auto") and BASELINE_BIN as in run.sh; WARMUP_S (default 2); REDIS_CPU
+# Env: MODES (default "auto") and BASELINE_BIN as in run.sh; WARMUP_S (default 2); CONNECTIONS
+# (`pace`'s kept-alive connections, default 64); REDIS_CPU
 # (0, the default: with the servers; 1: with the generator, see below); DRAIN=1 keeps
 # each ingest's queues short during its runs, as workers keeping up do: every 0.1 s each queue
 # is trimmed to its last 500 entries (the LTRIM half of a worker's work, sent by one redis-cli
@@ -26,7 +27,9 @@
 # server's runs (on the first ingest's queues, empty then), so both servers' generator shares
 # its CPU with the same drain.
 # Prints each run's line from the generator (hits accepted, failed, dropped, late sends, p50 / p99 /
-# max, and with `pace` its own CPU share), then the median p50 and p99 per server, the generator, the
+# max, and with `pace` how many late hits waited for a free connection, the median and 99th
+# percentile from each hit's send rather than its due time, and its own CPU share), then the
+# median p50 and p99 (from the due time) per server, the generator, the
 # Redis persistence in force, how many append-only-file rewrites Redis did during the runs
 # (each forks and writes the dataset on these same two cores) and Redis' own latency events of
 # 2 ms or more during the runs (its latency monitor: fork, aof-write, command…).
@@ -73,7 +76,8 @@ run() { # name port [server to drain] → "p50 p99", or nothing for a run withou
   fi
   if [[ "$generator" == pace ]]; then
     out=$(taskset -c 1 "$target/matomo-loadgen" pace --target "http://127.0.0.1:$2/matomo.php" \
-      --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 2>&1) || rc=$?
+      --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 \
+      --connections "${CONNECTIONS:-64}" 2>&1) || rc=$?
   else
     out=$(taskset -c 1 "$target/matomo-loadgen" run --target "http://127.0.0.1:$2/matomo.php" \
       --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 --quiet \
