@@ -177,7 +177,7 @@ impl Metrics {
             });
         registry.register(
             "request_duration_seconds",
-            "Time from reading an HTTP/1 request's first bytes until its answer was written, per lane",
+            "Time from reading an HTTP/1 request's first bytes until the end of its exchange (its answer written, or the client gone), per lane",
             request_seconds.clone(),
         );
         let bulk_requests = Histogram::new(exponential_buckets(1.0, 2.0, 15));
@@ -330,8 +330,10 @@ impl Metrics {
 
     /// The request-duration histogram of `lane` (the lane's own, so that lanes on different
     /// cores do not share one lock): a connection takes it once and observes each request's
-    /// time from its first bytes read to its answer written. Connections always run on a
-    /// lane; `None` (a test driving a connection itself) counts as lane 0.
+    /// time from its first bytes read (for a pipelined request, the end of the one before it)
+    /// to the end of its exchange — its answer written, or, for a refused body, the answer and
+    /// the wait before closing, or the client gone before the answer. Connections always run on
+    /// a lane; `None` (a test driving a connection itself) counts as lane 0.
     pub fn request_durations(&self, lane: Option<usize>) -> Histogram {
         let lane = lane.map_or(0, |lane| u16::try_from(lane).unwrap_or(u16::MAX));
         self.request_seconds
