@@ -69,15 +69,18 @@ pub struct PaceOutcome {
     /// Hits sent more than [`LATE`] after their due time (all connections busy, or the
     /// dispatcher itself late).
     pub late: u64,
-    /// Of the late hits, those that waited more than [`LATE`] for a free connection after the
-    /// dispatcher queued them (the rest were late because the dispatcher was).
+    /// Of the late hits, those that waited more than [`LATE`] between the dispatcher queuing
+    /// them and a connection taking them: nearly always every connection busy (a woken idle
+    /// connection run late by the generator's one thread counts too). The rest were late
+    /// mostly because the dispatcher was.
     pub waited: u64,
     /// The first failure, as an example.
     pub first_failure: Option<String>,
     /// Latency in microseconds, due time to answer, of the answered hits due after the warm-up.
     pub latency: Histogram<u64>,
-    /// The same hits' time in microseconds from their send to their answer: the latency
-    /// without the wait for a free connection and the dispatcher's own delay.
+    /// The same hits' time in microseconds from their send (a connection taking them) to their
+    /// answer: the latency without the wait for a free connection and the dispatcher's own
+    /// delay. Not the open-model latency: a stalled target delays the sends instead.
     pub service: Histogram<u64>,
     /// Wall time of the run.
     pub elapsed: Duration,

@@ -89,9 +89,10 @@ pub struct DirectConn {
     /// Bounds each batch by `endpoint.timeout`: one timer for the connection's life, moved
     /// forward for each batch, instead of a new one per batch. A new timer due before every
     /// other timer of the lane makes tokio wake the lane's driver through its eventfd (a
-    /// `write` and a spurious return from `epoll_wait`, per batch); a timer moved to a later
-    /// deadline is only marked, with no lock and no wake-up. Created on the first batch, on
-    /// the lane's runtime.
+    /// `write` system call per batch); a timer whose deadline has not passed yet, moved to a
+    /// later one, is only marked, with no lock and no wake-up (after an idle spell longer than
+    /// the timeout it is registered again, once). Created on the first batch, on the lane's
+    /// runtime.
     batch_timer: Option<Pin<Box<Sleep>>>,
 }
 
