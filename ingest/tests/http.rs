@@ -121,20 +121,12 @@ async fn single_hits_answer_like_matomo_and_are_queued_in_queued_tracking_format
     assert_eq!(q2[0].requests[0]["uid"], "alice");
 
     // No _id/uid/cid: md5 of the client IP decides (md5("127.0.0.1") = f528764d… → 0xf52 % 4 = 2).
-    let r = c
-        .get(format!("{}/matomo.php?idsite=2&rec=1", node.base))
-        .send()
-        .await
-        .expect("send");
+    let r = get(&c, &node, "/matomo.php?idsite=2&rec=1").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(node.queue(2).await.len(), 2);
 
     // rec=0 is tracked (and queued) like Matomo's queued mode does; the worker excludes it.
-    let r = c
-        .get(format!("{}/matomo.php?idsite=1", node.base))
-        .send()
-        .await
-        .expect("send");
+    let r = get(&c, &node, "/matomo.php?idsite=1").await;
     assert_eq!(r.status(), StatusCode::OK);
 
     node.stop().await;
@@ -167,11 +159,7 @@ async fn invalid_hits_get_400_and_never_reach_the_queue() {
         "idsite=1&rec=1&cip=1.2.3.4&token_auth=wrongtoken",
         "idsite=1&rec=1&cip=1.2.3.4&token_auth=ffeeddccbbaa99887766554433221100",
     ] {
-        let r = c
-            .get(format!("{}/matomo.php?{query}", node.base))
-            .send()
-            .await
-            .expect("send");
+        let r = get(&c, &node, &format!("/matomo.php?{query}")).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{query}");
         assert_eq!(r.headers()[header::CONTENT_TYPE], "image/gif", "{query}");
         let body = r.bytes().await.expect("body");
@@ -191,11 +179,7 @@ async fn invalid_hits_get_400_and_never_reach_the_queue() {
     assert!(r.text().await.expect("text").starts_with(notice_start));
     // An old cdt needs a token; with the super user's token (or site 2's writer) it passes.
     let old = now() - 3 * 86_400;
-    let r = c
-        .get(format!("{}/matomo.php?idsite=1&rec=1&cdt={old}", node.base))
-        .send()
-        .await
-        .expect("send");
+    let r = get(&c, &node, &format!("/matomo.php?idsite=1&rec=1&cdt={old}")).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(
         node.all_entries().await.is_empty(),
@@ -228,11 +212,7 @@ async fn invalid_hits_get_400_and_never_reach_the_queue() {
     // Sites added to the database are picked up by the periodic refresh.
     db.add_site(99).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let r = c
-        .get(format!("{}/matomo.php?idsite=99&rec=1", node.base))
-        .send()
-        .await
-        .expect("send");
+    let r = get(&c, &node, "/matomo.php?idsite=99&rec=1").await;
     assert_eq!(r.status(), StatusCode::OK);
 
     node.stop().await;
@@ -323,25 +303,13 @@ async fn notice_post_form_cors_and_preflight() {
         .is_none());
 
     // Other paths.
-    let r = c
-        .get(format!("{}/nope.html", node.base))
-        .send()
-        .await
-        .expect("send");
+    let r = get(&c, &node, "/nope.html").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = c
-        .get(format!("{}/js/tracker.php?idsite=1&rec=1", node.base))
-        .send()
-        .await
-        .expect("send");
+    let r = get(&c, &node, "/js/tracker.php?idsite=1&rec=1").await;
     assert_eq!(r.status(), StatusCode::OK);
     // The query reaches the tracker through the router too: an unknown site is refused (an
     // empty request would get the notice with 200).
-    let r = c
-        .get(format!("{}/js/tracker.php?idsite=99&rec=1", node.base))
-        .send()
-        .await
-        .expect("send");
+    let r = get(&c, &node, "/js/tracker.php?idsite=99&rec=1").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     node.stop().await;
@@ -475,11 +443,7 @@ async fn static_files_proxies_prefix_limits_and_operations() {
     let c = http();
 
     // Static JS: full answer with validators, then 304; gzip and brotli on request.
-    let r = c
-        .get(format!("{}/ma/matomo.js", node.base))
-        .send()
-        .await
-        .expect("send");
+    let r = get(&c, &node, "/ma/matomo.js").await;
     assert_eq!(r.status(), StatusCode::OK);
     let etag = r.headers()[header::ETAG].clone();
     assert!(r.headers()[header::CACHE_CONTROL]
@@ -505,17 +469,9 @@ async fn static_files_proxies_prefix_limits_and_operations() {
         assert_eq!(r.headers()[header::CONTENT_ENCODING], encoding);
         assert!(r.bytes().await.expect("body").len() < js.len() / 4);
     }
-    let r = c
-        .get(format!("{}/ma/js/container_abc.js", node.base))
-        .send()
-        .await
-        .expect("send");
+    let r = get(&c, &node, "/ma/js/container_abc.js").await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = c
-        .get(format!("{}/ma/piwik.js", node.base))
-        .send()
-        .await
-        .expect("send");
+    let r = get(&c, &node, "/ma/piwik.js").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     // Prefix: any .php under it is the tracker; the root one is not.
@@ -529,11 +485,7 @@ async fn static_files_proxies_prefix_limits_and_operations() {
         .await
         .expect("send");
     assert_eq!(r.status(), StatusCode::OK);
-    let r = c
-        .get(format!("{}/matomo.php?idsite=1&rec=1", node.base))
-        .send()
-        .await
-        .expect("send");
+    let r = get(&c, &node, "/matomo.php?idsite=1&rec=1").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // Trusted peer: the forwarded client IP is REMOTE_ADDR.
     assert_eq!(node.queue(0).await[0].server["REMOTE_ADDR"], "203.0.113.9");
@@ -575,23 +527,11 @@ async fn static_files_proxies_prefix_limits_and_operations() {
     assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 408"));
 
     // Operations.
-    let r = c
-        .get(format!("{}/healthz", node.base))
-        .send()
-        .await
-        .expect("send");
+    let r = get(&c, &node, "/healthz").await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = c
-        .get(format!("{}/readyz", node.base))
-        .send()
-        .await
-        .expect("send");
+    let r = get(&c, &node, "/readyz").await;
     assert_eq!(r.status(), StatusCode::OK);
-    let metrics = c
-        .get(format!("{}/metrics", node.base))
-        .send()
-        .await
-        .expect("send");
+    let metrics = get(&c, &node, "/metrics").await;
     let metrics = metrics.text().await.expect("text");
     assert!(
         metrics.contains("ingest_requests_total{endpoint=\"Tracker\",outcome=\"Queued\"} 1"),
@@ -829,22 +769,14 @@ async fn without_redis_hits_get_503_and_readiness_fails() {
         .await
         .expect("text")
         .starts_with(r#"{"status":"error""#));
-    let r = c
-        .get(format!("{}/readyz", node.base))
-        .send()
-        .await
-        .expect("send");
+    let r = get(&c, &node, "/readyz").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         node.queue(0).await.len(),
         1,
         "nothing was acknowledged without Redis"
     );
-    let metrics = c
-        .get(format!("{}/metrics", node.base))
-        .send()
-        .await
-        .expect("send");
+    let metrics = get(&c, &node, "/metrics").await;
     assert!(metrics
         .text()
         .await
