@@ -129,9 +129,12 @@ start_redis() {
     port_open "$REDIS_PORT" && die "127.0.0.1:$REDIS_PORT is taken by something that is not Redis"
     log "starting Redis on 127.0.0.1:$REDIS_PORT (log: $RUN_DIR/redis.log)"
     mkdir -p "$RUN_DIR/redis"
+    # list-compress-depth 64: Redis compresses a queue's list nodes (LZF) only beyond 64 nodes
+    # from either end, so a queue the workers keep up with (up to two batches of 500 entries)
+    # is never compressed and decompressed again, while a backlog is (docs/operations.md).
     redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
         --dir "$RUN_DIR/redis" --pidfile "$RUN_DIR/redis.pid" --logfile "$RUN_DIR/redis.log" \
-        --save '' --appendonly yes --auto-aof-rewrite-min-size 1gb --list-compress-depth 1 ||
+        --save '' --appendonly yes --auto-aof-rewrite-min-size 1gb --list-compress-depth 64 ||
         die "redis-server did not start (log: $RUN_DIR/redis.log)"
     touch "$RUN_DIR/redis.started-by-up"
     wait_until "Redis" redis_answers "$REDIS_PORT" || {

@@ -8,8 +8,14 @@
 //! scratch list of its own, reads `MEMORY USAGE key SAMPLES 0` (every node counted) and deletes
 //! the list; Redis' own CPU time for the pushes and reads comes from its `INFO cpu`. The
 //! server's `list-compress-depth` is restored afterwards (it applies to lists created while it
-//! is set, so the scratch lists get the depth under test). Under `cargo test` (no `--bench`
-//! argument) it runs the same steps on 40 entries per corpus, as a check that they work.
+//! is set, so the scratch lists get the depth under test). Depth 64 leaves 64 nodes at each
+//! end as they are (`deploy/local`'s setting: a queue short enough for workers to take in a
+//! batch or two is never compressed), so its figures on these short lists are the uncompressed
+//! ones; two more scenarios show what that depth is for: a queue workers keep up with (500
+//! entries pushed, then taken from the head as a worker takes a batch, over and over: Redis'
+//! CPU per hit) and a backlog (20,000 entries: memory per hit), at depths 1 and 64, raw JSON
+//! entries (what `auto` picks). Under `cargo test` (no `--bench` argument) it runs the same
+//! steps on 40 entries per corpus, as a check that they work.
 
 mod corpus;
 
@@ -96,6 +102,46 @@ async fn measure(client: &fred::prelude::Client, key: &str, entries: &[Vec<u8>])
     (bytes as f64 / n, cpu / n)
 }
 
+/// Redis CPU µs per entry for a queue workers keep up with: `rounds` times, `batch` entries
+/// pushed, then read from the head and trimmed off, as a worker takes a batch.
+async fn kept_up(
+    client: &fred::prelude::Client,
+    key: &str,
+    entries: &[Vec<u8>],
+    batch: usize,
+    rounds: usize,
+) -> f64 {
+    let _: i64 = client.del(key).await.expect("del");
+    let cpu_before = redis_cpu_us(client).await;
+    for round in 0..rounds {
+        let start = round * batch % entries.len();
+        let pushed: Vec<&Vec<u8>> = entries.iter().cycle().skip(start).take(batch).collect();
+        for chunk in pushed.chunks(PUSH_CHUNK) {
+            let values: Vec<Value> = chunk
+                .iter()
+                .map(|e| Value::Bytes((*e).clone().into()))
+                .collect();
+            let _: i64 = client.rpush(key, values).await.expect("rpush");
+        }
+        let last = batch as i64 - 1;
+        let _: Vec<Value> = client.lrange(key, 0, last).await.expect("lrange");
+        let _: () = client.ltrim(key, last + 1, -1).await.expect("ltrim");
+    }
+    let cpu = redis_cpu_us(client).await - cpu_before;
+    let _: i64 = client.del(key).await.expect("del");
+    cpu / (batch * rounds) as f64
+}
+
+/// Sets the server's `list-compress-depth` (for lists created from now on).
+async fn set_depth(client: &fred::prelude::Client, depth: &str) {
+    command(
+        client,
+        "CONFIG",
+        vec!["SET".into(), "list-compress-depth".into(), depth.into()],
+    )
+    .await;
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -142,13 +188,8 @@ fn main() {
             .unwrap_or_else(|e| panic!("Redis must be reachable at {host}:{port}: {e}"));
         let saved = compress_depth(&client).await;
         let prefix = format!("bench:redis-memory:{}", std::process::id());
-        for depth in ["0", "1"] {
-            command(
-                &client,
-                "CONFIG",
-                vec!["SET".into(), "list-compress-depth".into(), depth.into()],
-            )
-            .await;
+        for depth in ["0", "1", "64"] {
+            set_depth(&client, depth).await;
             for (corpus, entries) in &corpora {
                 for (mode, compression) in MODES {
                     let encoded: Vec<Vec<u8>> =
@@ -162,12 +203,33 @@ fn main() {
                 }
             }
         }
-        command(
-            &client,
-            "CONFIG",
-            vec!["SET".into(), "list-compress-depth".into(), saved.into()],
-        )
-        .await;
+        let raw: Vec<Vec<u8>> = varied
+            .iter()
+            .map(|e| compress(e, EntryCompression::None))
+            .collect();
+        let (batch, rounds, backlog) = if per_corpus > 40 {
+            (500, 40, 20_000)
+        } else {
+            (20, 2, 40)
+        };
+        let backlog: Vec<Vec<u8>> = raw.iter().cycle().take(backlog).cloned().collect();
+        for depth in ["1", "64"] {
+            set_depth(&client, depth).await;
+            let key = format!("{prefix}:kept-up:{depth}");
+            let cpu = kept_up(&client, &key, &raw, batch, rounds).await;
+            println!(
+                "list-compress-depth {depth}, queue kept up with ({batch} varied JS-tracker hits \
+                 pushed then taken, {rounds} times), none: Redis CPU {cpu:.2} us per hit"
+            );
+            let key = format!("{prefix}:backlog:{depth}");
+            let (bytes, _) = measure(&client, &key, &backlog).await;
+            println!(
+                "list-compress-depth {depth}, backlog ({} varied JS-tracker hits), none: \
+                 {bytes:.0} B per hit",
+                backlog.len()
+            );
+        }
+        set_depth(&client, &saved).await;
         let _ = client.quit().await;
     });
 }
