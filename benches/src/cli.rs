@@ -170,6 +170,14 @@ pub struct PaceArgs {
     /// Hits waiting for a free connection above which the hits due are dropped (and counted).
     #[arg(long, default_value_t = 100_000)]
     pub max_queued: usize,
+    /// Write each measured hit answered more than --slow-ms after its due time to FILE, one
+    /// line each: due, sent and answered, in microseconds from the run's start — when in the
+    /// run the tail happened (a few stalls, or spread out).
+    #[arg(long, value_name = "FILE")]
+    pub slow_log: Option<std::path::PathBuf>,
+    /// The threshold of --slow-log, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2.0)]
+    pub slow_ms: f64,
 }
 
 /// The visitor model's options, shared by the load commands and `pace`.

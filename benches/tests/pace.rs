@@ -1,8 +1,8 @@
 //! `matomo-loadgen pace` against tiny local servers: every hit due is sent and answered, a
 //! failure is counted and named, connections the server closes are opened again (also while
 //! idle, the hit sent again), interim 1xx answers are skipped, an unreachable or silent target
-//! fails every hit without holding the run, and the time a hit waits for a free connection is
-//! part of its latency.
+//! fails every hit without holding the run, the time a hit waits for a free connection is
+//! part of its latency, and the slow hits are written down with their times.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -241,11 +241,9 @@ fn an_unreachable_target_fails_every_hit() {
     assert!(why.starts_with("connection: "), "{why}");
 }
 
-/// One connection, answers that take 50 ms, a hit due every 10 ms: the hits queue for the
-/// connection and their latency grows with the queue, from the due time — a generator that
-/// measured from the send would report ~50 ms throughout.
-#[test]
-fn waiting_for_a_free_connection_is_part_of_the_latency() {
+/// A server answering after 50 ms, and `pace`'s arguments for 50 hits over 0.5 s on one
+/// connection to it: the hits queue for the connection.
+fn slow_single_connection() -> (Arc<Server>, PaceArgs) {
     let server = Arc::new(Server {
         delay: Duration::from_millis(50),
         ..Server::default()
@@ -253,6 +251,15 @@ fn waiting_for_a_free_connection_is_part_of_the_latency() {
     let addr = serve(Arc::clone(&server));
     let mut a = args(addr, 100.0, 0.5);
     a.connections = 1;
+    (server, a)
+}
+
+/// One connection, answers that take 50 ms, a hit due every 10 ms: the hits queue for the
+/// connection and their latency grows with the queue, from the due time — a generator that
+/// measured from the send would report ~50 ms throughout.
+#[test]
+fn waiting_for_a_free_connection_is_part_of_the_latency() {
+    let (_server, mut a) = slow_single_connection();
     let o = command::execute(&a).expect("run");
     assert_eq!((o.offered, o.accepted, o.dropped), (50, 50, 0));
     // The last hit is due at 0.49 s and answered at ~2.5 s.
@@ -302,6 +309,60 @@ fn waiting_for_a_free_connection_is_part_of_the_latency() {
     );
 }
 
+/// With `--slow-log`, every measured hit answered later than `--slow-ms` after its due time is
+/// written down, sorted by due time, with when it was sent and answered; without, none is kept.
+#[test]
+fn slow_hits_are_written_down_with_their_times() {
+    let (_server, mut a) = slow_single_connection();
+    let o = command::execute(&a).expect("run");
+    assert!(o.slow.is_empty() && o.latency.max() > 1_000_000);
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("slow.txt");
+    a.slow_log = Some(path.clone());
+    a.slow_ms = 1000.0;
+    let o = command::execute(&a).expect("run");
+    let text = std::fs::read_to_string(&path).expect("the slow log");
+    let mut lines = text.lines();
+    let header = lines.next().expect("a header");
+    assert!(
+        header.starts_with("# hits answered more than 1000 ms"),
+        "{header}"
+    );
+    let hits: Vec<[u64; 3]> = lines
+        .map(|l| {
+            let v: Vec<u64> = l.split(' ').map(|n| n.parse().expect(l)).collect();
+            [v[0], v[1], v[2]]
+        })
+        .collect();
+    // The latency grows from ~50 ms to ~2.5 s over the 50 hits: the later half or so is slow.
+    assert_eq!(hits.len(), o.slow.len());
+    assert!((10..50).contains(&hits.len()), "{} slow hits", hits.len());
+    assert!(
+        hits.windows(2).all(|w| w[0][0] <= w[1][0]),
+        "sorted by due time"
+    );
+    for [due, sent, answered] in &hits {
+        assert!(due <= sent && sent < answered, "{due} {sent} {answered}");
+        assert!(answered - due > 1_000_000, "{due} {answered}");
+    }
+    // The slowest hit is the last one due, and the histogram saw the same latency.
+    let [due, _, answered] = hits[hits.len() - 1];
+    let max = o.latency.max();
+    assert!(
+        (answered - due).abs_diff(max) <= max / 500,
+        "{} against {max}",
+        answered - due
+    );
+
+    a.slow_ms = -1.0;
+    assert!(command::execute(&a).is_err());
+    a.slow_ms = 1.0;
+    a.slow_log = Some(dir.path().join("no such folder").join("slow.txt"));
+    let e = command::execute(&a).expect_err("an unwritable slow log");
+    assert!(e.to_string().contains("cannot write the slow hits"), "{e}");
+}
+
 #[test]
 fn settings_that_cannot_run_are_refused() {
     let settings = PaceSettings {
@@ -312,6 +373,7 @@ fn settings_that_cannot_run_are_refused() {
         connections: 1,
         timeout: Duration::from_secs(1),
         max_queued: 10,
+        slow: None,
     };
     let request = || vec![b"GET / HTTP/1.1\r\n\r\n".to_vec()];
     assert!(pace::run(&settings, request()).is_err());

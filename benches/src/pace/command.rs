@@ -1,6 +1,8 @@
 //! `matomo-loadgen pace`: its arguments turned into settings and requests, and its summary.
 
+use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::path::{Path, PathBuf};
 
 use crate::cli::{secs, ArgError, PaceArgs};
 use crate::tag::{RunTag, TagError};
@@ -24,6 +26,9 @@ pub enum CommandError {
     /// The run itself.
     #[error(transparent)]
     Pace(#[from] PaceError),
+    /// The slow hits could not be written.
+    #[error("pace: cannot write the slow hits to {0}: {1}")]
+    SlowLog(PathBuf, std::io::Error),
 }
 
 /// Runs `pace` as its arguments say.
@@ -40,6 +45,10 @@ pub fn execute(args: &PaceArgs) -> Result<PaceOutcome, CommandError> {
         connections: args.connections,
         timeout: secs("timeout", args.timeout)?,
         max_queued: args.max_queued,
+        slow: match &args.slow_log {
+            Some(_) => Some(secs("slow-ms", args.slow_ms / 1000.0)?),
+            None => None,
+        },
     };
     let epoch = crate::session::now_unix();
     let run_tag = RunTag::from_random(rand::random());
@@ -50,7 +59,30 @@ pub fn execute(args: &PaceArgs) -> Result<PaceOutcome, CommandError> {
     let requests = (0..args.distinct_hits.max(1))
         .map(|_| Ok(http1::request(authority, uri.path(), &model.next_hit()?)))
         .collect::<Result<Vec<_>, TagError>>()?;
-    Ok(run(&settings, requests)?)
+    let outcome = run(&settings, requests)?;
+    if let Some(path) = &args.slow_log {
+        write_slow_log(path, &outcome, args.slow_ms)
+            .map_err(|e| CommandError::SlowLog(path.clone(), e))?;
+    }
+    Ok(outcome)
+}
+
+/// The slow hits, one `due sent answered` line each (microseconds from the run's start), in
+/// the order of their due times, under a header saying what they are.
+fn write_slow_log(path: &Path, o: &PaceOutcome, slow_ms: f64) -> std::io::Result<()> {
+    let mut hits = o.slow.clone();
+    hits.sort_by_key(|h| h.due);
+    let mut text = format!(
+        "# hits answered more than {slow_ms} ms after their due time ({} kept, {} left out): \
+         due, sent and answered, in microseconds from the run's start\n",
+        hits.len(),
+        o.slow_left_out
+    );
+    for h in &hits {
+        // Writing to a String cannot fail.
+        let _ = writeln!(text, "{} {} {}", h.due, h.sent, h.answered);
+    }
+    std::fs::write(path, text)
 }
 
 /// Where the target's host is (an IPv6 literal without its brackets), port 80 unless given:

@@ -33,6 +33,9 @@ const MAX_HITS: f64 = 1e9;
 /// A send this much after its hit's due time is counted as late.
 pub const LATE: Duration = Duration::from_millis(1);
 
+/// Most slow hits one run keeps (12 MB): enough for every hit of a minute at 16,000 hits/s.
+pub const MAX_SLOW: usize = 1_000_000;
+
 /// What to send, where, how fast.
 #[derive(Debug, Clone)]
 pub struct PaceSettings {
@@ -53,6 +56,20 @@ pub struct PaceSettings {
     /// Hits waiting for a free connection above which a hit due is dropped (and counted)
     /// instead of queued: a target that stops answering does not grow the queue without end.
     pub max_queued: usize,
+    /// Keep the times of each measured hit answered more than this after its due time
+    /// ([`PaceOutcome::slow`]), to see when in the run the tail happened; `None`: keep none.
+    pub slow: Option<Duration>,
+}
+
+/// When a slow hit was due, sent and answered, in microseconds from the run's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlowHit {
+    /// Its due time.
+    pub due: u64,
+    /// When a connection took it.
+    pub sent: u64,
+    /// When the last byte of its answer was read.
+    pub answered: u64,
 }
 
 /// What a pace run measured.
@@ -82,6 +99,11 @@ pub struct PaceOutcome {
     /// answer: the latency without the wait for a free connection and the dispatcher's own
     /// delay. Not the open-model latency: a stalled target delays the sends instead.
     pub service: Histogram<u64>,
+    /// With [`PaceSettings::slow`]: the measured hits answered later than that after their due
+    /// time, in the order they were answered, at most [`MAX_SLOW`] of them.
+    pub slow: Vec<SlowHit>,
+    /// Slow hits left out of [`PaceOutcome::slow`], beyond [`MAX_SLOW`].
+    pub slow_left_out: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
     /// The generator's own CPU time over the run (user and system, all threads).
@@ -126,6 +148,8 @@ struct Tally {
     first_failure: Option<String>,
     latency: Histogram<u64>,
     service: Histogram<u64>,
+    slow: Vec<SlowHit>,
+    slow_left_out: u64,
 }
 
 /// What the dispatcher and the connections share (one thread: `Rc` and cells).
@@ -203,6 +227,8 @@ async fn drive(settings: PaceSettings, requests: Vec<Vec<u8>>) -> Result<PaceOut
             first_failure: None,
             service: latency.clone(),
             latency,
+            slow: Vec::new(),
+            slow_left_out: 0,
         }),
         start: Instant::now(),
         settings,
@@ -261,6 +287,8 @@ async fn drive(settings: PaceSettings, requests: Vec<Vec<u8>>) -> Result<PaceOut
         first_failure: tally.first_failure,
         latency: tally.latency,
         service: tally.service,
+        slow: tally.slow,
+        slow_left_out: tally.slow_left_out,
         elapsed,
         cpu: Duration::ZERO,
     })
@@ -325,10 +353,23 @@ async fn connection(shared: Rc<Shared>) {
             None => {
                 tally.accepted += 1;
                 if job.due >= shared.settings.warmup {
-                    let micros = done.saturating_sub(job.due).as_micros().max(1);
+                    let waited = done.saturating_sub(job.due);
+                    let micros = waited.as_micros().max(1);
                     tally.latency.saturating_record(micros as u64);
                     let micros = done.saturating_sub(sent).as_micros().max(1);
                     tally.service.saturating_record(micros as u64);
+                    if shared.settings.slow.is_some_and(|slow| waited > slow) {
+                        if tally.slow.len() < MAX_SLOW {
+                            let us = |d: Duration| d.as_micros() as u64;
+                            tally.slow.push(SlowHit {
+                                due: us(job.due),
+                                sent: us(sent),
+                                answered: us(done),
+                            });
+                        } else {
+                            tally.slow_left_out += 1;
+                        }
+                    }
                 }
             }
             Some(why) => {

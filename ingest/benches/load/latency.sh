@@ -13,7 +13,9 @@
 #   RATE "half" (default): half the ingest's peak in the same layout, measured first with
 #   `wrk -t1 -c32` on CPU 1 (the first mode's server).
 # Env: MODES (default "auto") and BASELINE_BIN as in run.sh; WARMUP_S (default 2); CONNECTIONS
-# (`pace`'s kept-alive connections, default 64); REDIS_CPU
+# (`pace`'s kept-alive connections, default 64); SLOW_LOG_DIR (with `pace`: each run writes
+# its hits answered more than 2 ms after their due time to SLOW_LOG_DIR/<run>.txt, `pace
+# --slow-log`, to see when in the run the tail happened); REDIS_CPU
 # (0, the default: with the servers; 1: with the generator, see below); DRAIN=1 keeps
 # each ingest's queues short during its runs, as workers keeping up do: every 0.1 s each queue
 # is trimmed to its last 500 entries (the LTRIM half of a worker's work, sent by one redis-cli
@@ -77,7 +79,7 @@ run() { # name port [server to drain] → "p50 p99", or nothing for a run withou
   if [[ "$generator" == pace ]]; then
     out=$(taskset -c 1 "$target/matomo-loadgen" pace --target "http://127.0.0.1:$2/matomo.php" \
       --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 \
-      --connections "${CONNECTIONS:-64}" 2>&1) || rc=$?
+      --connections "${CONNECTIONS:-64}" ${SLOW_LOG_DIR:+--slow-log "$SLOW_LOG_DIR/$1.txt"} 2>&1) || rc=$?
   else
     out=$(taskset -c 1 "$target/matomo-loadgen" run --target "http://127.0.0.1:$2/matomo.php" \
       --rate "$rate" --duration "$duration" --warmup-secs "$warmup" --sites 1 --quiet \
@@ -126,7 +128,8 @@ for server in bare "${servers[@]}"; do
 done
 echo "Generator: matomo-loadgen $generator"
 echo "Redis: appendonly $(redis-cli config get appendonly | tail -1)," \
-  "appendfsync $(redis-cli config get appendfsync | tail -1); $rewrites AOF rewrites during the runs;" \
+  "appendfsync $(redis-cli config get appendfsync | tail -1)," \
+  "list-compress-depth $(redis-cli config get list-compress-depth | tail -1); $rewrites AOF rewrites during the runs;" \
   "queues $([[ "${DRAIN:-0}" == 1 ]] && echo "kept short (DRAIN=1)" || echo "left to grow during each run");" \
   "Redis at $([[ "${REDIS_RT:-0}" == 1 ]] && echo "real-time priority (REDIS_RT=1)" || echo "normal priority")"
 echo "Redis latency events ≥ 2 ms during the runs: ${events:-none}"
