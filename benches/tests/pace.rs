@@ -356,7 +356,11 @@ fn slow_hits_are_written_down_with_their_times() {
     );
 
     a.slow_ms = -1.0;
-    assert!(command::execute(&a).is_err());
+    let e = command::execute(&a).expect_err("a negative threshold");
+    assert!(
+        e.to_string().contains("-1 is not a number of milliseconds"),
+        "{e}"
+    );
     a.slow_ms = 1.0;
     a.slow_log = Some(dir.path().join("no such folder").join("slow.txt"));
     let e = command::execute(&a).expect_err("an unwritable slow log");

@@ -131,7 +131,7 @@ start_redis() {
     mkdir -p "$RUN_DIR/redis"
     # list-compress-depth 64: Redis compresses a queue's list nodes (LZF) only beyond 64 nodes
     # from either end, so a queue the workers keep up with (up to two batches of 500 entries)
-    # is never compressed and decompressed again, while a backlog is (docs/operations.md).
+    # is never compressed (so never decompressed), while a backlog is (docs/operations.md).
     redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
         --dir "$RUN_DIR/redis" --pidfile "$RUN_DIR/redis.pid" --logfile "$RUN_DIR/redis.log" \
         --save '' --appendonly yes --auto-aof-rewrite-min-size 1gb --list-compress-depth 64 ||

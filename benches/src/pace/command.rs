@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::cli::{secs, ArgError, PaceArgs};
 use crate::tag::{RunTag, TagError};
@@ -46,7 +47,14 @@ pub fn execute(args: &PaceArgs) -> Result<PaceOutcome, CommandError> {
         timeout: secs("timeout", args.timeout)?,
         max_queued: args.max_queued,
         slow: match &args.slow_log {
-            Some(_) => Some(secs("slow-ms", args.slow_ms / 1000.0)?),
+            Some(_) => Some(
+                Duration::try_from_secs_f64(args.slow_ms / 1000.0).map_err(|_| {
+                    ArgError::Invalid(
+                        "slow-ms",
+                        format!("{} is not a number of milliseconds", args.slow_ms),
+                    )
+                })?,
+            ),
             None => None,
         },
     };

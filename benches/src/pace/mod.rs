@@ -33,7 +33,7 @@ const MAX_HITS: f64 = 1e9;
 /// A send this much after its hit's due time is counted as late.
 pub const LATE: Duration = Duration::from_millis(1);
 
-/// Most slow hits one run keeps (12 MB): enough for every hit of a minute at 16,000 hits/s.
+/// Most slow hits one run keeps (24 MB): enough for every hit of a minute at 16,000 hits/s.
 pub const MAX_SLOW: usize = 1_000_000;
 
 /// What to send, where, how fast.

@@ -15,7 +15,7 @@
 # Env: MODES (default "auto") and BASELINE_BIN as in run.sh; WARMUP_S (default 2); CONNECTIONS
 # (`pace`'s kept-alive connections, default 64); SLOW_LOG_DIR (with `pace`: each run writes
 # its hits answered more than 2 ms after their due time to SLOW_LOG_DIR/<run>.txt, `pace
-# --slow-log`, to see when in the run the tail happened); REDIS_CPU
+# --slow-log`, to see when in the run the tail happened; the folder is created); REDIS_CPU
 # (0, the default: with the servers; 1: with the generator, see below); DRAIN=1 keeps
 # each ingest's queues short during its runs, as workers keeping up do: every 0.1 s each queue
 # is trimmed to its last 500 entries (the LTRIM half of a worker's work, sent by one redis-cli
@@ -41,6 +41,7 @@ root="$(cd "$here/../../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}/release"
 rate="${1:-half}"; duration="${2:-10}"; rounds="${3:-3}"; warmup="${WARMUP_S:-2}"
 generator="${GENERATOR:-pace}"
+[[ -z "${SLOW_LOG_DIR:-}" ]] || mkdir -p "$SLOW_LOG_DIR"
 [[ "$generator" == pace || "$generator" == run ]] || { echo "GENERATOR must be pace or run" >&2; exit 2; }
 default_modes=auto
 server_cpus=0
