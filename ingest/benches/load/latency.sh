@@ -16,7 +16,8 @@
 # (`pace`'s kept-alive connections, default 64); SLOW_LOG_DIR (with `pace`: each run writes
 # its hits answered more than 2 ms after their due time to SLOW_LOG_DIR/<run>.txt, `pace
 # --slow-log`, to see when in the run the tail happened; the folder is created); REDIS_CPU
-# (0, the default: with the servers; 1: with the generator, see below); DRAIN=1 keeps
+# (0, the default: with the servers; 1: with the generator, see below); REDIS_BG_CPU (0 or 1,
+# default REDIS_CPU: where Redis' background threads and rewrite children run, see below); DRAIN=1 keeps
 # each ingest's queues short during its runs, as workers keeping up do: every 0.1 s each queue
 # is trimmed to its last 500 entries (the LTRIM half of a worker's work, sent by one redis-cli
 # on the generator's CPU). Without it the queues grow for the whole run and Redis' append-only
@@ -51,18 +52,44 @@ start_servers
 # script (its rewrite children too), so the generator's CPU stays its own. REDIS_CPU=1 puts it
 # on the generator's CPU instead: the node's core is then its own, as in production where Redis
 # runs on other cores or machines (the generator and Redis share CPU 1, for both servers).
+# REDIS_BG_CPU=1 (below) moves only Redis' persistence work there.
 redis_pid=$(redis-cli info server | tr -d '\r' | awk -F: '$1=="process_id" {print $2}')
 redis_cpus=$(taskset -p -c "$redis_pid" | awk '{print $NF}')
 redis_cpu="${REDIS_CPU:-0}"
 [[ "$redis_cpu" == 0 || "$redis_cpu" == 1 ]] || { echo "REDIS_CPU must be 0 or 1" >&2; exit 2; }
+# REDIS_BG_CPU: where Redis' persistence work runs — its background threads (`bio_*`: the
+# append-only file's fsync, closing replaced files, lazy frees) and the rewrite children it
+# forks — what Redis' own `bio_cpulist` and `aof_rewrite_cpulist` do, applied here to the
+# running Redis. By default with its main thread (REDIS_CPU).
+redis_bg_cpu="${REDIS_BG_CPU:-$redis_cpu}"
+[[ "$redis_bg_cpu" == 0 || "$redis_bg_cpu" == 1 ]] || { echo "REDIS_BG_CPU must be 0 or 1" >&2; exit 2; }
+bg_watcher=""
 monitor=$(redis-cli config get latency-monitor-threshold | tail -1)
 # Installed before Redis is touched, and not stopped by a failing step: Redis always gets its
 # CPUs and priority back, and the servers and the test database are always cleaned up.
-trap 'taskset -a -p -c "$redis_cpus" "$redis_pid" >/dev/null || true
+trap '[[ -z "$bg_watcher" ]] || kill "$bg_watcher" 2>/dev/null || true
+  taskset -a -p -c "$redis_cpus" "$redis_pid" >/dev/null || true
   [[ "${REDIS_RT:-0}" != 1 ]] || chrt -a -o -p 0 "$redis_pid" || true
   redis-cli config set latency-monitor-threshold "$monitor" >/dev/null || true; cleanup' EXIT
 taskset -a -p -c "$redis_cpu" "$redis_pid" >/dev/null
 [[ "${REDIS_RT:-0}" != 1 ]] || chrt -a -f -p 1 "$redis_pid"
+if [[ "$redis_bg_cpu" != "$redis_cpu" ]]; then
+  for task in /proc/"$redis_pid"/task/*; do
+    [[ "$(<"$task/comm")" == bio_* ]] && taskset -p -c "$redis_bg_cpu" "${task##*/}" >/dev/null
+  done
+  # A forked child starts on its parent's CPU: moved within ~10 ms of appearing, by a loop of
+  # shell built-ins (no process started per round, which would disturb the generator's CPU).
+  (
+    exec {fd}<> <(:)
+    while read -r -t 0.01 -u "$fd" || true; do
+      read -r -a children < "/proc/$redis_pid/task/$redis_pid/children" || exit 0
+      for child in "${children[@]}"; do
+        [[ "$child" == "${moved:-}" ]] || { taskset -a -p -c "$redis_bg_cpu" "$child" >/dev/null 2>&1; moved=$child; }
+      done
+    done
+  ) &
+  bg_watcher=$!
+fi
 
 if [[ "$rate" == half ]]; then
   peak=$(taskset -c 1 wrk -t1 -c32 -d6s -s "$here/hit.lua" "http://127.0.0.1:${port[${servers[0]}]}" |
@@ -132,5 +159,6 @@ echo "Redis: appendonly $(redis-cli config get appendonly | tail -1)," \
   "appendfsync $(redis-cli config get appendfsync | tail -1)," \
   "list-compress-depth $(redis-cli config get list-compress-depth | tail -1); $rewrites AOF rewrites during the runs;" \
   "queues $([[ "${DRAIN:-0}" == 1 ]] && echo "kept short (DRAIN=1)" || echo "left to grow during each run");" \
-  "Redis at $([[ "${REDIS_RT:-0}" == 1 ]] && echo "real-time priority (REDIS_RT=1)" || echo "normal priority")"
+  "Redis at $([[ "${REDIS_RT:-0}" == 1 ]] && echo "real-time priority (REDIS_RT=1)" || echo "normal priority"),"\
+  "its main thread on CPU $redis_cpu, its background threads and rewrite children on CPU $redis_bg_cpu"
 echo "Redis latency events ≥ 2 ms during the runs: ${events:-none}"
