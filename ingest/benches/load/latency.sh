@@ -79,6 +79,8 @@ if [[ "$redis_bg_cpu" != "$redis_cpu" ]]; then
   done
   # A forked child starts on its parent's CPU: moved within ~10 ms of appearing, by a loop of
   # shell built-ins (no process started per round, which would disturb the generator's CPU).
+  [[ -r "/proc/$redis_pid/task/$redis_pid/children" ]] ||
+    echo "warning: this kernel has no /proc/<pid>/task/<tid>/children: Redis' rewrite children stay on CPU $redis_cpu" >&2
   (
     exec {fd}<> <(:)
     while read -r -t 0.01 -u "$fd" || true; do
