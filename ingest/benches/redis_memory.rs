@@ -10,12 +10,13 @@
 //! server's `list-compress-depth` is restored afterwards (it applies to lists created while it
 //! is set, so the scratch lists get the depth under test). Depth 64 leaves 64 nodes at each
 //! end as they are (`deploy/local`'s setting: a queue short enough for workers to take in a
-//! batch or two is never compressed): its figures are the uncompressed ones under `cargo test`,
-//! while the 2,000-entry lists of `--bench` are about half compressed; two more scenarios show what that depth is for: a queue workers keep up with (500
-//! entries pushed, then taken from the head as a worker takes a batch, over and over: Redis'
-//! CPU per hit) and a backlog (20,000 entries: memory per hit), at depths 1 and 64, raw JSON
-//! entries (what `auto` picks). Under `cargo test` (no `--bench` argument) it runs the same
-//! steps on 40 entries per corpus, as a check that they work.
+//! batch or two is never compressed): its figures are the uncompressed ones under `cargo
+//! test`, while the 2,000-entry lists of `--bench` are about half compressed. Two more
+//! scenarios show what that depth is for, at depths 1 and 64 with raw JSON entries (what
+//! `auto` picks): a queue workers keep up with (500 entries pushed, then taken from the head as
+//! a worker takes a batch, over and over: Redis' CPU per hit) and a backlog (20,000 entries:
+//! memory per hit). Under `cargo test` (no `--bench` argument) it runs the same steps on 40
+//! entries per corpus, as a check that they work.
 
 mod corpus;
 

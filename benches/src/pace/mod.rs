@@ -353,12 +353,12 @@ async fn connection(shared: Rc<Shared>) {
             None => {
                 tally.accepted += 1;
                 if job.due >= shared.settings.warmup {
-                    let waited = done.saturating_sub(job.due);
-                    let micros = waited.as_micros().max(1);
+                    let since_due = done.saturating_sub(job.due);
+                    let micros = since_due.as_micros().max(1);
                     tally.latency.saturating_record(micros as u64);
                     let micros = done.saturating_sub(sent).as_micros().max(1);
                     tally.service.saturating_record(micros as u64);
-                    if shared.settings.slow.is_some_and(|slow| waited > slow) {
+                    if shared.settings.slow.is_some_and(|slow| since_due > slow) {
                         if tally.slow.len() < MAX_SLOW {
                             let us = |d: Duration| d.as_micros() as u64;
                             tally.slow.push(SlowHit {
