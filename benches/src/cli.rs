@@ -347,6 +347,12 @@ pub fn secs(name: &'static str, v: f64) -> Result<Duration, ArgError> {
         .map_err(|_| ArgError::Invalid(name, format!("{v} is not a number of seconds")))
 }
 
+/// The same for a value in milliseconds.
+pub fn millis(name: &'static str, v: f64) -> Result<Duration, ArgError> {
+    Duration::try_from_secs_f64(v / 1000.0)
+        .map_err(|_| ArgError::Invalid(name, format!("{v} is not a number of milliseconds")))
+}
+
 /// `1,2` or `1:3,2:1` → (site, weight) pairs.
 pub fn parse_sites(s: &str) -> Result<Vec<(u32, u32)>, ArgError> {
     let bad = |e: &str| {
@@ -400,6 +406,8 @@ mod tests {
         assert!(secs("duration", -1.0).is_err());
         assert!(secs("duration", f64::NAN).is_err());
         assert!(secs("duration", 1e20).is_err());
+        assert_eq!(millis("slow-ms", 2.5).unwrap(), Duration::from_micros(2500));
+        assert!(millis("slow-ms", -1.0).is_err());
         assert_eq!(secs("duration", 1.5).unwrap(), Duration::from_millis(1500));
     }
 

@@ -70,17 +70,27 @@ async fn redis_cpu_us(client: &fred::prelude::Client) -> f64 {
         * 1e6
 }
 
+/// Appends `entries` to `key`, [`PUSH_CHUNK`] per RPUSH.
+async fn push<'a>(
+    client: &fred::prelude::Client,
+    key: &str,
+    entries: impl IntoIterator<Item = &'a Vec<u8>>,
+) {
+    let entries: Vec<&Vec<u8>> = entries.into_iter().collect();
+    for chunk in entries.chunks(PUSH_CHUNK) {
+        let values: Vec<Value> = chunk
+            .iter()
+            .map(|e| Value::Bytes((*e).clone().into()))
+            .collect();
+        let _: i64 = client.rpush(key, values).await.expect("rpush");
+    }
+}
+
 /// Pushes `entries` into a fresh list and returns (bytes per entry, Redis CPU µs per entry).
 async fn measure(client: &fred::prelude::Client, key: &str, entries: &[Vec<u8>]) -> (f64, f64) {
     let _: i64 = client.del(key).await.expect("del");
     let cpu_before = redis_cpu_us(client).await;
-    for chunk in entries.chunks(PUSH_CHUNK) {
-        let values: Vec<Value> = chunk
-            .iter()
-            .map(|e| Value::Bytes(e.clone().into()))
-            .collect();
-        let _: i64 = client.rpush(key, values).await.expect("rpush");
-    }
+    push(client, key, entries).await;
     // Read back the way a worker does (a batch from the head), so decompression is counted.
     for start in (0..entries.len()).step_by(500) {
         let _: Vec<Value> = client
@@ -116,14 +126,7 @@ async fn kept_up(
     let cpu_before = redis_cpu_us(client).await;
     for round in 0..rounds {
         let start = round * batch % entries.len();
-        let pushed: Vec<&Vec<u8>> = entries.iter().cycle().skip(start).take(batch).collect();
-        for chunk in pushed.chunks(PUSH_CHUNK) {
-            let values: Vec<Value> = chunk
-                .iter()
-                .map(|e| Value::Bytes((*e).clone().into()))
-                .collect();
-            let _: i64 = client.rpush(key, values).await.expect("rpush");
-        }
+        push(client, key, entries.iter().cycle().skip(start).take(batch)).await;
         let last = batch as i64 - 1;
         let _: Vec<Value> = client.lrange(key, 0, last).await.expect("lrange");
         let _: () = client.ltrim(key, last + 1, -1).await.expect("ltrim");

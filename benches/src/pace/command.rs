@@ -3,9 +3,8 @@
 use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use crate::cli::{secs, ArgError, PaceArgs};
+use crate::cli::{millis, secs, ArgError, PaceArgs};
 use crate::tag::{RunTag, TagError};
 use crate::target::{Distribution, Target};
 use crate::visitor::VisitorModel;
@@ -47,14 +46,7 @@ pub fn execute(args: &PaceArgs) -> Result<PaceOutcome, CommandError> {
         timeout: secs("timeout", args.timeout)?,
         max_queued: args.max_queued,
         slow: match &args.slow_log {
-            Some(_) => Some(
-                Duration::try_from_secs_f64(args.slow_ms / 1000.0).map_err(|_| {
-                    ArgError::Invalid(
-                        "slow-ms",
-                        format!("{} is not a number of milliseconds", args.slow_ms),
-                    )
-                })?,
-            ),
+            Some(_) => Some(millis("slow-ms", args.slow_ms)?),
             None => None,
         },
     };
@@ -75,18 +67,17 @@ pub fn execute(args: &PaceArgs) -> Result<PaceOutcome, CommandError> {
     Ok(outcome)
 }
 
-/// The slow hits, one `due sent answered` line each (microseconds from the run's start), in
-/// the order of their due times, under a header saying what they are.
+/// The slow hits (in the order of their due times), one `due sent answered` line each
+/// (microseconds from the run's start), under a header saying what they are.
 fn write_slow_log(path: &Path, o: &PaceOutcome, slow_ms: f64) -> std::io::Result<()> {
-    let mut hits = o.slow.clone();
-    hits.sort_by_key(|h| h.due);
+    let hits = &o.slow;
     let mut text = format!(
         "# hits answered more than {slow_ms} ms after their due time ({} kept, {} left out): \
          due, sent and answered, in microseconds from the run's start\n",
         hits.len(),
         o.slow_left_out
     );
-    for h in &hits {
+    for h in hits {
         // Writing to a String cannot fail.
         let _ = writeln!(text, "{} {} {}", h.due, h.sent, h.answered);
     }

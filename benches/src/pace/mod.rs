@@ -100,7 +100,7 @@ pub struct PaceOutcome {
     /// delay. Not the open-model latency: a stalled target delays the sends instead.
     pub service: Histogram<u64>,
     /// With [`PaceSettings::slow`]: the measured hits answered later than that after their due
-    /// time, in the order they were answered, at most [`MAX_SLOW`] of them.
+    /// time, in the order of their due times, at most [`MAX_SLOW`] of them.
     pub slow: Vec<SlowHit>,
     /// Slow hits left out of [`PaceOutcome::slow`], beyond [`MAX_SLOW`].
     pub slow_left_out: u64,
@@ -273,10 +273,12 @@ async fn drive(settings: PaceSettings, requests: Vec<Vec<u8>>) -> Result<PaceOut
     result?;
     let elapsed = shared.start.elapsed();
     // Every connection task has ended, and with it its share.
-    let tally = Rc::try_unwrap(shared)
+    let mut tally = Rc::try_unwrap(shared)
         .map_err(|_| PaceError::Settings("a connection outlived the run".into()))?
         .tally
         .into_inner();
+    // Recorded as answered; a hit that waited longer may be answered after one due later.
+    tally.slow.sort_by_key(|h| h.due);
     Ok(PaceOutcome {
         offered,
         accepted: tally.accepted,
