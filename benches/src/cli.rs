@@ -298,7 +298,8 @@ pub struct StackArgs {
     /// database, table prefix, key prefix and number of queues come from there.
     #[command(flatten)]
     pub common: tier_config::CommonArgs,
-    /// Redis URL (overrides the configuration), e.g. `redis://127.0.0.1:6379/0`.
+    /// Redis URL (overrides the configuration), e.g. `redis://127.0.0.1:6379/0`, or
+    /// `redis+unix:///run/redis/redis.sock?db=0` for a Unix socket.
     #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
     /// MySQL URL (overrides the configuration), e.g. `mysql://matomo:matomo@127.0.0.1:3306/matomo`.

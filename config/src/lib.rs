@@ -4,9 +4,11 @@
 //! - [`registry`] — every setting's name, type, environment variable and meaning.
 //! - `load`: [`CommonArgs`] (flags every binary flattens) and [`load()`], which merges
 //!   defaults ← Matomo `config.ini.php` ← TOML ← environment ← flags and validates once.
-//! - [`matomo_ini`] — the parser for Matomo's `config.ini.php`.
+//! - [`matomo_ini`] — the parser for Matomo's `config.ini.php`; `queued_tracking` maps its
+//!   Redis server lists.
 //! - [`validate`] — the start-up checks; [`ConfigError`] renders as one line naming the setting.
 //! - [`logging`] — [`init_tracing`].
+//! - `redis_client` (feature `fred`) — fred's client configuration from `[redis]`.
 //! - [`schema`] — the Matomo DDL of `deploy/schema/matomo.sql` for local set-up and tests.
 //!
 //! Loading happens once at start-up; a bad setting stops the binary with one line naming the
@@ -17,6 +19,9 @@ pub mod error;
 pub mod load;
 pub mod logging;
 pub mod matomo_ini;
+mod queued_tracking;
+#[cfg(feature = "fred")]
+mod redis_client;
 pub mod registry;
 pub mod runtime;
 pub mod schema;
@@ -32,6 +37,8 @@ use std::path::PathBuf;
 pub use error::{ConfigError, Origin};
 pub use load::{load, load_with_env, CommonArgs};
 pub use logging::init_tracing;
+#[cfg(feature = "fred")]
+pub use redis_client::fred_config_from_url;
 pub use runtime::worker_threads_from_env;
 pub use settings::*;
 

@@ -258,6 +258,37 @@ fn matomo_install_provides_database_salt_queue_and_vendor_dir() {
 }
 
 #[test]
+fn matomo_configs_with_queued_trackings_redis_forms_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        // A Unix socket: a redisHost that is a path, and port 0.
+        (
+            "redisHost = \"/var/run/redis/redis.sock\"\nredisPort = 0\nredisDatabase = 4\n",
+            "redis+unix:///var/run/redis/redis.sock?db=4",
+        ),
+        // Sentinels as two parallel lists.
+        (
+            "useWhatRedisBackendType = 2\nredisHost = \"s1,s2\"\nredisPort = \"26379,26380\"\n",
+            "redis-sentinel://s1:26379/0?sentinelServiceName=mymaster&node=s2:26380",
+        ),
+        // Sentinel without a port: QueuedTracking's default for it.
+        (
+            "useWhatRedisBackendType = 2\nredisHost = \"s1\"\n",
+            "redis-sentinel://s1:26379/0?sentinelServiceName=mymaster",
+        ),
+    ];
+    for (section, url) in cases {
+        let text = format!("[General]\nsalt = \"x\"\n[QueuedTracking]\n{section}");
+        let args = CommonArgs {
+            matomo_config: Some(write(dir.path(), "config.ini.php", &text)),
+            ..CommonArgs::default()
+        };
+        let config = load_with_env(&args, env(&[])).expect("loads");
+        assert_eq!(config.redis_url(), url, "{section}");
+    }
+}
+
+#[test]
 fn matomo_config_without_salt_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "config.ini.php", "[database]\nhost = \"db\"\n");
@@ -357,6 +388,14 @@ fn relations_between_settings_are_checked() {
             "ingest.path_prefix = \"ma\": must start and end with /",
         ),
         ("[log]\nlevel = \"info,=[\"\n", "log.level"),
+        (
+            "[redis]\nport = 0\n",
+            "redis.port = 0: must be a TCP port from 1 to 65535 (0 only with a Unix socket",
+        ),
+        (
+            "[redis]\nhost = \"/run/redis.sock\"\nbackend = \"cluster\"\n",
+            "redis.host = \"/run/redis.sock\": is a Unix socket path, which only redis.backend = \"standalone\" can use",
+        ),
     ];
     for (text, expected) in cases {
         let line = err_line(load_with_env(&toml_args(dir.path(), text), env(&[])));

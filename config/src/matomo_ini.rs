@@ -194,10 +194,9 @@ const DATABASE: &[(&str, &str)] = &[
     ("tables_prefix", "database.tables_prefix"),
 ];
 
-/// `[QueuedTracking]` keys → our settings (`useWhatRedisBackendType` is mapped separately).
+/// `[QueuedTracking]` keys → our settings (`useWhatRedisBackendType`, `redisHost` and
+/// `redisPort` are mapped separately, the last two by `crate::queued_tracking`).
 const QUEUED_TRACKING: &[(&str, &str)] = &[
-    ("redisHost", "redis.host"),
-    ("redisPort", "redis.port"),
     ("redisDatabase", "redis.database"),
     ("redisPassword", "redis.password"),
     ("sentinelMasterName", "redis.sentinel_master"),
@@ -304,6 +303,20 @@ pub fn settings_from(file: &IniFile, path: &Path) -> Result<Vec<MatomoSetting>, 
                 }),
                 None => {}
             }
+        }
+        let sentinel = matches!(
+            section.get("useWhatRedisBackendType"),
+            Some(IniValue::Scalar(kind)) if kind.trim() == "2"
+        );
+        let servers = crate::queued_tracking::redis_servers(section, sentinel, |key| {
+            origin("QueuedTracking", key)
+        })?;
+        for (key, value, ini_key) in servers {
+            out.push(MatomoSetting {
+                key,
+                value,
+                origin: origin("QueuedTracking", ini_key),
+            });
         }
         if let Some(IniValue::Scalar(kind)) = section.get("useWhatRedisBackendType") {
             let backend = match kind.trim() {

@@ -50,7 +50,8 @@ pub enum RedisBackend {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// Host name or IP address.
+    /// Host name or IP address, or the path of a Unix domain socket: a host that starts with
+    /// `/` is one, as in QueuedTracking (standalone Redis only; the port is then unused).
     pub host: String,
     /// TCP port.
     pub port: u16,
@@ -84,6 +85,14 @@ impl Default for RedisConfig {
             pool_size: 1,
             command_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+impl RedisConfig {
+    /// Whether `host` is the path of a Unix domain socket (it starts with `/`, QueuedTracking's
+    /// test).
+    pub fn is_unix_socket(&self) -> bool {
+        self.host.starts_with('/')
     }
 }
 

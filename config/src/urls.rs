@@ -4,7 +4,7 @@
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::settings::{Config, RedisBackend};
+use crate::settings::{Config, RedisBackend, RedisConfig};
 
 /// Everything but unreserved URL characters gets encoded in user info.
 const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
@@ -19,18 +19,58 @@ fn enc(s: &str) -> String {
 
 impl Config {
     /// A fred connection URL: `redis://`, `redis-sentinel://…?sentinelServiceName=…` or
-    /// `redis-cluster://…`, with the extra hosts of a comma-separated `redis.host` as `node=`.
+    /// `redis-cluster://…`, with the extra hosts of a comma-separated `redis.host` as `node=`;
+    /// for a Unix socket `redis+unix:///path?db=N`, whose `db` fred itself ignores (read it with
+    /// `fred_config_from_url`, feature `fred`).
     pub fn redis_url(&self) -> String {
-        self.redis_url_inner(false)
+        self.redis.url(false)
     }
 
     /// [`Config::redis_url`] with the password replaced by `***`, for logs.
     pub fn redis_url_redacted(&self) -> String {
-        self.redis_url_inner(true)
+        self.redis.url(true)
     }
 
-    fn redis_url_inner(&self, redact: bool) -> String {
-        let r = &self.redis;
+    /// A mysql_async URL (`mysql://user:password@host:port/dbname`), for `Opts::from_url`.
+    pub fn mysql_url(&self) -> String {
+        self.mysql_url_inner(false)
+    }
+
+    /// [`Config::mysql_url`] with the password replaced by `***`, for logs.
+    pub fn mysql_url_redacted(&self) -> String {
+        self.mysql_url_inner(true)
+    }
+
+    fn mysql_url_inner(&self, redact: bool) -> String {
+        let d = &self.database;
+        let password = if redact {
+            "***".to_string()
+        } else {
+            enc(&d.password)
+        };
+        let host = if d.host.contains(':') && !d.host.starts_with('[') {
+            format!("[{}]", d.host)
+        } else {
+            d.host.clone()
+        };
+        format!(
+            "mysql://{}:{}@{}:{}/{}",
+            enc(&d.username),
+            password,
+            host,
+            d.port,
+            enc(&d.dbname)
+        )
+    }
+}
+
+impl RedisConfig {
+    /// The URL of [`Config::redis_url`], its password replaced by `***` when `redact`.
+    pub(crate) fn url(&self, redact: bool) -> String {
+        let r = self;
+        if r.is_unix_socket() {
+            return unix_socket_url(r.password.as_deref(), &r.host, r.database, redact);
+        }
         let scheme = match r.backend {
             RedisBackend::Standalone => "redis",
             RedisBackend::Sentinel => "redis-sentinel",
@@ -68,38 +108,30 @@ impl Config {
         };
         format!("{scheme}://{auth}{first}{db}{query}")
     }
+}
 
-    /// A mysql_async URL (`mysql://user:password@host:port/dbname`), for `Opts::from_url`.
-    pub fn mysql_url(&self) -> String {
-        self.mysql_url_inner(false)
-    }
+/// Characters of a socket path written as they are in a URL path; the rest is percent-encoded.
+const PATH: &AsciiSet = &USERINFO.remove(b'/');
 
-    /// [`Config::mysql_url`] with the password replaced by `***`, for logs.
-    pub fn mysql_url_redacted(&self) -> String {
-        self.mysql_url_inner(true)
-    }
-
-    fn mysql_url_inner(&self, redact: bool) -> String {
-        let d = &self.database;
-        let password = if redact {
-            "***".to_string()
-        } else {
-            enc(&d.password)
-        };
-        let host = if d.host.contains(':') && !d.host.starts_with('[') {
-            format!("[{}]", d.host)
-        } else {
-            d.host.clone()
-        };
-        format!(
-            "mysql://{}:{}@{}:{}/{}",
-            enc(&d.username),
-            password,
-            host,
-            d.port,
-            enc(&d.dbname)
-        )
-    }
+/// `redis+unix://[:password@localhost]/path[?db=N]`: fred's form for a Unix socket (it needs a
+/// host name before credentials, and ignores it), with the database as a query parameter.
+fn unix_socket_url(password: Option<&str>, path: &str, database: u8, redact: bool) -> String {
+    let auth = match password {
+        Some(p) if !p.is_empty() => {
+            format!(
+                ":{}@localhost",
+                if redact { "***".to_string() } else { enc(p) }
+            )
+        }
+        _ => String::new(),
+    };
+    let path = utf8_percent_encode(path, PATH);
+    let db = if database == 0 {
+        String::new()
+    } else {
+        format!("?db={database}")
+    };
+    format!("redis+unix://{auth}{path}{db}")
 }
 
 /// `host` as `host:port`, unless it already carries a port (`host:1234`, `[::1]:1234`).
@@ -140,6 +172,23 @@ mod tests {
         );
         c.redis.backend = RedisBackend::Cluster;
         assert_eq!(c.redis_url(), "redis-cluster://s1:26379?node=s2:26380");
+    }
+
+    #[test]
+    fn unix_socket_urls() {
+        let mut c = Config::default();
+        c.redis.host = "/run/redis/redis server.sock".into();
+        assert_eq!(c.redis_url(), "redis+unix:///run/redis/redis%20server.sock");
+        c.redis.database = 3;
+        c.redis.password = Some("p@ss".into());
+        assert_eq!(
+            c.redis_url(),
+            "redis+unix://:p%40ss@localhost/run/redis/redis%20server.sock?db=3"
+        );
+        assert_eq!(
+            c.redis_url_redacted(),
+            "redis+unix://:***@localhost/run/redis/redis%20server.sock?db=3"
+        );
     }
 
     #[test]

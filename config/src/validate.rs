@@ -67,10 +67,16 @@ pub fn validate(
         "must not be empty",
     )?;
     check(
-        r.port != 0,
+        r.port != 0 || r.is_unix_socket(),
         "redis.port",
         "0".into(),
-        "must be a TCP port from 1 to 65535",
+        "must be a TCP port from 1 to 65535 (0 only with a Unix socket as redis.host)",
+    )?;
+    check(
+        !r.is_unix_socket() || r.backend == RedisBackend::Standalone,
+        "redis.host",
+        format!("{:?}", r.host),
+        "is a Unix socket path, which only redis.backend = \"standalone\" can use",
     )?;
     check(
         r.pool_size >= 1,

@@ -134,7 +134,8 @@ start_redis() {
     # is never compressed (so never decompressed), while a backlog is (docs/operations.md).
     redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
         --dir "$RUN_DIR/redis" --pidfile "$RUN_DIR/redis.pid" --logfile "$RUN_DIR/redis.log" \
-        --save '' --appendonly yes --auto-aof-rewrite-min-size 1gb --list-compress-depth 64 ||
+        --save '' --appendonly yes --auto-aof-rewrite-min-size 1gb --list-compress-depth 64 \
+        --unixsocket "$RUN_DIR/redis.sock" --unixsocketperm 700 ||
         die "redis-server did not start (log: $RUN_DIR/redis.log)"
     touch "$RUN_DIR/redis.started-by-up"
     wait_until "Redis" redis_answers "$REDIS_PORT" || {

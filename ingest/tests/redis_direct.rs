@@ -15,19 +15,45 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use matomo_ingest::queue::direct::{DirectConn, Endpoint};
+use matomo_ingest::queue::direct::{Address, DirectConn, Endpoint};
 use matomo_ingest::queue::EnqueueError;
 use services::redis_cli;
 
 const PASSWORD: &str = "s3cret-for-direct";
 
-fn endpoint(port: u16, password: Option<&str>, database: u8) -> Endpoint {
+/// A writer's endpoint at `address`.
+fn endpoint(address: Address, password: Option<&str>, database: u8) -> Endpoint {
     Endpoint {
-        host: "127.0.0.1".into(),
-        port,
+        address,
         database,
         password: password.map(str::to_owned),
         timeout: Duration::from_millis(500),
+    }
+}
+
+/// Loopback TCP to `port`.
+fn tcp(port: u16) -> Address {
+    Address::Tcp {
+        host: "127.0.0.1".into(),
+        port,
+    }
+}
+
+/// How a test reaches its Redis: both ways where the behaviour must not depend on it.
+#[derive(Debug, Clone, Copy)]
+enum Transport {
+    Tcp,
+    Unix,
+}
+
+const BOTH: [Transport; 2] = [Transport::Tcp, Transport::Unix];
+
+impl Transport {
+    fn address(self, redis: &services::Redis) -> Address {
+        match self {
+            Self::Tcp => tcp(redis.port),
+            Self::Unix => Address::Unix(redis.socket()),
+        }
     }
 }
 
@@ -71,7 +97,9 @@ async fn push_error(conn: &mut DirectConn, key: &[u8], value: &str) -> EnqueueEr
 
 /// A Redis of the test's own with a password (in a temporary folder the caller keeps) and a
 /// writer's connection to it.
-async fn redis_and_connection() -> (
+async fn redis_and_connection(
+    transport: Transport,
+) -> (
     tempfile::TempDir,
     services::Redis,
     DirectConn,
@@ -79,12 +107,12 @@ async fn redis_and_connection() -> (
 ) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let redis = redis_with_password(tmp.path()).await;
-    let (conn, open_flag) = open(redis.port).await;
+    let (conn, open_flag) = open(&redis, transport).await;
     (tmp, redis, conn, open_flag)
 }
 
-async fn open(port: u16) -> (DirectConn, Arc<AtomicBool>) {
-    let endpoint = endpoint(port, Some(PASSWORD), 3);
+async fn open(redis: &services::Redis, transport: Transport) -> (DirectConn, Arc<AtomicBool>) {
+    let endpoint = endpoint(transport.address(redis), Some(PASSWORD), 3);
     let stream = endpoint.connect().await.expect("connect");
     let flag = Arc::new(AtomicBool::new(false));
     (DirectConn::new(endpoint, stream, Arc::clone(&flag)), flag)
@@ -92,17 +120,25 @@ async fn open(port: u16) -> (DirectConn, Arc<AtomicBool>) {
 
 #[tokio::test]
 async fn writes_in_order_with_auth_and_select_and_rejections_beside_stored_commands() {
+    for transport in BOTH {
+        writes_in_order(transport).await;
+    }
+}
+
+async fn writes_in_order(transport: Transport) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut redis = redis_with_password(tmp.path()).await;
 
-    let wrong = endpoint(redis.port, Some("wrong"), 3).connect().await;
+    let wrong = endpoint(transport.address(&redis), Some("wrong"), 3)
+        .connect()
+        .await;
     let error = wrong.expect_err("a wrong password is refused");
     assert!(error.starts_with("AUTH: "), "{error}");
-    let none = endpoint(redis.port, None, 0).connect().await;
+    let none = endpoint(transport.address(&redis), None, 0).connect().await;
     let error = none.expect_err("the set-up's PING needs the password");
     assert!(error.starts_with("PING: NOAUTH"), "{error}");
 
-    let (mut conn, open_flag) = open(redis.port).await;
+    let (mut conn, open_flag) = open(&redis, transport).await;
     assert!(open_flag.load(Ordering::Relaxed));
     cli(redis.port, 3, &["SET", "q:string", "x"]).expect("SET");
     let first = values(&["a1", "a2"]);
@@ -125,7 +161,13 @@ async fn writes_in_order_with_auth_and_select_and_rejections_beside_stored_comma
 
 #[tokio::test]
 async fn a_connection_redis_closes_is_noticed_while_idle_and_opened_again() {
-    let (_tmp, mut redis, mut conn, open_flag) = redis_and_connection().await;
+    for transport in BOTH {
+        closed_while_idle(transport).await;
+    }
+}
+
+async fn closed_while_idle(transport: Transport) {
+    let (_tmp, mut redis, mut conn, open_flag) = redis_and_connection(transport).await;
 
     cli(redis.port, 0, &["CLIENT", "KILL", "TYPE", "normal"]).expect("CLIENT KILL");
     let watchable = tokio::time::timeout(Duration::from_secs(5), conn.readable())
@@ -148,7 +190,13 @@ async fn a_connection_redis_closes_is_noticed_while_idle_and_opened_again() {
 
 #[tokio::test]
 async fn a_timed_out_write_is_unknown_and_never_written_again() {
-    let (_tmp, mut redis, mut conn, open_flag) = redis_and_connection().await;
+    for transport in BOTH {
+        timed_out_write(transport).await;
+    }
+}
+
+async fn timed_out_write(transport: Transport) {
+    let (_tmp, mut redis, mut conn, open_flag) = redis_and_connection(transport).await;
 
     // Redis holds every client's writes until unpaused; the endpoint's timeout is 0.5 s.
     cli(redis.port, 0, &["CLIENT", "PAUSE", "30000", "WRITE"]).expect("CLIENT PAUSE");
@@ -177,7 +225,7 @@ async fn a_timed_out_write_is_unknown_and_never_written_again() {
 /// batch left (passed while idle, or still ahead), and one that gets no reply still ends then.
 #[tokio::test]
 async fn each_batch_gets_the_whole_timeout_from_its_own_start() {
-    let (_tmp, mut redis, mut conn, _open_flag) = redis_and_connection().await;
+    let (_tmp, mut redis, mut conn, _open_flag) = redis_and_connection(Transport::Tcp).await;
     assert!(matches!(push(&mut conn, "a").await, Some(Ok(()))));
     // The first batch's deadline passes while the connection idles.
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -252,12 +300,19 @@ async fn ready(http: &reqwest::Client, node: &support::Node) -> bool {
 /// one fred client serves the rest: one connection more than with every write through fred.
 /// Killed by Redis, the connections are opened again: `/readyz` (which checks every writer's)
 /// answers 200 again, and the hits after are stored.
-async fn node_connections(direct: bool) -> usize {
+async fn node_connections(direct: bool, transport: Transport) -> usize {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut redis = services::Redis::start(tmp.path()).await;
     let db = support::TestDb::create().await;
     let mut config = support::config(&db);
-    config.redis.port = redis.port;
+    match transport.address(&redis) {
+        Address::Tcp { host, port } => (config.redis.host, config.redis.port) = (host, port),
+        // QueuedTracking's form: a host that is a path, and port 0.
+        Address::Unix(path) => {
+            config.redis.host = path.display().to_string();
+            config.redis.port = 0;
+        }
+    }
     config.ingest.threads = 2;
     config.ingest.direct_redis_writes = direct;
     let node = support::Node::start_on_own_redis(config).await;
@@ -305,13 +360,21 @@ async fn node_connections(direct: bool) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_writes_through_its_own_connections_and_reopens_them() {
-    let direct = node_connections(true).await;
-    let through_fred = node_connections(false).await;
+    let direct = node_connections(true, Transport::Tcp).await;
+    let through_fred = node_connections(false, Transport::Tcp).await;
     assert_eq!(
         direct,
         through_fred + 1,
         "direct {direct}, fred {through_fred}"
     );
+    // Over a Unix socket, every connection of the node (its writers' and fred's) goes there.
+    let over_unix = node_connections(true, Transport::Unix).await;
+    assert_eq!(
+        over_unix, direct,
+        "over a Unix socket {over_unix}, TCP {direct}"
+    );
+    let fred_over_unix = node_connections(false, Transport::Unix).await;
+    assert_eq!(fred_over_unix, through_fred, "fred over a Unix socket");
 }
 
 /// For [`fake_server`]: close the connection right after the set-up.
@@ -358,7 +421,7 @@ async fn fake_server(reply: Option<&'static [u8]>) -> (u16, Arc<std::sync::atomi
 }
 
 async fn open_fake(port: u16) -> DirectConn {
-    let endpoint = endpoint(port, None, 0);
+    let endpoint = endpoint(tcp(port), None, 0);
     let stream = endpoint
         .connect()
         .await
@@ -369,7 +432,7 @@ async fn open_fake(port: u16) -> DirectConn {
 #[tokio::test]
 async fn a_server_that_accepts_and_drops_connections_fails_the_connect() {
     let (port, accepted) = fake_server(None).await;
-    let error = endpoint(port, None, 0)
+    let error = endpoint(tcp(port), None, 0)
         .connect()
         .await
         .expect_err("no PONG, no connection");

@@ -4,6 +4,10 @@
 
 mod engine_support;
 
+#[path = "../../benches/tests/faults/services.rs"]
+#[allow(dead_code)]
+mod services;
+
 use std::io::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -51,6 +55,37 @@ async fn order_within_a_queue_is_kept_across_batches_and_lock_hand_offs() {
         processor.aheads_used.load(Ordering::SeqCst)
     );
     assert_eq!(processor.aheads_mismatched.load(Ordering::SeqCst), 0);
+}
+
+/// QueuedTracking's form for a Redis on the same machine: a `redisHost` that is a socket path,
+/// port 0. The engine's every command (locks, scripts, reads, trims) goes over the socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queue_is_drained_over_a_unix_socket() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut redis = services::Redis::start(tmp.path()).await;
+    let settings = tier_config::RedisConfig {
+        host: redis.socket().display().to_string(),
+        port: 0,
+        ..tier_config::RedisConfig::default()
+    };
+    let env = TestEnv::new_on_redis(1, 7, settings).await;
+    let entries: Vec<Vec<u8>> = (0..30).map(|seq| entry(0, seq, &[])).collect();
+    env.push(0, &entries).await;
+    let processor = Arc::new(TableProcessor::default());
+    let (engine, _) = env.engine(processor, env.options()).await;
+    let report = engine.drain().await.expect("drain");
+
+    assert_eq!(report.processed, 30);
+    assert_eq!(env.stored_seqs(0).await, (0..30).collect::<Vec<i64>>());
+    assert_eq!(env.queue_len(0).await, 0);
+    let clients = services::redis_cli(redis.port, &["CLIENT", "LIST", "TYPE", "normal"])
+        .expect("CLIENT LIST");
+    assert!(
+        clients.lines().any(|l| l.contains("addr=/")),
+        "the engine's connections are on the socket: {clients}"
+    );
+    drop(env);
+    redis.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -139,7 +139,8 @@ where
 }
 
 /// A private `redis-server` with an fsync-always append-only file, so an acknowledged RPUSH
-/// survives a stop or a kill of the server.
+/// survives a stop or a kill of the server. It listens on loopback TCP and on a Unix socket
+/// ([`Redis::socket`]).
 pub struct Redis {
     /// Its port.
     pub port: u16,
@@ -160,7 +161,12 @@ impl Redis {
         redis
     }
 
-    /// (Re)starts the server on the same port and data folder.
+    /// The path of its Unix socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    /// (Re)starts the server on the same port, socket and data folder.
     pub async fn restart(&mut self) {
         assert!(self.proc.is_none(), "redis is already running");
         let mut cmd = Command::new("redis-server");
@@ -173,6 +179,9 @@ impl Redis {
                 "--appendfsync",
                 "always",
             ])
+            .arg("--unixsocket")
+            .arg(self.socket())
+            .args(["--unixsocketperm", "700"])
             .arg("--dir")
             .arg(&self.dir);
         let proc = Proc::spawn("redis-server", cmd, &self.dir.join("redis.log"));

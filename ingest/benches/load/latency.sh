@@ -12,7 +12,7 @@
 # Usage: ingest/benches/load/latency.sh [RATE|half] [DURATION_S] [ROUNDS]
 #   RATE "half" (default): half the ingest's peak in the same layout, measured first with
 #   `wrk -t1 -c32` on CPU 1 (the first mode's server).
-# Env: MODES (default "auto") and BASELINE_BIN as in run.sh; WARMUP_S (default 2); CONNECTIONS
+# Env: MODES (default "auto"), BASELINE_BIN and REDIS_HOST as in run.sh; WARMUP_S (default 2); CONNECTIONS
 # (`pace`'s kept-alive connections, default 64); SLOW_LOG_DIR (with `pace`: each run writes
 # its hits answered more than 2 ms after their due time to SLOW_LOG_DIR/<run>.txt, `pace
 # --slow-log`, to see when in the run the tail happened; the folder is created); REDIS_CPU

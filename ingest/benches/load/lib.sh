@@ -1,7 +1,7 @@
 # Shared by run.sh and latency.sh (sourced, not run): a throwaway database and Redis key prefix,
 # one matomo-ingest per entry of `servers` (per mode of $MODES, else $default_modes: "<mode>"
 # runs this build with queue.compression = <mode>, and with $BASELINE_BIN set "<mode>_base"
-# runs that binary), and the bare axum server on
+# runs that binary; with $REDIS_HOST set they reach Redis there), and the bare axum server on
 # port 18090, all stopped and removed on exit. Set `server_cpus` (a taskset CPU list) to pin the
 # servers. Needs Redis and MariaDB (deploy/local/up) and the release builds named in run.sh.
 read -r -a modes <<<"${MODES:-$default_modes}"
@@ -52,6 +52,8 @@ num_queue_workers = 16
 compression = "$mode"
 [matomo]
 salt = "load-test-salt"
+${REDIS_HOST:+[redis]
+host = \"$REDIS_HOST\"}
 [ingest]
 listen = "127.0.0.1:${port[$server]}"
 [log]

@@ -9,7 +9,9 @@
 #      commit) in each mode, as "<mode>_base", so a change is measured side by side with it;
 #      DRAIN=1 — keep each ingest's queues short during its runs, as running workers do (lib.sh's
 #      `drain`); without it they grow for the whole run and Redis rewrites its append-only file
-#      over the backlog on these same two cores, a cost drained production queues do not have.
+#      over the backlog on these same two cores, a cost drained production queues do not have;
+#      REDIS_HOST=/path/redis.sock — the ingests reach Redis there (a Unix socket, as
+#      `redis.host`) instead of 127.0.0.1:6379; deploy/local's Redis has run/redis.sock.
 # Prints, per run, requests/s, latency, the server's CPU time per request and Redis' (its own
 # and its reaped rewrite children's) and the machine's idle CPU; per mode, the ratios against
 # the bare server (requests/s and CPU per request), Redis' CPU per hit and Redis bytes per

@@ -21,19 +21,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
+pub use super::socket::Address;
+use super::socket::Socket;
 use super::EnqueueError;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    /// Host name or address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
+    /// A host and port, or a Unix socket.
+    pub address: Address,
     /// `SELECT`ed when not 0.
     pub database: u8,
     /// `AUTH`, when set.
@@ -46,16 +44,11 @@ pub struct Endpoint {
 /// yet parsed.
 #[derive(Debug)]
 pub struct Stream {
-    socket: TcpStream,
+    socket: Socket,
     read: Vec<u8>,
     start: usize,
 }
 
-/// TCP keepalive of the writers' connections: first probe after this long idle, then every
-/// interval, given up after the probes.
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-const KEEPALIVE_PROBES: u32 = 3;
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 4096;
 /// A reply line longer than this (these commands' replies are a few bytes; an error reply a
@@ -97,8 +90,8 @@ pub struct DirectConn {
 }
 
 impl Endpoint {
-    /// Opens a connection: TCP (no Nagle, keepalive), `AUTH` and `SELECT` as configured and a
-    /// `PING`, all within `timeout`.
+    /// Opens a connection (TCP with no Nagle and keepalive, or a Unix socket), `AUTH` and
+    /// `SELECT` as configured and a `PING`, all within `timeout`.
     pub async fn connect(&self) -> Result<Stream, String> {
         tokio::time::timeout(self.timeout, self.connect_unbounded())
             .await
@@ -106,18 +99,8 @@ impl Endpoint {
     }
 
     async fn connect_unbounded(&self) -> Result<Stream, String> {
-        let socket = TcpStream::connect((self.host.as_str(), self.port))
+        let socket = Socket::connect(&self.address)
             .await
-            .map_err(|e| e.to_string())?;
-        socket.set_nodelay(true).map_err(|e| e.to_string())?;
-        // A connection that dies without a FIN or RST (a host gone, a firewall's state dropped)
-        // is found within about a minute rather than by the next batch's timeout.
-        let keepalive = socket2::TcpKeepalive::new()
-            .with_time(KEEPALIVE_IDLE)
-            .with_interval(KEEPALIVE_INTERVAL)
-            .with_retries(KEEPALIVE_PROBES);
-        socket2::SockRef::from(&socket)
-            .set_tcp_keepalive(&keepalive)
             .map_err(|e| e.to_string())?;
         let mut stream = Stream {
             socket,
@@ -312,14 +295,14 @@ impl DirectConn {
         tracing::info!("redis queue writer reconnected");
     }
 
-    /// Drops the connection with a reset (`SO_LINGER` 0): bytes of a failed batch still in the
-    /// send buffer are discarded, not delivered after the failure was answered.
+    /// Drops the connection, over TCP with a reset (`SO_LINGER` 0): bytes of a failed batch
+    /// still in the send buffer are discarded, not delivered after the failure was answered.
     fn close(&mut self, why: &str) {
         if let Some(stream) = self.stream.take() {
             if self.opened_at.elapsed() >= LAST_RETRY {
                 self.retry = Duration::ZERO;
             }
-            let _ = socket2::SockRef::from(&stream.socket).set_linger(Some(Duration::ZERO));
+            stream.socket.discard_unsent_on_close();
             tracing::warn!(reason = why, "redis queue writer connection closed");
         }
         self.connected.store(false, Ordering::Relaxed);

@@ -14,6 +14,7 @@ pub mod codec;
 pub mod direct;
 mod quick_zlib;
 pub mod redis;
+mod socket;
 
 use futures::future::BoxFuture;
 use matomo_wire::envelope::StateEnv;

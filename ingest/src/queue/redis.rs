@@ -25,36 +25,25 @@ use std::time::Duration;
 
 use fred::error::{Error as FredError, ErrorKind};
 use fred::prelude::{
-    Builder, ClientLike as _, Config as FredConfig, Options, Pool, ReconnectPolicy, ServerConfig,
+    Builder, ClientLike as _, Config as FredConfig, Options, Pool, ReconnectPolicy,
 };
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
-use tier_config::{RedisBackend, RedisConfig};
+use tier_config::RedisConfig;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::batch::{run_writer, Job, Transport};
-use super::direct::{DirectConn, Endpoint};
+use super::direct::{Address, DirectConn, Endpoint};
 use super::{EnqueueError, QueueEntry, Readiness, Sink};
 use crate::lanes::{self, Lanes};
 
-/// The Redis connection settings as fred needs them.
-pub fn fred_config(cfg: &RedisConfig) -> FredConfig {
-    let server = match cfg.backend {
-        RedisBackend::Standalone => ServerConfig::new_centralized(cfg.host.clone(), cfg.port),
-        RedisBackend::Sentinel => ServerConfig::new_sentinel(
-            vec![(cfg.host.clone(), cfg.port)],
-            cfg.sentinel_master.clone(),
-        ),
-        RedisBackend::Cluster => ServerConfig::new_clustered(vec![(cfg.host.clone(), cfg.port)]),
-    };
-    FredConfig {
-        server,
-        database: (cfg.backend != RedisBackend::Cluster).then_some(cfg.database),
-        password: cfg.password.clone(),
-        fail_fast: true,
-        ..FredConfig::default()
-    }
+/// The Redis connection settings as fred needs them (tier-config's, for every deployment and a
+/// Unix socket), failing fast while disconnected.
+pub fn fred_config(cfg: &RedisConfig) -> Result<FredConfig, String> {
+    let mut config = cfg.fred_config().map_err(|e| e.details().to_owned())?;
+    config.fail_fast = true;
+    Ok(config)
 }
 
 /// Per-command options of every queue write: fail at once when not connected, never re-send.
@@ -69,7 +58,7 @@ pub fn write_once_options(timeout: Duration) -> Options {
 
 /// Builds (does not connect) a pool whose commands are never re-sent after a connection loss.
 pub fn write_once_pool(cfg: &RedisConfig, size: usize) -> Result<Pool, String> {
-    Builder::from_config(fred_config(cfg))
+    Builder::from_config(fred_config(cfg)?)
         .with_performance_config(|p| p.default_command_timeout = cfg.command_timeout)
         .with_connection_config(|c| {
             c.connection_timeout = cfg.command_timeout;
@@ -82,7 +71,7 @@ pub fn write_once_pool(cfg: &RedisConfig, size: usize) -> Result<Pool, String> {
 
 /// Connects once without retries, to report a wrong address or password at start-up.
 pub async fn check_reachable(cfg: &RedisConfig) -> Result<(), String> {
-    let client = Builder::from_config(fred_config(cfg))
+    let client = Builder::from_config(fred_config(cfg)?)
         .with_connection_config(|c| c.connection_timeout = cfg.command_timeout)
         .build()
         .map_err(|e| e.details().to_owned())?;
@@ -172,8 +161,7 @@ impl RedisSink {
         }
         let transports: Vec<Transport> = if direct {
             let endpoint = Endpoint {
-                host: cfg.host.clone(),
-                port: cfg.port,
+                address: Address::of(cfg),
                 database: cfg.database,
                 password: cfg.password.clone(),
                 timeout: cfg.command_timeout,

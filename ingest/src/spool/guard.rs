@@ -107,12 +107,15 @@ pub async fn run(
 ) {
     let budget = Budget::from_config(&config);
     let timeout = config.redis.command_timeout;
-    let client = match Builder::from_config(fred_config(&config.redis))
-        .with_performance_config(|p| p.default_command_timeout = timeout)
-        .with_connection_config(|c| c.connection_timeout = timeout)
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
-        .build()
-    {
+    let built = fred_config(&config.redis).and_then(|fred| {
+        Builder::from_config(fred)
+            .with_performance_config(|p| p.default_command_timeout = timeout)
+            .with_connection_config(|c| c.connection_timeout = timeout)
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+            .build()
+            .map_err(|e| e.details().to_owned())
+    });
+    let client = match built {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "redis guard: cannot build a client; guard disabled");

@@ -148,17 +148,20 @@ impl Node {
     /// Starts `serve` on 127.0.0.1:0 and waits until it answers; queues are read back from the
     /// shared Redis (127.0.0.1:6379), also when the node talks to it through a proxy.
     pub async fn start(config: Config) -> Self {
-        Self::start_reading_from(config, "127.0.0.1", 6379).await
+        Self::start_reading_from(config, shared_redis_config()).await
     }
 
     /// [`Node::start`] for a node on a test's own Redis: queues are read back from
-    /// `config.redis`.
+    /// `config.redis` (a host and port, or a Unix socket), as the node reaches it.
     pub async fn start_on_own_redis(config: Config) -> Self {
-        let (host, port) = (config.redis.host.clone(), config.redis.port);
-        Self::start_reading_from(config, &host, port).await
+        let redis = config
+            .redis
+            .fred_config()
+            .expect("the redis settings make a client");
+        Self::start_reading_from(config, redis).await
     }
 
-    async fn start_reading_from(config: Config, host: &str, port: u16) -> Self {
+    async fn start_reading_from(config: Config, redis: fred::prelude::Config) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -169,7 +172,7 @@ impl Node {
             listener,
             shutdown.clone(),
         ));
-        let redis = redis_client_at(host, port).await;
+        let redis = connect_client(redis).await;
         let base = format!("http://{addr}");
         let http = reqwest::Client::new();
         for _ in 0..100 {
@@ -250,21 +253,37 @@ impl Drop for Node {
 
 /// A Redis client for reading the lists back.
 pub async fn redis_client() -> fred::prelude::Client {
-    redis_client_at("127.0.0.1", 6379).await
+    connect_client(shared_redis_config()).await
+}
+
+/// The shared Redis of the suite (127.0.0.1:6379).
+fn shared_redis_config() -> fred::prelude::Config {
+    fred::prelude::Config {
+        server: fred::prelude::ServerConfig::new_centralized("127.0.0.1", 6379),
+        ..fred::prelude::Config::default()
+    }
 }
 
 /// A Redis client for reading the lists back from `host:port` (a test's own Redis). It
 /// reconnects on its own after that Redis is restarted.
 pub async fn redis_client_at(host: &str, port: u16) -> fred::prelude::Client {
-    let config = fred::prelude::Config {
+    connect_client(fred::prelude::Config {
         server: fred::prelude::ServerConfig::new_centralized(host, port),
         ..fred::prelude::Config::default()
-    };
+    })
+    .await
+}
+
+/// A client for `config`, connected; it reconnects on its own after that Redis is restarted.
+async fn connect_client(config: fred::prelude::Config) -> fred::prelude::Client {
+    let hint = format!(
+        "Redis must be reachable at {:?} for this test (CI starts it)",
+        config.server
+    );
     let client = fred::prelude::Builder::from_config(config)
         .set_policy(fred::prelude::ReconnectPolicy::new_constant(0, 100))
         .build()
         .expect("client");
-    let hint = format!("Redis must be reachable at {host}:{port} for this test (CI starts it)");
     tokio::time::timeout(Duration::from_secs(5), client.init())
         .await
         .expect(&hint)

@@ -24,7 +24,7 @@ pub fn trimmed_key(prefix: &str, queue_id: u16) -> String {
 /// Connects a fred pool from the tier configuration. Fails fast (one error) when Redis is
 /// unreachable or refuses the password; reconnects on its own afterwards.
 pub async fn connect(config: &tier_config::Config) -> Result<Pool, Error> {
-    let redis_config = Config::from_url(&config.redis_url())?;
+    let redis_config = config.fred_config()?;
     let timeout = config.redis.command_timeout;
     let pool = Builder::from_config(redis_config)
         .with_connection_config(|c| {

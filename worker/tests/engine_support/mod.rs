@@ -39,6 +39,16 @@ fn random_suffix() -> String {
 impl TestEnv {
     /// A fresh database `mt_test_<random>` and Redis prefix, with the test table.
     pub async fn new(num_queues: u16, batch_size: usize) -> TestEnv {
+        let redis = tier_config::RedisConfig::default();
+        Self::new_on_redis(num_queues, batch_size, redis).await
+    }
+
+    /// [`TestEnv::new`] on the Redis `redis` names (a test's own).
+    pub async fn new_on_redis(
+        num_queues: u16,
+        batch_size: usize,
+        redis: tier_config::RedisConfig,
+    ) -> TestEnv {
         let suffix = random_suffix();
         let db = format!("mt_test_{suffix}");
         let prefix = format!("mt_test_{suffix}:");
@@ -51,7 +61,7 @@ impl TestEnv {
             .expect("create test database");
         drop(conn);
         let _ = root.disconnect().await;
-        let env = Self::attach(&db, &prefix, num_queues, batch_size, true).await;
+        let env = Self::attach_to(&db, &prefix, num_queues, batch_size, true, redis).await;
         let mut conn = env
             .mysql
             .get_conn()
@@ -79,7 +89,22 @@ impl TestEnv {
         batch_size: usize,
         owned: bool,
     ) -> TestEnv {
-        let mut config = tier_config::Config::default();
+        let redis = tier_config::RedisConfig::default();
+        Self::attach_to(db, prefix, num_queues, batch_size, owned, redis).await
+    }
+
+    async fn attach_to(
+        db: &str,
+        prefix: &str,
+        num_queues: u16,
+        batch_size: usize,
+        owned: bool,
+        redis: tier_config::RedisConfig,
+    ) -> TestEnv {
+        let mut config = tier_config::Config {
+            redis,
+            ..tier_config::Config::default()
+        };
         config.database.dbname = db.to_owned();
         config.database.tables_prefix = "matomo_".into();
         config.queue.key_prefix = prefix.to_owned();
@@ -91,9 +116,14 @@ impl TestEnv {
         config.worker.idle_sleep = Duration::from_millis(20);
         config.worker.min_backoff = Duration::from_millis(10);
         config.worker.max_backoff = Duration::from_millis(200);
-        let redis = matomo_worker::engine::redis::connect(&config).await.unwrap_or_else(|e| {
-            panic!("Redis at 127.0.0.1:6379 is unreachable; the engine tests need the real service: {e}")
-        });
+        let redis = matomo_worker::engine::redis::connect(&config)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "Redis at {} is unreachable; the engine tests need the real service: {e}",
+                    config.redis_url()
+                )
+            });
         let mysql = mysql_async::Pool::new(
             mysql_async::Opts::from_url(&config.mysql_url()).expect("mysql url"),
         );
@@ -177,7 +207,7 @@ impl Drop for TestEnv {
         }
         let db = self.db.clone();
         let prefix = self.prefix.clone();
-        let redis_url = self.config.redis_url();
+        let redis = self.config.fred_config();
         // Async clean-up cannot run in Drop; a thread with its own runtime does it, so it also
         // happens after a failed assertion.
         let _ = std::thread::spawn(move || {
@@ -195,7 +225,7 @@ impl Drop for TestEnv {
                         .await;
                 }
                 let _ = root.disconnect().await;
-                if let Ok(config) = fred::prelude::Config::from_url(&redis_url) {
+                if let Ok(config) = redis {
                     if let Ok(client) = Builder::from_config(config).build() {
                         if client.init().await.is_ok() {
                             let keys: Vec<String> = client

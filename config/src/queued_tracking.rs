@@ -1,0 +1,167 @@
+//! QueuedTracking's Redis server settings (`[QueuedTracking] redisHost redisPort
+//! useWhatRedisBackendType`) as the tier's `redis.host` / `redis.port`.
+//!
+//! QueuedTracking lists several Sentinel or Cluster nodes as two parallel comma-separated
+//! lists, `redisHost = "s1,s2"` and `redisPort = "26379,26380"`, and defaults the port to 26379
+//! for Sentinel. The tier keeps one port and lets each host carry its own (`s1:26379,s2:26380`),
+//! so the two lists are zipped here; a host that is a path (a Unix socket) is left alone.
+
+use crate::error::{ConfigError, Origin};
+use crate::matomo_ini::{IniSection, IniValue};
+
+/// QueuedTracking's default port with `useWhatRedisBackendType = 2` (Sentinel).
+pub const SENTINEL_DEFAULT_PORT: &str = "26379";
+
+/// `redis.host` and `redis.port` for the section, when it sets either, as (key, value, the
+/// QueuedTracking key it came from). `sentinel` is whether the section selects Sentinel.
+pub fn redis_servers(
+    section: &IniSection,
+    sentinel: bool,
+    origin: impl Fn(&str) -> Origin,
+) -> Result<Vec<(&'static str, IniValue, &'static str)>, ConfigError> {
+    let scalar = |key: &str| match section.get(key) {
+        Some(IniValue::Scalar(v)) => Some(v.trim().to_owned()),
+        _ => None,
+    };
+    let (host, port) = (scalar("redisHost"), scalar("redisPort"));
+    let mut out = Vec::new();
+    let Some(ports) = port.as_deref().filter(|p| p.contains(',')) else {
+        if let Some(value) = section.get("redisHost") {
+            out.push(("redis.host", value.clone(), "redisHost"));
+        }
+        match section.get("redisPort") {
+            Some(value) => out.push(("redis.port", value.clone(), "redisPort")),
+            None if sentinel => out.push((
+                "redis.port",
+                IniValue::Scalar(SENTINEL_DEFAULT_PORT.into()),
+                "useWhatRedisBackendType",
+            )),
+            None => {}
+        }
+        return Ok(out);
+    };
+    let ports: Vec<&str> = items(ports).collect();
+    let host = host.unwrap_or_else(|| "127.0.0.1".into());
+    let hosts: Vec<&str> = items(&host).collect();
+    if hosts.len() != ports.len() {
+        return Err(ConfigError::Invalid {
+            key: "[QueuedTracking] redisPort".into(),
+            value: format!("\"{}\"", port.as_deref().unwrap_or_default()),
+            problem: format!(
+                "lists {} ports for the {} hosts of redisHost; QueuedTracking needs one port per host",
+                ports.len(),
+                hosts.len()
+            ),
+            origin: Box::new(origin("redisPort")),
+        });
+    }
+    if let Some(bad) = ports.iter().find(|p| p.parse::<u16>().is_err()) {
+        return Err(ConfigError::Invalid {
+            key: "[QueuedTracking] redisPort".into(),
+            value: format!("\"{bad}\""),
+            problem: "must be a TCP port from 0 to 65535".into(),
+            origin: Box::new(origin("redisPort")),
+        });
+    }
+    let joined: Vec<String> = hosts
+        .iter()
+        .zip(&ports)
+        .map(|(host, port)| with_port(host, port))
+        .collect();
+    out.push((
+        "redis.host",
+        IniValue::Scalar(joined.join(",")),
+        "redisHost",
+    ));
+    out.push(("redis.port", IniValue::Scalar(ports[0].into()), "redisPort"));
+    Ok(out)
+}
+
+/// The non-empty, trimmed items of a comma-separated list.
+fn items(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// `host:port`, an IPv6 address in brackets.
+fn with_port(host: &str, port: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matomo_ini::IniFile;
+    use std::path::PathBuf;
+
+    fn servers(text: &str, sentinel: bool) -> Result<Vec<(String, String)>, String> {
+        let file = IniFile::parse(&format!("[QueuedTracking]\n{text}")).unwrap();
+        let section = file.section("QueuedTracking").unwrap();
+        let origin = |key: &str| Origin::MatomoIni {
+            path: PathBuf::from("config.ini.php"),
+            section: "QueuedTracking".into(),
+            key: key.into(),
+        };
+        redis_servers(section, sentinel, origin)
+            .map(|found| {
+                found
+                    .into_iter()
+                    .map(|(key, value, _)| match value {
+                        IniValue::Scalar(v) => (key.to_owned(), v),
+                        IniValue::List(l) => (key.to_owned(), l.join("|")),
+                    })
+                    .collect()
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn parallel_host_and_port_lists_are_zipped() {
+        assert_eq!(
+            servers(
+                "redisHost = \"s1, s2,::1\"\nredisPort = \"26379,26380, 26381\"",
+                true
+            ),
+            Ok(pairs(&[
+                ("redis.host", "s1:26379,s2:26380,[::1]:26381"),
+                ("redis.port", "26379"),
+            ]))
+        );
+    }
+
+    #[test]
+    fn single_values_pass_through_and_sentinel_defaults_its_port() {
+        assert_eq!(
+            servers("redisHost = \"r1\"\nredisPort = 6380", false),
+            Ok(pairs(&[("redis.host", "r1"), ("redis.port", "6380")]))
+        );
+        assert_eq!(
+            servers("redisHost = \"s1,s2\"", true),
+            Ok(pairs(&[("redis.host", "s1,s2"), ("redis.port", "26379")]))
+        );
+        assert_eq!(servers("numQueueWorkers = 4", false), Ok(vec![]));
+    }
+
+    #[test]
+    fn mismatched_or_bad_port_lists_are_refused() {
+        let error = servers("redisHost = \"s1,s2,s3\"\nredisPort = \"1,2\"", true).unwrap_err();
+        assert!(
+            error.contains("lists 2 ports for the 3 hosts of redisHost"),
+            "{error}"
+        );
+        let error = servers("redisHost = \"s1,s2\"\nredisPort = \"1,x\"", true).unwrap_err();
+        assert!(
+            error.contains("\"x\": must be a TCP port from 0 to 65535"),
+            "{error}"
+        );
+    }
+}
