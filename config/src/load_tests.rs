@@ -389,6 +389,10 @@ fn relations_between_settings_are_checked() {
         ),
         ("[log]\nlevel = \"info,=[\"\n", "log.level"),
         (
+            "[redis]\nhost = \"tls://redis.example:6380\"\n",
+            "redis.host = \"tls://redis.example:6380\": takes a host name or address",
+        ),
+        (
             "[redis]\nport = 0\n",
             "redis.port = 0: must be a TCP port from 1 to 65535 (0 only with a Unix socket",
         ),

@@ -73,6 +73,14 @@ pub fn validate(
         "must be a TCP port from 1 to 65535 (0 only with a Unix socket as redis.host)",
     )?;
     check(
+        !r.host.contains("://"),
+        "redis.host",
+        format!("{:?}", r.host),
+        "takes a host name or address (for sentinel or cluster a comma-separated host[:port] \
+         list) or a Unix socket path, not a URL; TLS to Redis (phpredis' tls://) is not \
+         supported: terminate it in a local proxy such as stunnel and name the proxy here",
+    )?;
+    check(
         !r.is_unix_socket() || r.backend == RedisBackend::Standalone,
         "redis.host",
         format!("{:?}", r.host),
