@@ -46,10 +46,13 @@ pub struct QueueProbe {
 }
 
 impl QueueProbe {
-    /// Connects to Redis (a `redis://…` or `redis+unix:///path?db=N` URL) and watches
-    /// `num_queues` lists under `key_prefix`.
-    pub async fn connect(url: &str, key_prefix: &str, num_queues: u16) -> Result<Self, ProbeError> {
-        let config = tier_config::fred_config_from_url(url)?;
+    /// Connects to Redis (`config`: from the tier's settings, or a URL through
+    /// `tier_config::fred_config_from_url`) and watches `num_queues` lists under `key_prefix`.
+    pub async fn connect(
+        config: fred::prelude::Config,
+        key_prefix: &str,
+        num_queues: u16,
+    ) -> Result<Self, ProbeError> {
         let client = Builder::from_config(config)
             .with_connection_config(|c| c.connection_timeout = Duration::from_secs(3))
             .build()?;

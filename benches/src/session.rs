@@ -58,8 +58,8 @@ pub enum SessionError {
 /// Where the probes connect, resolved from the flags and tier-config.
 #[derive(Debug, Clone)]
 pub struct StackSettings {
-    /// Redis URL, unless disabled.
-    pub redis_url: Option<String>,
+    /// Redis (fred's settings), unless disabled.
+    pub redis: Option<fred::prelude::Config>,
     /// MySQL URL, unless disabled.
     pub mysql_url: Option<String>,
     /// Matomo table prefix.
@@ -74,8 +74,13 @@ pub struct StackSettings {
 pub fn stack_settings(args: &StackArgs) -> Result<StackSettings, SessionError> {
     let config = tier_config::load(&args.common)?;
     Ok(StackSettings {
-        redis_url: (!args.no_redis)
-            .then(|| args.redis_url.clone().unwrap_or_else(|| config.redis_url())),
+        redis: match (args.no_redis, &args.redis_url) {
+            (true, _) => None,
+            (false, Some(url)) => {
+                Some(tier_config::fred_config_from_url(url).map_err(ProbeError::from)?)
+            }
+            (false, None) => Some(config.fred_config().map_err(ProbeError::from)?),
+        },
         mysql_url: (!args.no_mysql)
             .then(|| args.mysql_url.clone().unwrap_or_else(|| config.mysql_url())),
         table_prefix: args
@@ -98,8 +103,8 @@ pub async fn connect_probes(
         rows: None,
     };
     let mut pool = None;
-    if let Some(url) = &st.redis_url {
-        match QueueProbe::connect(url, &st.key_prefix, st.queues).await {
+    if let Some(redis) = &st.redis {
+        match QueueProbe::connect(redis.clone(), &st.key_prefix, st.queues).await {
             Ok(q) => {
                 eprintln!("redis: watching {} queue(s) {}…", q.keys().len(), q.keys()[0]);
                 probes.queue = Some(q);
@@ -369,7 +374,7 @@ pub async fn run_session(plan: Plan<'_>) -> Result<SessionOutput, SessionError> 
     let mut settings_echo = serde_json::json!({
         "load": load,
         "profile": plan.profile,
-        "stack": { "redis": st.redis_url.is_some(), "mysql": st.mysql_url.is_some(), "table_prefix": st.table_prefix, "key_prefix": st.key_prefix, "queues": st.queues, "sample_ms": plan.stack.sample_ms },
+        "stack": { "redis": st.redis.is_some(), "mysql": st.mysql_url.is_some(), "table_prefix": st.table_prefix, "key_prefix": st.key_prefix, "queues": st.queues, "sample_ms": plan.stack.sample_ms },
         "thresholds": plan.thresholds,
     });
     if let Some(obj) = settings_echo.as_object_mut() {

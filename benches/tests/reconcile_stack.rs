@@ -120,7 +120,7 @@ async fn orders_on_a_site_without_ecommerce_are_not_expected() {
 #[tokio::test]
 async fn queue_depth_is_read_per_shard() {
     let prefix = format!("lgtest{:08x}:", rand::random::<u32>());
-    let probe = QueueProbe::connect(&common::redis_url(), &prefix, 4)
+    let probe = QueueProbe::connect(common::redis_config(), &prefix, 4)
         .await
         .unwrap_or_else(|e| {
             panic!(

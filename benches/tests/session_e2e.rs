@@ -79,10 +79,9 @@ async fn a_run_is_validated_probed_drained_reconciled_and_reported() {
     let db = common::TestDb::create().await;
     db.add_site(1, false).await;
     let prefix = format!("lgtest{:08x}:", rand::random::<u32>());
-    let redis =
-        Builder::from_config(fred::prelude::Config::from_url(&common::redis_url()).unwrap())
-            .build()
-            .unwrap();
+    let redis = Builder::from_config(common::redis_config())
+        .build()
+        .unwrap();
     redis
         .init()
         .await

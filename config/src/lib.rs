@@ -8,7 +8,8 @@
 //!   Redis server lists.
 //! - [`validate`] — the start-up checks; [`ConfigError`] renders as one line naming the setting.
 //! - [`logging`] — [`init_tracing`].
-//! - `redis_client` (feature `fred`) — fred's client configuration from `[redis]`.
+//! - `redis_client` (feature `fred`) — fred's client configuration from `[redis]`;
+//!   `redis_servers` — the servers `redis.host` lists ([`RedisServer`]).
 //! - [`schema`] — the Matomo DDL of `deploy/schema/matomo.sql` for local set-up and tests.
 //!
 //! Loading happens once at start-up; a bad setting stops the binary with one line naming the
@@ -22,6 +23,7 @@ pub mod matomo_ini;
 mod queued_tracking;
 #[cfg(feature = "fred")]
 mod redis_client;
+mod redis_servers;
 pub mod registry;
 pub mod runtime;
 pub mod schema;
@@ -39,6 +41,7 @@ pub use load::{load, load_with_env, CommonArgs};
 pub use logging::init_tracing;
 #[cfg(feature = "fred")]
 pub use redis_client::fred_config_from_url;
+pub use redis_servers::RedisServer;
 pub use runtime::worker_threads_from_env;
 pub use settings::*;
 

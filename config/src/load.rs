@@ -16,7 +16,10 @@ use serde::Deserialize;
 use crate::error::{one_line, ConfigError, Origin};
 use crate::matomo_ini::{self, IniFile, IniValue};
 use crate::registry::{self, Kind, Setting};
-use crate::settings::Config;
+use crate::settings::{Config, RedisBackend};
+
+/// `redis.port` with `redis.backend = "sentinel"` when no layer sets it.
+pub const SENTINEL_DEFAULT_PORT: u16 = 26379;
 
 /// Command-line arguments every binary of the tier flattens into its own parser
 /// (`#[command(flatten)] common: CommonArgs`).
@@ -119,6 +122,13 @@ pub fn load_with_env(
     // An empty Redis password means "no AUTH", as in QueuedTracking.
     if config.redis.password.as_deref() == Some("") {
         config.redis.password = None;
+    }
+    // Sentinels listen on 26379 by default, and QueuedTracking defaults redisPort to it for
+    // Sentinel too: the default when no layer set a port.
+    if config.redis.backend == RedisBackend::Sentinel
+        && matches!(layers.origin("redis.port"), Origin::Default)
+    {
+        config.redis.port = SENTINEL_DEFAULT_PORT;
     }
     crate::validate::validate(&config, matomo_file.is_some(), &|key| layers.origin(key))?;
     Ok(config)

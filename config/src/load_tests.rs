@@ -286,6 +286,26 @@ fn matomo_configs_with_queued_trackings_redis_forms_load() {
         let config = load_with_env(&args, env(&[])).expect("loads");
         assert_eq!(config.redis_url(), url, "{section}");
     }
+    // Sentinel's default port is the default of the merged settings, whichever layer chose
+    // the backend, and never overrides a port some layer set.
+    let ini = write(
+        dir.path(),
+        "config.ini.php",
+        "[General]\nsalt = \"x\"\n[QueuedTracking]\nuseWhatRedisBackendType = 2\n",
+    );
+    let port = |toml: &str, vars: &[(&str, &str)]| {
+        let args = CommonArgs {
+            matomo_config: Some(ini.clone()),
+            ..toml_args(dir.path(), toml)
+        };
+        load_with_env(&args, env(vars)).expect("loads").redis.port
+    };
+    assert_eq!(port("", &[]), 26379);
+    assert_eq!(port("[redis]\nbackend = \"standalone\"\n", &[]), 6379);
+    assert_eq!(port("[redis]\nport = 26400\n", &[]), 26400);
+    assert_eq!(port("", &[("MATOMO_TIER__REDIS__PORT", "6379")]), 6379);
+    let args = toml_args(dir.path(), "[redis]\nbackend = \"sentinel\"\n");
+    assert_eq!(load_with_env(&args, env(&[])).unwrap().redis.port, 26379);
 }
 
 #[test]
@@ -391,6 +411,14 @@ fn relations_between_settings_are_checked() {
         (
             "[redis]\nhost = \"tls://redis.example:6380\"\n",
             "redis.host = \"tls://redis.example:6380\": takes a host name or address",
+        ),
+        (
+            "[redis]\nhost = \"r1,r2\"\n",
+            "redis.host = \"r1,r2\": lists several hosts, which only redis.backend",
+        ),
+        (
+            "[redis]\nhost = \"r1:port\"\n",
+            "redis.host = \"r1:port\": \"r1:port\": \"port\" is not a TCP port",
         ),
         (
             "[redis]\nport = 0\n",

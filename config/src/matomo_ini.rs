@@ -304,13 +304,8 @@ pub fn settings_from(file: &IniFile, path: &Path) -> Result<Vec<MatomoSetting>, 
                 None => {}
             }
         }
-        let sentinel = matches!(
-            section.get("useWhatRedisBackendType"),
-            Some(IniValue::Scalar(kind)) if kind.trim() == "2"
-        );
-        let servers = crate::queued_tracking::redis_servers(section, sentinel, |key| {
-            origin("QueuedTracking", key)
-        })?;
+        let servers =
+            crate::queued_tracking::redis_servers(section, |key| origin("QueuedTracking", key))?;
         for (key, value, ini_key) in servers {
             out.push(MatomoSetting {
                 key,

@@ -2,21 +2,18 @@
 //! useWhatRedisBackendType`) as the tier's `redis.host` / `redis.port`.
 //!
 //! QueuedTracking lists several Sentinel or Cluster nodes as two parallel comma-separated
-//! lists, `redisHost = "s1,s2"` and `redisPort = "26379,26380"`, and defaults the port to 26379
-//! for Sentinel. The tier keeps one port and lets each host carry its own (`s1:26379,s2:26380`),
-//! so the two lists are zipped here; a host that is a path (a Unix socket) is left alone.
+//! lists, `redisHost = "s1,s2"` and `redisPort = "26379,26380"`. The tier keeps one port and
+//! lets each host carry its own (`s1:26379,s2:26380`), so the two lists are zipped here. (Its
+//! default port for Sentinel, 26379, is applied after all the layers are merged, in `load`.)
 
 use crate::error::{ConfigError, Origin};
 use crate::matomo_ini::{IniSection, IniValue};
-
-/// QueuedTracking's default port with `useWhatRedisBackendType = 2` (Sentinel).
-pub const SENTINEL_DEFAULT_PORT: &str = "26379";
+use crate::redis_servers::join_host_port;
 
 /// `redis.host` and `redis.port` for the section, when it sets either, as (key, value, the
-/// QueuedTracking key it came from). `sentinel` is whether the section selects Sentinel.
+/// QueuedTracking key it came from).
 pub fn redis_servers(
     section: &IniSection,
-    sentinel: bool,
     origin: impl Fn(&str) -> Origin,
 ) -> Result<Vec<(&'static str, IniValue, &'static str)>, ConfigError> {
     let scalar = |key: &str| match section.get(key) {
@@ -29,14 +26,8 @@ pub fn redis_servers(
         if let Some(value) = section.get("redisHost") {
             out.push(("redis.host", value.clone(), "redisHost"));
         }
-        match section.get("redisPort") {
-            Some(value) => out.push(("redis.port", value.clone(), "redisPort")),
-            None if sentinel => out.push((
-                "redis.port",
-                IniValue::Scalar(SENTINEL_DEFAULT_PORT.into()),
-                "useWhatRedisBackendType",
-            )),
-            None => {}
+        if let Some(value) = section.get("redisPort") {
+            out.push(("redis.port", value.clone(), "redisPort"));
         }
         return Ok(out);
     };
@@ -66,7 +57,7 @@ pub fn redis_servers(
     let joined: Vec<String> = hosts
         .iter()
         .zip(&ports)
-        .map(|(host, port)| with_port(host, port))
+        .map(|(host, port)| join_host_port(host, port))
         .collect();
     out.push((
         "redis.host",
@@ -82,22 +73,13 @@ fn items(list: &str) -> impl Iterator<Item = &str> {
     list.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// `host:port`, an IPv6 address in brackets.
-fn with_port(host: &str, port: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::matomo_ini::IniFile;
     use std::path::PathBuf;
 
-    fn servers(text: &str, sentinel: bool) -> Result<Vec<(String, String)>, String> {
+    fn servers(text: &str) -> Result<Vec<(String, String)>, String> {
         let file = IniFile::parse(&format!("[QueuedTracking]\n{text}")).unwrap();
         let section = file.section("QueuedTracking").unwrap();
         let origin = |key: &str| Origin::MatomoIni {
@@ -105,7 +87,7 @@ mod tests {
             section: "QueuedTracking".into(),
             key: key.into(),
         };
-        redis_servers(section, sentinel, origin)
+        redis_servers(section, origin)
             .map(|found| {
                 found
                     .into_iter()
@@ -127,10 +109,7 @@ mod tests {
     #[test]
     fn parallel_host_and_port_lists_are_zipped() {
         assert_eq!(
-            servers(
-                "redisHost = \"s1, s2,::1\"\nredisPort = \"26379,26380, 26381\"",
-                true
-            ),
+            servers("redisHost = \"s1, s2,::1\"\nredisPort = \"26379,26380, 26381\""),
             Ok(pairs(&[
                 ("redis.host", "s1:26379,s2:26380,[::1]:26381"),
                 ("redis.port", "26379"),
@@ -139,26 +118,26 @@ mod tests {
     }
 
     #[test]
-    fn single_values_pass_through_and_sentinel_defaults_its_port() {
+    fn single_values_pass_through() {
         assert_eq!(
-            servers("redisHost = \"r1\"\nredisPort = 6380", false),
+            servers("redisHost = \"r1\"\nredisPort = 6380"),
             Ok(pairs(&[("redis.host", "r1"), ("redis.port", "6380")]))
         );
         assert_eq!(
-            servers("redisHost = \"s1,s2\"", true),
-            Ok(pairs(&[("redis.host", "s1,s2"), ("redis.port", "26379")]))
+            servers("redisHost = \"s1,s2\""),
+            Ok(pairs(&[("redis.host", "s1,s2")]))
         );
-        assert_eq!(servers("numQueueWorkers = 4", false), Ok(vec![]));
+        assert_eq!(servers("numQueueWorkers = 4"), Ok(vec![]));
     }
 
     #[test]
     fn mismatched_or_bad_port_lists_are_refused() {
-        let error = servers("redisHost = \"s1,s2,s3\"\nredisPort = \"1,2\"", true).unwrap_err();
+        let error = servers("redisHost = \"s1,s2,s3\"\nredisPort = \"1,2\"").unwrap_err();
         assert!(
             error.contains("lists 2 ports for the 3 hosts of redisHost"),
             "{error}"
         );
-        let error = servers("redisHost = \"s1,s2\"\nredisPort = \"1,x\"", true).unwrap_err();
+        let error = servers("redisHost = \"s1,s2\"\nredisPort = \"1,x\"").unwrap_err();
         assert!(
             error.contains("\"x\": must be a TCP port from 0 to 65535"),
             "{error}"

@@ -1,16 +1,18 @@
 //! fred's connection settings from the tier's (feature `fred`): the one place where Redis
 //! settings become a client configuration, for every binary and the load harness.
 //!
-//! TCP deployments (standalone, Sentinel, Cluster) go through the URL of
-//! [`Config::redis_url`](crate::Config::redis_url), which fred parses. A Unix socket is built
-//! directly: fred reads no database from a `redis+unix://` URL and keeps its path
-//! percent-encoded, so [`fred_config_from_url`] reads both itself.
+//! The settings are built directly from [`RedisConfig::servers`] (fred's URL form cannot name
+//! an IPv6 node after the first) or, for a Unix socket, from the path. URLs given by hand (the
+//! load harness' `--redis-url`) go through fred's parser, except that fred reads no database
+//! from a `redis+unix://` URL and keeps its path percent-encoded, so [`fred_config_from_url`]
+//! reads both itself.
 
 use fred::error::{Error, ErrorKind};
-use fred::prelude::{Config as FredConfig, ServerConfig};
+use fred::prelude::{Config as FredConfig, Server, ServerConfig};
+use fred::types::config::ClusterDiscoveryPolicy;
 use percent_encoding::percent_decode_str;
 
-use crate::settings::{Config, RedisConfig};
+use crate::settings::{Config, RedisBackend, RedisConfig};
 
 impl Config {
     /// fred's configuration for `[redis]`: [`RedisConfig::fred_config`].
@@ -30,7 +32,33 @@ impl RedisConfig {
                 self.database,
             ));
         }
-        FredConfig::from_url(&self.url(false))
+        let config_error = |problem: String| Error::new(ErrorKind::Config, problem);
+        // fred resolves `host:port` as text, so an IPv6 address goes in brackets.
+        let mut hosts: Vec<Server> = self
+            .servers()
+            .map_err(config_error)?
+            .iter()
+            .map(|s| Server::new(s.bracketed_host(), s.port))
+            .collect();
+        let server = match self.backend {
+            RedisBackend::Standalone => ServerConfig::Centralized {
+                server: hosts.swap_remove(0),
+            },
+            RedisBackend::Sentinel => ServerConfig::Sentinel {
+                hosts,
+                service_name: self.sentinel_master.clone(),
+            },
+            RedisBackend::Cluster => ServerConfig::Clustered {
+                hosts,
+                policy: ClusterDiscoveryPolicy::default(),
+            },
+        };
+        Ok(FredConfig {
+            server,
+            password: self.password.clone().filter(|p| !p.is_empty()),
+            database: (self.backend != RedisBackend::Cluster).then_some(self.database),
+            ..FredConfig::default()
+        })
     }
 }
 
@@ -113,12 +141,28 @@ mod tests {
         );
         assert_eq!(fred.database, Some(2));
         c.redis.backend = RedisBackend::Sentinel;
-        c.redis.host = "s1, s2:26380".into();
+        c.redis.host = "s1, ::1 ,[fe80::2]:26380".into();
         c.redis.port = 26379;
-        match c.fred_config().unwrap().server {
-            ServerConfig::Sentinel { hosts, .. } => assert_eq!(hosts.len(), 2),
-            other => panic!("not Sentinel: {other:?}"),
+        let fred = c.fred_config().unwrap();
+        assert_eq!(
+            fred.server,
+            ServerConfig::Sentinel {
+                hosts: vec![
+                    Server::new("s1", 26379),
+                    Server::new("[::1]", 26379),
+                    Server::new("[fe80::2]", 26380),
+                ],
+                service_name: "mymaster".into(),
+            }
+        );
+        assert_eq!(fred.database, Some(2));
+        c.redis.backend = RedisBackend::Cluster;
+        let fred = c.fred_config().unwrap();
+        match fred.server {
+            ServerConfig::Clustered { hosts, .. } => assert_eq!(hosts.len(), 3),
+            other => panic!("not Cluster: {other:?}"),
         }
+        assert_eq!(fred.database, None, "a cluster has no databases");
     }
 
     #[test]

@@ -89,8 +89,8 @@ macro_rules! s {
 
 /// Every setting, in the order of the reference documentation.
 pub static SETTINGS: &[Setting] = &[
-    s!("redis.host", Kind::Str, "Redis host (for sentinel/cluster: comma-separated host[:port] list; the first is used to connect), or the path of a Unix socket (starting with /; standalone only). Matomo: [QueuedTracking] redisHost."),
-    s!("redis.port", Kind::UInt(U16), "Redis TCP port (unused, and may be 0, with a Unix socket). Matomo: [QueuedTracking] redisPort."),
+    s!("redis.host", Kind::Str, "Redis host, host:port or IPv6 address (for sentinel/cluster: a comma-separated list of them, all given to the client), or the path of a Unix socket (starting with /; standalone only). Matomo: [QueuedTracking] redisHost (with redisPort's list zipped in)."),
+    s!("redis.port", Kind::UInt(U16), "Redis TCP port of the hosts that name none (unused, and may be 0, with a Unix socket); 26379 by default with backend = sentinel. Matomo: [QueuedTracking] redisPort."),
     s!("redis.database", Kind::UInt(255), "Redis logical database. Matomo: [QueuedTracking] redisDatabase."),
     s!("redis.password", Kind::Secret, "Redis AUTH password; empty means none. Never logged. Matomo: [QueuedTracking] redisPassword."),
     s!("redis.backend", Kind::Enum(&["standalone", "sentinel", "cluster"]), "Redis deployment. Matomo: [QueuedTracking] useWhatRedisBackendType 1/2/3."),

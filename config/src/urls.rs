@@ -4,6 +4,7 @@
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use crate::redis_servers::join_host_port;
 use crate::settings::{Config, RedisBackend, RedisConfig};
 
 /// Everything but unreserved URL characters gets encoded in user info.
@@ -82,15 +83,15 @@ impl RedisConfig {
             }
             _ => String::new(),
         };
-        let mut hosts = r
-            .host
-            .split(',')
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-            .map(|h| with_port(h, r.port));
-        let first = hosts
-            .next()
-            .unwrap_or_else(|| with_port("127.0.0.1", r.port));
+        let servers = match r.servers() {
+            Ok(servers) => servers,
+            // Not an address (refused at start-up): shown as it is.
+            Err(_) => return format!("{scheme}://{auth}{}", r.host),
+        };
+        let mut hosts = servers.iter().map(|s| join_host_port(&s.host, s.port));
+        let Some(first) = hosts.next() else {
+            return format!("{scheme}://{auth}{}", r.host);
+        };
         let mut query: Vec<String> = Vec::new();
         if r.backend == RedisBackend::Sentinel {
             query.push(format!("sentinelServiceName={}", enc(&r.sentinel_master)));
@@ -132,22 +133,6 @@ fn unix_socket_url(password: Option<&str>, path: &str, database: u8, redact: boo
         format!("?db={database}")
     };
     format!("redis+unix://{auth}{path}{db}")
-}
-
-/// `host` as `host:port`, unless it already carries a port (`host:1234`, `[::1]:1234`).
-fn with_port(host: &str, port: u16) -> String {
-    let has_port = if let Some(rest) = host.strip_prefix('[') {
-        rest.contains("]:")
-    } else {
-        host.matches(':').count() == 1
-    };
-    if has_port {
-        host.to_string()
-    } else if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
 }
 
 #[cfg(test)]

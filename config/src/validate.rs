@@ -80,6 +80,17 @@ pub fn validate(
          list) or a Unix socket path, not a URL; TLS to Redis (phpredis' tls://) is not \
          supported: terminate it in a local proxy such as stunnel and name the proxy here",
     )?;
+    if !r.is_unix_socket() {
+        let servers = r
+            .servers()
+            .map_err(|problem| fail("redis.host", format!("{:?}", r.host), &problem))?;
+        check(
+            servers.len() == 1 || r.backend != RedisBackend::Standalone,
+            "redis.host",
+            format!("{:?}", r.host),
+            "lists several hosts, which only redis.backend = \"sentinel\" or \"cluster\" takes",
+        )?;
+    }
     check(
         !r.is_unix_socket() || r.backend == RedisBackend::Standalone,
         "redis.host",

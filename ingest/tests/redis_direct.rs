@@ -307,12 +307,14 @@ async fn node_connections(direct: bool, transport: Transport) -> usize {
     let mut config = support::config(&db);
     match transport.address(&redis) {
         Address::Tcp { host, port } => (config.redis.host, config.redis.port) = (host, port),
-        // QueuedTracking's form: a host that is a path, and port 0.
+        // QueuedTracking's form: a host that is a path, and port 0; and a database to select.
         Address::Unix(path) => {
             config.redis.host = path.display().to_string();
             config.redis.port = 0;
+            config.redis.database = 5;
         }
     }
+    let database = config.redis.database.to_string();
     config.ingest.threads = 2;
     config.ingest.direct_redis_writes = direct;
     let node = support::Node::start_on_own_redis(config).await;
@@ -352,6 +354,15 @@ async fn node_connections(direct: bool, transport: Transport) -> usize {
         total
     };
     assert_eq!(stored, 16, "every hit answered 204 is in Redis");
+    // In the configured database, read over TCP by another client.
+    let in_database: usize = (0..4)
+        .map(|id| {
+            let key = matomo_wire::queue_key(&node.config.queue.key_prefix, id);
+            let len = redis_cli(redis.port, &["-n", &database, "LLEN", &key]).expect("LLEN");
+            len.parse::<usize>().expect("a length")
+        })
+        .sum();
+    assert_eq!(in_database, 16, "database {database}");
     node.stop().await;
     redis.stop().await;
     db.drop_db().await;

@@ -66,11 +66,15 @@ async fn a_queue_is_drained_over_a_unix_socket() {
     let settings = tier_config::RedisConfig {
         host: redis.socket().display().to_string(),
         port: 0,
+        database: 5,
         ..tier_config::RedisConfig::default()
     };
     let env = TestEnv::new_on_redis(1, 7, settings).await;
     let entries: Vec<Vec<u8>> = (0..30).map(|seq| entry(0, seq, &[])).collect();
     env.push(0, &entries).await;
+    // The socket's clients selected the configured database (read over TCP by another client).
+    let queued = services::redis_cli(redis.port, &["-n", "5", "LLEN", &env.queue_key(0)]);
+    assert_eq!(queued.as_deref(), Some("30"));
     let processor = Arc::new(TableProcessor::default());
     let (engine, _) = env.engine(processor, env.options()).await;
     let report = engine.drain().await.expect("drain");

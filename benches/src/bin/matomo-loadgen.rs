@@ -64,7 +64,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<bool> {
             if let Some(q) = &probes.queue {
                 println!("redis: queue depths {:?}", q.depths().await?);
             }
-            ok &= st.redis_url.is_none() || probes.queue.is_some();
+            ok &= st.redis.is_none() || probes.queue.is_some();
             ok &= st.mysql_url.is_none() || probes.rows.is_some();
             if let Some(p) = pool {
                 let _ = p.disconnect().await;

@@ -12,9 +12,14 @@ pub fn mysql_server_url() -> String {
         .unwrap_or_else(|_| "mysql://matomo:matomo@127.0.0.1:3306".into())
 }
 
-/// Redis URL (`MATOMO_TEST_REDIS_URL` overrides).
+/// Redis URL (`MATOMO_TEST_REDIS_URL` overrides; `redis+unix:///path?db=N` for a socket).
 pub fn redis_url() -> String {
     std::env::var("MATOMO_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// fred's settings for [`redis_url`], read as the harness reads `--redis-url`.
+pub fn redis_config() -> fred::prelude::Config {
+    tier_config::fred_config_from_url(&redis_url()).expect("MATOMO_TEST_REDIS_URL is a Redis URL")
 }
 
 /// A database created for one test and dropped by [`TestDb::drop_db`].

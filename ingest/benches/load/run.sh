@@ -11,7 +11,9 @@
 #      `drain`); without it they grow for the whole run and Redis rewrites its append-only file
 #      over the backlog on these same two cores, a cost drained production queues do not have;
 #      REDIS_HOST=/path/redis.sock — the ingests reach Redis there (a Unix socket, as
-#      `redis.host`) instead of 127.0.0.1:6379; deploy/local's Redis has run/redis.sock.
+#      `redis.host`) instead of 127.0.0.1:6379; it must be that same Redis' socket (redis-cli
+#      here drains and measures 127.0.0.1:6379), as deploy/local's run/redis.sock is, and a
+#      BASELINE_BIN older than session 21 cannot use it.
 # Prints, per run, requests/s, latency, the server's CPU time per request and Redis' (its own
 # and its reaped rewrite children's) and the machine's idle CPU; per mode, the ratios against
 # the bare server (requests/s and CPU per request), Redis' CPU per hit and Redis bytes per

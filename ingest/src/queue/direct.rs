@@ -11,7 +11,8 @@
 //! a command is "not sent" when not all of its bytes reached the socket (Redis runs only whole
 //! commands), "rejected" for an error reply, "unknown" when it was written whole and its reply
 //! did not come (connection lost, protocol error, `redis.command_timeout`). Any of the last
-//! closes the connection with a reset, so the node writes nothing of it later. A connection opens
+//! closes the connection, over TCP with a reset, so the node writes nothing of it later (over a
+//! Unix socket a write's bytes are already in Redis' receive queue). A connection opens
 //! with `AUTH` and `SELECT` as configured and a `PING`; a closed one is opened again in the
 //! background (at once, then after 100 ms doubling up to 2 s between attempts, reset by a batch
 //! that succeeds); meanwhile writes are "not sent" at once, as fred's fail-fast does.

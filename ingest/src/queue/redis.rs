@@ -161,7 +161,7 @@ impl RedisSink {
         }
         let transports: Vec<Transport> = if direct {
             let endpoint = Endpoint {
-                address: Address::of(cfg),
+                address: Address::of(cfg)?,
                 database: cfg.database,
                 password: cfg.password.clone(),
                 timeout: cfg.command_timeout,

@@ -32,16 +32,17 @@ pub enum Address {
 }
 
 impl Address {
-    /// The address `[redis]` names: its host as a socket path when it is one.
-    pub fn of(cfg: &RedisConfig) -> Self {
+    /// The address of a standalone Redis as `[redis]` names it: its host as a socket path when
+    /// it is one, else its first (validated: only) server.
+    pub fn of(cfg: &RedisConfig) -> Result<Self, String> {
         if cfg.is_unix_socket() {
-            Self::Unix(PathBuf::from(&cfg.host))
-        } else {
-            Self::Tcp {
-                host: cfg.host.clone(),
-                port: cfg.port,
-            }
+            return Ok(Self::Unix(PathBuf::from(&cfg.host)));
         }
+        let server = cfg.servers()?.swap_remove(0);
+        Ok(Self::Tcp {
+            host: server.host,
+            port: server.port,
+        })
     }
 }
 
