@@ -276,6 +276,15 @@ fn matomo_configs_with_queued_trackings_redis_forms_load() {
             "useWhatRedisBackendType = 2\nredisHost = \"s1\"\n",
             "redis-sentinel://s1:26379/0?sentinelServiceName=mymaster",
         ),
+        // Before QueuedTracking 5.1, Sentinel was a flag; the newer setting wins.
+        (
+            "useSentinelBackend = 1\nredisHost = \"s1\"\n",
+            "redis-sentinel://s1:26379/0?sentinelServiceName=mymaster",
+        ),
+        (
+            "useSentinelBackend = 1\nuseWhatRedisBackendType = 1\nredisHost = \"r1\"\n",
+            "redis://r1:6379/0",
+        ),
     ];
     for (section, url) in cases {
         let text = format!("[General]\nsalt = \"x\"\n[QueuedTracking]\n{section}");

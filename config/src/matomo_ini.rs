@@ -194,8 +194,9 @@ const DATABASE: &[(&str, &str)] = &[
     ("tables_prefix", "database.tables_prefix"),
 ];
 
-/// `[QueuedTracking]` keys → our settings (`useWhatRedisBackendType`, `redisHost` and
-/// `redisPort` are mapped separately, the last two by `crate::queued_tracking`).
+/// `[QueuedTracking]` keys → our settings (`useWhatRedisBackendType` or, before QueuedTracking
+/// 5.1, `useSentinelBackend`, and `redisHost` and `redisPort` are mapped separately, the last
+/// two by `crate::queued_tracking`).
 const QUEUED_TRACKING: &[(&str, &str)] = &[
     ("redisDatabase", "redis.database"),
     ("redisPassword", "redis.password"),
@@ -331,6 +332,18 @@ pub fn settings_from(file: &IniFile, path: &Path) -> Result<Vec<MatomoSetting>, 
                 key: "redis.backend",
                 value: IniValue::Scalar(backend.into()),
                 origin: origin("QueuedTracking", "useWhatRedisBackendType"),
+            });
+        } else if let Some(IniValue::Scalar(on)) = section.get("useSentinelBackend") {
+            // QueuedTracking before 5.1: a flag, which its 5.1 update turns into type 2 or 1.
+            let backend = if on.trim() == "1" {
+                "sentinel"
+            } else {
+                "standalone"
+            };
+            out.push(MatomoSetting {
+                key: "redis.backend",
+                value: IniValue::Scalar(backend.into()),
+                origin: origin("QueuedTracking", "useSentinelBackend"),
             });
         }
     }
