@@ -131,7 +131,7 @@ mod tests {
     }
 
     #[test]
-    fn tcp_deployments_go_through_the_url() {
+    fn tcp_deployments_list_every_server() {
         let mut c = Config::default();
         c.redis.database = 2;
         let fred = c.fred_config().unwrap();

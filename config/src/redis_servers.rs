@@ -78,12 +78,12 @@ fn server(item: &str, default_port: u16) -> Result<RedisServer, String> {
                 None => return Err(format!("{item:?}: expected [address]:port")),
             },
         }
-    } else if item.matches(':').count() == 1 {
-        let (host, port) = item.split_once(':').expect("one colon");
-        (host, Some(port))
     } else {
-        // No colon, or a bare IPv6 address.
-        (item, None)
+        match item.split_once(':') {
+            Some((host, port)) if !port.contains(':') => (host, Some(port)),
+            // No colon, or a bare IPv6 address.
+            _ => (item, None),
+        }
     };
     let port = match port {
         None => default_port,

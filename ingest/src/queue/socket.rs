@@ -49,7 +49,9 @@ impl Address {
 /// A connected stream to Redis.
 #[derive(Debug)]
 pub enum Socket {
+    /// Over TCP.
     Tcp(TcpStream),
+    /// Over a Unix domain socket.
     Unix(UnixStream),
 }
 
