@@ -21,6 +21,15 @@ pub enum Origin {
         /// Key inside the section.
         key: String,
     },
+    /// A plugin's setting stored in Matomo's database (`<prefix>plugin_setting`).
+    MatomoDb {
+        /// The table.
+        table: String,
+        /// The plugin.
+        plugin: String,
+        /// The setting's name.
+        setting: String,
+    },
     /// The TOML file given with `--config`.
     TomlFile(PathBuf),
     /// An environment variable.
@@ -33,6 +42,11 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Default => f.write_str("default"),
+            Origin::MatomoDb {
+                table,
+                plugin,
+                setting,
+            } => write!(f, "{plugin}'s stored setting {setting} in table {table}"),
             Origin::MatomoIni { path, section, key } => {
                 write!(f, "[{section}] {key} in {}", path.display())
             }

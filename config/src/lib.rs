@@ -3,7 +3,9 @@
 //! - [`settings`] — the shape and defaults ([`Config`]).
 //! - [`registry`] — every setting's name, type, environment variable and meaning.
 //! - `load`: [`CommonArgs`] (flags every binary flattens) and [`load()`], which merges
-//!   defaults ← Matomo `config.ini.php` ← TOML ← environment ← flags and validates once.
+//!   defaults ← QueuedTracking's stored settings ← Matomo `config.ini.php` ← TOML ←
+//!   environment ← flags and validates once; `stored` (feature `mysql`) reads the stored
+//!   settings from Matomo's database for `load_matomo`.
 //! - [`matomo_ini`] — the parser for Matomo's `config.ini.php`; `queued_tracking` maps its
 //!   Redis server lists.
 //! - [`validate`] — the start-up checks; [`ConfigError`] renders as one line naming the setting.
@@ -28,6 +30,8 @@ pub mod registry;
 pub mod runtime;
 pub mod schema;
 pub mod settings;
+#[cfg(feature = "mysql")]
+mod stored;
 mod urls;
 pub mod validate;
 
@@ -37,13 +41,15 @@ mod load_tests;
 use std::path::PathBuf;
 
 pub use error::{ConfigError, Origin};
-pub use load::{load, load_with_env, CommonArgs};
+pub use load::{load, load_with_env, load_with_stored, CommonArgs, StoredSettings};
 pub use logging::init_tracing;
 #[cfg(feature = "fred")]
 pub use redis_client::fred_config_from_url;
 pub use redis_servers::RedisServer;
 pub use runtime::worker_threads_from_env;
 pub use settings::*;
+#[cfg(feature = "mysql")]
+pub use stored::{load_matomo, load_matomo_with_env, read_stored, LoadError};
 
 /// The shared data folder (`/work/shared` in development): `MATOMO_SHARED_DIR` if set, else
 /// `<workspace root>/../shared`. `None` when it does not exist; tests that need it print why

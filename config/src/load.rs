@@ -1,11 +1,13 @@
 //! Loading the configuration once at start-up: flags, files and environment → a validated [`Config`].
 //!
-//! Sources, later ones winning: built-in defaults ← Matomo `config.ini.php` (`--matomo-config`)
-//! ← TOML file (`--config`) ← environment (`MATOMO_TIER__SECTION__KEY`) ← flags (`--set`,
+//! Sources, later ones winning: built-in defaults ← QueuedTracking's settings stored in Matomo's
+//! database (given to [`load_with_stored`]) ← Matomo `config.ini.php` (`--matomo-config`) ← TOML
+//! file (`--config`) ← environment (`MATOMO_TIER__SECTION__KEY`) ← flags (`--set`,
 //! `--matomo-vendor`, `--geoip-db`). Every value is checked against the setting registry
 //! ([`crate::registry`]) as it is merged, so an unknown key or a value of the wrong type is
-//! reported with the source that wrote it. This module never touches the network: reachability of
-//! Redis and MySQL is checked by the binaries that use them.
+//! reported with the source that wrote it. This module never touches the network: the stored
+//! settings are read by `stored` (feature `mysql`), reachability of Redis and MySQL is checked
+//! by the binaries that use them.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -14,7 +16,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{one_line, ConfigError, Origin};
-use crate::matomo_ini::{self, IniFile, IniValue};
+use crate::matomo_ini::{self, IniFile, IniSection, IniValue};
+use crate::queued_tracking;
 use crate::registry::{self, Kind, Setting};
 use crate::settings::{Config, RedisBackend};
 
@@ -98,7 +101,31 @@ pub fn load_with_env(
     args: &CommonArgs,
     env: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> Result<Config, ConfigError> {
+    load_with_stored(args, env, None)
+}
+
+/// QueuedTracking's settings as Matomo stored them in its database (the plugin's system
+/// settings, `<prefix>plugin_setting` rows with no user): the layer under config.ini.php's
+/// `[QueuedTracking]`, which overrides them in Matomo too.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredSettings {
+    /// The table they were read from, for messages.
+    pub table: String,
+    /// Setting names and values (QueuedTracking's names, e.g. `redisHost`).
+    pub values: Vec<(String, String)>,
+}
+
+/// [`load_with_env`] with QueuedTracking's stored settings as the lowest layer above the
+/// defaults.
+pub fn load_with_stored(
+    args: &CommonArgs,
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+    stored: Option<&StoredSettings>,
+) -> Result<Config, ConfigError> {
     let mut layers = Layers::default();
+    if let Some(stored) = stored {
+        apply_stored(&mut layers, stored)?;
+    }
     let matomo_file = args
         .matomo_config
         .as_deref()
@@ -134,10 +161,30 @@ pub fn load_with_env(
     Ok(config)
 }
 
-/// Layer 1: the Matomo `config.ini.php`, and the `vendor/matomo` folder beside its install.
-fn apply_matomo_ini(layers: &mut Layers, path: &Path) -> Result<(), ConfigError> {
-    let ini = IniFile::read(path)?;
-    for item in matomo_ini::settings_from(&ini, path)? {
+/// Layer 0: QueuedTracking's settings stored in Matomo's database.
+fn apply_stored(layers: &mut Layers, stored: &StoredSettings) -> Result<(), ConfigError> {
+    let section = IniSection {
+        name: "QueuedTracking".into(),
+        entries: stored
+            .values
+            .iter()
+            .map(|(key, value)| (key.clone(), IniValue::Scalar(value.clone())))
+            .collect(),
+    };
+    let origin = |key: &str| Origin::MatomoDb {
+        table: stored.table.clone(),
+        plugin: "QueuedTracking".into(),
+        setting: key.into(),
+    };
+    apply_matomo_settings(layers, queued_tracking::settings(&section, &origin)?)
+}
+
+/// Sets what a Matomo source maps to our settings.
+fn apply_matomo_settings(
+    layers: &mut Layers,
+    items: Vec<matomo_ini::MatomoSetting>,
+) -> Result<(), ConfigError> {
+    for item in items {
         let setting = registry::find(item.key).expect("mapped Matomo keys are settings");
         let value = match item.value {
             IniValue::Scalar(text) => from_text(setting, &text, &item.origin)?,
@@ -147,6 +194,13 @@ fn apply_matomo_ini(layers: &mut Layers, path: &Path) -> Result<(), ConfigError>
         };
         layers.set(setting, value, item.origin);
     }
+    Ok(())
+}
+
+/// Layer 1: the Matomo `config.ini.php`, and the `vendor/matomo` folder beside its install.
+fn apply_matomo_ini(layers: &mut Layers, path: &Path) -> Result<(), ConfigError> {
+    let ini = IniFile::read(path)?;
+    apply_matomo_settings(layers, matomo_ini::settings_from(&ini, path)?)?;
     if let Some(vendor) = matomo_ini::vendor_dir_beside(path) {
         let setting = registry::find("matomo.vendor_dir").expect("known setting");
         let origin = Origin::MatomoIni {

@@ -194,17 +194,6 @@ const DATABASE: &[(&str, &str)] = &[
     ("tables_prefix", "database.tables_prefix"),
 ];
 
-/// `[QueuedTracking]` keys → our settings (`useWhatRedisBackendType` or, before QueuedTracking
-/// 5.1, `useSentinelBackend`, and `redisHost` and `redisPort` are mapped separately, the last
-/// two by `crate::queued_tracking`).
-const QUEUED_TRACKING: &[(&str, &str)] = &[
-    ("redisDatabase", "redis.database"),
-    ("redisPassword", "redis.password"),
-    ("sentinelMasterName", "redis.sentinel_master"),
-    ("numQueueWorkers", "queue.num_queue_workers"),
-    ("numRequestsToProcess", "queue.num_requests_to_process"),
-];
-
 /// `[Tracker]` keys the tier honours; they keep their names under `matomo.tracker.`.
 const TRACKER: &[&str] = &[
     "record_statistics",
@@ -283,69 +272,9 @@ pub fn settings_from(file: &IniFile, path: &Path) -> Result<Vec<MatomoSetting>, 
         }
     }
     if let Some(section) = file.section("QueuedTracking") {
-        if let Some(IniValue::Scalar(backend)) = section.get("backend") {
-            if !backend.is_empty() && backend != "redis" {
-                return Err(ConfigError::Invalid {
-                    key: "[QueuedTracking] backend".into(),
-                    value: format!("\"{backend}\""),
-                    problem: "only the redis backend is supported by this tier".into(),
-                    origin: Box::new(origin("QueuedTracking", "backend")),
-                });
-            }
-        }
-        for (ini_key, our_key) in QUEUED_TRACKING {
-            match section.get(ini_key) {
-                // An empty redisPassword means "no password", which is our default.
-                Some(IniValue::Scalar(v)) if v.is_empty() && *ini_key == "redisPassword" => {}
-                Some(value) => out.push(MatomoSetting {
-                    key: our_key,
-                    value: value.clone(),
-                    origin: origin("QueuedTracking", ini_key),
-                }),
-                None => {}
-            }
-        }
-        let servers =
-            crate::queued_tracking::redis_servers(section, |key| origin("QueuedTracking", key))?;
-        for (key, value, ini_key) in servers {
-            out.push(MatomoSetting {
-                key,
-                value,
-                origin: origin("QueuedTracking", ini_key),
-            });
-        }
-        if let Some(IniValue::Scalar(kind)) = section.get("useWhatRedisBackendType") {
-            let backend = match kind.trim() {
-                "1" | "" => "standalone",
-                "2" => "sentinel",
-                "3" => "cluster",
-                other => {
-                    return Err(ConfigError::Invalid {
-                        key: "[QueuedTracking] useWhatRedisBackendType".into(),
-                        value: other.to_string(),
-                        problem: "must be 1 (standalone), 2 (sentinel) or 3 (cluster)".into(),
-                        origin: Box::new(origin("QueuedTracking", "useWhatRedisBackendType")),
-                    })
-                }
-            };
-            out.push(MatomoSetting {
-                key: "redis.backend",
-                value: IniValue::Scalar(backend.into()),
-                origin: origin("QueuedTracking", "useWhatRedisBackendType"),
-            });
-        } else if let Some(IniValue::Scalar(on)) = section.get("useSentinelBackend") {
-            // QueuedTracking before 5.1: a flag, which its 5.1 update turns into type 2 or 1.
-            let backend = if on.trim() == "1" {
-                "sentinel"
-            } else {
-                "standalone"
-            };
-            out.push(MatomoSetting {
-                key: "redis.backend",
-                value: IniValue::Scalar(backend.into()),
-                origin: origin("QueuedTracking", "useSentinelBackend"),
-            });
-        }
+        out.extend(crate::queued_tracking::settings(section, &|key| {
+            origin("QueuedTracking", key)
+        })?);
     }
     Ok(out)
 }

@@ -1,5 +1,6 @@
-//! QueuedTracking's Redis server settings (`[QueuedTracking] redisHost redisPort
-//! useWhatRedisBackendType`) as the tier's `redis.host` / `redis.port`.
+//! QueuedTracking's settings as the tier's (`redis.*`, `queue.*`), from a `[QueuedTracking]`
+//! section of config.ini.php or from the plugin's settings stored in Matomo's database, which
+//! have the same names (`stored`).
 //!
 //! QueuedTracking lists several Sentinel or Cluster nodes as two parallel comma-separated
 //! lists, `redisHost = "s1,s2"` and `redisPort = "26379,26380"`. The tier keeps one port and
@@ -7,14 +8,97 @@
 //! default port for Sentinel, 26379, is applied after all the layers are merged, in `load`.)
 
 use crate::error::{ConfigError, Origin};
-use crate::matomo_ini::{IniSection, IniValue};
+use crate::matomo_ini::{IniSection, IniValue, MatomoSetting};
 use crate::redis_servers::join_host_port;
+
+/// `[QueuedTracking]` keys → our settings (`useWhatRedisBackendType` or, before QueuedTracking
+/// 5.1, `useSentinelBackend`, and `redisHost` and `redisPort` are mapped separately, the last
+/// two by [`redis_servers`]).
+const QUEUED_TRACKING: &[(&str, &str)] = &[
+    ("redisDatabase", "redis.database"),
+    ("redisPassword", "redis.password"),
+    ("sentinelMasterName", "redis.sentinel_master"),
+    ("numQueueWorkers", "queue.num_queue_workers"),
+    ("numRequestsToProcess", "queue.num_requests_to_process"),
+];
+
+/// Our settings from a `[QueuedTracking]` section, wherever it comes from (config.ini.php, or
+/// the plugin's settings stored in Matomo's database); `origin` names where a key came from.
+pub fn settings(
+    section: &IniSection,
+    origin: &dyn Fn(&str) -> Origin,
+) -> Result<Vec<MatomoSetting>, ConfigError> {
+    let mut out = Vec::new();
+    if let Some(IniValue::Scalar(backend)) = section.get("backend") {
+        if !backend.is_empty() && backend != "redis" {
+            return Err(ConfigError::Invalid {
+                key: "[QueuedTracking] backend".into(),
+                value: format!("\"{backend}\""),
+                problem: "only the redis backend is supported by this tier".into(),
+                origin: Box::new(origin("backend")),
+            });
+        }
+    }
+    for (ini_key, our_key) in QUEUED_TRACKING {
+        match section.get(ini_key) {
+            // An empty redisPassword means "no password", which is our default.
+            Some(IniValue::Scalar(v)) if v.is_empty() && *ini_key == "redisPassword" => {}
+            Some(value) => out.push(MatomoSetting {
+                key: our_key,
+                value: value.clone(),
+                origin: origin(ini_key),
+            }),
+            None => {}
+        }
+    }
+    let servers = redis_servers(section, origin)?;
+    for (key, value, ini_key) in servers {
+        out.push(MatomoSetting {
+            key,
+            value,
+            origin: origin(ini_key),
+        });
+    }
+    if let Some(IniValue::Scalar(kind)) = section.get("useWhatRedisBackendType") {
+        let backend = match kind.trim() {
+            "1" | "" => "standalone",
+            "2" => "sentinel",
+            "3" => "cluster",
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "[QueuedTracking] useWhatRedisBackendType".into(),
+                    value: other.to_string(),
+                    problem: "must be 1 (standalone), 2 (sentinel) or 3 (cluster)".into(),
+                    origin: Box::new(origin("useWhatRedisBackendType")),
+                })
+            }
+        };
+        out.push(MatomoSetting {
+            key: "redis.backend",
+            value: IniValue::Scalar(backend.into()),
+            origin: origin("useWhatRedisBackendType"),
+        });
+    } else if let Some(IniValue::Scalar(on)) = section.get("useSentinelBackend") {
+        // QueuedTracking before 5.1: a flag, which its 5.1 update turns into type 2 or 1.
+        let backend = if on.trim() == "1" {
+            "sentinel"
+        } else {
+            "standalone"
+        };
+        out.push(MatomoSetting {
+            key: "redis.backend",
+            value: IniValue::Scalar(backend.into()),
+            origin: origin("useSentinelBackend"),
+        });
+    }
+    Ok(out)
+}
 
 /// `redis.host` and `redis.port` for the section, when it sets either, as (key, value, the
 /// QueuedTracking key it came from).
 pub fn redis_servers(
     section: &IniSection,
-    origin: impl Fn(&str) -> Origin,
+    origin: &dyn Fn(&str) -> Origin,
 ) -> Result<Vec<(&'static str, IniValue, &'static str)>, ConfigError> {
     let scalar = |key: &str| match section.get(key) {
         Some(IniValue::Scalar(v)) => Some(v.trim().to_owned()),
@@ -87,7 +171,7 @@ mod tests {
             section: "QueuedTracking".into(),
             key: key.into(),
         };
-        redis_servers(section, origin)
+        redis_servers(section, &origin)
             .map(|found| {
                 found
                     .into_iter()

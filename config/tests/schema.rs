@@ -8,10 +8,12 @@
 //! from the tier's own loader, so `MATOMO_TIER__DATABASE__*` variables apply. Fails, never skips,
 //! when the database cannot be reached.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use mysql_async::prelude::*;
-use mysql_async::{Conn, OptsBuilder, Row};
+use mysql_async::{Conn, Row};
 use tier_config::schema::{matomo_schema_sql, split_statements, MATOMO_TABLES};
 
 const PREFIX: &str = "matomo_";
@@ -20,20 +22,7 @@ const PREFIX: &str = "matomo_";
 type Description = BTreeMap<String, Vec<String>>;
 
 async fn connect() -> Conn {
-    let config =
-        tier_config::load(&tier_config::CommonArgs::default()).expect("configuration loads");
-    let db = &config.database;
-    let opts = OptsBuilder::default()
-        .ip_or_hostname(db.host.clone())
-        .tcp_port(db.port)
-        .user(Some(db.username.clone()))
-        .pass(Some(db.password.clone()));
-    Conn::new(opts).await.unwrap_or_else(|e| {
-        panic!(
-            "cannot connect to MySQL at {}: {e} (start it with deploy/local/test or deploy/local/up)",
-            config.mysql_url_redacted()
-        )
-    })
+    common::server().await.1
 }
 
 fn random_db_name(tag: &str) -> String {

@@ -31,9 +31,14 @@ fn main() -> ExitCode {
     #[cfg(not(target_os = "linux"))]
     matomo_ingest::allocator::tune_before_main();
     let args = Args::parse();
-    let config = match tier_config::load(&args.common) {
+    let config = match tier_config::load_matomo(&args.common) {
         Ok(config) => config,
-        Err(error) => return config_error(error),
+        Err(tier_config::LoadError::Refused(error)) => return config_error(error),
+        // MySQL unreachable: a restart may find it back.
+        Err(tier_config::LoadError::Unavailable(error)) => {
+            eprintln!("matomo-ingest: {error}");
+            return ExitCode::FAILURE;
+        }
     };
     let threads = match tier_config::worker_threads_from_env() {
         Ok(threads) => threads,

@@ -144,11 +144,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let config = match tier_config::load(&cli.common) {
+    let config = match tier_config::load_matomo(&cli.common) {
         Ok(config) => config,
-        Err(e) => {
+        Err(tier_config::LoadError::Refused(e)) => {
             eprintln!("matomo-worker: {e}");
             return ExitCode::from(2);
+        }
+        // MySQL unreachable: a restart may find it back.
+        Err(tier_config::LoadError::Unavailable(e)) => {
+            eprintln!("matomo-worker: {e}");
+            return ExitCode::FAILURE;
         }
     };
     let threads = match tier_config::worker_threads_from_env() {
