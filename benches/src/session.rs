@@ -72,7 +72,11 @@ pub struct StackSettings {
 
 /// Resolves the stack settings: tier-config (defaults: the local stack) overridden by flags.
 pub fn stack_settings(args: &StackArgs) -> Result<StackSettings, SessionError> {
-    let config = tier_config::load(&args.common)?;
+    // With --matomo-config, QueuedTracking's settings stored in Matomo's database apply, as
+    // they do for the tier's binaries.
+    let config = tier_config::load_matomo(&args.common).map_err(|e| match e {
+        tier_config::LoadError::Refused(e) | tier_config::LoadError::Unavailable(e) => e,
+    })?;
     Ok(StackSettings {
         redis: match (args.no_redis, &args.redis_url) {
             (true, _) => None,

@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{one_line, ConfigError, Origin};
-use crate::matomo_ini::{self, IniFile, IniSection, IniValue};
-use crate::queued_tracking;
+use crate::matomo_ini::{self, IniFile, IniValue};
 use crate::registry::{self, Kind, Setting};
 use crate::settings::{Config, RedisBackend};
 
@@ -115,23 +114,41 @@ pub struct StoredSettings {
     pub values: Vec<(String, String)>,
 }
 
-/// [`load_with_env`] with QueuedTracking's stored settings as the lowest layer above the
-/// defaults.
+/// [`load_with_env`] with QueuedTracking's stored settings (read from the database of the
+/// Matomo config given) under config.ini.php's `[QueuedTracking]`, key by key, as Matomo reads
+/// them: a key the file has, even empty, hides the stored one.
 pub fn load_with_stored(
     args: &CommonArgs,
     env: impl IntoIterator<Item = (OsString, OsString)>,
     stored: Option<&StoredSettings>,
 ) -> Result<Config, ConfigError> {
+    let (config, layers, matomo_file) = merge(args, env, stored)?;
+    crate::validate::validate(&config, matomo_file.is_some(), &|key| layers.origin(key))?;
+    Ok(config)
+}
+
+/// The merged settings without the start-up checks, for reading the stored settings with the
+/// database settings the sources give before the stored ones may complete the rest.
+#[cfg(feature = "mysql")]
+pub(crate) fn load_unchecked(
+    args: &CommonArgs,
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Config, ConfigError> {
+    merge(args, env, None).map(|(config, _, _)| config)
+}
+
+fn merge(
+    args: &CommonArgs,
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+    stored: Option<&StoredSettings>,
+) -> Result<(Config, Layers, Option<PathBuf>), ConfigError> {
     let mut layers = Layers::default();
-    if let Some(stored) = stored {
-        apply_stored(&mut layers, stored)?;
-    }
     let matomo_file = args
         .matomo_config
         .as_deref()
         .map(matomo_ini::resolve_config_path);
     if let Some(path) = &matomo_file {
-        apply_matomo_ini(&mut layers, path)?;
+        apply_matomo_ini(&mut layers, path, stored)?;
     }
     if let Some(path) = &args.config {
         apply_toml_file(&mut layers, path)?;
@@ -151,32 +168,13 @@ pub fn load_with_stored(
         config.redis.password = None;
     }
     // Sentinels listen on 26379 by default, and QueuedTracking defaults redisPort to it for
-    // Sentinel too: the default when no layer set a port.
+    // Sentinel too: the default when no source set a port (a port Matomo stored counts).
     if config.redis.backend == RedisBackend::Sentinel
         && matches!(layers.origin("redis.port"), Origin::Default)
     {
         config.redis.port = SENTINEL_DEFAULT_PORT;
     }
-    crate::validate::validate(&config, matomo_file.is_some(), &|key| layers.origin(key))?;
-    Ok(config)
-}
-
-/// Layer 0: QueuedTracking's settings stored in Matomo's database.
-fn apply_stored(layers: &mut Layers, stored: &StoredSettings) -> Result<(), ConfigError> {
-    let section = IniSection {
-        name: "QueuedTracking".into(),
-        entries: stored
-            .values
-            .iter()
-            .map(|(key, value)| (key.clone(), IniValue::Scalar(value.clone())))
-            .collect(),
-    };
-    let origin = |key: &str| Origin::MatomoDb {
-        table: stored.table.clone(),
-        plugin: "QueuedTracking".into(),
-        setting: key.into(),
-    };
-    apply_matomo_settings(layers, queued_tracking::settings(&section, &origin)?)
+    Ok((config, layers, matomo_file))
 }
 
 /// Sets what a Matomo source maps to our settings.
@@ -197,10 +195,15 @@ fn apply_matomo_settings(
     Ok(())
 }
 
-/// Layer 1: the Matomo `config.ini.php`, and the `vendor/matomo` folder beside its install.
-fn apply_matomo_ini(layers: &mut Layers, path: &Path) -> Result<(), ConfigError> {
+/// Layer 1: the Matomo `config.ini.php` (with QueuedTracking's stored settings under its
+/// `[QueuedTracking]`), and the `vendor/matomo` folder beside its install.
+fn apply_matomo_ini(
+    layers: &mut Layers,
+    path: &Path,
+    stored: Option<&StoredSettings>,
+) -> Result<(), ConfigError> {
     let ini = IniFile::read(path)?;
-    apply_matomo_settings(layers, matomo_ini::settings_from(&ini, path)?)?;
+    apply_matomo_settings(layers, matomo_ini::settings_from(&ini, path, stored)?)?;
     if let Some(vendor) = matomo_ini::vendor_dir_beside(path) {
         let setting = registry::find("matomo.vendor_dir").expect("known setting");
         let origin = Origin::MatomoIni {

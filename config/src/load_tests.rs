@@ -318,6 +318,57 @@ fn matomo_configs_with_queued_trackings_redis_forms_load() {
 }
 
 #[test]
+fn stored_settings_sit_under_config_ini_key_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = |section: &str| {
+        let text = format!("[General]\nsalt = \"x\"\n[QueuedTracking]\n{section}");
+        CommonArgs {
+            matomo_config: Some(write(dir.path(), "config.ini.php", &text)),
+            ..CommonArgs::default()
+        }
+    };
+    let stored = |values: &[(&str, &str)]| crate::StoredSettings {
+        table: "matomo_plugin_setting".into(),
+        values: values
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    };
+    let in_db = stored(&[
+        ("useWhatRedisBackendType", "2"),
+        ("redisHost", "s1,s2"),
+        ("redisPort", "26379,26380"),
+        ("redisPassword", "stored-secret"),
+        ("numQueueWorkers", "8"),
+    ]);
+    // The file hides the stored password with an empty one, and names its own hosts, which
+    // pair with the stored ports as they would in Matomo.
+    let args = ini("redisPassword = \"\"\nredisHost = \"a,b\"\n");
+    let config = crate::load_with_stored(&args, env(&[]), Some(&in_db)).expect("loads");
+    assert_eq!(config.redis.backend, crate::RedisBackend::Sentinel);
+    assert_eq!(config.redis.host, "a:26379,b:26380");
+    assert_eq!(config.redis.password, None);
+    assert_eq!(config.queue.num_queue_workers, 8);
+    // The stored rows alone.
+    let config = crate::load_with_stored(&ini(""), env(&[]), Some(&in_db)).expect("loads");
+    assert_eq!(config.redis.host, "s1:26379,s2:26380");
+    assert_eq!(config.redis.password.as_deref(), Some("stored-secret"));
+    // A port Matomo stored is a port set: Sentinel's default does not replace it.
+    let port_stored = stored(&[("useWhatRedisBackendType", "2"), ("redisPort", "6379")]);
+    let config = crate::load_with_stored(&ini(""), env(&[]), Some(&port_stored)).expect("loads");
+    assert_eq!(config.redis.port, 6379);
+    // A stored value refused is named with its row.
+    let bad = stored(&[("numQueueWorkers", "0")]);
+    let line = err_line(crate::load_with_stored(&ini(""), env(&[]), Some(&bad)));
+    assert!(
+        line.ends_with(
+            "(from QueuedTracking's stored setting numQueueWorkers in table matomo_plugin_setting)"
+        ),
+        "{line}"
+    );
+}
+
+#[test]
 fn matomo_config_without_salt_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "config.ini.php", "[database]\nhost = \"db\"\n");

@@ -215,7 +215,14 @@ const TRACKER: &[&str] = &[
 
 /// The settings a Matomo config provides, in precedence order (later wins). Keys the tier does
 /// not use are ignored: a Matomo config holds many settings that concern only the UI.
-pub fn settings_from(file: &IniFile, path: &Path) -> Result<Vec<MatomoSetting>, ConfigError> {
+///
+/// `stored`: QueuedTracking's settings stored in Matomo's database, under the file's
+/// `[QueuedTracking]` key by key (a key the file has, even empty, hides the stored one).
+pub fn settings_from(
+    file: &IniFile,
+    path: &Path,
+    stored: Option<&crate::StoredSettings>,
+) -> Result<Vec<MatomoSetting>, ConfigError> {
     let mut out = Vec::new();
     let origin = |section: &str, key: &str| Origin::MatomoIni {
         path: path.to_path_buf(),
@@ -271,11 +278,30 @@ pub fn settings_from(file: &IniFile, path: &Path) -> Result<Vec<MatomoSetting>, 
             }
         }
     }
-    if let Some(section) = file.section("QueuedTracking") {
-        out.extend(crate::queued_tracking::settings(section, &|key| {
-            origin("QueuedTracking", key)
-        })?);
+    let in_file = file.section("QueuedTracking");
+    let mut section = IniSection {
+        name: "QueuedTracking".into(),
+        entries: Vec::new(),
+    };
+    for (key, value) in stored.map_or(&[][..], |s| &s.values[..]) {
+        if in_file.and_then(|f| f.get(key)).is_none() {
+            section
+                .entries
+                .push((key.clone(), IniValue::Scalar(value.clone())));
+        }
     }
+    if let Some(in_file) = in_file {
+        section.entries.extend(in_file.entries.iter().cloned());
+    }
+    let key_origin = |key: &str| match stored {
+        Some(stored) if in_file.and_then(|f| f.get(key)).is_none() => Origin::MatomoDb {
+            table: stored.table.clone(),
+            plugin: "QueuedTracking".into(),
+            setting: key.into(),
+        },
+        _ => origin("QueuedTracking", key),
+    };
+    out.extend(crate::queued_tracking::settings(&section, &key_origin)?);
     Ok(out)
 }
 
@@ -363,7 +389,7 @@ sentinelMasterName = "mymaster"
     #[test]
     fn maps_the_sections_the_tier_honours() {
         let file = IniFile::parse(SAMPLE).unwrap();
-        let settings = settings_from(&file, Path::new("/m/config/config.ini.php")).unwrap();
+        let settings = settings_from(&file, Path::new("/m/config/config.ini.php"), None).unwrap();
         let get = |k: &str| {
             settings
                 .iter()
@@ -413,7 +439,7 @@ sentinelMasterName = "mymaster"
     #[test]
     fn mysql_queue_backend_is_refused() {
         let file = IniFile::parse("[QueuedTracking]\nbackend = \"mysql\"\n").unwrap();
-        let err = settings_from(&file, Path::new("c.ini.php"))
+        let err = settings_from(&file, Path::new("c.ini.php"), None)
             .unwrap_err()
             .to_string();
         assert!(
@@ -430,7 +456,7 @@ sentinelMasterName = "mymaster"
             return;
         };
         let file = IniFile::read(&path).unwrap();
-        let settings = settings_from(&file, &path).unwrap();
+        let settings = settings_from(&file, &path, None).unwrap();
         let get = |k: &str| {
             settings
                 .iter()

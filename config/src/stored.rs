@@ -15,7 +15,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable as _;
 
 use crate::error::ConfigError;
-use crate::load::{load_with_env, load_with_stored, CommonArgs, StoredSettings};
+use crate::load::{load_unchecked, load_with_env, load_with_stored, CommonArgs, StoredSettings};
 use crate::settings::Config;
 
 /// How long reading the stored settings may take, connection included.
@@ -52,34 +52,47 @@ pub fn load_matomo_with_env(
     args: &CommonArgs,
     env: Vec<(OsString, OsString)>,
 ) -> Result<Config, LoadError> {
-    let config = load_with_env(args, env.clone()).map_err(LoadError::Refused)?;
     if args.matomo_config.is_none() {
-        return Ok(config);
+        return load_with_env(args, env).map_err(LoadError::Refused);
     }
+    // The database settings, before the start-up checks: a setting only stored in the
+    // database may be what makes the rest valid.
+    let sources = load_unchecked(args, env.clone()).map_err(LoadError::Refused)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| LoadError::Unavailable(unreadable(&config, "database.host", e)))?;
-    let stored = runtime
-        .block_on(read_stored(&config))
-        .map_err(LoadError::Unavailable)?;
-    if stored.values.is_empty() {
-        return Ok(config);
-    }
+        .map_err(|e| LoadError::Unavailable(unreadable(&sources, "database.host", e)))?;
+    let stored = runtime.block_on(read_stored(&sources));
+    // A host name lookup still running after the timeout must not hold the start.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    let stored = stored.map_err(|error| match error {
+        ConfigError::Invalid { .. } => LoadError::Refused(error),
+        other => LoadError::Unavailable(other),
+    })?;
     load_with_stored(args, env, Some(&stored)).map_err(LoadError::Refused)
 }
 
-/// Reads QueuedTracking's stored system settings (no user) from `config`'s database, in the
-/// order Matomo wrote them; a later row of the same name wins.
+/// Reads QueuedTracking's stored system settings (no user) from `config`'s database. Empty
+/// values are left out (the tier's default applies, as PHP's cast of an empty value to the
+/// setting's type would give nothing usable); a name stored twice, which Matomo never writes
+/// and would read as a list, is refused.
 pub async fn read_stored(config: &Config) -> Result<StoredSettings, ConfigError> {
-    let table = format!("{}plugin_setting", config.database.tables_prefix);
+    let prefix = &config.database.tables_prefix;
+    if !crate::validate::is_safe_table_prefix(prefix) {
+        return Err(ConfigError::Invalid {
+            key: "database.tables_prefix".into(),
+            value: format!("{prefix:?}"),
+            problem: "may only contain letters, digits and _".into(),
+            origin: Box::new(crate::Origin::Default),
+        });
+    }
+    let table = format!("{prefix}plugin_setting");
     let read = async {
         let opts = mysql_async::Opts::from_url(&config.mysql_url())
             .map_err(|e| ConfigError::mysql_failed(config, e))?;
         let mut conn = mysql_async::Conn::new(opts)
             .await
             .map_err(|e| ConfigError::mysql_failed(config, e))?;
-        // The prefix is checked at start-up to hold only letters, digits and `_`.
         let rows: Vec<(String, String, u8)> = conn
             .exec(
                 format!(
@@ -89,7 +102,13 @@ pub async fn read_stored(config: &Config) -> Result<StoredSettings, ConfigError>
                 ("QueuedTracking",),
             )
             .await
-            .map_err(|e| unreadable(config, "database.tables_prefix", e))?;
+            .map_err(|e| {
+                if e.to_string().contains("doesn't exist") {
+                    unreadable(config, "database.tables_prefix", e)
+                } else {
+                    ConfigError::mysql_failed(config, e)
+                }
+            })?;
         let _ = conn.disconnect().await;
         Ok(rows)
     };
@@ -98,8 +117,27 @@ pub async fn read_stored(config: &Config) -> Result<StoredSettings, ConfigError>
         .map_err(|_| {
             ConfigError::mysql_failed(config, format!("no answer within {READ_TIMEOUT:?}"))
         })??;
+    let origin = |name: &str| {
+        Box::new(crate::Origin::MatomoDb {
+            table: table.clone(),
+            plugin: "QueuedTracking".into(),
+            setting: name.into(),
+        })
+    };
     let mut values: Vec<(String, String)> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     for (name, value, json_encoded) in rows {
+        if seen.contains(&name) {
+            return Err(ConfigError::Invalid {
+                key: format!("[QueuedTracking] {name}"),
+                value: "(stored twice)".into(),
+                problem: "is stored in more than one row, which Matomo would read as a list; \
+                          save QueuedTracking's settings again in Matomo's UI"
+                    .into(),
+                origin: origin(&name),
+            });
+        }
+        seen.push(name.clone());
         let value = if json_encoded == 0 {
             value
         } else {
@@ -107,15 +145,12 @@ pub async fn read_stored(config: &Config) -> Result<StoredSettings, ConfigError>
                 key: format!("[QueuedTracking] {name}"),
                 value: value.clone(),
                 problem: "is stored as JSON that is not a single value".into(),
-                origin: Box::new(crate::Origin::MatomoDb {
-                    table: table.clone(),
-                    plugin: "QueuedTracking".into(),
-                    setting: name.clone(),
-                }),
+                origin: origin(&name),
             })?
         };
-        values.retain(|(known, _)| *known != name);
-        values.push((name, value));
+        if !value.is_empty() {
+            values.push((name, value));
+        }
     }
     Ok(StoredSettings { table, values })
 }

@@ -16,6 +16,13 @@ pub const VENDOR_SUBDIRS: &[&str] = &[
     "referrer-spam-list",
 ];
 
+/// Whether a table prefix may be put into SQL as it is: letters, digits and `_` only.
+pub fn is_safe_table_prefix(prefix: &str) -> bool {
+    prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Checks `config`. `with_matomo_config` says whether a Matomo config.ini.php was read (then the
 /// salt is required); `origin` tells where a setting's value came from.
 pub fn validate(
@@ -145,9 +152,7 @@ pub fn validate(
         "must be a non-empty database name (letters, digits, _ - $)",
     )?;
     check(
-        d.tables_prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        is_safe_table_prefix(&d.tables_prefix),
         "database.tables_prefix",
         format!("{:?}", d.tables_prefix),
         "may only contain letters, digits and _",

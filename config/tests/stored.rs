@@ -14,6 +14,9 @@ use mysql_async::Conn;
 use tier_config::schema::{matomo_schema_sql, split_statements};
 use tier_config::{CommonArgs, Config, LoadError};
 
+/// Not the default prefix: the table is found by the configured one.
+const PREFIX: &str = "piwik_";
+
 /// The shared server's settings, a fresh database on it with Matomo's tables, and a
 /// connection to that database.
 async fn fresh_database(with_tables: bool) -> (Config, String, Conn) {
@@ -24,7 +27,7 @@ async fn fresh_database(with_tables: bool) -> (Config, String, Conn) {
         .unwrap();
     conn.query_drop(format!("USE `{name}`")).await.unwrap();
     if with_tables {
-        for statement in split_statements(&matomo_schema_sql("matomo_")) {
+        for statement in split_statements(&matomo_schema_sql(PREFIX)) {
             conn.query_drop(&statement).await.unwrap();
         }
     }
@@ -43,7 +46,7 @@ fn matomo_config(
     let db = &config.database;
     let text = format!(
         "; <?php exit; ?> DO NOT REMOVE THIS LINE\n[database]\nhost = \"{}\"\nport = {}\n\
-         username = \"{}\"\npassword = \"{}\"\ndbname = \"{dbname}\"\ntables_prefix = \"matomo_\"\n\
+         username = \"{}\"\npassword = \"{}\"\ndbname = \"{dbname}\"\ntables_prefix = \"{PREFIX}\"\n\
          [General]\nsalt = \"s\"\n[QueuedTracking]\n{queued_tracking}",
         db.host,
         port.unwrap_or(db.port),
@@ -60,10 +63,15 @@ fn matomo_config(
 
 async fn store(conn: &mut Conn, rows: &[(&str, &str, &str, &str)]) {
     for (plugin, name, value, user) in rows {
+        // Matomo JSON-encodes what is not a plain value; a JSON string is decoded.
+        let json = u8::from(value.starts_with('"'));
         conn.exec_drop(
-            "INSERT INTO matomo_plugin_setting (plugin_name, setting_name, setting_value, json_encoded, user_login) \
-             VALUES (?, ?, ?, 0, ?)",
-            (plugin, name, value, user),
+            format!(
+                "INSERT INTO {PREFIX}plugin_setting \
+                 (plugin_name, setting_name, setting_value, json_encoded, user_login) \
+                 VALUES (?, ?, ?, ?, ?)"
+            ),
+            (plugin, name, value, json, user),
         )
         .await
         .unwrap();
@@ -88,12 +96,12 @@ fn stored_settings_are_the_layer_under_config_ini() {
     runtime.block_on(store(
         &mut conn,
         &[
-            ("QueuedTracking", "redisHost", "10.1.2.3", ""),
+            ("QueuedTracking", "redisHost", "\"10.1.2.3\"", ""),
             ("QueuedTracking", "redisPort", "6390", ""),
             ("QueuedTracking", "redisDatabase", "3", ""),
-            ("QueuedTracking", "numQueueWorkers", "8", ""),
-            // Written again later: the later row is the value.
             ("QueuedTracking", "numQueueWorkers", "16", ""),
+            // Empty: the tier's default applies.
+            ("QueuedTracking", "sentinelMasterName", "", ""),
             // Another plugin's, and a user's: not QueuedTracking's system settings.
             ("Tour", "numRequestsToProcess", "55", ""),
             ("QueuedTracking", "numRequestsToProcess", "77", "admin"),
@@ -108,6 +116,10 @@ fn stored_settings_are_the_layer_under_config_ini() {
     assert_eq!(loaded.redis.database, 5, "config.ini.php wins");
     assert_eq!(loaded.queue.num_queue_workers, 16);
     assert_eq!(
+        loaded.redis.sentinel_master,
+        Config::default().redis.sentinel_master
+    );
+    assert_eq!(
         loaded.queue.num_requests_to_process,
         Config::default().queue.num_requests_to_process
     );
@@ -120,23 +132,29 @@ fn stored_settings_are_the_layer_under_config_ini() {
     assert_eq!(loaded.queue.num_queue_workers, 2);
 
     // A stored value the tier refuses is named with where it came from.
+    runtime.block_on(conn.query_drop(format!(
+        "UPDATE {PREFIX}plugin_setting SET setting_value = '0' WHERE setting_name = 'numQueueWorkers'"
+    )))
+    .unwrap();
+    let refused = |args: &CommonArgs| match tier_config::load_matomo_with_env(args, no_env()) {
+        Err(LoadError::Refused(error)) => error.to_string(),
+        other => panic!("expected a refused setting, got {other:?}"),
+    };
+    let line = refused(&args);
+    assert!(
+        line.contains("queue.num_queue_workers = 0")
+            && line.contains(
+                "QueuedTracking's stored setting numQueueWorkers in table piwik_plugin_setting"
+            ),
+        "{line}"
+    );
+    // A name stored twice, which Matomo never writes and would read as a list.
     runtime.block_on(store(
         &mut conn,
-        &[("QueuedTracking", "numQueueWorkers", "0", "")],
+        &[("QueuedTracking", "redisPort", "6391", "")],
     ));
-    match tier_config::load_matomo_with_env(&args, no_env()) {
-        Err(LoadError::Refused(error)) => {
-            let line = error.to_string();
-            assert!(
-                line.contains("queue.num_queue_workers = 0")
-                    && line.contains(
-                        "QueuedTracking's stored setting numQueueWorkers in table matomo_plugin_setting"
-                    ),
-                "{line}"
-            );
-        }
-        other => panic!("expected a refused setting, got {other:?}"),
-    }
+    let line = refused(&args);
+    assert!(line.contains("is stored in more than one row"), "{line}");
     runtime.block_on(drop_database(conn, &name));
 }
 
@@ -171,7 +189,5 @@ fn unreadable_stored_settings_stop_the_start_as_unavailable() {
         }
         other => panic!("expected MySQL to be unreachable, got {other:?}"),
     }
-    // Without a Matomo config nothing is read.
-    tier_config::load_matomo_with_env(&CommonArgs::default(), no_env()).expect("loads");
     runtime.block_on(drop_database(conn, &name));
 }

@@ -150,6 +150,22 @@ fn main() -> ExitCode {
             eprintln!("matomo-worker: {e}");
             return ExitCode::from(2);
         }
+        // Operator commands that work on Redis alone (and `test`, which reports on MySQL) go
+        // on without the stored settings, saying so.
+        Err(tier_config::LoadError::Unavailable(e))
+            if !matches!(cli.command, Command::Run | Command::Process { .. }) =>
+        {
+            eprintln!(
+                "matomo-worker: warning: {e}; going on without QueuedTracking's stored settings"
+            );
+            match tier_config::load(&cli.common) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("matomo-worker: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
         // MySQL unreachable: a restart may find it back.
         Err(tier_config::LoadError::Unavailable(e)) => {
             eprintln!("matomo-worker: {e}");
