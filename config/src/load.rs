@@ -116,7 +116,8 @@ pub struct StoredSettings {
 
 /// [`load_with_env`] with QueuedTracking's stored settings (read from the database of the
 /// Matomo config given) under config.ini.php's `[QueuedTracking]`, key by key, as Matomo reads
-/// them: a key the file has, even empty, hides the stored one.
+/// them: a key the file has, even empty, hides the stored one. Without a Matomo config
+/// (`--matomo-config`) there is nothing to put them under, and they are not used.
 pub fn load_with_stored(
     args: &CommonArgs,
     env: impl IntoIterator<Item = (OsString, OsString)>,

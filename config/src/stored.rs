@@ -4,9 +4,10 @@
 //! `<prefix>plugin_setting`, not in config.ini.php; Matomo reads a plugin's system setting
 //! from config.ini.php's `[QueuedTracking]` when it is there and from that table otherwise. So
 //! when a Matomo config is given, the binaries read those rows once at start-up, with the
-//! database settings the other layers give, and load again with them as the lowest layer
-//! ([`crate::load_with_stored`]). Without them a node could shard into a different number of
-//! queues than PHP's workers drain, or write to another Redis.
+//! database settings the other layers give (before the start-up checks), and load again with
+//! them under config.ini.php's `[QueuedTracking]`, key by key ([`crate::load_with_stored`]).
+//! Without them a node could shard into a different number of queues than PHP's workers
+//! drain, or write to another Redis.
 
 use std::ffi::OsString;
 use std::fmt;
