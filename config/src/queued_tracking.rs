@@ -9,7 +9,7 @@
 
 use crate::error::{ConfigError, Origin};
 use crate::matomo_ini::{IniSection, IniValue, MatomoSetting};
-use crate::redis_servers::join_host_port;
+use crate::redis_servers::{join_host_port, list_items as items};
 
 /// `[QueuedTracking]` keys → our settings (`useWhatRedisBackendType` or, before QueuedTracking
 /// 5.1, `useSentinelBackend`, and `redisHost` and `redisPort` are mapped separately, the last
@@ -150,11 +150,6 @@ pub fn redis_servers(
     ));
     out.push(("redis.port", IniValue::Scalar(ports[0].into()), "redisPort"));
     Ok(out)
-}
-
-/// The non-empty, trimmed items of a comma-separated list.
-fn items(list: &str) -> impl Iterator<Item = &str> {
-    list.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]

@@ -34,12 +34,7 @@ impl RedisConfig {
     /// The servers `redis.host` lists, in order. An error names the item that is not an
     /// address; a Unix socket path is not one (see [`RedisConfig::is_unix_socket`]).
     pub fn servers(&self) -> Result<Vec<RedisServer>, String> {
-        let items: Vec<&str> = self
-            .host
-            .split(',')
-            .map(str::trim)
-            .filter(|item| !item.is_empty())
-            .collect();
+        let items: Vec<&str> = list_items(&self.host).collect();
         if items.is_empty() {
             return Err("lists no host".into());
         }
@@ -55,6 +50,14 @@ impl RedisConfig {
             })
             .collect()
     }
+}
+
+/// The non-empty, trimmed items of a comma-separated list (QueuedTracking's host and port
+/// lists, `redis.host`).
+pub(crate) fn list_items(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
 }
 
 /// `host:port`, an IPv6 address in brackets.

@@ -83,7 +83,7 @@ pub async fn read_stored(config: &Config) -> Result<StoredSettings, ConfigError>
         return Err(ConfigError::Invalid {
             key: "database.tables_prefix".into(),
             value: format!("{prefix:?}"),
-            problem: "may only contain letters, digits and _".into(),
+            problem: crate::validate::TABLE_PREFIX_RULE.into(),
             origin: Box::new(crate::Origin::Default),
         });
     }

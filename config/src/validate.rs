@@ -16,6 +16,9 @@ pub const VENDOR_SUBDIRS: &[&str] = &[
     "referrer-spam-list",
 ];
 
+/// What [`is_safe_table_prefix`] requires, as the refusal says it.
+pub const TABLE_PREFIX_RULE: &str = "may only contain letters, digits and _";
+
 /// Whether a table prefix may be put into SQL as it is: letters, digits and `_` only.
 pub fn is_safe_table_prefix(prefix: &str) -> bool {
     prefix
@@ -155,7 +158,7 @@ pub fn validate(
         is_safe_table_prefix(&d.tables_prefix),
         "database.tables_prefix",
         format!("{:?}", d.tables_prefix),
-        "may only contain letters, digits and _",
+        TABLE_PREFIX_RULE,
     )?;
     check(
         d.pool_size >= 1,
