@@ -12,6 +12,12 @@
 # Usage: ingest/benches/load/latency.sh [RATE|half] [DURATION_S] [ROUNDS]
 #   RATE "half" (default): half the ingest's peak in the same layout, measured first with
 #   `wrk -t1 -c32` on CPU 1 (the first mode's server).
+# BARE_WORK_US=W also runs a calibrated bare server (`bare_work`): the bare server burning about W µs
+# of CPU per request (examples/bare_gif.rs), a server that does nothing but is as costly as another.
+# Choose W so that its peak matches the ingest's (with `half` the script prints both peaks; in
+# session 22, W=6 gave 80,916 against the ingest's 80,971). With `half` it runs at half of its
+# own peak, so the two are compared at the same share of their capacity: what the machine does
+# to the tail of any server of that capacity, Redis or not.
 # Env: MODES (default "auto"), BASELINE_BIN and REDIS_HOST as in run.sh; WARMUP_S (default 2); CONNECTIONS
 # (`pace`'s kept-alive connections, default 64); SLOW_LOG_DIR (with `pace`: each run writes
 # its hits answered more than 2 ms after their due time to SLOW_LOG_DIR/<run>.txt, `pace
@@ -99,10 +105,17 @@ if [[ "$rate" == half ]]; then
   measure_and_empty "${servers[0]}"
   rate=$((peak / 2))
   echo "peak of ingest_${servers[0]} with the servers on CPU 0, Redis on CPU $redis_cpu and wrk on CPU 1: $peak requests/s; rate $rate/s" >&2
+  if [[ -n "${BARE_WORK_US:-}" ]]; then
+    peak_work=$(taskset -c 1 wrk -t1 -c32 -d6s -s "$here/hit.lua" http://127.0.0.1:18089 |
+      awk '/Requests\/sec/ {printf "%d", $2}')
+    rate_work=$((peak_work / 2))
+    echo "peak of bare_work ($BARE_WORK_US µs of CPU per request) in the same layout: $peak_work requests/s; rate $rate_work/s" >&2
+  fi
 fi
+rate_work="${rate_work:-$rate}"
 
-run() { # name port [server to drain] → "p50 p99", or nothing for a run without latency figures
-  local out rc=0 line drainer=""
+run() { # name port [server to drain] [rate] → "p50 p99", or nothing for a run without latency figures
+  local out rc=0 line drainer="" rate="${4:-$rate}"
   if [[ -n "${3:-}" && "${DRAIN:-0}" == 1 ]]; then
     drain "$3" 1 & drainer=$!
   fi
@@ -138,6 +151,11 @@ for r in $(seq "$rounds"); do
   figures=$(run "bare_$r" 18090 "${servers[0]}")
   read -r p50 p99 <<<"$figures"
   p50s[bare]+="$p50 "; p99s[bare]+="$p99 "
+  if [[ -n "${BARE_WORK_US:-}" ]]; then
+    figures=$(run "bare_work_$r" 18089 "${servers[0]}" "$rate_work")
+    read -r p50 p99 <<<"$figures"
+    p50s[bare_work]+="$p50 "; p99s[bare_work]+="$p99 "
+  fi
   for server in "${servers[@]}"; do
     figures=$(run "ingest_${server}_$r" "${port[$server]}" "$server")
     read -r p50 p99 <<<"$figures"
@@ -150,10 +168,11 @@ rewrites=$(($(aof_rewrites) - rewrites_before))
 events=$(redis-cli --csv latency latest | tr -d '"' |
   awk -F, 'NF > 1 {printf "%s%s (latest %s ms, worst %s ms)", sep, $1, $3, $4; sep="; "}')
 
-for server in bare "${servers[@]}"; do
+for server in bare ${BARE_WORK_US:+bare_work} "${servers[@]}"; do
   # Runs without latency figures (no hit accepted) are left out of the medians.
   counted=$(tr ' ' '\n' <<<"${p99s[$server]}" | grep -c . || true)
-  echo "$server at $rate/s: median p50 $(tr ' ' '\n' <<<"${p50s[$server]}" | grep . | median) ms," \
+  at=$rate; [[ "$server" != bare_work ]] || at=$rate_work
+  echo "$server at $at/s: median p50 $(tr ' ' '\n' <<<"${p50s[$server]}" | grep . | median) ms," \
     "median p99 $(tr ' ' '\n' <<<"${p99s[$server]}" | grep . | median) ms over $counted of $rounds runs"
 done
 echo "Generator: matomo-loadgen $generator"

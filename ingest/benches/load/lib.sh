@@ -2,7 +2,7 @@
 # one matomo-ingest per entry of `servers` (per mode of $MODES, else $default_modes: "<mode>"
 # runs this build with queue.compression = <mode>, and with $BASELINE_BIN set "<mode>_base"
 # runs that binary; with $REDIS_HOST set they reach Redis there), and the bare axum server on
-# port 18090, all stopped and removed on exit. Set `server_cpus` (a taskset CPU list) to pin the
+# port 18090 (with $BARE_WORK_US also one burning that many µs of CPU per request on 18089), all stopped and removed on exit. Set `server_cpus` (a taskset CPU list) to pin the
 # servers. Needs Redis and MariaDB (deploy/local/up) and the release builds named in run.sh.
 read -r -a modes <<<"${MODES:-$default_modes}"
 servers=()
@@ -64,10 +64,18 @@ TOML
   done
   pinned "$target/examples/bare_gif" 127.0.0.1:18090 >/dev/null & bare_pid=$!
   pids+=("$bare_pid")
+  if [[ -n "${BARE_WORK_US:-}" ]]; then
+    pinned "$target/examples/bare_gif" 127.0.0.1:18089 "$BARE_WORK_US" >/dev/null & bare_work_pid=$!
+    pids+=("$bare_work_pid")
+  fi
   for server in "${servers[@]}"; do
     for _ in $(seq 50); do curl -sf "http://127.0.0.1:${port[$server]}/readyz" >/dev/null && break; sleep 0.2; done
   done
   curl -sf http://127.0.0.1:18090/ >/dev/null
+  # The calibrated bare server measures its own speed for ~0.2 s before it listens.
+  if [[ -n "${BARE_WORK_US:-}" ]]; then
+    for _ in $(seq 50); do curl -sf http://127.0.0.1:18089/ >/dev/null && break; sleep 0.2; done
+  fi
 }
 
 # After each run of a server: add what the run queued (hits_of, bytes_of: Redis memory) and
