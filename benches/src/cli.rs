@@ -172,7 +172,8 @@ pub struct PaceArgs {
     pub max_queued: usize,
     /// Write each measured hit answered more than --slow-ms after its due time to FILE, one
     /// line each: due, sent and answered, in microseconds from the run's start — when in the
-    /// run the tail happened (a few stalls, or spread out).
+    /// run the tail happened (a few stalls, or spread out). Its header gives the run's start on
+    /// CLOCK_MONOTONIC, to lay the hits beside a kernel trace (bpftrace, perf).
     #[arg(long, value_name = "FILE")]
     pub slow_log: Option<std::path::PathBuf>,
     /// The threshold of --slow-log, in milliseconds.

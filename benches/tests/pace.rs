@@ -321,13 +321,30 @@ fn slow_hits_are_written_down_with_their_times() {
     let path = dir.path().join("slow.txt");
     a.slow_log = Some(path.clone());
     a.slow_ms = 1000.0;
+    let before = pace::monotonic_now().expect("the clock");
     let o = command::execute(&a).expect("run");
+    let after = pace::monotonic_now().expect("the clock");
     let text = std::fs::read_to_string(&path).expect("the slow log");
     let mut lines = text.lines();
     let header = lines.next().expect("a header");
     assert!(
         header.starts_with("# hits answered more than 1000 ms"),
         "{header}"
+    );
+    // The run's start on CLOCK_MONOTONIC, to the microsecond, between the readings around it.
+    let start = lines.next().expect("the start's line");
+    let seconds: f64 = start
+        .strip_prefix("# the run's start: CLOCK_MONOTONIC ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{start}"));
+    assert!(
+        (before.as_secs_f64() - 1e-6..=after.as_secs_f64()).contains(&seconds),
+        "{seconds} not within {before:?}..{after:?}"
+    );
+    assert!(
+        (o.start_monotonic.as_secs_f64() - seconds).abs() < 2e-6,
+        "{seconds}"
     );
     let hits: Vec<[u64; 3]> = lines
         .map(|l| {

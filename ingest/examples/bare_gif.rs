@@ -31,10 +31,10 @@ fn burn(rounds: u64) -> u64 {
     std::hint::black_box(x)
 }
 
-/// Rounds of [`burn`] per microsecond: the best of several 20 ms samples, so a sample the
-/// scheduler interrupted does not count.
+/// Rounds of [`burn`] per microsecond: the best of ten samples of ~2 ms each (on the test
+/// machine), so a sample the scheduler interrupted does not count.
 fn rounds_per_micro() -> f64 {
-    let sample = 200_000;
+    let sample = 1_250_000;
     (0..10)
         .map(|_| {
             let start = Instant::now();

@@ -68,7 +68,8 @@ pub fn execute(args: &PaceArgs) -> Result<PaceOutcome, CommandError> {
 }
 
 /// The slow hits (in the order of their due times), one `due sent answered` line each
-/// (microseconds from the run's start), under a header saying what they are.
+/// (microseconds from the run's start), under a header saying what they are and when the run
+/// started on `CLOCK_MONOTONIC` (to lay them beside a kernel trace).
 fn write_slow_log(path: &Path, o: &PaceOutcome, slow_ms: f64) -> std::io::Result<()> {
     let hits = &o.slow;
     let mut text = format!(
@@ -76,6 +77,12 @@ fn write_slow_log(path: &Path, o: &PaceOutcome, slow_ms: f64) -> std::io::Result
          due, sent and answered, in microseconds from the run's start\n",
         hits.len(),
         o.slow_left_out
+    );
+    let _ = writeln!(
+        text,
+        "# the run's start: CLOCK_MONOTONIC {}.{:06} s (the clock of bpftrace's nsecs and perf's timestamps)",
+        o.start_monotonic.as_secs(),
+        o.start_monotonic.subsec_micros()
     );
     for h in hits {
         // Writing to a String cannot fail.

@@ -106,6 +106,10 @@ pub struct PaceOutcome {
     pub slow_left_out: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// The run's start (time 0 of [`SlowHit`]'s times) on the system's `CLOCK_MONOTONIC`, the
+    /// clock of `bpftrace`'s `nsecs` and of `perf`'s timestamps, so that slow hits can be laid
+    /// beside a kernel trace.
+    pub start_monotonic: Duration,
     /// The generator's own CPU time over the run (user and system, all threads).
     pub cpu: Duration,
 }
@@ -233,6 +237,7 @@ async fn drive(settings: PaceSettings, requests: Vec<Vec<u8>>) -> Result<PaceOut
         start: Instant::now(),
         settings,
     });
+    let start_monotonic = monotonic_now()?;
     let connections: Vec<_> = (0..shared.settings.connections)
         .map(|_| tokio::task::spawn_local(connection(Rc::clone(&shared))))
         .collect();
@@ -292,6 +297,7 @@ async fn drive(settings: PaceSettings, requests: Vec<Vec<u8>>) -> Result<PaceOut
         slow: tally.slow,
         slow_left_out: tally.slow_left_out,
         elapsed,
+        start_monotonic,
         cpu: Duration::ZERO,
     })
 }
@@ -474,4 +480,11 @@ fn cpu_time() -> io::Result<Duration> {
             + Duration::from_micros(t.tv_usec().max(0) as u64)
     };
     Ok(micros(usage.user_time()) + micros(usage.system_time()))
+}
+
+/// The system's `CLOCK_MONOTONIC` now.
+pub fn monotonic_now() -> io::Result<Duration> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)?;
+    Ok(Duration::from_secs(t.tv_sec().max(0) as u64)
+        + Duration::from_nanos(t.tv_nsec().max(0) as u64))
 }

@@ -2,8 +2,10 @@
 # one matomo-ingest per entry of `servers` (per mode of $MODES, else $default_modes: "<mode>"
 # runs this build with queue.compression = <mode>, and with $BASELINE_BIN set "<mode>_base"
 # runs that binary; with $REDIS_HOST set they reach Redis there), and the bare axum server on
-# port 18090 (with $BARE_WORK_US also one burning that many µs of CPU per request on 18089), all stopped and removed on exit. Set `server_cpus` (a taskset CPU list) to pin the
-# servers. Needs Redis and MariaDB (deploy/local/up) and the release builds named in run.sh.
+# port 18090 (with $BARE_WORK_US a second one on 18089, burning that many µs of CPU per
+# request; 0: a second copy of the bare server), all stopped and removed on exit. Set
+# `server_cpus` (a taskset CPU list) to pin the servers. Needs Redis and MariaDB
+# (deploy/local/up) and the release builds named in run.sh.
 read -r -a modes <<<"${MODES:-$default_modes}"
 servers=()
 for mode in "${modes[@]}"; do
@@ -72,9 +74,11 @@ TOML
     for _ in $(seq 50); do curl -sf "http://127.0.0.1:${port[$server]}/readyz" >/dev/null && break; sleep 0.2; done
   done
   curl -sf http://127.0.0.1:18090/ >/dev/null
-  # The calibrated bare server measures its own speed for ~0.2 s before it listens.
+  # The calibrated bare server measures its own speed (~20 ms) before it listens.
   if [[ -n "${BARE_WORK_US:-}" ]]; then
     for _ in $(seq 50); do curl -sf http://127.0.0.1:18089/ >/dev/null && break; sleep 0.2; done
+    curl -sf http://127.0.0.1:18089/ >/dev/null ||
+      { echo "the bare server with BARE_WORK_US=$BARE_WORK_US did not start" >&2; exit 1; }
   fi
 }
 
