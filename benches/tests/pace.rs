@@ -346,6 +346,12 @@ fn slow_hits_are_written_down_with_their_times() {
         (o.start_monotonic.as_secs_f64() - seconds).abs() < 2e-6,
         "{seconds}"
     );
+    // The start, not the end: the run's length fits between it and the reading after.
+    assert!(
+        seconds + o.elapsed.as_secs_f64() <= after.as_secs_f64() + 1e-6,
+        "{seconds} + {:?} after {after:?}",
+        o.elapsed
+    );
     let hits: Vec<[u64; 3]> = lines
         .map(|l| {
             let v: Vec<u64> = l.split(' ').map(|n| n.parse().expect(l)).collect();

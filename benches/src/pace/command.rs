@@ -80,7 +80,7 @@ fn write_slow_log(path: &Path, o: &PaceOutcome, slow_ms: f64) -> std::io::Result
     );
     let _ = writeln!(
         text,
-        "# the run's start: CLOCK_MONOTONIC {}.{:06} s (the clock of bpftrace's nsecs and perf's timestamps)",
+        "# the run's start: CLOCK_MONOTONIC {}.{:06} s",
         o.start_monotonic.as_secs(),
         o.start_monotonic.subsec_micros()
     );

@@ -106,9 +106,9 @@ pub struct PaceOutcome {
     pub slow_left_out: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
-    /// The run's start (time 0 of [`SlowHit`]'s times) on the system's `CLOCK_MONOTONIC`, the
-    /// clock of `bpftrace`'s `nsecs` and of `perf`'s timestamps, so that slow hits can be laid
-    /// beside a kernel trace.
+    /// The run's start (time 0 of [`SlowHit`]'s times) on the system's `CLOCK_MONOTONIC` (the
+    /// clock of `nsecs` in Debian 12's `bpftrace` 0.17, of `nsecs(monotonic)` in newer ones, and
+    /// of `perf record -k monotonic`), so that slow hits can be laid beside a kernel trace.
     pub start_monotonic: Duration,
     /// The generator's own CPU time over the run (user and system, all threads).
     pub cpu: Duration,
@@ -237,6 +237,7 @@ async fn drive(settings: PaceSettings, requests: Vec<Vec<u8>>) -> Result<PaceOut
         start: Instant::now(),
         settings,
     });
+    // Read right after the start above: both are CLOCK_MONOTONIC on Linux.
     let start_monotonic = monotonic_now()?;
     let connections: Vec<_> = (0..shared.settings.connections)
         .map(|_| tokio::task::spawn_local(connection(Rc::clone(&shared))))

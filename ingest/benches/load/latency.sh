@@ -16,8 +16,8 @@
 # W µs of CPU per request (examples/bare_gif.rs), a server that does nothing but is as costly
 # as another; W=0 is a second copy of the bare server. Choose W so that its peak matches the
 # ingest's in the same invocation (with `half` the script prints both peaks; in session 22,
-# W=6 gave 80,915 and 81,908, W=8 68,705, the ingest 65,057–80,971, drifting over the
-# session). With `half` it runs at half of its own peak, so the two are compared at the same
+# W=6 gave 80,915 and 81,908, W=8 68,705 and 65,688, the ingest 65,057–80,971, drifting over
+# the session). With `half` it runs at half of its own peak, so the two are compared at the same
 # share of their capacity: what the machine does to the tail of any server of that capacity.
 # Env: MODES (default "auto"), BASELINE_BIN and REDIS_HOST as in run.sh; WARMUP_S (default 2); CONNECTIONS
 # (`pace`'s kept-alive connections, default 64); SLOW_LOG_DIR (with `pace`: each run writes
