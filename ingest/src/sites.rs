@@ -20,7 +20,8 @@ pub struct TokenRow {
     pub login: String,
     /// `date_expired` as Unix seconds (UTC); `None` never expires.
     pub expires_at: Option<i64>,
-    /// `secure_only=1`: the token only counts when sent in a POST body.
+    /// `secure_only=1`: as a super user's token it counts only when sent in a POST (as a site
+    /// writer's, however sent).
     pub secure_only: bool,
 }
 
@@ -82,7 +83,13 @@ impl Snapshot {
     }
 
     /// What `token` may do. `idsite` `None` asks only for super-user rights; `via_post` is whether
-    /// the token came in a POST (secure-only tokens need it); `now` is Unix seconds.
+    /// the token came in a POST; `now` is Unix seconds.
+    ///
+    /// As `Tracker\Request::authenticateSuperUserOrAdminOrWrite`: a live token of a user with
+    /// `admin` or `write` access to the site counts however it was sent, `secure_only` or not
+    /// (Matomo finds it among the site's `tracking_token_auth` hashes, which ignore the flag);
+    /// only the super-user check, which goes through Matomo's `Auth`, refuses a `secure_only`
+    /// token that did not come in a POST.
     pub fn grant(&self, token: &str, idsite: Option<u32>, via_post: bool, now: i64) -> Grant {
         if token.is_empty() {
             return Grant::None;
@@ -90,10 +97,10 @@ impl Snapshot {
         let Some(row) = self.tokens.get(&self.hash_token(token)) else {
             return Grant::None;
         };
-        if row.expires_at.is_some_and(|t| t <= now) || (row.secure_only && !via_post) {
+        if row.expires_at.is_some_and(|t| t <= now) {
             return Grant::None;
         }
-        if self.super_users.contains(&row.login) {
+        if self.super_users.contains(&row.login) && (!row.secure_only || via_post) {
             return Grant::SuperUser;
         }
         match idsite {
@@ -222,6 +229,7 @@ mod tests {
                 (hash("writer"), row("bob", None, false)),
                 (hash("old"), row("admin", Some(100), false)),
                 (hash("secure"), row("admin", None, true)),
+                (hash("secure-writer"), row("bob", None, true)),
             ],
             ["admin".to_string()],
             [("bob".to_string(), 2)],
@@ -244,6 +252,11 @@ mod tests {
         assert_eq!(s.grant("old", Some(1), false, 100), Grant::None);
         assert_eq!(s.grant("secure", Some(1), false, 1), Grant::None);
         assert_eq!(s.grant("secure", Some(1), true, 1), Grant::SuperUser);
+        // A site writer's secure-only token counts over GET too, for that site only.
+        assert_eq!(s.grant("secure-writer", Some(2), false, 1), Grant::Site);
+        assert_eq!(s.grant("secure-writer", Some(2), true, 1), Grant::Site);
+        assert_eq!(s.grant("secure-writer", Some(1), false, 1), Grant::None);
+        assert_eq!(s.grant("secure-writer", None, true, 1), Grant::None);
         assert_eq!(s.grant("nope", Some(1), true, 1), Grant::None);
         assert_eq!(s.grant("", Some(1), true, 1), Grant::None);
         assert!(s.site_exists(2) && !s.site_exists(3));

@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::header;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{config, Node, TestDb, SUPER_TOKEN, WRITE_TOKEN};
+use support::{
+    config, Node, TestDb, SECURE_SUPER_TOKEN, SECURE_WRITE_TOKEN, SUPER_TOKEN, WRITE_TOKEN,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use matomo_ingest::http::response::GIF;
@@ -204,8 +206,38 @@ async fn invalid_hits_get_400_and_never_reach_the_queue() {
         .await
         .expect("send");
     assert_eq!(r.status(), StatusCode::OK);
+    // Secure-only tokens, Matomo 5's default: a site writer's counts over GET too (Matomo finds
+    // it among the site's tracking_token_auth hashes, which ignore the flag), for its own site
+    // only; a super user's counts only in a POST.
+    for (query, status) in [
+        (
+            format!("idsite=2&rec=1&cip=5.6.7.9&token_auth={SECURE_WRITE_TOKEN}"),
+            StatusCode::OK,
+        ),
+        (
+            format!("idsite=1&rec=1&cip=5.6.7.9&token_auth={SECURE_WRITE_TOKEN}"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("idsite=1&rec=1&cip=5.6.7.9&token_auth={SECURE_SUPER_TOKEN}"),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let r = get(&c, &node, &format!("/matomo.php?{query}")).await;
+        assert_eq!(r.status(), status, "{query}");
+    }
+    let r = c
+        .post(format!("{}/matomo.php", node.base))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!(
+            "idsite=1&rec=1&cip=5.6.7.10&token_auth={SECURE_SUPER_TOKEN}"
+        ))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
     let entries = node.all_entries().await;
-    assert_eq!(entries.len(), 2);
+    assert_eq!(entries.len(), 4);
     // Routed by the cip: md5("1.2.3.4") = 8f6d0b2d… ; md5("5.6.7.8") = … ; check token kept.
     assert!(entries.iter().all(|(_, e)| e.token_auth.is_some()));
 
@@ -281,6 +313,22 @@ async fn notice_post_form_cors_and_preflight() {
         .expect("send");
     assert_eq!(r.status(), StatusCode::OK);
     assert!(!node.queue(0).await[1].requests[0].contains_key("url"));
+
+    // PHP fills $_POST from a form body only for a POST: a PUT's form is no parameters.
+    let r = c
+        .request(reqwest::Method::PUT, &tracker)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("idsite=1&rec=1&_id=0000000000000003")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r
+        .text()
+        .await
+        .expect("text")
+        .starts_with("This resource is part of Matomo."));
+    assert_eq!(node.queue(0).await.len(), 2, "nothing queued from the PUT");
 
     // CORS preflight.
     let r = c

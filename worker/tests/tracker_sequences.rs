@@ -411,6 +411,61 @@ async fn cdt_with_and_without_token() {
     assert_eq!(created, "2026-11-01 00:00:00");
 }
 
+/// Secure-only tokens, Matomo 5's default for new ones: `authenticateSuperUserOrAdminOrWrite`
+/// first looks the token up among the site's `tracking_token_auth` hashes (its admin and write
+/// users' tokens, `secure_only` not filtered), so a writer's counts over GET; a super user's goes
+/// through `Auth`, which takes a secure-only token only when sent securely (a POST here).
+#[tokio::test]
+async fn secure_only_tokens_count_for_site_writers_however_sent() {
+    const WRITER: &str = "5ec0e5ec0e5ec0e5ec0e5ec0e5ec0e11";
+    const SUPER: &str = "5ec0e5ec0e5ec0e5ec0e5ec0e5ec0e22";
+    let db = setup_with(
+        false,
+        &format!(
+            "INSERT INTO matomo_user (login, password, email, superuser_access) VALUES \
+             ('writer', '', 'writer@example.com', 0); \
+             INSERT INTO matomo_access (login, idsite, access) VALUES ('writer', 1, 'write'); \
+             INSERT INTO matomo_user_token_auth (login, description, password, hash_algo, date_created, secure_only) VALUES \
+             ('writer', 'secure', SHA2(CONCAT('{WRITER}', '{SALT}'), 512), 'sha512', NOW(), 1), \
+             ('admin', 'secure', SHA2(CONCAT('{SUPER}', '{SALT}'), 512), 'sha512', NOW(), 1)"
+        ),
+        |_| {},
+    )
+    .await;
+    let q = |vid: &str, ip: &str, token: &str| {
+        format!(
+            "idsite=1&rec=1&url=http%3A%2F%2Fexample.com%2F&_id={vid}&cip={ip}&token_auth={token}"
+        )
+    };
+    let mut posted = hit(&q("3333333333333333", "203.0.113.33", SUPER), T0);
+    posted.server.insert(
+        "REQUEST_METHOD".into(),
+        serde_json::Value::String("POST".into()),
+    );
+    db.track(&[
+        // the writer's secure-only token over GET: cip used
+        hit(&q("1111111111111111", "203.0.113.11", WRITER), T0),
+        // the super user's over GET: refused, so the cip throws and the hit leaves no row
+        hit(&q("2222222222222222", "203.0.113.22", SUPER), T0),
+        // the super user's in a POST: cip used
+        posted,
+    ])
+    .await;
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = db
+        .rows("SELECT idvisitor, location_ip FROM matomo_log_visit ORDER BY idvisitor")
+        .await
+        .iter()
+        .map(|r| (get(r, "idvisitor"), get(r, "location_ip")))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (vec![0x11; 8], vec![203, 0, 113, 11]),
+            (vec![0x33; 8], vec![203, 0, 113, 33]),
+        ]
+    );
+}
+
 /// CRC32("plumless") = CRC32("buckeroo"): the look-up by (type, hash) returns both rows, and
 /// each title must still get its own action (regression guard for the look-up form).
 #[tokio::test]

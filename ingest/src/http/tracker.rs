@@ -193,11 +193,13 @@ async fn single(
     parts: &Parts,
     body: &[u8],
 ) -> Response {
-    let is_form = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(parse::is_form_content_type);
+    // PHP fills $_POST from a form body only for a POST.
+    let is_form = parts.method == Method::POST
+        && parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(parse::is_form_content_type);
     let query = RawQuery::of(parts);
     let params = parse::single_hit(query, is_form.then_some(body));
     let no_image = parse::wants_no_image(&params);

@@ -21,6 +21,10 @@ pub const SALT: &str = "test-salt-0123456789";
 pub const SUPER_TOKEN: &str = "00112233445566778899aabbccddeeff";
 /// A token with write access to site 2 only.
 pub const WRITE_TOKEN: &str = "ffeeddccbbaa99887766554433221100";
+/// The super user's second token, `secure_only` (Matomo 5's default for new tokens).
+pub const SECURE_SUPER_TOKEN: &str = "5ec0e5ec0e5ec0e5ec0e5ec0e5ec0e00";
+/// The site 2 writer's second token, `secure_only`.
+pub const SECURE_WRITE_TOKEN: &str = "5ec0e5ec0e5ec0e5ec0e5ec0e5ec0e22";
 
 /// MariaDB server URL without a database (`MATOMO_TEST_MYSQL_URL` overrides).
 pub fn mysql_server_url() -> String {
@@ -73,11 +77,16 @@ impl TestDb {
             .await
             .expect("user");
         }
-        for (login, token) in [("admin", SUPER_TOKEN), ("writer", WRITE_TOKEN)] {
+        for (login, token, secure_only) in [
+            ("admin", SUPER_TOKEN, 0u8),
+            ("writer", WRITE_TOKEN, 0),
+            ("admin", SECURE_SUPER_TOKEN, 1),
+            ("writer", SECURE_WRITE_TOKEN, 1),
+        ] {
             conn.exec_drop(
-                "INSERT INTO matomo_user_token_auth (login, description, password, hash_algo, date_created) \
-                 VALUES (?, 'test', SHA2(CONCAT(?, ?), 512), 'sha512', NOW())",
-                (login, token, SALT),
+                "INSERT INTO matomo_user_token_auth (login, description, password, hash_algo, date_created, secure_only) \
+                 VALUES (?, 'test', SHA2(CONCAT(?, ?), 512), 'sha512', NOW(), ?)",
+                (login, token, SALT, secure_only),
             )
             .await
             .expect("token");

@@ -270,15 +270,18 @@ impl<'a> Request<'a> {
         if row.expires.is_some_and(|e| e <= self.now) {
             return false;
         }
-        if row.secure_only && self.server_str("REQUEST_METHOD").as_deref() != Some("POST") {
-            return false;
-        }
-        self.env.snap.superusers.contains(&row.login)
-            || self
-                .env
-                .snap
-                .writers
-                .contains(&(row.login.clone(), self.idsite()))
+        // A site's admin/write tokens count however sent (Matomo's `tracking_token_auth` hashes
+        // ignore `secure_only`); a super user's secure-only token only in a POST (Matomo's
+        // `Auth`, as `authenticateSuperUserOrAdminOrWrite` falls back to it).
+        let writer = self
+            .env
+            .snap
+            .writers
+            .contains(&(row.login.clone(), self.idsite()));
+        writer
+            || (self.env.snap.superusers.contains(&row.login)
+                && (!row.secure_only
+                    || self.server_str("REQUEST_METHOD").as_deref() == Some("POST")))
     }
 
     /// `getCurrentTimestamp()`: `cdt`/`cdo` when valid (older than a day needs a token), else now.

@@ -129,7 +129,8 @@ pub struct TokenRow {
     pub login: String,
     /// Expiry as unix seconds, if any.
     pub expires: Option<i64>,
-    /// secure_only: only valid over POST.
+    /// `secure_only`: a super user's token then counts only in a POST (a site writer's counts
+    /// however sent, as in Matomo).
     pub secure_only: bool,
 }
 
