@@ -356,7 +356,8 @@ impl Snapshot {
                 TokenRow {
                     login,
                     expires,
-                    secure_only: secure_only == 1,
+                    // Matomo treats any value but 0 as set (`TINYINT(2)`).
+                    secure_only: secure_only != 0,
                 },
             );
         }
