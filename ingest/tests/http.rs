@@ -24,6 +24,14 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// The start of Matomo's "This resource is part of Matomo…" notice.
+const NOTICE: &str = "This resource is part of Matomo.";
+
+/// The answer's body as text.
+async fn text(r: reqwest::Response) -> String {
+    r.text().await.expect("text")
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .no_gzip()
@@ -149,7 +157,6 @@ async fn invalid_hits_get_400_and_never_reach_the_queue() {
     let db = TestDb::create().await;
     let node = Node::start(config(&db)).await;
     let c = http();
-    let notice_start = "This resource is part of Matomo.";
 
     for query in [
         "idsite=99&rec=1",
@@ -166,7 +173,7 @@ async fn invalid_hits_get_400_and_never_reach_the_queue() {
         assert_eq!(r.headers()[header::CONTENT_TYPE], "image/gif", "{query}");
         let body = r.bytes().await.expect("body");
         assert_eq!(&body[..43], GIF, "{query}");
-        assert!(body[43..].starts_with(notice_start.as_bytes()), "{query}");
+        assert!(body[43..].starts_with(NOTICE.as_bytes()), "{query}");
     }
     // With send_image=0 PHP answers the notice alone, still 400.
     let r = c
@@ -178,7 +185,7 @@ async fn invalid_hits_get_400_and_never_reach_the_queue() {
         .await
         .expect("send");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert!(r.text().await.expect("text").starts_with(notice_start));
+    assert!(text(r).await.starts_with(NOTICE));
     // An old cdt needs a token; with the super user's token (or site 2's writer) it passes.
     let old = now() - 3 * 86_400;
     let r = get(&c, &node, &format!("/matomo.php?idsite=1&rec=1&cdt={old}")).await;
@@ -264,11 +271,7 @@ async fn notice_post_form_cors_and_preflight() {
         r.headers()[header::CONTENT_TYPE],
         "text/html; charset=UTF-8"
     );
-    assert!(r
-        .text()
-        .await
-        .expect("text")
-        .starts_with("This resource is part of Matomo."));
+    assert!(text(r).await.starts_with(NOTICE));
     let r = c.post(&tracker).send().await.expect("send");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(r.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
@@ -323,11 +326,7 @@ async fn notice_post_form_cors_and_preflight() {
         .await
         .expect("send");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert!(r
-        .text()
-        .await
-        .expect("text")
-        .starts_with("This resource is part of Matomo."));
+    assert!(text(r).await.starts_with(NOTICE));
     assert_eq!(node.queue(0).await.len(), 2, "nothing queued from the PUT");
 
     // CORS preflight.
@@ -389,7 +388,7 @@ async fn bulk_mixed_entries_are_split_per_queue_and_counted() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
     assert_eq!(
-        r.text().await.expect("text"),
+        text(r).await,
         r#"{"status":"success","tracked":3,"invalid":2}"#
     );
     let q0 = node.queue(0).await;
@@ -415,7 +414,7 @@ async fn bulk_mixed_entries_are_split_per_queue_and_counted() {
         .await
         .expect("send");
     assert_eq!(
-        r.text().await.expect("text"),
+        text(r).await,
         r#"{"status":"success","tracked":4,"invalid":1,"invalid_indices":[1]}"#
     );
     let q0 = node.queue(0).await;
@@ -433,7 +432,7 @@ async fn bulk_mixed_entries_are_split_per_queue_and_counted() {
         .await
         .expect("send");
     assert_eq!(
-        r.text().await.expect("text"),
+        text(r).await,
         r#"{"status":"success","tracked":1,"invalid":1}"#
     );
 
@@ -454,11 +453,7 @@ async fn bulk_mixed_entries_are_split_per_queue_and_counted() {
         .await
         .expect("send");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert!(r
-        .text()
-        .await
-        .expect("text")
-        .starts_with(r#"{"status":"error""#));
+    assert!(text(r).await.starts_with(r#"{"status":"error""#));
     let many: Vec<String> = (0..10_001).map(|_| "?idsite=1".to_string()).collect();
     let r = c
         .post(&tracker)
@@ -499,7 +494,7 @@ async fn static_files_proxies_prefix_limits_and_operations() {
         .expect("ascii")
         .contains("max-age="));
     assert!(r.headers().contains_key(header::LAST_MODIFIED));
-    assert_eq!(r.text().await.expect("text"), js);
+    assert_eq!(text(r).await, js);
     let r = c
         .get(format!("{}/ma/matomo.js", node.base))
         .header(header::IF_NONE_MATCH, etag)
@@ -580,7 +575,7 @@ async fn static_files_proxies_prefix_limits_and_operations() {
     let r = get(&c, &node, "/readyz").await;
     assert_eq!(r.status(), StatusCode::OK);
     let metrics = get(&c, &node, "/metrics").await;
-    let metrics = metrics.text().await.expect("text");
+    let metrics = text(metrics).await;
     assert!(
         metrics.contains("ingest_requests_total{endpoint=\"Tracker\",outcome=\"Queued\"} 1"),
         "{metrics}"
@@ -604,7 +599,7 @@ async fn static_files_proxies_prefix_limits_and_operations() {
         "{metrics}"
     );
     assert_eq!(get(&c, &node, "/healthz").await.status(), StatusCode::OK);
-    let metrics = get(&c, &node, "/metrics").await.text().await.expect("text");
+    let metrics = text(get(&c, &node, "/metrics").await).await;
     // The first /metrics request and the /healthz one (the latter may still be on its way to
     // the histogram on another lane when this page is rendered).
     let after = request_durations(&metrics);
@@ -812,11 +807,7 @@ async fn without_redis_hits_get_503_and_readiness_fails() {
         .await
         .expect("send");
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(r
-        .text()
-        .await
-        .expect("text")
-        .starts_with(r#"{"status":"error""#));
+    assert!(text(r).await.starts_with(r#"{"status":"error""#));
     let r = get(&c, &node, "/readyz").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
@@ -825,11 +816,7 @@ async fn without_redis_hits_get_503_and_readiness_fails() {
         "nothing was acknowledged without Redis"
     );
     let metrics = get(&c, &node, "/metrics").await;
-    assert!(metrics
-        .text()
-        .await
-        .expect("text")
-        .contains("ingest_redis_errors_total 2"));
+    assert!(text(metrics).await.contains("ingest_redis_errors_total 2"));
 
     node.stop().await;
     db.drop_db().await;
